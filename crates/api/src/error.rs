@@ -1,0 +1,155 @@
+//! The single error shape, `{code, message, request_id}`, and the mapping from every failure to a
+//! stable code. Unexpected errors are logged once with their cause and answered with an opaque 500.
+
+use poem::{http::StatusCode, IntoResponse, Response};
+use poem_openapi::Object;
+
+tokio::task_local! {
+    /// The id of the request being served, set by the request-context middleware.
+    pub(crate) static REQUEST_ID: String;
+}
+
+/// The id of the current request, or `"-"` outside one.
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".to_owned())
+}
+
+/// Body of every 4xx and 5xx response.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// Stable, machine-readable error code (for example `not_found`, `invalid_body`).
+    pub code: String,
+    /// Human-readable explanation. Never contains secrets or internal details.
+    pub message: String,
+    /// The request id, also sent as the `X-Request-Id` header; quote it when reporting a problem.
+    pub request_id: String,
+}
+
+/// An error a handler chooses to return, with its status and stable code.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody { code: self.code.to_owned(), message: self.message.clone(), request_id: current_request_id() }
+    }
+}
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn as_response(&self) -> Response {
+        error_response(self.status, self.code, &self.message)
+    }
+}
+
+/// Builds the JSON error response for the current request.
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = ErrorBody { code: code.to_owned(), message: message.to_owned(), request_id: current_request_id() };
+    let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"code\":\"internal\"}".to_vec());
+    Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(json)
+}
+
+/// The stable code for a status when nothing more specific is known.
+pub(crate) fn code_for_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        406 => "not_acceptable",
+        408 => "request_timeout",
+        409 => "conflict",
+        411 => "length_required",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "unprocessable",
+        429 => "rate_limited",
+        503 => "unavailable",
+        s if s >= 500 => "internal",
+        _ => "error",
+    }
+}
+
+/// Message used for every 5xx that is not an [`ApiError`]: the cause goes to the log, not the client
+/// (OWASP Error Handling Cheat Sheet).
+pub(crate) const OPAQUE_MESSAGE: &str = "An internal error occurred. Quote the request id when reporting it.";
+
+/// Turns any error that reached the top of the stack into the error shape.
+pub(crate) fn into_error_response(err: poem::Error) -> Response {
+    if let Some(api) = err.downcast_ref::<ApiError>() {
+        return api.as_response_with_log();
+    }
+    let status = err.status();
+    if status.is_server_error() {
+        tracing::error!(error = %err, error.debug = ?err, "unhandled error");
+        return error_response(status, code_for_status(status), OPAQUE_MESSAGE);
+    }
+    let code = if err.is::<poem_openapi::error::ParseRequestPayloadError>() {
+        "invalid_body"
+    } else if err.is::<poem_openapi::error::ParseParamError>() {
+        "invalid_parameter"
+    } else if err.is::<poem_openapi::error::ContentTypeError>() {
+        "unsupported_media_type"
+    } else {
+        code_for_status(status)
+    };
+    let message = match status.as_u16() {
+        404 => "No such resource.".to_owned(),
+        405 => "This method is not allowed on this resource.".to_owned(),
+        _ => err.to_string(),
+    };
+    error_response(status, code, &message).into_response()
+}
+
+impl ApiError {
+    fn as_response_with_log(&self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(error.code = self.code, error = %self.message, "server error");
+        }
+        poem::error::ResponseError::as_response(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_error_status_has_a_stable_code() {
+        for (status, code) in [(400, "bad_request"), (404, "not_found"), (405, "method_not_allowed"), (413, "payload_too_large"), (429, "rate_limited"), (500, "internal"), (502, "internal")] {
+            assert_eq!(code_for_status(StatusCode::from_u16(status).unwrap()), code, "{status}");
+        }
+    }
+
+    #[test]
+    fn server_errors_are_opaque() {
+        let err = poem::Error::from_string("connection to 10.0.0.5 refused: password authentication failed", StatusCode::INTERNAL_SERVER_ERROR);
+        let resp = into_error_response(err);
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = futures_body(resp);
+        assert!(body.contains("\"code\":\"internal\""), "{body}");
+        assert!(!body.contains("10.0.0.5"), "{body}");
+        assert!(!body.contains("password"), "{body}");
+    }
+
+    fn futures_body(resp: Response) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async { resp.into_body().into_string().await.unwrap() })
+    }
+}

@@ -1,0 +1,15 @@
+//! The HTTP layer: routes, middleware, the one error shape and the API description.
+//!
+//! This is the only crate that knows poem, HTTP status codes or headers. Domain crates return their
+//! own error enums; [`error`] maps them to stable codes in one place.
+
+pub mod config;
+pub mod error;
+mod middleware;
+mod routes;
+pub mod server;
+mod state;
+
+pub use config::{HttpConfig, SecurityTxtConfig};
+pub use routes::{build_app, openapi_json, render_security_txt};
+pub use state::AppState;

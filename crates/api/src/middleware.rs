@@ -1,0 +1,180 @@
+//! Middleware applied to every request: request id, access log, security headers, the error
+//! shape, the body-size limit and the request timeout.
+
+use std::{sync::Arc, time::Duration};
+
+use poem::{
+    http::{header, HeaderName, HeaderValue, StatusCode},
+    web::headers::HeaderMapExt,
+    Body, Endpoint, IntoResponse, Request, Response,
+};
+use tracing::Instrument;
+
+use crate::error::{code_for_status, error_response, into_error_response, ApiError, REQUEST_ID};
+
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// CSP for API responses: nothing may be loaded or framed (OWASP REST Security Cheat Sheet).
+pub(crate) const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// Headers set on every response unless a route chose its own value.
+#[derive(Debug, Clone)]
+pub(crate) struct SecurityHeaders {
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl SecurityHeaders {
+    pub(crate) fn new(hsts_max_age_secs: u64) -> SecurityHeaders {
+        let fixed = |s: &'static str| HeaderValue::from_static(s);
+        let hsts = HeaderValue::from_str(&format!("max-age={hsts_max_age_secs}; includeSubDomains"))
+            .unwrap_or_else(|_| fixed("max-age=63072000; includeSubDomains"));
+        SecurityHeaders {
+            headers: vec![
+                // OWASP HTTP Headers Cheat Sheet, values as recommended there.
+                (header::STRICT_TRANSPORT_SECURITY, hsts),
+                (header::X_FRAME_OPTIONS, fixed("DENY")),
+                (header::X_CONTENT_TYPE_OPTIONS, fixed("nosniff")),
+                (header::CONTENT_SECURITY_POLICY, fixed(API_CSP)),
+                (header::REFERRER_POLICY, fixed("no-referrer")),
+                (HeaderName::from_static("cross-origin-opener-policy"), fixed("same-origin")),
+                (HeaderName::from_static("cross-origin-resource-policy"), fixed("same-origin")),
+                (HeaderName::from_static("permissions-policy"), fixed("camera=(), microphone=(), geolocation=()")),
+                // OWASP REST Security Cheat Sheet: API responses must not be cached by default.
+                (header::CACHE_CONTROL, fixed("no-store")),
+            ],
+        }
+    }
+
+    fn apply(&self, resp: &mut Response) {
+        let headers = resp.headers_mut();
+        for (name, value) in &self.headers {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// Accepts a client-supplied request id only when it is short and made of safe characters, so it
+/// cannot inject into logs or headers; otherwise a fresh one is generated.
+pub(crate) fn accept_or_generate_request_id(supplied: Option<&str>) -> String {
+    match supplied {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 128
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) =>
+        {
+            id.to_owned()
+        }
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    }
+}
+
+/// The outermost layer: request id, access log, error shape and security headers.
+pub(crate) async fn request_context<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    security: Arc<SecurityHeaders>,
+) -> poem::Result<Response> {
+    let started = std::time::Instant::now();
+    let request_id = accept_or_generate_request_id(req.header(REQUEST_ID_HEADER));
+    let method = req.method().clone();
+    // Only the path is logged: query strings may carry tokens.
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", request.id = %request_id);
+
+    let mut resp = REQUEST_ID
+        .scope(request_id.clone(), async {
+            let resp = match ep.call(req).await {
+                Ok(resp) => resp.into_response(),
+                Err(err) => into_error_response(err),
+            };
+            normalise_error_body(resp)
+        })
+        .instrument(span.clone())
+        .await;
+
+    security.apply(&mut resp);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let status = resp.status().as_u16();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        tracing::info!(http.method = %method, http.path = %path, http.status = status, duration_ms = duration_ms, "request served")
+    });
+    Ok(resp)
+}
+
+/// A 4xx/5xx produced outside our handlers (a library, a panic catcher) is rewritten into the
+/// error shape; headers such as `Allow` or `Retry-After` are kept.
+fn normalise_error_body(resp: Response) -> Response {
+    let status = resp.status();
+    if status.as_u16() < 400 || is_json(&resp) {
+        return resp;
+    }
+    let message = if status.is_server_error() {
+        crate::error::OPAQUE_MESSAGE.to_owned()
+    } else {
+        status.canonical_reason().unwrap_or("Request refused").to_owned()
+    };
+    let mut shaped = error_response(status, code_for_status(status), &message);
+    for (name, value) in resp.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            shaped.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    shaped
+}
+
+fn is_json(resp: &Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/problem+json"))
+}
+
+/// Refuses bodies larger than the limit: by `Content-Length` before reading, and while reading
+/// when the length is not declared (chunked transfer).
+pub(crate) async fn body_limit<E: Endpoint>(ep: Arc<E>, mut req: Request, limit: usize) -> poem::Result<Response> {
+    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("The request body exceeds {limit} bytes."));
+    if let Some(len) = req.headers().typed_get::<poem::web::headers::ContentLength>() {
+        if len.0 > limit as u64 {
+            return Err(too_large().into());
+        }
+    } else if req.headers().contains_key(header::TRANSFER_ENCODING) {
+        let bytes = req.take_body().into_bytes_limit(limit).await.map_err(|err| match err {
+            poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from(too_large()),
+            other => poem::Error::from(other),
+        })?;
+        req.set_body(Body::from_bytes(bytes));
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Answers 503 when the inner endpoint takes longer than the configured timeout.
+pub(crate) async fn timeout<E: Endpoint>(ep: Arc<E>, req: Request, limit: Duration) -> poem::Result<Response> {
+    match tokio::time::timeout(limit, ep.call(req)).await {
+        Ok(result) => result.map(IntoResponse::into_response),
+        Err(_) => {
+            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "The request took too long and was abandoned.").into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_formed_request_ids_are_kept_and_others_replaced() {
+        assert_eq!(accept_or_generate_request_id(Some("abc-123_x.y:z")), "abc-123_x.y:z");
+        for bad in ["", "has space", "new\nline", "<script>", &"a".repeat(129)] {
+            let got = accept_or_generate_request_id(Some(bad));
+            assert_ne!(got, bad);
+            assert_eq!(got.len(), 32, "a generated id is a simple uuid");
+        }
+        assert_eq!(accept_or_generate_request_id(None).len(), 32);
+    }
+}

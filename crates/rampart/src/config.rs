@@ -1,0 +1,323 @@
+//! Typed, layered configuration: defaults, then a TOML file, then `RAMPART__SECTION__KEY`
+//! environment variables (plus the conventional `RAMPART_ENV`, `DATABASE_URL` and `REDIS_URL`).
+//! This is the only place in Rampart that reads the environment.
+
+use std::path::{Path, PathBuf};
+
+use figment::{
+    providers::{Env, Format, Toml},
+    Figment,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Deployment mode. Production refuses every insecure default.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    #[default]
+    Development,
+    Production,
+    /// Like development, and lets tests use test-only conveniences.
+    Test,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (the default; what log pipelines expect).
+    #[default]
+    Json,
+    /// Human-readable lines for a terminal.
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing-subscriber` filter, e.g. `info` or `info,sqlx=warn`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Json, filter: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL. Required in production so replicas share sessions and limits.
+    pub url: Option<SecretString>,
+}
+
+/// Secret keys, each 32 bytes written as 64 hex characters (`openssl rand -hex 32`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    pub token_hmac_key: Option<SecretString>,
+    pub vault_key: Option<SecretString>,
+}
+
+/// The whole configuration, validated once at start-up and then split per crate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub env: Environment,
+    /// Where the embedded store and generated development keys live.
+    pub data_dir: PathBuf,
+    pub http: api::HttpConfig,
+    pub security_txt: api::SecurityTxtConfig,
+    pub database: storage::DatabaseConfig,
+    pub redis: RedisConfig,
+    pub secrets: SecretsConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            env: Environment::default(),
+            data_dir: PathBuf::from("rampart-data"),
+            http: api::HttpConfig::default(),
+            security_txt: api::SecurityTxtConfig::default(),
+            database: storage::DatabaseConfig::default(),
+            redis: RedisConfig::default(),
+            secrets: SecretsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The layered sources. `file` is an explicit `--config` path (which must exist); without it
+/// `rampart.toml` in the working directory is read when present.
+pub fn figment(file: Option<&Path>) -> Figment {
+    let figment = Figment::new();
+    let figment = match file {
+        Some(path) => figment.merge(Toml::file_exact(path)),
+        None => figment.merge(Toml::file("rampart.toml")),
+    };
+    figment
+        .merge(Env::prefixed("RAMPART__").split("__"))
+        .merge(Env::raw().only(&["RAMPART_ENV"]).map(|_| "env".into()))
+        .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+        .merge(Env::raw().only(&["DATABASE_MIGRATE_URL"]).map(|_| "database.migrate_url".into()))
+        .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()))
+}
+
+pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
+    figment(file).extract().map_err(Box::new)
+}
+
+impl Config {
+    /// Every problem with the configuration, each naming the setting to fix. Production adds the
+    /// refusals of insecure defaults: development keys, missing secrets, no Redis, not PostgreSQL.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let prod = self.env == Environment::Production;
+
+        match &self.database.url {
+            Some(url) => match storage::Backend::from_url(url.expose_secret()) {
+                Ok(storage::Backend::Postgres) => {}
+                Ok(storage::Backend::Sqlite) if prod => problems.push(
+                    "database.url: production needs PostgreSQL (postgres://…), not SQLite; set RAMPART__DATABASE__URL or DATABASE_URL".into(),
+                ),
+                Ok(storage::Backend::Sqlite) => {}
+                Err(err) => problems.push(format!("database.url: {err}")),
+            },
+            None if prod => problems.push(
+                "database.url is missing: production needs a PostgreSQL URL for the runtime role (RAMPART__DATABASE__URL or DATABASE_URL)".into(),
+            ),
+            None => {}
+        }
+        if prod && self.redis.url.is_none() {
+            problems.push("redis.url is missing: production needs Redis so replicas share sessions and rate limits (RAMPART__REDIS__URL or REDIS_URL)".into());
+        }
+        for (name, value) in [("token_hmac_key", &self.secrets.token_hmac_key), ("vault_key", &self.secrets.vault_key)] {
+            match value {
+                Some(v) => {
+                    if let Err(err) = crypto_vault::KeyMaterial::from_hex(v.expose_secret()) {
+                        problems.push(format!("secrets.{name}: {err}; generate one with `openssl rand -hex 32`"));
+                    }
+                }
+                None if prod => problems.push(format!(
+                    "secrets.{name} is missing: production never uses generated development keys; set RAMPART__SECRETS__{} to 64 hex characters (`openssl rand -hex 32`)",
+                    name.to_uppercase()
+                )),
+                None => {}
+            }
+        }
+        for origin in &self.http.cors_allowed_origins {
+            let ok = url::Url::parse(origin)
+                .map(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/" && u.query().is_none())
+                .unwrap_or(false);
+            if !ok || origin.ends_with('/') {
+                problems.push(format!(
+                    "http.cors_allowed_origins: `{origin}` is not an origin (scheme://host[:port], no path, no wildcard)"
+                ));
+            }
+        }
+        match &self.http.public_url {
+            Some(url) if prod && url.scheme() != "https" => {
+                problems.push("http.public_url must be https in production".into());
+            }
+            None if prod => problems.push(
+                "http.public_url is missing: production needs the public https base URL (used for security.txt Canonical and links)".into(),
+            ),
+            _ => {}
+        }
+        for contact in &self.security_txt.contact {
+            if !(contact.starts_with("mailto:") || contact.starts_with("tel:") || contact.starts_with("https://")) {
+                problems.push(format!("security_txt.contact: `{contact}` must be a mailto:, tel: or https:// URI (RFC 9116 §2.5.3)"));
+            }
+        }
+        if let Some(policy) = &self.security_txt.policy {
+            if !policy.starts_with("https://") {
+                problems.push(format!("security_txt.policy: `{policy}` must be an https:// URI (RFC 9116 §2.5.7)"));
+            }
+        }
+        if prod && self.security_txt.contact.is_empty() {
+            problems.push("security_txt.contact is missing: RFC 9116 requires at least one Contact (e.g. mailto:security@example.com)".into());
+        }
+        if prod && self.security_txt.policy.is_none() {
+            problems.push("security_txt.policy is missing: production publishes its disclosure policy URL".into());
+        }
+        if self.http.body_limit_bytes == 0 {
+            problems.push("http.body_limit_bytes must be greater than 0".into());
+        }
+        problems
+    }
+
+    /// The runtime database URL: the configured one, or the embedded SQLite file.
+    pub fn database_url(&self) -> SecretString {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => SecretString::from(format!("sqlite://{}?mode=rwc", self.data_dir.join("rampart.db").display())),
+        }
+    }
+
+    /// The base URL clients use; defaults to the listen address over http (development only).
+    pub fn public_url(&self) -> String {
+        match &self.http.public_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if self.http.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{}", self.http.listen)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    const KEY_A: &str = "4f1c2a9e8b7d6c5a4f3e2d1c0b9a8f7e6d5c4b3a29180f7e6d5c4b3a2918f0e1";
+    const KEY_B: &str = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1";
+
+    #[test]
+    fn defaults_run_on_embedded_sqlite_on_localhost() {
+        Jail::expect_with(|_jail| {
+            let cfg = load(None).unwrap();
+            assert_eq!(cfg.env, Environment::Development);
+            assert_eq!(cfg.http.listen.to_string(), "127.0.0.1:8080");
+            assert!(cfg.database_url().expose_secret().starts_with("sqlite://"));
+            assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_the_file_which_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file("rampart.toml", "[http]\nlisten = \"127.0.0.1:9000\"\nrequest_timeout_secs = 5\n")?;
+            jail.set_env("RAMPART__HTTP__LISTEN", "127.0.0.1:9100");
+            jail.set_env("DATABASE_URL", "postgres://app@db/rampart");
+            let cfg = load(None).unwrap();
+            assert_eq!(cfg.http.listen.to_string(), "127.0.0.1:9100");
+            assert_eq!(cfg.http.request_timeout_secs, 5);
+            assert_eq!(cfg.database_url().expose_secret(), "postgres://app@db/rampart");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_settings_are_rejected_rather_than_ignored() {
+        Jail::expect_with(|jail| {
+            jail.create_file("rampart.toml", "[http]\nlistne = \"127.0.0.1:9000\"\n")?;
+            let err = load(None).unwrap_err().to_string();
+            assert!(err.contains("listne"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn production_refuses_to_start_without_real_secrets_and_names_each_one() {
+        Jail::expect_with(|jail| {
+            jail.set_env("RAMPART_ENV", "production");
+            let problems = load(None).unwrap().problems().join("\n");
+            for needle in ["database.url", "redis.url", "secrets.token_hmac_key", "secrets.vault_key", "http.public_url", "security_txt.contact", "security_txt.policy"] {
+                assert!(problems.contains(needle), "missing `{needle}` in:\n{problems}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn production_refuses_sqlite_and_weak_keys() {
+        Jail::expect_with(|jail| {
+            jail.set_env("RAMPART_ENV", "production");
+            jail.set_env("DATABASE_URL", "sqlite://x.db");
+            jail.set_env("RAMPART__SECRETS__TOKEN_HMAC_KEY", &"ab".repeat(32));
+            jail.set_env("RAMPART__SECRETS__VAULT_KEY", "short");
+            let problems = load(None).unwrap().problems().join("\n");
+            assert!(problems.contains("needs PostgreSQL"), "{problems}");
+            assert!(problems.contains("secrets.token_hmac_key: key has too little variety"), "{problems}");
+            assert!(problems.contains("secrets.vault_key: key must be 32 bytes"), "{problems}");
+            assert!(!problems.contains("short"), "a secret value must never be echoed: {problems}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_complete_production_configuration_passes() {
+        Jail::expect_with(|jail| {
+            jail.set_env("RAMPART_ENV", "production");
+            jail.set_env("DATABASE_URL", "postgres://rampart_app@db/rampart");
+            jail.set_env("REDIS_URL", "redis://cache:6379");
+            jail.set_env("RAMPART__SECRETS__TOKEN_HMAC_KEY", KEY_A);
+            jail.set_env("RAMPART__SECRETS__VAULT_KEY", KEY_B);
+            jail.set_env("RAMPART__HTTP__PUBLIC_URL", "https://api.example.com");
+            jail.set_env("RAMPART__SECURITY_TXT__CONTACT", "[mailto:security@example.com]");
+            jail.set_env("RAMPART__SECURITY_TXT__POLICY", "https://example.com/security-policy");
+            let cfg = load(None).unwrap();
+            assert_eq!(cfg.problems(), Vec::<String>::new());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wildcard_and_malformed_cors_origins_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("RAMPART__HTTP__CORS_ALLOWED_ORIGINS", "[\"*\", \"https://app.example.com/path\", \"https://ok.example.com\"]");
+            let problems = load(None).unwrap().problems();
+            assert_eq!(problems.len(), 2, "{problems:?}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        Jail::expect_with(|jail| {
+            jail.set_env("RAMPART__SECRETS__VAULT_KEY", KEY_B);
+            jail.set_env("DATABASE_URL", "postgres://app:hunter2@db/rampart");
+            let printed = format!("{:?}", load(None).unwrap());
+            assert!(!printed.contains(KEY_B), "{printed}");
+            assert!(!printed.contains("hunter2"), "{printed}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,219 @@
+//! `rampart`: the server binary. Parses the command line, loads and validates configuration, and
+//! runs `serve`, `migrate` or `openapi`.
+
+mod config;
+mod keys;
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use crate::config::{Config, Environment, LogFormat};
+
+/// Rampart: a secure-by-default multi-tenant SaaS backend.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML). Without it, `rampart.toml` in the working directory is read
+    /// when present. Environment variables `RAMPART__SECTION__KEY` override the file.
+    #[arg(long, global = true, env = "RAMPART_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (embedded SQLite unless a database URL is configured).
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Apply pending schema migrations (PostgreSQL: as the owner role from `database.migrate_url`).
+    Migrate,
+    /// Print the OpenAPI description of the HTTP API.
+    Openapi {
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Openapi { output } = &cli.command {
+        return report(write_openapi(output.as_deref()));
+    }
+    let mut cfg = match config::load(cli.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(err) => {
+            eprintln!("rampart: invalid configuration: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Serve { listen: Some(addr) } = &cli.command {
+        cfg.http.listen = *addr;
+    }
+    init_logging(&cfg);
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        let mode = if cfg.env == Environment::Production { " in production" } else { "" };
+        eprintln!("rampart: refusing to start{mode}; fix the configuration:");
+        for p in &problems {
+            eprintln!("  - {p}");
+        }
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => return report(Err(err.into())),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { .. } => serve(cfg).await,
+            Command::Migrate => migrate(cfg).await,
+            Command::Openapi { .. } => Ok(()),
+        }
+    });
+    report(result)
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "rampart stopped with an error");
+            eprintln!("rampart: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_openapi(output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let mut json = api::openapi_json();
+    json.push('\n');
+    match output {
+        Some(path) => std::fs::write(path, json).with_context(|| format!("writing {}", path.display())),
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(json.as_bytes())?;
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn ensure_data_dir(cfg: &Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+async fn migrate(cfg: Config) -> anyhow::Result<()> {
+    let url = match (&cfg.database.migrate_url, &cfg.database.url) {
+        (Some(owner), _) => owner.clone(),
+        (None, Some(url)) if storage::Backend::from_url(url.expose_secret())? == storage::Backend::Postgres => {
+            anyhow::bail!("database.migrate_url is missing: PostgreSQL migrations run as the owner role, not the runtime role (RAMPART__DATABASE__MIGRATE_URL or DATABASE_MIGRATE_URL)")
+        }
+        (None, _) => {
+            ensure_data_dir(&cfg)?;
+            cfg.database_url()
+        }
+    };
+    let db = storage::Db::connect(&url, 2).await.context("connecting to the database")?;
+    let applied = storage::migrate(db.conn()).await.context("migrating")?;
+    tracing::info!(backend = db.backend().name(), applied = ?applied, "database migrated");
+    db.close().await?;
+    Ok(())
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    ensure_data_dir(&cfg)?;
+    let keyring = keys::resolve(&cfg.secrets, &cfg.data_dir)?;
+    let db = storage::Db::connect(&cfg.database_url(), cfg.database.max_connections)
+        .await
+        .context("connecting to the database")?;
+    match db.backend() {
+        storage::Backend::Sqlite => {
+            let applied = storage::migrate(db.conn()).await.context("migrating the embedded database")?;
+            tracing::warn!(data_dir = %cfg.data_dir.display(), applied = ?applied, "running on the embedded SQLite store: no row-level security, single node only");
+        }
+        storage::Backend::Postgres => {
+            let role = storage::check_runtime_role(&db).await?;
+            db.ensure_schema_current().await?;
+            tracing::info!(role = ?role, "PostgreSQL runtime role checked: cannot bypass row-level security");
+        }
+    }
+    let redis = match &cfg.redis.url {
+        Some(url) => {
+            let client = redis::Client::open(url.expose_secret()).context("redis.url is not a valid Redis URL")?;
+            Some(redis::aio::ConnectionManager::new(client).await.context("connecting to Redis")?)
+        }
+        None => None,
+    };
+    let now = chrono::Utc::now();
+    let expires = cfg.security_txt.expires.unwrap_or(now + chrono::Duration::days(i64::from(cfg.security_txt.expires_after_days)));
+    let canonical = format!("{}/.well-known/security.txt", cfg.public_url());
+    let mut security_txt_cfg = cfg.security_txt.clone();
+    if security_txt_cfg.contact.is_empty() {
+        // Development only: production refuses to start without a real contact.
+        security_txt_cfg.contact.push("mailto:security@localhost".into());
+        tracing::warn!("security_txt.contact is not set; publishing a localhost placeholder");
+    }
+    let security_txt = api::render_security_txt(&security_txt_cfg, &canonical, expires);
+
+    let tls = match &cfg.http.tls {
+        Some(files) => Some(api::server::TlsPem {
+            cert: std::fs::read(&files.cert_path).with_context(|| format!("reading {}", files.cert_path.display()))?,
+            key: std::fs::read(&files.key_path).with_context(|| format!("reading {}", files.key_path.display()))?,
+        }),
+        None => None,
+    };
+    let state = api::AppState { db, redis, security_txt: Arc::from(security_txt), keyring: Arc::new(keyring) };
+    let app = api::build_app(state, &cfg.http);
+    let bound = api::server::Bound::bind(cfg.http.listen, tls).await.with_context(|| format!("binding {}", cfg.http.listen))?;
+    let scheme = if bound.is_tls() { "https" } else { "http" };
+    tracing::info!(address = %bound.local_addr(), env = ?cfg.env, "rampart listening on {scheme}://{}", bound.local_addr());
+    bound.serve(app, shutdown_signal()).await?;
+    tracing::info!("rampart stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM, so in-flight requests can finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; draining requests");
+}

@@ -1,0 +1,100 @@
+//! Database access for Rampart: connecting, the embedded migrations, and the role checks that keep
+//! the runtime connection unprivileged.
+//!
+//! PostgreSQL is the production store; SQLite is the embedded default. Nothing above this crate
+//! builds connection strings or runs DDL.
+
+mod config;
+mod migrate;
+mod roles;
+
+pub use config::{Backend, DatabaseConfig};
+pub use migrate::{expected_schema_version, migrate, schema_version, Migration, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
+pub use roles::{check_runtime_role, RoleReport, RUNTIME_GROUP_ROLE};
+pub use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, Statement};
+use secrecy::ExposeSecret;
+
+/// Errors raised while connecting, migrating or checking the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database URL is not valid: {0}")]
+    InvalidUrl(String),
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("applied migration {version} ({name}) differs from the one this binary carries; refusing to continue")]
+    MigrationChecksumMismatch { version: i64, name: String },
+    #[error("the database has migration {0}, newer than this binary knows; upgrade the binary")]
+    DatabaseNewerThanBinary(i64),
+    #[error("the database schema is at version {actual}, this binary needs {expected}: run `rampart migrate` first")]
+    SchemaBehind { actual: i64, expected: i64 },
+    #[error("the runtime database role `{role}` is unsafe: {reason}")]
+    UnsafeRuntimeRole { role: String, reason: String },
+}
+
+/// A connection pool together with the backend it talks to.
+#[derive(Debug, Clone)]
+pub struct Db {
+    conn: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Db {
+    /// Opens a pool for `url`. SQLite files are created when missing.
+    pub async fn connect(url: &secrecy::SecretString, max_connections: u32) -> Result<Db, StorageError> {
+        let backend = Backend::from_url(url.expose_secret())?;
+        let mut opts = ConnectOptions::new(url.expose_secret().to_owned());
+        // SQLite allows one writer; a small pool avoids `database is locked` under load.
+        let max = match backend {
+            Backend::Sqlite => max_connections.clamp(1, 8),
+            Backend::Postgres => max_connections.max(1),
+        };
+        opts.max_connections(max)
+            .min_connections(0)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        let conn = Database::connect(opts).await?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers proceed during a write; foreign keys are off by default in SQLite.
+            conn.execute_unprepared("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+                .await?;
+        }
+        Ok(Db { conn, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Runs a trivial round trip; used by readiness probes.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.conn
+            .query_one(Statement::from_string(self.conn.get_database_backend(), "SELECT 1"))
+            .await?;
+        Ok(())
+    }
+
+    /// Fails unless the schema is exactly at the version this binary was built for.
+    pub async fn ensure_schema_current(&self) -> Result<(), StorageError> {
+        let expected = expected_schema_version(self.backend);
+        let actual = schema_version(&self.conn).await?;
+        match actual.cmp(&expected) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Less => Err(StorageError::SchemaBehind { actual, expected }),
+            std::cmp::Ordering::Greater => Err(StorageError::DatabaseNewerThanBinary(actual)),
+        }
+    }
+
+    pub async fn close(self) -> Result<(), StorageError> {
+        self.conn.close().await?;
+        Ok(())
+    }
+}
