@@ -1,1 +1,185 @@
-fn main() {}
+//! `cargo xtask`: the project's automation. `test` runs every test against SQLite and against
+//! throwaway PostgreSQL and Redis servers; `openapi` regenerates the committed API description;
+//! `bench` measures the server against baselines run side by side.
+
+mod bench;
+mod services;
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "Rampart project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the whole test suite. Starts throwaway PostgreSQL and Redis from the machine's own
+    /// binaries unless RAMPART_TEST_DATABASE_URL / RAMPART_TEST_REDIS_URL are set.
+    Test {
+        /// Extra arguments passed to `cargo nextest run` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Regenerate `openapi/openapi.json` from the code (or, with --check, fail when it differs).
+    Openapi {
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build release binaries and measure the server against baselines in the same run.
+    Bench {
+        /// Seconds of measurement per subject.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// (internal) The measuring half of `bench`, run from the release build.
+    #[command(hide = true)]
+    BenchRun {
+        #[arg(long)]
+        seconds: u64,
+    },
+    /// (internal) A bare hyper hello-world server: the baseline for HTTP throughput.
+    #[command(hide = true)]
+    HelloServer {
+        #[arg(long)]
+        port: u16,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    std::env::set_current_dir(workspace_root())?;
+    match cli.command {
+        Cmd::Test { args } => test(&args),
+        Cmd::Openapi { check } => openapi(check),
+        Cmd::Bench { seconds } => bench::build_and_run(seconds),
+        Cmd::BenchRun { seconds } => bench::run(seconds),
+        Cmd::HelloServer { port } => bench::hello_server(port),
+    }
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+pub(crate) fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    let pg = match std::env::var("RAMPART_TEST_DATABASE_URL") {
+        Ok(url) => {
+            println!("xtask: using PostgreSQL from RAMPART_TEST_DATABASE_URL");
+            services::Service::External(url)
+        }
+        Err(_) => services::start_postgres()?,
+    };
+    let redis = match std::env::var("RAMPART_TEST_REDIS_URL") {
+        Ok(url) => {
+            println!("xtask: using Redis from RAMPART_TEST_REDIS_URL");
+            services::Service::External(url)
+        }
+        Err(_) => services::start_redis()?,
+    };
+    let envs = [
+        ("RAMPART_TEST_DATABASE_URL", pg.url()),
+        ("RAMPART_TEST_REDIS_URL", redis.url()),
+    ];
+
+    if !has_nextest() {
+        bail!("cargo-nextest is required: install it with `cargo install --locked cargo-nextest`");
+    }
+    let mut cmd = cargo();
+    cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"])
+        .args(args)
+        .envs(envs.clone());
+    let result = run(&mut cmd);
+    if result.is_ok() && args.is_empty() {
+        summarise_by_backend(&envs)?;
+    }
+    drop(redis);
+    drop(pg);
+    result
+}
+
+/// Prints how many tests ran on each store, so a run that quietly lost its PostgreSQL tests shows.
+fn summarise_by_backend(envs: &[(&str, String)]) -> anyhow::Result<()> {
+    let out = cargo()
+        .args(["nextest", "list", "--workspace", "--message-format", "json"])
+        .envs(envs.iter().cloned())
+        .output()?;
+    if !out.status.success() {
+        bail!("cargo nextest list failed");
+    }
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let (mut pg, mut sqlite, mut other) = (0, 0, 0);
+    if let Some(suites) = listing["rust-suites"].as_object() {
+        for suite in suites.values() {
+            let Some(cases) = suite["testcases"].as_object() else {
+                continue;
+            };
+            for name in cases.keys() {
+                if name.contains("postgres") {
+                    pg += 1;
+                } else if name.contains("sqlite") {
+                    sqlite += 1;
+                } else {
+                    other += 1;
+                }
+            }
+        }
+    }
+    println!("xtask: tests by store: {pg} on PostgreSQL + Redis (runtime role), {sqlite} on SQLite, {other} without a database");
+    if pg == 0 {
+        bail!("no PostgreSQL tests ran");
+    }
+    Ok(())
+}
+
+fn openapi(check: bool) -> anyhow::Result<()> {
+    let out = cargo()
+        .args(["run", "--quiet", "-p", "rampart", "--", "openapi"])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "rampart openapi failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let path = std::path::Path::new("openapi/openapi.json");
+    if check {
+        let committed = std::fs::read(path).unwrap_or_default();
+        if committed != out.stdout {
+            bail!("openapi/openapi.json is out of date: run `cargo xtask openapi` and commit the result");
+        }
+        println!("openapi/openapi.json matches the code");
+    } else {
+        std::fs::write(path, &out.stdout)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

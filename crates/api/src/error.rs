@@ -11,7 +11,9 @@ tokio::task_local! {
 
 /// The id of the current request, or `"-"` outside one.
 pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".to_owned())
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "-".to_owned())
 }
 
 /// Body of every 4xx and 5xx response.
@@ -36,11 +38,19 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { code: self.code.to_owned(), message: self.message.clone(), request_id: current_request_id() }
+        ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message.clone(),
+            request_id: current_request_id(),
+        }
     }
 }
 
@@ -56,7 +66,11 @@ impl poem::error::ResponseError for ApiError {
 
 /// Builds the JSON error response for the current request.
 pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = ErrorBody { code: code.to_owned(), message: message.to_owned(), request_id: current_request_id() };
+    let body = ErrorBody {
+        code: code.to_owned(),
+        message: message.to_owned(),
+        request_id: current_request_id(),
+    };
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"code\":\"internal\"}".to_vec());
     Response::builder()
         .status(status)
@@ -88,7 +102,8 @@ pub(crate) fn code_for_status(status: StatusCode) -> &'static str {
 
 /// Message used for every 5xx that is not an [`ApiError`]: the cause goes to the log, not the client
 /// (OWASP Error Handling Cheat Sheet).
-pub(crate) const OPAQUE_MESSAGE: &str = "An internal error occurred. Quote the request id when reporting it.";
+pub(crate) const OPAQUE_MESSAGE: &str =
+    "An internal error occurred. Quote the request id when reporting it.";
 
 /// Turns any error that reached the top of the stack into the error shape.
 pub(crate) fn into_error_response(err: poem::Error) -> Response {
@@ -132,14 +147,29 @@ mod tests {
 
     #[test]
     fn every_client_error_status_has_a_stable_code() {
-        for (status, code) in [(400, "bad_request"), (404, "not_found"), (405, "method_not_allowed"), (413, "payload_too_large"), (429, "rate_limited"), (500, "internal"), (502, "internal")] {
-            assert_eq!(code_for_status(StatusCode::from_u16(status).unwrap()), code, "{status}");
+        for (status, code) in [
+            (400, "bad_request"),
+            (404, "not_found"),
+            (405, "method_not_allowed"),
+            (413, "payload_too_large"),
+            (429, "rate_limited"),
+            (500, "internal"),
+            (502, "internal"),
+        ] {
+            assert_eq!(
+                code_for_status(StatusCode::from_u16(status).unwrap()),
+                code,
+                "{status}"
+            );
         }
     }
 
     #[test]
     fn server_errors_are_opaque() {
-        let err = poem::Error::from_string("connection to 10.0.0.5 refused: password authentication failed", StatusCode::INTERNAL_SERVER_ERROR);
+        let err = poem::Error::from_string(
+            "connection to 10.0.0.5 refused: password authentication failed",
+            StatusCode::INTERNAL_SERVER_ERROR,
+        );
         let resp = into_error_response(err);
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = futures_body(resp);
@@ -149,7 +179,9 @@ mod tests {
     }
 
     fn futures_body(resp: Response) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async { resp.into_body().into_string().await.unwrap() })
     }
 }

@@ -15,7 +15,8 @@ use crate::error::{code_for_status, error_response, into_error_response, ApiErro
 pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// CSP for API responses: nothing may be loaded or framed (OWASP REST Security Cheat Sheet).
-pub(crate) const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+pub(crate) const API_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// Headers set on every response unless a route chose its own value.
 #[derive(Debug, Clone)]
@@ -26,8 +27,9 @@ pub(crate) struct SecurityHeaders {
 impl SecurityHeaders {
     pub(crate) fn new(hsts_max_age_secs: u64) -> SecurityHeaders {
         let fixed = |s: &'static str| HeaderValue::from_static(s);
-        let hsts = HeaderValue::from_str(&format!("max-age={hsts_max_age_secs}; includeSubDomains"))
-            .unwrap_or_else(|_| fixed("max-age=63072000; includeSubDomains"));
+        let hsts =
+            HeaderValue::from_str(&format!("max-age={hsts_max_age_secs}; includeSubDomains"))
+                .unwrap_or_else(|_| fixed("max-age=63072000; includeSubDomains"));
         SecurityHeaders {
             headers: vec![
                 // OWASP HTTP Headers Cheat Sheet, values as recommended there.
@@ -36,9 +38,18 @@ impl SecurityHeaders {
                 (header::X_CONTENT_TYPE_OPTIONS, fixed("nosniff")),
                 (header::CONTENT_SECURITY_POLICY, fixed(API_CSP)),
                 (header::REFERRER_POLICY, fixed("no-referrer")),
-                (HeaderName::from_static("cross-origin-opener-policy"), fixed("same-origin")),
-                (HeaderName::from_static("cross-origin-resource-policy"), fixed("same-origin")),
-                (HeaderName::from_static("permissions-policy"), fixed("camera=(), microphone=(), geolocation=()")),
+                (
+                    HeaderName::from_static("cross-origin-opener-policy"),
+                    fixed("same-origin"),
+                ),
+                (
+                    HeaderName::from_static("cross-origin-resource-policy"),
+                    fixed("same-origin"),
+                ),
+                (
+                    HeaderName::from_static("permissions-policy"),
+                    fixed("camera=(), microphone=(), geolocation=()"),
+                ),
                 // OWASP REST Security Cheat Sheet: API responses must not be cached by default.
                 (header::CACHE_CONTROL, fixed("no-store")),
             ],
@@ -62,7 +73,9 @@ pub(crate) fn accept_or_generate_request_id(supplied: Option<&str>) -> String {
         Some(id)
             if !id.is_empty()
                 && id.len() <= 128
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) =>
+                && id.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
+                }) =>
         {
             id.to_owned()
         }
@@ -116,7 +129,10 @@ fn normalise_error_body(resp: Response) -> Response {
     let message = if status.is_server_error() {
         crate::error::OPAQUE_MESSAGE.to_owned()
     } else {
-        status.canonical_reason().unwrap_or("Request refused").to_owned()
+        status
+            .canonical_reason()
+            .unwrap_or("Request refused")
+            .to_owned()
     };
     let mut shaped = error_response(status, code_for_status(status), &message);
     for (name, value) in resp.headers() {
@@ -131,34 +147,62 @@ fn is_json(resp: &Response) -> bool {
     resp.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/problem+json"))
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/problem+json")
+        })
 }
 
 /// Refuses bodies larger than the limit: by `Content-Length` before reading, and while reading
 /// when the length is not declared (chunked transfer).
-pub(crate) async fn body_limit<E: Endpoint>(ep: Arc<E>, mut req: Request, limit: usize) -> poem::Result<Response> {
-    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("The request body exceeds {limit} bytes."));
-    if let Some(len) = req.headers().typed_get::<poem::web::headers::ContentLength>() {
+pub(crate) async fn body_limit<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    limit: usize,
+) -> poem::Result<Response> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The request body exceeds {limit} bytes."),
+        )
+    };
+    if let Some(len) = req
+        .headers()
+        .typed_get::<poem::web::headers::ContentLength>()
+    {
         if len.0 > limit as u64 {
             return Err(too_large().into());
         }
     } else if req.headers().contains_key(header::TRANSFER_ENCODING) {
-        let bytes = req.take_body().into_bytes_limit(limit).await.map_err(|err| match err {
-            poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from(too_large()),
-            other => poem::Error::from(other),
-        })?;
+        let bytes = req
+            .take_body()
+            .into_bytes_limit(limit)
+            .await
+            .map_err(|err| match err {
+                poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from(too_large()),
+                other => poem::Error::from(other),
+            })?;
         req.set_body(Body::from_bytes(bytes));
     }
     ep.call(req).await.map(IntoResponse::into_response)
 }
 
 /// Answers 503 when the inner endpoint takes longer than the configured timeout.
-pub(crate) async fn timeout<E: Endpoint>(ep: Arc<E>, req: Request, limit: Duration) -> poem::Result<Response> {
+pub(crate) async fn timeout<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    limit: Duration,
+) -> poem::Result<Response> {
     match tokio::time::timeout(limit, ep.call(req)).await {
         Ok(result) => result.map(IntoResponse::into_response),
         Err(_) => {
             tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
-            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", "The request took too long and was abandoned.").into())
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "The request took too long and was abandoned.",
+            )
+            .into())
         }
     }
 }
@@ -169,7 +213,10 @@ mod tests {
 
     #[test]
     fn well_formed_request_ids_are_kept_and_others_replaced() {
-        assert_eq!(accept_or_generate_request_id(Some("abc-123_x.y:z")), "abc-123_x.y:z");
+        assert_eq!(
+            accept_or_generate_request_id(Some("abc-123_x.y:z")),
+            "abc-123_x.y:z"
+        );
         for bad in ["", "has space", "new\nline", "<script>", &"a".repeat(129)] {
             let got = accept_or_generate_request_id(Some(bad));
             assert_ne!(got, bad);

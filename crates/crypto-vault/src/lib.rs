@@ -30,7 +30,8 @@ impl KeyMaterial {
     /// Parses a key written as 64 hex characters. Refuses obviously non-random keys.
     pub fn from_hex(text: &str) -> Result<KeyMaterial, VaultError> {
         let mut bytes = Box::new([0u8; KEY_LEN]);
-        hex::decode_to_slice(text.trim(), &mut bytes[..]).map_err(|_| VaultError::BadKeyEncoding)?;
+        hex::decode_to_slice(text.trim(), &mut bytes[..])
+            .map_err(|_| VaultError::BadKeyEncoding)?;
         let key = KeyMaterial(SecretBox::new(bytes));
         let first = key.expose()[0];
         if key.expose().iter().all(|b| *b == first) {
@@ -106,8 +107,17 @@ mod tests {
 
     #[test]
     fn malformed_and_constant_keys_are_refused() {
-        assert_eq!(KeyMaterial::from_hex("abcd").unwrap_err(), VaultError::BadKeyEncoding);
-        assert_eq!(KeyMaterial::from_hex(&"zz".repeat(32)).unwrap_err(), VaultError::BadKeyEncoding);
-        assert_eq!(KeyMaterial::from_hex(&"00".repeat(32)).unwrap_err(), VaultError::WeakKey);
+        assert_eq!(
+            KeyMaterial::from_hex("abcd").unwrap_err(),
+            VaultError::BadKeyEncoding
+        );
+        assert_eq!(
+            KeyMaterial::from_hex(&"zz".repeat(32)).unwrap_err(),
+            VaultError::BadKeyEncoding
+        );
+        assert_eq!(
+            KeyMaterial::from_hex(&"00".repeat(32)).unwrap_err(),
+            VaultError::WeakKey
+        );
     }
 }

@@ -42,7 +42,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Json, filter: "info".into() }
+        LogConfig {
+            format: LogFormat::Json,
+            filter: "info".into(),
+        }
     }
 }
 
@@ -102,8 +105,16 @@ pub fn figment(file: Option<&Path>) -> Figment {
     figment
         .merge(Env::prefixed("RAMPART__").split("__"))
         .merge(Env::raw().only(&["RAMPART_ENV"]).map(|_| "env".into()))
-        .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
-        .merge(Env::raw().only(&["DATABASE_MIGRATE_URL"]).map(|_| "database.migrate_url".into()))
+        .merge(
+            Env::raw()
+                .only(&["DATABASE_URL"])
+                .map(|_| "database.url".into()),
+        )
+        .merge(
+            Env::raw()
+                .only(&["DATABASE_MIGRATE_URL"])
+                .map(|_| "database.migrate_url".into()),
+        )
         .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()))
 }
 
@@ -135,7 +146,10 @@ impl Config {
         if prod && self.redis.url.is_none() {
             problems.push("redis.url is missing: production needs Redis so replicas share sessions and rate limits (RAMPART__REDIS__URL or REDIS_URL)".into());
         }
-        for (name, value) in [("token_hmac_key", &self.secrets.token_hmac_key), ("vault_key", &self.secrets.vault_key)] {
+        for (name, value) in [
+            ("token_hmac_key", &self.secrets.token_hmac_key),
+            ("vault_key", &self.secrets.vault_key),
+        ] {
             match value {
                 Some(v) => {
                     if let Err(err) = crypto_vault::KeyMaterial::from_hex(v.expose_secret()) {
@@ -151,7 +165,9 @@ impl Config {
         }
         for origin in &self.http.cors_allowed_origins {
             let ok = url::Url::parse(origin)
-                .map(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/" && u.query().is_none())
+                .map(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.path() == "/" && u.query().is_none()
+                })
                 .unwrap_or(false);
             if !ok || origin.ends_with('/') {
                 problems.push(format!(
@@ -169,20 +185,28 @@ impl Config {
             _ => {}
         }
         for contact in &self.security_txt.contact {
-            if !(contact.starts_with("mailto:") || contact.starts_with("tel:") || contact.starts_with("https://")) {
+            if !(contact.starts_with("mailto:")
+                || contact.starts_with("tel:")
+                || contact.starts_with("https://"))
+            {
                 problems.push(format!("security_txt.contact: `{contact}` must be a mailto:, tel: or https:// URI (RFC 9116 §2.5.3)"));
             }
         }
         if let Some(policy) = &self.security_txt.policy {
             if !policy.starts_with("https://") {
-                problems.push(format!("security_txt.policy: `{policy}` must be an https:// URI (RFC 9116 §2.5.7)"));
+                problems.push(format!(
+                    "security_txt.policy: `{policy}` must be an https:// URI (RFC 9116 §2.5.7)"
+                ));
             }
         }
         if prod && self.security_txt.contact.is_empty() {
             problems.push("security_txt.contact is missing: RFC 9116 requires at least one Contact (e.g. mailto:security@example.com)".into());
         }
         if prod && self.security_txt.policy.is_none() {
-            problems.push("security_txt.policy is missing: production publishes its disclosure policy URL".into());
+            problems.push(
+                "security_txt.policy is missing: production publishes its disclosure policy URL"
+                    .into(),
+            );
         }
         if self.http.body_limit_bytes == 0 {
             problems.push("http.body_limit_bytes must be greater than 0".into());
@@ -194,7 +218,10 @@ impl Config {
     pub fn database_url(&self) -> SecretString {
         match &self.database.url {
             Some(url) => url.clone(),
-            None => SecretString::from(format!("sqlite://{}?mode=rwc", self.data_dir.join("rampart.db").display())),
+            None => SecretString::from(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("rampart.db").display()
+            )),
         }
     }
 
@@ -203,7 +230,11 @@ impl Config {
         match &self.http.public_url {
             Some(url) => url.as_str().trim_end_matches('/').to_owned(),
             None => {
-                let scheme = if self.http.tls.is_some() { "https" } else { "http" };
+                let scheme = if self.http.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
                 format!("{scheme}://{}", self.http.listen)
             }
         }
@@ -233,13 +264,19 @@ mod tests {
     #[test]
     fn environment_overrides_the_file_which_overrides_defaults() {
         Jail::expect_with(|jail| {
-            jail.create_file("rampart.toml", "[http]\nlisten = \"127.0.0.1:9000\"\nrequest_timeout_secs = 5\n")?;
+            jail.create_file(
+                "rampart.toml",
+                "[http]\nlisten = \"127.0.0.1:9000\"\nrequest_timeout_secs = 5\n",
+            )?;
             jail.set_env("RAMPART__HTTP__LISTEN", "127.0.0.1:9100");
             jail.set_env("DATABASE_URL", "postgres://app@db/rampart");
             let cfg = load(None).unwrap();
             assert_eq!(cfg.http.listen.to_string(), "127.0.0.1:9100");
             assert_eq!(cfg.http.request_timeout_secs, 5);
-            assert_eq!(cfg.database_url().expose_secret(), "postgres://app@db/rampart");
+            assert_eq!(
+                cfg.database_url().expose_secret(),
+                "postgres://app@db/rampart"
+            );
             Ok(())
         });
     }
@@ -259,8 +296,19 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("RAMPART_ENV", "production");
             let problems = load(None).unwrap().problems().join("\n");
-            for needle in ["database.url", "redis.url", "secrets.token_hmac_key", "secrets.vault_key", "http.public_url", "security_txt.contact", "security_txt.policy"] {
-                assert!(problems.contains(needle), "missing `{needle}` in:\n{problems}");
+            for needle in [
+                "database.url",
+                "redis.url",
+                "secrets.token_hmac_key",
+                "secrets.vault_key",
+                "http.public_url",
+                "security_txt.contact",
+                "security_txt.policy",
+            ] {
+                assert!(
+                    problems.contains(needle),
+                    "missing `{needle}` in:\n{problems}"
+                );
             }
             Ok(())
         });
@@ -275,9 +323,18 @@ mod tests {
             jail.set_env("RAMPART__SECRETS__VAULT_KEY", "short");
             let problems = load(None).unwrap().problems().join("\n");
             assert!(problems.contains("needs PostgreSQL"), "{problems}");
-            assert!(problems.contains("secrets.token_hmac_key: key has too little variety"), "{problems}");
-            assert!(problems.contains("secrets.vault_key: key must be 32 bytes"), "{problems}");
-            assert!(!problems.contains("short"), "a secret value must never be echoed: {problems}");
+            assert!(
+                problems.contains("secrets.token_hmac_key: key has too little variety"),
+                "{problems}"
+            );
+            assert!(
+                problems.contains("secrets.vault_key: key must be 32 bytes"),
+                "{problems}"
+            );
+            assert!(
+                !problems.contains("short"),
+                "a secret value must never be echoed: {problems}"
+            );
             Ok(())
         });
     }
@@ -291,8 +348,14 @@ mod tests {
             jail.set_env("RAMPART__SECRETS__TOKEN_HMAC_KEY", KEY_A);
             jail.set_env("RAMPART__SECRETS__VAULT_KEY", KEY_B);
             jail.set_env("RAMPART__HTTP__PUBLIC_URL", "https://api.example.com");
-            jail.set_env("RAMPART__SECURITY_TXT__CONTACT", "[mailto:security@example.com]");
-            jail.set_env("RAMPART__SECURITY_TXT__POLICY", "https://example.com/security-policy");
+            jail.set_env(
+                "RAMPART__SECURITY_TXT__CONTACT",
+                "[mailto:security@example.com]",
+            );
+            jail.set_env(
+                "RAMPART__SECURITY_TXT__POLICY",
+                "https://example.com/security-policy",
+            );
             let cfg = load(None).unwrap();
             assert_eq!(cfg.problems(), Vec::<String>::new());
             Ok(())
@@ -302,7 +365,10 @@ mod tests {
     #[test]
     fn wildcard_and_malformed_cors_origins_are_refused() {
         Jail::expect_with(|jail| {
-            jail.set_env("RAMPART__HTTP__CORS_ALLOWED_ORIGINS", "[\"*\", \"https://app.example.com/path\", \"https://ok.example.com\"]");
+            jail.set_env(
+                "RAMPART__HTTP__CORS_ALLOWED_ORIGINS",
+                "[\"*\", \"https://app.example.com/path\", \"https://ok.example.com\"]",
+            );
             let problems = load(None).unwrap().problems();
             assert_eq!(problems.len(), 2, "{problems:?}");
             Ok(())

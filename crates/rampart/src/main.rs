@@ -60,14 +60,21 @@ fn main() -> ExitCode {
     init_logging(&cfg);
     let problems = cfg.problems();
     if !problems.is_empty() {
-        let mode = if cfg.env == Environment::Production { " in production" } else { "" };
+        let mode = if cfg.env == Environment::Production {
+            " in production"
+        } else {
+            ""
+        };
         eprintln!("rampart: refusing to start{mode}; fix the configuration:");
         for p in &problems {
             eprintln!("  - {p}");
         }
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => return report(Err(err.into())),
     };
@@ -96,7 +103,9 @@ fn write_openapi(output: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut json = api::openapi_json();
     json.push('\n');
     match output {
-        Some(path) => std::fs::write(path, json).with_context(|| format!("writing {}", path.display())),
+        Some(path) => {
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))
+        }
         None => {
             use std::io::Write;
             std::io::stdout().write_all(json.as_bytes())?;
@@ -108,15 +117,23 @@ fn write_openapi(output: Option<&std::path::Path>) -> anyhow::Result<()> {
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match cfg.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
 
 fn ensure_data_dir(cfg: &Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -128,7 +145,9 @@ fn ensure_data_dir(cfg: &Config) -> anyhow::Result<()> {
 async fn migrate(cfg: Config) -> anyhow::Result<()> {
     let url = match (&cfg.database.migrate_url, &cfg.database.url) {
         (Some(owner), _) => owner.clone(),
-        (None, Some(url)) if storage::Backend::from_url(url.expose_secret())? == storage::Backend::Postgres => {
+        (None, Some(url))
+            if storage::Backend::from_url(url.expose_secret())? == storage::Backend::Postgres =>
+        {
             anyhow::bail!("database.migrate_url is missing: PostgreSQL migrations run as the owner role, not the runtime role (RAMPART__DATABASE__MIGRATE_URL or DATABASE_MIGRATE_URL)")
         }
         (None, _) => {
@@ -136,7 +155,9 @@ async fn migrate(cfg: Config) -> anyhow::Result<()> {
             cfg.database_url()
         }
     };
-    let db = storage::Db::connect(&url, 2).await.context("connecting to the database")?;
+    let db = storage::Db::connect(&url, 2)
+        .await
+        .context("connecting to the database")?;
     let applied = storage::migrate(db.conn()).await.context("migrating")?;
     tracing::info!(backend = db.backend().name(), applied = ?applied, "database migrated");
     db.close().await?;
@@ -151,7 +172,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .context("connecting to the database")?;
     match db.backend() {
         storage::Backend::Sqlite => {
-            let applied = storage::migrate(db.conn()).await.context("migrating the embedded database")?;
+            let applied = storage::migrate(db.conn())
+                .await
+                .context("migrating the embedded database")?;
             tracing::warn!(data_dir = %cfg.data_dir.display(), applied = ?applied, "running on the embedded SQLite store: no row-level security, single node only");
         }
         storage::Backend::Postgres => {
@@ -162,32 +185,51 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let redis = match &cfg.redis.url {
         Some(url) => {
-            let client = redis::Client::open(url.expose_secret()).context("redis.url is not a valid Redis URL")?;
-            Some(redis::aio::ConnectionManager::new(client).await.context("connecting to Redis")?)
+            let client = redis::Client::open(url.expose_secret())
+                .context("redis.url is not a valid Redis URL")?;
+            Some(
+                redis::aio::ConnectionManager::new(client)
+                    .await
+                    .context("connecting to Redis")?,
+            )
         }
         None => None,
     };
     let now = chrono::Utc::now();
-    let expires = cfg.security_txt.expires.unwrap_or(now + chrono::Duration::days(i64::from(cfg.security_txt.expires_after_days)));
+    let expires = cfg
+        .security_txt
+        .expires
+        .unwrap_or(now + chrono::Duration::days(i64::from(cfg.security_txt.expires_after_days)));
     let canonical = format!("{}/.well-known/security.txt", cfg.public_url());
     let mut security_txt_cfg = cfg.security_txt.clone();
     if security_txt_cfg.contact.is_empty() {
         // Development only: production refuses to start without a real contact.
-        security_txt_cfg.contact.push("mailto:security@localhost".into());
+        security_txt_cfg
+            .contact
+            .push("mailto:security@localhost".into());
         tracing::warn!("security_txt.contact is not set; publishing a localhost placeholder");
     }
     let security_txt = api::render_security_txt(&security_txt_cfg, &canonical, expires);
 
     let tls = match &cfg.http.tls {
         Some(files) => Some(api::server::TlsPem {
-            cert: std::fs::read(&files.cert_path).with_context(|| format!("reading {}", files.cert_path.display()))?,
-            key: std::fs::read(&files.key_path).with_context(|| format!("reading {}", files.key_path.display()))?,
+            cert: std::fs::read(&files.cert_path)
+                .with_context(|| format!("reading {}", files.cert_path.display()))?,
+            key: std::fs::read(&files.key_path)
+                .with_context(|| format!("reading {}", files.key_path.display()))?,
         }),
         None => None,
     };
-    let state = api::AppState { db, redis, security_txt: Arc::from(security_txt), keyring: Arc::new(keyring) };
+    let state = api::AppState {
+        db,
+        redis,
+        security_txt: Arc::from(security_txt),
+        keyring: Arc::new(keyring),
+    };
     let app = api::build_app(state, &cfg.http);
-    let bound = api::server::Bound::bind(cfg.http.listen, tls).await.with_context(|| format!("binding {}", cfg.http.listen))?;
+    let bound = api::server::Bound::bind(cfg.http.listen, tls)
+        .await
+        .with_context(|| format!("binding {}", cfg.http.listen))?;
     let scheme = if bound.is_tls() { "https" } else { "http" };
     tracing::info!(address = %bound.local_addr(), env = ?cfg.env, "rampart listening on {scheme}://{}", bound.local_addr());
     bound.serve(app, shutdown_signal()).await?;

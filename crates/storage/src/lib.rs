@@ -9,7 +9,10 @@ mod migrate;
 mod roles;
 
 pub use config::{Backend, DatabaseConfig};
-pub use migrate::{expected_schema_version, migrate, schema_version, Migration, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
+pub use migrate::{
+    expected_schema_version, migrate, schema_version, Migration, MIGRATIONS_POSTGRES,
+    MIGRATIONS_SQLITE,
+};
 pub use roles::{check_runtime_role, RoleReport, RUNTIME_GROUP_ROLE};
 pub use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 
@@ -44,7 +47,10 @@ pub struct Db {
 
 impl Db {
     /// Opens a pool for `url`. SQLite files are created when missing.
-    pub async fn connect(url: &secrecy::SecretString, max_connections: u32) -> Result<Db, StorageError> {
+    pub async fn connect(
+        url: &secrecy::SecretString,
+        max_connections: u32,
+    ) -> Result<Db, StorageError> {
         let backend = Backend::from_url(url.expose_secret())?;
         let mut opts = ConnectOptions::new(url.expose_secret().to_owned());
         // SQLite allows one writer; a small pool avoids `database is locked` under load.
@@ -60,8 +66,10 @@ impl Db {
         let conn = Database::connect(opts).await?;
         if backend == Backend::Sqlite {
             // WAL lets readers proceed during a write; foreign keys are off by default in SQLite.
-            conn.execute_unprepared("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
-                .await?;
+            conn.execute_unprepared(
+                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+            )
+            .await?;
         }
         Ok(Db { conn, backend })
     }
@@ -77,7 +85,10 @@ impl Db {
     /// Runs a trivial round trip; used by readiness probes.
     pub async fn ping(&self) -> Result<(), StorageError> {
         self.conn
-            .query_one(Statement::from_string(self.conn.get_database_backend(), "SELECT 1"))
+            .query_one(Statement::from_string(
+                self.conn.get_database_backend(),
+                "SELECT 1",
+            ))
             .await?;
         Ok(())
     }

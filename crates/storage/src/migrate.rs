@@ -58,7 +58,10 @@ fn migrations_for(backend: Backend) -> &'static [Migration] {
 
 /// The schema version this binary expects.
 pub fn expected_schema_version(backend: Backend) -> i64 {
-    migrations_for(backend).last().map(|m| m.version).unwrap_or(0)
+    migrations_for(backend)
+        .last()
+        .map(|m| m.version)
+        .unwrap_or(0)
 }
 
 /// Arbitrary constant for the PostgreSQL advisory lock that serialises concurrent migrators.
@@ -132,7 +135,11 @@ pub async fn migrate(conn: &DatabaseConnection) -> Result<Vec<i64>, StorageError
             [m.version.into(), m.name.into(), m.checksum().into()],
         ))
         .await?;
-        tracing::info!(migration.version = m.version, migration.name = m.name, "applied migration");
+        tracing::info!(
+            migration.version = m.version,
+            migration.name = m.name,
+            "applied migration"
+        );
         applied.push(m.version);
     }
     txn.commit().await?;
@@ -172,17 +179,29 @@ mod tests {
     use super::*;
 
     fn check_folder(folder: &str, list: &[Migration]) {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations").join(folder);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../migrations")
+            .join(folder);
         let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n.ends_with(".sql"))
             .collect();
         on_disk.sort_by_key(|n| n.split('_').next().unwrap().parse::<i64>().unwrap());
-        let embedded: Vec<String> = list.iter().map(|m| format!("{}_{}.sql", m.version, m.name)).collect();
-        assert_eq!(on_disk, embedded, "every file in migrations/{folder} must be listed, in order");
+        let embedded: Vec<String> = list
+            .iter()
+            .map(|m| format!("{}_{}.sql", m.version, m.name))
+            .collect();
+        assert_eq!(
+            on_disk, embedded,
+            "every file in migrations/{folder} must be listed, in order"
+        );
         for pair in list.windows(2) {
-            assert_eq!(pair[1].version, pair[0].version + 1, "versions must be contiguous");
+            assert_eq!(
+                pair[1].version,
+                pair[0].version + 1,
+                "versions must be contiguous"
+            );
         }
     }
 
@@ -194,6 +213,9 @@ mod tests {
 
     #[test]
     fn both_backends_reach_the_same_schema_version() {
-        assert_eq!(expected_schema_version(Backend::Postgres), expected_schema_version(Backend::Sqlite));
+        assert_eq!(
+            expected_schema_version(Backend::Postgres),
+            expected_schema_version(Backend::Sqlite)
+        );
     }
 }

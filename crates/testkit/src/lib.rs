@@ -1,1 +1,413 @@
-//! placeholder
+//! Test harness: a throwaway database per test (PostgreSQL cloned from a migrated template and
+//! reached as the unprivileged runtime role, or a fresh SQLite file), and the real server bound
+//! to port 0.
+//!
+//! PostgreSQL and Redis come from `RAMPART_TEST_DATABASE_URL` (a role that may create roles and
+//! databases) and `RAMPART_TEST_REDIS_URL`; `cargo xtask test` starts throwaway servers and sets
+//! both. When they are missing the PostgreSQL tests fail with the command to run: they never skip.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+
+pub use api;
+pub use storage;
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+const MISSING_PG: &str = "RAMPART_TEST_DATABASE_URL is not set. Run the suite with `cargo xtask test`, which starts throwaway PostgreSQL and Redis servers (install them with `apt-get install -y postgresql redis-server`), or point RAMPART_TEST_DATABASE_URL at a PostgreSQL role that can create roles and databases.";
+const MISSING_REDIS: &str = "RAMPART_TEST_REDIS_URL is not set. Run the suite with `cargo xtask test` (install Redis with `apt-get install -y redis-server`), or point RAMPART_TEST_REDIS_URL at a Redis server.";
+
+const BOOTSTRAP_ROLES: &str = include_str!("../../../deploy/postgres/bootstrap-roles.sql");
+/// Password the harness gives the test roles, for clusters that do not use trust authentication.
+const TEST_ROLE_PASSWORD: &str = "rampart-test-only";
+/// Serialises template creation across test processes.
+const TEMPLATE_LOCK_KEY: i64 = 0x7465_6d70_6c61_7465;
+
+/// The PostgreSQL admin URL for tests; panics with the install command when absent.
+pub fn pg_admin_url() -> String {
+    std::env::var("RAMPART_TEST_DATABASE_URL").expect(MISSING_PG)
+}
+
+/// The Redis URL for tests; panics with the install command when absent.
+pub fn redis_url() -> String {
+    std::env::var("RAMPART_TEST_REDIS_URL").expect(MISSING_REDIS)
+}
+
+/// A database that exists for one test and is dropped afterwards.
+pub struct TestDb {
+    pub backend: Backend,
+    /// URL for the server: the runtime role on PostgreSQL.
+    pub runtime_url: SecretString,
+    /// URL of the owner role (PostgreSQL) or the same file (SQLite), for migrations and fixtures.
+    pub owner_url: SecretString,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDb")
+            .field("backend", &self.backend)
+            .field("pg_name", &self.pg_name)
+            .finish()
+    }
+}
+
+fn with_user_and_db(admin: &str, user: &str, db: &str) -> String {
+    let mut url = url::Url::parse(admin).expect("RAMPART_TEST_DATABASE_URL is not a URL");
+    url.set_username(user)
+        .expect("URL cannot carry a user name");
+    url.set_password(Some(TEST_ROLE_PASSWORD))
+        .expect("URL cannot carry a password");
+    url.set_path(&format!("/{db}"));
+    url.to_string()
+}
+
+async fn single_connection(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(1)
+        .min_connections(1)
+        .sqlx_logging(false);
+    Ok(Database::connect(opts).await?)
+}
+
+async fn exec(conn: &DatabaseConnection, sql: &str) -> anyhow::Result<()> {
+    conn.execute_unprepared(sql)
+        .await
+        .with_context(|| sql.to_owned())?;
+    Ok(())
+}
+
+fn template_name() -> String {
+    let mut hash = Sha256::new();
+    for m in storage::MIGRATIONS_POSTGRES {
+        hash.update(m.checksum());
+    }
+    hash.update(BOOTSTRAP_ROLES);
+    format!("rampart_tpl_{}", &hex_string(&hash.finalize())[..16])
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates the roles and the migrated template database once per cluster and schema version.
+async fn ensure_template(admin: &DatabaseConnection, admin_url: &str) -> anyhow::Result<String> {
+    let template = template_name();
+    exec(
+        admin,
+        &format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})"),
+    )
+    .await?;
+    let result = async {
+        exec(admin, BOOTSTRAP_ROLES).await?;
+        for role in ["rampart_owner", "rampart_app"] {
+            exec(
+                admin,
+                &format!("ALTER ROLE {role} PASSWORD '{TEST_ROLE_PASSWORD}'"),
+            )
+            .await?;
+        }
+        let exists = admin
+            .query_one(Statement::from_string(
+                admin.get_database_backend(),
+                format!("SELECT 1 AS one FROM pg_database WHERE datname = '{template}'"),
+            ))
+            .await?
+            .is_some();
+        if !exists {
+            let building = format!("{template}_building_{}", uuid::Uuid::new_v4().simple());
+            exec(
+                admin,
+                &format!("CREATE DATABASE \"{building}\" OWNER rampart_owner"),
+            )
+            .await?;
+            let owner =
+                single_connection(&with_user_and_db(admin_url, "rampart_owner", &building)).await?;
+            storage::migrate(&owner).await?;
+            owner.close().await?;
+            exec(
+                admin,
+                &format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""),
+            )
+            .await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    exec(
+        admin,
+        &format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})"),
+    )
+    .await?;
+    result.map(|()| template)
+}
+
+impl TestDb {
+    /// A migrated database.
+    pub async fn new(backend: Backend) -> TestDb {
+        Self::create(backend, true)
+            .await
+            .expect("creating the test database")
+    }
+
+    /// An empty database (roles exist on PostgreSQL), for migration tests.
+    pub async fn unmigrated(backend: Backend) -> TestDb {
+        Self::create(backend, false)
+            .await
+            .expect("creating the test database")
+    }
+
+    async fn create(backend: Backend, migrated: bool) -> anyhow::Result<TestDb> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir()?;
+                let url = SecretString::from(format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("rampart.db").display()
+                ));
+                if migrated {
+                    let db = storage::Db::connect(&url, 1).await?;
+                    storage::migrate(db.conn()).await?;
+                    db.close().await?;
+                }
+                Ok(TestDb {
+                    backend,
+                    runtime_url: url.clone(),
+                    owner_url: url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                let admin_url = pg_admin_url();
+                let admin = single_connection(&admin_url)
+                    .await
+                    .context("connecting to RAMPART_TEST_DATABASE_URL")?;
+                let template = ensure_template(&admin, &admin_url).await?;
+                let name = format!("rampart_test_{}", uuid::Uuid::new_v4().simple());
+                let clause = if migrated {
+                    format!("TEMPLATE \"{template}\"")
+                } else {
+                    "TEMPLATE template0".to_owned()
+                };
+                exec(
+                    &admin,
+                    &format!("CREATE DATABASE \"{name}\" {clause} OWNER rampart_owner"),
+                )
+                .await?;
+                admin.close().await?;
+                Ok(TestDb {
+                    backend,
+                    runtime_url: SecretString::from(with_user_and_db(
+                        &admin_url,
+                        "rampart_app",
+                        &name,
+                    )),
+                    owner_url: SecretString::from(with_user_and_db(
+                        &admin_url,
+                        "rampart_owner",
+                        &name,
+                    )),
+                    pg_name: Some(name),
+                    _dir: None,
+                })
+            }
+        }
+    }
+
+    /// The admin (superuser) URL of this database, for tests that must act beyond the roles.
+    pub fn admin_url(&self) -> Option<String> {
+        let name = self.pg_name.as_ref()?;
+        let mut url = url::Url::parse(&pg_admin_url()).ok()?;
+        url.set_path(&format!("/{name}"));
+        Some(url.to_string())
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        // Dropping needs async I/O; a short-lived runtime on its own thread keeps Drop usable from
+        // inside the test's runtime.
+        let admin_url = pg_admin_url();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let admin = single_connection(&admin_url).await.ok()?;
+                let _ = exec(
+                    &admin,
+                    &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                )
+                .await;
+                admin.close().await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// The real server on a loopback port, with a client pointed at it.
+pub struct TestApp {
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    pub db: TestDb,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for TestApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestApp")
+            .field("base_url", &self.base_url)
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts the server with default HTTP settings.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts the server after `configure` adjusts the HTTP settings.
+pub async fn spawn_app_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut api::HttpConfig),
+) -> TestApp {
+    let db = TestDb::new(backend).await;
+    let mut http = api::HttpConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        ..Default::default()
+    };
+    configure(&mut http);
+    let state = app_state(&db).await;
+    let app = api::build_app(state, &http);
+    let bound = api::server::Bound::bind(http.listen, None)
+        .await
+        .expect("binding port 0");
+    let base_url = format!("http://{}", bound.local_addr());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(bound.serve(app, async {
+        let _ = rx.await;
+    }));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    TestApp {
+        base_url,
+        client,
+        backend,
+        db,
+        shutdown: Some(tx),
+    }
+}
+
+/// The state the binary would build for this database: PostgreSQL tests connect as the runtime
+/// role (checked), with Redis; SQLite tests run with in-process stores.
+pub async fn app_state(db: &TestDb) -> api::AppState {
+    let conn = storage::Db::connect(&db.runtime_url, 8)
+        .await
+        .expect("connecting as the runtime role");
+    let redis = match db.backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let report = storage::check_runtime_role(&conn)
+                .await
+                .expect("runtime role must be safe");
+            assert!(report.is_some_and(|r| r.is_safe()));
+            conn.ensure_schema_current()
+                .await
+                .expect("template is migrated");
+            let client = redis::Client::open(redis_url())
+                .expect("RAMPART_TEST_REDIS_URL is not a Redis URL");
+            Some(
+                redis::aio::ConnectionManager::new(client)
+                    .await
+                    .expect("connecting to Redis"),
+            )
+        }
+    };
+    let security = api::SecurityTxtConfig {
+        contact: vec!["mailto:security@example.com".into()],
+        policy: Some("https://example.com/security-policy".into()),
+        ..Default::default()
+    };
+    let expires = chrono::Utc::now() + chrono::Duration::days(180);
+    let security_txt = api::render_security_txt(
+        &security,
+        "https://api.example.com/.well-known/security.txt",
+        expires,
+    );
+    api::AppState {
+        db: conn,
+        redis,
+        security_txt: Arc::from(security_txt),
+        keyring: Arc::new(crypto_vault::Keyring {
+            token_hmac: crypto_vault::KeyMaterial::generate(),
+            vault_kek: crypto_vault::KeyMaterial::generate(),
+            source: crypto_vault::KeySource::Configured,
+        }),
+    }
+}
+
+/// Declares each listed `async fn name(backend: Backend)` as two tests, `on_sqlite::name` and
+/// `on_postgres::name`, so every API behaviour is proven on both stores.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}

@@ -1,0 +1,31 @@
+-- Rampart PostgreSQL roles. Run once per cluster as a superuser (or a role with CREATEROLE):
+--
+--   psql -v ON_ERROR_STOP=1 -f deploy/postgres/bootstrap-roles.sql
+--   psql -c "ALTER ROLE rampart_owner PASSWORD '...'" -c "ALTER ROLE rampart_app PASSWORD '...'"
+--   psql -c "CREATE DATABASE rampart OWNER rampart_owner"
+--
+-- rampart_owner   owns the database and every table; used only by `rampart migrate`
+--                 (database.migrate_url). Not a superuser, cannot bypass RLS.
+-- rampart_runtime NOLOGIN group role that migrations grant table privileges to.
+-- rampart_app     the login role the server uses (database.url): NOSUPERUSER NOBYPASSRLS, owns
+--                 nothing, member of rampart_runtime. `rampart serve` refuses any other kind.
+--
+-- Safe to run again: existing roles are left as they are, then their attributes are re-asserted.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rampart_owner') THEN
+    CREATE ROLE rampart_owner LOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rampart_runtime') THEN
+    CREATE ROLE rampart_runtime NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rampart_app') THEN
+    CREATE ROLE rampart_app LOGIN;
+  END IF;
+END
+$$;
+
+ALTER ROLE rampart_owner NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION;
+ALTER ROLE rampart_runtime NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOLOGIN;
+ALTER ROLE rampart_app NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT;
+GRANT rampart_runtime TO rampart_app;
