@@ -2,6 +2,9 @@
 //! throwaway PostgreSQL and Redis servers; `openapi` regenerates the committed API description;
 //! `bench` measures the server against baselines run side by side.
 
+// A command-line tool: standard output is its interface.
+#![allow(clippy::print_stdout)]
+
 mod bench;
 mod services;
 

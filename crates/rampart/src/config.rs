@@ -241,7 +241,9 @@ impl Config {
     }
 }
 
+// figment::Jail fixes the closure's (large) error type.
 #[cfg(test)]
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;
@@ -319,7 +321,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("RAMPART_ENV", "production");
             jail.set_env("DATABASE_URL", "sqlite://x.db");
-            jail.set_env("RAMPART__SECRETS__TOKEN_HMAC_KEY", &"ab".repeat(32));
+            jail.set_env("RAMPART__SECRETS__TOKEN_HMAC_KEY", "ab".repeat(32));
             jail.set_env("RAMPART__SECRETS__VAULT_KEY", "short");
             let problems = load(None).unwrap().problems().join("\n");
             assert!(problems.contains("needs PostgreSQL"), "{problems}");

@@ -65,7 +65,7 @@ pub fn expected_schema_version(backend: Backend) -> i64 {
 }
 
 /// Arbitrary constant for the PostgreSQL advisory lock that serialises concurrent migrators.
-const MIGRATION_LOCK_KEY: i64 = 0x7261_6d70_6172_74;
+const MIGRATION_LOCK_KEY: i64 = 0x0072_616d_7061_7274;
 
 const CREATE_HISTORY: &str = "CREATE TABLE IF NOT EXISTS rampart_migrations (
     version BIGINT PRIMARY KEY,

@@ -1,0 +1,230 @@
+//! The `rampart` binary end to end: the README's serve command, production refusals, and the
+//! PostgreSQL owner/runtime split.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+};
+
+use secrecy::ExposeSecret;
+use testkit::{Backend, TestDb};
+
+fn rampart(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+/// A running `rampart serve`, killed on drop.
+struct Server {
+    child: Child,
+    base_url: String,
+    log: Vec<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `rampart serve --listen 127.0.0.1:0` and reads its log until it says where it listens.
+/// A thread keeps draining the log afterwards so the server never writes into a closed pipe.
+fn serve(mut cmd: Command) -> Result<Server, (i32, String)> {
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn rampart");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                // Nobody listens any more; keep draining.
+                continue;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    for line in rx.iter() {
+        log.push(line.clone());
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
+            if let (Some(msg), Some(addr)) = (event["message"].as_str(), event["address"].as_str())
+            {
+                if msg.starts_with("rampart listening") {
+                    return Ok(Server {
+                        child,
+                        base_url: format!("http://{addr}"),
+                        log,
+                    });
+                }
+            }
+        }
+    }
+    let status = child.wait().unwrap();
+    Err((status.code().unwrap_or(-1), log.join("\n")))
+}
+
+#[tokio::test]
+async fn serve_with_no_configuration_runs_on_embedded_sqlite_with_generated_development_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(rampart(dir.path())).expect("server starts");
+    let log = server.log.join("\n");
+    assert!(log.contains("GENERATED DEVELOPMENT KEYS"), "{log}");
+    assert!(log.contains("embedded SQLite"), "{log}");
+    assert!(dir.path().join("rampart-data/dev-keys.toml").exists());
+    assert!(dir.path().join("rampart-data/rampart.db").exists());
+
+    let client = reqwest::Client::new();
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/docs",
+        "/openapi.json",
+        "/.well-known/security.txt",
+    ] {
+        let resp = client
+            .get(format!("{}{path}", server.base_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+
+    // SIGTERM drains and exits cleanly.
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+#[test]
+fn production_mode_refuses_to_start_without_real_secrets_and_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = rampart(dir.path());
+    cmd.env("RAMPART_ENV", "production");
+    let (code, log) = serve(cmd).err().expect("production must refuse");
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("refusing to start in production"), "{log}");
+    for needle in [
+        "database.url",
+        "redis.url",
+        "secrets.token_hmac_key",
+        "secrets.vault_key",
+    ] {
+        assert!(log.contains(needle), "missing `{needle}` in:\n{log}");
+    }
+    assert!(
+        !dir.path().join("rampart-data/dev-keys.toml").exists(),
+        "production never generates keys"
+    );
+}
+
+#[test]
+fn openapi_command_prints_the_committed_description() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rampart(dir.path()).arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi/openapi.json"),
+    )
+    .unwrap();
+    assert_eq!(out.stdout, committed);
+}
+
+#[test]
+fn help_is_available_on_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["openapi", "--help"],
+    ] {
+        let out = rampart(dir.path()).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_migrate_runs_as_the_owner_and_serve_as_the_runtime_role_with_redis() {
+    let db = TestDb::unmigrated(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = rampart(dir.path())
+        .arg("migrate")
+        .env("DATABASE_URL", db.runtime_url.expose_secret())
+        .env("DATABASE_MIGRATE_URL", db.owner_url.expose_secret())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut cmd = rampart(dir.path());
+    cmd.env("DATABASE_URL", db.runtime_url.expose_secret())
+        .env("REDIS_URL", testkit::redis_url());
+    let server = serve(cmd).expect("server starts on PostgreSQL");
+    let body: serde_json::Value = reqwest::get(format!("{}/readyz", server.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["redis"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_migrate_refuses_to_run_as_the_runtime_role() {
+    let db = TestDb::unmigrated(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = rampart(dir.path())
+        .arg("migrate")
+        .env("DATABASE_URL", db.runtime_url.expose_secret())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("migrate_url"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_serve_refuses_a_superuser_connection() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = rampart(dir.path());
+    cmd.env("DATABASE_URL", db.admin_url().unwrap());
+    let (code, log) = serve(cmd)
+        .err()
+        .expect("a superuser runtime connection must be refused");
+    assert_ne!(code, 0);
+    assert!(
+        log.contains("superuser") && log.contains("NOBYPASSRLS"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_serve_refuses_an_unmigrated_schema() {
+    let db = TestDb::unmigrated(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = rampart(dir.path());
+    cmd.env("DATABASE_URL", db.runtime_url.expose_secret());
+    let (code, log) = serve(cmd)
+        .err()
+        .expect("an unmigrated database must be refused");
+    assert_ne!(code, 0);
+    assert!(log.contains("rampart migrate"), "{log}");
+}
