@@ -3,6 +3,12 @@
 //! This is the only crate that knows poem, HTTP status codes or headers. Domain crates return their
 //! own error enums; [`error`] maps them to stable codes in one place.
 
+// Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod config;
 pub mod error;
 mod middleware;

@@ -1,2 +1,8 @@
 //! Accounts, passwords, sessions, tokens and sign-in flows. Arrives with the identity work; this
 //! crate owns that area from the start.
+
+// Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]

@@ -1,6 +1,12 @@
 //! Key material and (in time) AES-256-GCM envelope encryption. A pure library: no I/O, no
 //! environment access; keys are handed in by the binary's configuration loader.
 
+// Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use secrecy::{ExposeSecret, SecretBox};
 
 /// Length of every symmetric key Rampart uses: 256 bits (NIST SP 800-57 Part 1 Rev. 5, table 2:

@@ -2,3 +2,9 @@
 //! untrusted-content envelope. A pure library: no I/O.
 //!
 //! The scanner arrives with the PII work; this crate owns that area from the start.
+
+// Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]

@@ -34,6 +34,9 @@ enum Command {
     },
     /// Apply pending schema migrations (PostgreSQL: as the owner role from `database.migrate_url`).
     Migrate,
+    /// Exit 0 when the local server answers `GET /healthz` with 200 (for container health checks;
+    /// plain HTTP on the configured listen address).
+    Healthcheck,
     /// Print the OpenAPI description of the HTTP API.
     Openapi {
         /// Write to this file instead of standard output.
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { .. } => serve(cfg).await,
             Command::Migrate => migrate(cfg).await,
+            Command::Healthcheck => healthcheck(&cfg).await,
             Command::Openapi { .. } => Ok(()),
         }
     });
@@ -235,6 +239,29 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     bound.serve(app, shutdown_signal()).await?;
     tracing::info!("rampart stopped");
     Ok(())
+}
+
+async fn healthcheck(cfg: &Config) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = cfg.http.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        anyhow::Ok(head.starts_with(b"HTTP/1.1 200"))
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => anyhow::bail!("{addr}/healthz did not answer 200"),
+        Ok(Err(err)) => Err(err.context(format!("probing {addr}"))),
+        Err(_) => anyhow::bail!("{addr}/healthz did not answer within 5 s"),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM, so in-flight requests can finish.

@@ -9,6 +9,7 @@ use std::{
 use secrecy::ExposeSecret;
 use testkit::{Backend, TestDb};
 
+#[allow(clippy::disallowed_methods)] // The child gets a clean environment except PATH.
 fn rampart(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
     cmd.current_dir(dir)
@@ -103,6 +104,30 @@ async fn serve_with_no_configuration_runs_on_embedded_sqlite_with_generated_deve
         .success());
     let status = server.child.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+#[test]
+fn healthcheck_succeeds_against_a_live_server_and_fails_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(rampart(dir.path())).expect("server starts");
+    let addr = server.base_url.trim_start_matches("http://").to_owned();
+    let ok = rampart(dir.path())
+        .arg("healthcheck")
+        .env("RAMPART__HTTP__LISTEN", &addr)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    drop(server);
+    let down = rampart(dir.path())
+        .arg("healthcheck")
+        .env("RAMPART__HTTP__LISTEN", &addr)
+        .output()
+        .unwrap();
+    assert!(!down.status.success());
 }
 
 #[test]

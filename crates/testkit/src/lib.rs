@@ -33,11 +33,13 @@ const TEST_ROLE_PASSWORD: &str = "rampart-test-only";
 const TEMPLATE_LOCK_KEY: i64 = 0x7465_6d70_6c61_7465;
 
 /// The PostgreSQL admin URL for tests; panics with the install command when absent.
+#[allow(clippy::disallowed_methods)] // The harness variables are the tests' configuration.
 pub fn pg_admin_url() -> String {
     std::env::var("RAMPART_TEST_DATABASE_URL").expect(MISSING_PG)
 }
 
 /// The Redis URL for tests; panics with the install command when absent.
+#[allow(clippy::disallowed_methods)] // The harness variables are the tests' configuration.
 pub fn redis_url() -> String {
     std::env::var("RAMPART_TEST_REDIS_URL").expect(MISSING_REDIS)
 }
