@@ -25,9 +25,7 @@ pub fn build_and_run(seconds: u64) -> anyhow::Result<()> {
 }
 
 fn release_dir() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("target"));
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("target"));
     target.join("release")
 }
 
@@ -75,10 +73,7 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 }
 
 pub fn run(seconds: u64) -> anyhow::Result<()> {
-    let exe_dir = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .to_path_buf();
+    let exe_dir = std::env::current_exe()?.parent().context("exe dir")?.to_path_buf();
     let data = tempfile::tempdir()?;
 
     let hello_addr = free_addr()?;
@@ -100,10 +95,7 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
     );
 
     // The generator gets one worker thread; the server under test keeps the rest of the machine.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let duration = Duration::from_secs(seconds);
     let (hello, rampart) = rt.block_on(async {
         wait_until_up(hello_addr, "/").await?;
@@ -139,21 +131,15 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
 }
 
 fn best(runs: Vec<Measurement>) -> Measurement {
-    runs.into_iter()
-        .max_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec))
-        .expect("at least one run")
+    runs.into_iter().max_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec)).expect("at least one run")
 }
 
 fn machine_description() -> String {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cpus} cores, {model}")
@@ -161,10 +147,7 @@ fn machine_description() -> String {
 
 fn write_report(report: &Report, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    std::fs::write(
-        dir.join("report.json"),
-        serde_json::to_string_pretty(report)?,
-    )?;
+    std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(report)?)?;
     let mut md = format!(
         "# Rampart benchmark report\n\n{} — {}; {} connections, {} s per run, best of 2 alternating runs.\n\n",
         report.generated_at, report.machine, report.connections, report.seconds_per_run
@@ -183,10 +166,7 @@ fn write_report(report: &Report, dir: &Path) -> anyhow::Result<()> {
         ));
     }
     for e in &report.entries {
-        md.push_str(&format!(
-            "\n- **{}**: subject = {}; baseline = {}.",
-            e.name, e.subject, e.baseline
-        ));
+        md.push_str(&format!("\n- **{}**: subject = {}; baseline = {}.", e.name, e.subject, e.baseline));
     }
     md.push('\n');
     std::fs::write(dir.join("report.md"), &md)?;
@@ -199,9 +179,7 @@ async fn get_once(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let req = hyper::Request::get(path)
-        .header("host", addr.to_string())
-        .body(Empty::<Bytes>::new())?;
+    let req = hyper::Request::get(path).header("host", addr.to_string()).body(Empty::<Bytes>::new())?;
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
     resp.into_body().collect().await?;
@@ -223,11 +201,7 @@ async fn wait_until_up(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
 
 /// Closed-loop load: `CONNECTIONS` keep-alive connections each sending requests back to back for
 /// `duration` after a one-second warm-up.
-async fn load(
-    addr: SocketAddr,
-    path: &'static str,
-    duration: Duration,
-) -> anyhow::Result<Measurement> {
+async fn load(addr: SocketAddr, path: &'static str, duration: Duration) -> anyhow::Result<Measurement> {
     let warmup = Duration::from_secs(1);
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -239,17 +213,14 @@ async fn load(
             let mut errors = 0u64;
             let stream = tokio::net::TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(conn);
             loop {
                 let now = Instant::now();
                 if now >= end {
                     break;
                 }
-                let req = hyper::Request::get(path)
-                    .header("host", addr.to_string())
-                    .body(Empty::<Bytes>::new())?;
+                let req = hyper::Request::get(path).header("host", addr.to_string()).body(Empty::<Bytes>::new())?;
                 let resp = sender.send_request(req).await?;
                 let ok = resp.status().is_success();
                 resp.into_body().collect().await?;
@@ -289,9 +260,7 @@ async fn load(
 }
 
 pub fn hello_server(port: u16) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         loop {
@@ -299,13 +268,9 @@ pub fn hello_server(port: u16) -> anyhow::Result<()> {
             stream.set_nodelay(true)?;
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                        b"{\"status\":\"ok\"}",
-                    ))))
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"{\"status\":\"ok\"}"))))
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     })

@@ -69,10 +69,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
 pub(crate) fn cargo() -> Command {
@@ -88,11 +85,7 @@ pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 fn has_nextest() -> bool {
-    cargo()
-        .args(["nextest", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    cargo().args(["nextest", "--version"]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 fn test(args: &[String]) -> anyhow::Result<()> {
@@ -110,22 +103,25 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         }
         Err(_) => services::start_redis()?,
     };
+    let smtp = services::start_smtp()?;
+    let maildir = smtp.maildir().map(|p| p.display().to_string()).unwrap_or_default();
     let envs = [
         ("RAMPART_TEST_DATABASE_URL", pg.url()),
         ("RAMPART_TEST_REDIS_URL", redis.url()),
+        ("RAMPART_TEST_SMTP_URL", smtp.url()),
+        ("RAMPART_TEST_MAILDIR", maildir),
     ];
 
     if !has_nextest() {
         bail!("cargo-nextest is required: install it with `cargo install --locked cargo-nextest`");
     }
     let mut cmd = cargo();
-    cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"])
-        .args(args)
-        .envs(envs.clone());
+    cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(args).envs(envs.clone());
     let result = run(&mut cmd);
     if result.is_ok() && args.is_empty() {
         summarise_by_backend(&envs)?;
     }
+    drop(smtp);
     drop(redis);
     drop(pg);
     result
@@ -166,14 +162,9 @@ fn summarise_by_backend(envs: &[(&str, String)]) -> anyhow::Result<()> {
 }
 
 fn openapi(check: bool) -> anyhow::Result<()> {
-    let out = cargo()
-        .args(["run", "--quiet", "-p", "rampart", "--", "openapi"])
-        .output()?;
+    let out = cargo().args(["run", "--quiet", "-p", "rampart", "--", "openapi"]).output()?;
     if !out.status.success() {
-        bail!(
-            "rampart openapi failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("rampart openapi failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let path = std::path::Path::new("openapi/openapi.json");
     if check {

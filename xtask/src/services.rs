@@ -12,29 +12,24 @@ use std::{
 use anyhow::{bail, Context as _};
 
 const PG_INSTALL: &str = "PostgreSQL server binaries (initdb, pg_ctl) were not found. Install them with `apt-get install -y postgresql` (or set RAMPART_TEST_DATABASE_URL).";
-const REDIS_INSTALL: &str = "redis-server was not found. Install it with `apt-get install -y redis-server` (or set RAMPART_TEST_REDIS_URL).";
+const REDIS_INSTALL: &str =
+    "redis-server was not found. Install it with `apt-get install -y redis-server` (or set RAMPART_TEST_REDIS_URL).";
 
 /// A server the suite uses; throwaway ones are stopped on drop.
 pub enum Service {
     External(String),
-    Postgres {
-        url: String,
-        bin: PathBuf,
-        dir: tempfile::TempDir,
-        user: Option<String>,
-    },
-    Redis {
-        url: String,
-        child: Child,
-    },
+    Postgres { url: String, bin: PathBuf, dir: tempfile::TempDir, user: Option<String> },
+    Redis { url: String, child: Child },
+    Smtp { url: String, maildir: tempfile::TempDir, child: Child },
 }
 
 impl Service {
     pub fn url(&self) -> String {
         match self {
-            Service::External(url) | Service::Postgres { url, .. } | Service::Redis { url, .. } => {
-                url.clone()
-            }
+            Service::External(url)
+            | Service::Postgres { url, .. }
+            | Service::Redis { url, .. }
+            | Service::Smtp { url, .. } => url.clone(),
         }
     }
 }
@@ -52,7 +47,7 @@ impl Drop for Service {
                     .stdout(Stdio::null())
                     .status();
             }
-            Service::Redis { child, .. } => {
+            Service::Redis { child, .. } | Service::Smtp { child, .. } => {
                 let _ = child.kill();
                 let _ = child.wait();
             }
@@ -65,11 +60,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }
 
 /// PostgreSQL refuses to run as root; as root the harness runs it as the `postgres` user (or
@@ -120,16 +111,7 @@ pub fn start_postgres() -> anyhow::Result<Service> {
     let out = as_user(user.as_deref(), &bin.join("initdb"))
         .arg("-D")
         .arg(&data)
-        .args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-            "--no-instructions",
-        ])
+        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
         .output()?;
     if !out.status.success() {
         bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -153,16 +135,8 @@ pub fn start_postgres() -> anyhow::Result<Service> {
         bail!("pg_ctl start failed:\n{log}");
     }
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    println!(
-        "xtask: started throwaway PostgreSQL ({}) on 127.0.0.1:{port}",
-        bin.display()
-    );
-    Ok(Service::Postgres {
-        url,
-        bin,
-        dir,
-        user,
-    })
+    println!("xtask: started throwaway PostgreSQL ({}) on 127.0.0.1:{port}", bin.display());
+    Ok(Service::Postgres { url, bin, dir, user })
 }
 
 pub fn start_redis() -> anyhow::Result<Service> {
@@ -188,19 +162,13 @@ pub fn start_redis() -> anyhow::Result<Service> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!(REDIS_INSTALL),
         Err(err) => return Err(err.into()),
     };
-    let service = Service::Redis {
-        url: format!("redis://127.0.0.1:{port}"),
-        child,
-    };
+    let service = Service::Redis { url: format!("redis://127.0.0.1:{port}"), child };
     // Readiness: poll until the server answers PING (bounded to 10 s).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
             let mut buf = [0u8; 7];
-            if stream.write_all(b"PING\r\n").is_ok()
-                && stream.read_exact(&mut buf).is_ok()
-                && &buf == b"+PONG\r\n"
-            {
+            if stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
                 break;
             }
         }
@@ -210,5 +178,52 @@ pub fn start_redis() -> anyhow::Result<Service> {
         std::thread::sleep(Duration::from_millis(50));
     }
     println!("xtask: started throwaway Redis on 127.0.0.1:{port}");
+    Ok(service)
+}
+
+impl Service {
+    /// The Maildir of an SMTP sink.
+    pub fn maildir(&self) -> Option<&Path> {
+        match self {
+            Service::Smtp { maildir, .. } => Some(maildir.path()),
+            _ => None,
+        }
+    }
+}
+
+const SMTP_INSTALL: &str = "The aiosmtpd SMTP sink was not found. Install it with `python3 -m pip install aiosmtpd`.";
+
+/// A real SMTP server (aiosmtpd) that stores every message in a Maildir.
+pub fn start_smtp() -> anyhow::Result<Service> {
+    let ok =
+        Command::new("python3").args(["-c", "import aiosmtpd"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        bail!(SMTP_INSTALL);
+    }
+    let port = free_port()?;
+    let maildir = tempfile::Builder::new().prefix("rampart-mail-").tempdir()?;
+    let child = Command::new("python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(maildir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let service = Service::Smtp { url: format!("smtp://127.0.0.1:{port}"), maildir, child };
+    // Readiness: poll until the server greets with 220 (bounded to 10 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let mut buf = [0u8; 3];
+            if stream.read_exact(&mut buf).is_ok() && &buf == b"220" {
+                let _ = stream.write_all(b"QUIT\r\n");
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("aiosmtpd did not answer on port {port} within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("xtask: started SMTP sink (aiosmtpd) on 127.0.0.1:{port}");
     Ok(service)
 }

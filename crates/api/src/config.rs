@@ -26,6 +26,11 @@ pub struct HttpConfig {
     pub hsts_max_age_secs: u64,
     /// Serve TLS natively (rustls: TLS 1.2 and 1.3 only) when both files are given.
     pub tls: Option<TlsFiles>,
+    /// Requests per second one client address may make (0 disables). Default 20.
+    pub rate_limit_per_client_per_sec: u64,
+    /// Set by the binary in `test` mode only: accept client identity headers.
+    #[serde(skip)]
+    pub test_mode: bool,
 }
 
 impl Default for HttpConfig {
@@ -38,6 +43,8 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             hsts_max_age_secs: 63_072_000,
             tls: None,
+            rate_limit_per_client_per_sec: 20,
+            test_mode: false,
         }
     }
 }

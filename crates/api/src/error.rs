@@ -11,9 +11,7 @@ tokio::task_local! {
 
 /// The id of the current request, or `"-"` outside one.
 pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| "-".to_owned())
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".to_owned())
 }
 
 /// Body of every 4xx and 5xx response.
@@ -34,23 +32,28 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429 and 503).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+
+    pub fn rate_limited(retry_after_secs: u64) -> ApiError {
         ApiError {
-            status,
-            code,
-            message: message.into(),
+            retry_after: Some(retry_after_secs),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("Too many requests; retry in {retry_after_secs} s."),
+            )
         }
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            code: self.code.to_owned(),
-            message: self.message.clone(),
-            request_id: current_request_id(),
-        }
+        ErrorBody { code: self.code.to_owned(), message: self.message.clone(), request_id: current_request_id() }
     }
 }
 
@@ -60,22 +63,54 @@ impl poem::error::ResponseError for ApiError {
     }
 
     fn as_response(&self) -> Response {
-        error_response(self.status, self.code, &self.message)
+        let mut resp = error_response(self.status, self.code, &self.message);
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(poem::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
+    }
+}
+
+impl From<auth::AuthError> for ApiError {
+    fn from(err: auth::AuthError) -> ApiError {
+        use auth::AuthError as E;
+        let (status, code) = match &err {
+            E::InvalidEmail => (StatusCode::BAD_REQUEST, "invalid_email"),
+            E::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),
+            E::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            E::EmailNotVerified => (StatusCode::FORBIDDEN, "email_not_verified"),
+            E::InvalidToken => (StatusCode::BAD_REQUEST, "invalid_token"),
+            E::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            E::SignupClosed => (StatusCode::FORBIDDEN, "signup_closed"),
+            E::SessionNotFound => (StatusCode::NOT_FOUND, "not_found"),
+            E::RefreshTokenReused => (StatusCode::UNAUTHORIZED, "refresh_token_reused"),
+            E::Jwt(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            E::RateLimited { retry_after_secs } => return ApiError::rate_limited(*retry_after_secs),
+            E::Store(_) | E::Db(_) | E::Outbox(_) | E::Internal(_) => {
+                tracing::error!(error = %err, "authentication backend failure");
+                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", OPAQUE_MESSAGE);
+            }
+        };
+        ApiError::new(status, code, err.to_string())
+    }
+}
+
+/// `?` for domain results inside handlers: maps the domain error through [`ApiError`].
+pub(crate) trait OrApiError<T> {
+    fn api(self) -> poem::Result<T>;
+}
+
+impl<T> OrApiError<T> for Result<T, auth::AuthError> {
+    fn api(self) -> poem::Result<T> {
+        self.map_err(|e| poem::Error::from(ApiError::from(e)))
     }
 }
 
 /// Builds the JSON error response for the current request.
 pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = ErrorBody {
-        code: code.to_owned(),
-        message: message.to_owned(),
-        request_id: current_request_id(),
-    };
+    let body = ErrorBody { code: code.to_owned(), message: message.to_owned(), request_id: current_request_id() };
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"code\":\"internal\"}".to_vec());
-    Response::builder()
-        .status(status)
-        .content_type("application/json; charset=utf-8")
-        .body(json)
+    Response::builder().status(status).content_type("application/json; charset=utf-8").body(json)
 }
 
 /// The stable code for a status when nothing more specific is known.
@@ -102,8 +137,7 @@ pub(crate) fn code_for_status(status: StatusCode) -> &'static str {
 
 /// Message used for every 5xx that is not an [`ApiError`]: the cause goes to the log, not the client
 /// (OWASP Error Handling Cheat Sheet).
-pub(crate) const OPAQUE_MESSAGE: &str =
-    "An internal error occurred. Quote the request id when reporting it.";
+pub(crate) const OPAQUE_MESSAGE: &str = "An internal error occurred. Quote the request id when reporting it.";
 
 /// Turns any error that reached the top of the stack into the error shape.
 pub(crate) fn into_error_response(err: poem::Error) -> Response {
@@ -156,11 +190,7 @@ mod tests {
             (500, "internal"),
             (502, "internal"),
         ] {
-            assert_eq!(
-                code_for_status(StatusCode::from_u16(status).unwrap()),
-                code,
-                "{status}"
-            );
+            assert_eq!(code_for_status(StatusCode::from_u16(status).unwrap()), code, "{status}");
         }
     }
 
@@ -179,9 +209,7 @@ mod tests {
     }
 
     fn futures_body(resp: Response) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async { resp.into_body().into_string().await.unwrap() })
     }
 }

@@ -4,18 +4,17 @@
 //! own error enums; [`error`] maps them to stable codes in one place.
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod config;
+mod csrf;
 pub mod error;
 mod middleware;
+pub mod principal;
 mod routes;
 pub mod server;
 mod state;
 
 pub use config::{HttpConfig, SecurityTxtConfig};
 pub use routes::{build_app, openapi_json, render_security_txt};
-pub use state::AppState;
+pub use state::{AppState, Assembly};

@@ -15,8 +15,7 @@ use crate::error::{code_for_status, error_response, into_error_response, ApiErro
 pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// CSP for API responses: nothing may be loaded or framed (OWASP REST Security Cheat Sheet).
-pub(crate) const API_CSP: &str =
-    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+pub(crate) const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// Headers set on every response unless a route chose its own value.
 #[derive(Debug, Clone)]
@@ -27,9 +26,8 @@ pub(crate) struct SecurityHeaders {
 impl SecurityHeaders {
     pub(crate) fn new(hsts_max_age_secs: u64) -> SecurityHeaders {
         let fixed = |s: &'static str| HeaderValue::from_static(s);
-        let hsts =
-            HeaderValue::from_str(&format!("max-age={hsts_max_age_secs}; includeSubDomains"))
-                .unwrap_or_else(|_| fixed("max-age=63072000; includeSubDomains"));
+        let hsts = HeaderValue::from_str(&format!("max-age={hsts_max_age_secs}; includeSubDomains"))
+            .unwrap_or_else(|_| fixed("max-age=63072000; includeSubDomains"));
         SecurityHeaders {
             headers: vec![
                 // OWASP HTTP Headers Cheat Sheet, values as recommended there.
@@ -38,18 +36,9 @@ impl SecurityHeaders {
                 (header::X_CONTENT_TYPE_OPTIONS, fixed("nosniff")),
                 (header::CONTENT_SECURITY_POLICY, fixed(API_CSP)),
                 (header::REFERRER_POLICY, fixed("no-referrer")),
-                (
-                    HeaderName::from_static("cross-origin-opener-policy"),
-                    fixed("same-origin"),
-                ),
-                (
-                    HeaderName::from_static("cross-origin-resource-policy"),
-                    fixed("same-origin"),
-                ),
-                (
-                    HeaderName::from_static("permissions-policy"),
-                    fixed("camera=(), microphone=(), geolocation=()"),
-                ),
+                (HeaderName::from_static("cross-origin-opener-policy"), fixed("same-origin")),
+                (HeaderName::from_static("cross-origin-resource-policy"), fixed("same-origin")),
+                (HeaderName::from_static("permissions-policy"), fixed("camera=(), microphone=(), geolocation=()")),
                 // OWASP REST Security Cheat Sheet: API responses must not be cached by default.
                 (header::CACHE_CONTROL, fixed("no-store")),
             ],
@@ -73,9 +62,7 @@ pub(crate) fn accept_or_generate_request_id(supplied: Option<&str>) -> String {
         Some(id)
             if !id.is_empty()
                 && id.len() <= 128
-                && id.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
-                }) =>
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) =>
         {
             id.to_owned()
         }
@@ -129,10 +116,7 @@ fn normalise_error_body(resp: Response) -> Response {
     let message = if status.is_server_error() {
         crate::error::OPAQUE_MESSAGE.to_owned()
     } else {
-        status
-            .canonical_reason()
-            .unwrap_or("Request refused")
-            .to_owned()
+        status.canonical_reason().unwrap_or("Request refused").to_owned()
     };
     let mut shaped = error_response(status, code_for_status(status), &message);
     for (name, value) in resp.headers() {
@@ -147,18 +131,12 @@ fn is_json(resp: &Response) -> bool {
     resp.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.starts_with("application/json") || v.starts_with("application/problem+json")
-        })
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("application/problem+json"))
 }
 
 /// Refuses bodies larger than the limit: by `Content-Length` before reading, and while reading
 /// when the length is not declared (chunked transfer).
-pub(crate) async fn body_limit<E: Endpoint>(
-    ep: Arc<E>,
-    mut req: Request,
-    limit: usize,
-) -> poem::Result<Response> {
+pub(crate) async fn body_limit<E: Endpoint>(ep: Arc<E>, mut req: Request, limit: usize) -> poem::Result<Response> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -166,33 +144,22 @@ pub(crate) async fn body_limit<E: Endpoint>(
             format!("The request body exceeds {limit} bytes."),
         )
     };
-    if let Some(len) = req
-        .headers()
-        .typed_get::<poem::web::headers::ContentLength>()
-    {
+    if let Some(len) = req.headers().typed_get::<poem::web::headers::ContentLength>() {
         if len.0 > limit as u64 {
             return Err(too_large().into());
         }
     } else if req.headers().contains_key(header::TRANSFER_ENCODING) {
-        let bytes = req
-            .take_body()
-            .into_bytes_limit(limit)
-            .await
-            .map_err(|err| match err {
-                poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from(too_large()),
-                other => poem::Error::from(other),
-            })?;
+        let bytes = req.take_body().into_bytes_limit(limit).await.map_err(|err| match err {
+            poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from(too_large()),
+            other => poem::Error::from(other),
+        })?;
         req.set_body(Body::from_bytes(bytes));
     }
     ep.call(req).await.map(IntoResponse::into_response)
 }
 
 /// Answers 503 when the inner endpoint takes longer than the configured timeout.
-pub(crate) async fn timeout<E: Endpoint>(
-    ep: Arc<E>,
-    req: Request,
-    limit: Duration,
-) -> poem::Result<Response> {
+pub(crate) async fn timeout<E: Endpoint>(ep: Arc<E>, req: Request, limit: Duration) -> poem::Result<Response> {
     match tokio::time::timeout(limit, ep.call(req)).await {
         Ok(result) => result.map(IntoResponse::into_response),
         Err(_) => {
@@ -213,10 +180,7 @@ mod tests {
 
     #[test]
     fn well_formed_request_ids_are_kept_and_others_replaced() {
-        assert_eq!(
-            accept_or_generate_request_id(Some("abc-123_x.y:z")),
-            "abc-123_x.y:z"
-        );
+        assert_eq!(accept_or_generate_request_id(Some("abc-123_x.y:z")), "abc-123_x.y:z");
         for bad in ["", "has space", "new\nline", "<script>", &"a".repeat(129)] {
             let got = accept_or_generate_request_id(Some(bad));
             assert_ne!(got, bad);
@@ -224,4 +188,65 @@ mod tests {
         }
         assert_eq!(accept_or_generate_request_id(None).len(), 32);
     }
+}
+
+/// The client's address: the TCP peer. A proxy's `X-Forwarded-For` is not trusted: put the
+/// server behind a proxy that rewrites the peer, or extend this with an explicit trusted list.
+pub(crate) fn client_ip(req: &Request) -> Option<String> {
+    req.remote_addr().as_socket_addr().map(|a| a.ip().to_string())
+}
+
+/// Headers that would let a client claim an identity. Identity comes only from credentials the
+/// server verifies; these are refused (400) unless the server runs in explicit test mode.
+pub(crate) const IDENTITY_HEADERS: &[&str] = &[
+    "x-user-id",
+    "x-user-email",
+    "x-tenant-id",
+    "x-workspace-id",
+    "x-account-id",
+    "x-auth-user",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-remote-user",
+    "remote-user",
+    "x-principal",
+    "x-impersonate-user",
+];
+
+pub(crate) async fn reject_identity_headers<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    test_mode: bool,
+) -> poem::Result<Response> {
+    if !test_mode {
+        if let Some(name) = IDENTITY_HEADERS.iter().find(|h| req.headers().contains_key(**h)) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "identity_header_rejected",
+                format!("The `{name}` header is not accepted: identity comes from verified credentials only."),
+            )
+            .into());
+        }
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Per-client request budget (default 20 per second), answered with 429 and `Retry-After`.
+pub(crate) async fn client_rate_limit<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    kv: auth::store::Kv,
+    per_sec: u64,
+) -> poem::Result<Response> {
+    if per_sec > 0 {
+        let ip = client_ip(&req).unwrap_or_else(|| "unknown".into());
+        match kv.hit(&format!("client:{ip}"), per_sec, Duration::from_secs(1)).await {
+            Ok(d) if !d.allowed => return Err(ApiError::rate_limited(d.retry_after_secs).into()),
+            Ok(_) => {}
+            // Fail open on a store outage for the coarse limit only; authentication throttles
+            // fail closed (their errors surface as 500).
+            Err(err) => tracing::warn!(error = %err, "rate-limit store unavailable"),
+        }
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
 }

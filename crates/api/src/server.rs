@@ -4,9 +4,7 @@ use std::{future::Future, io, net::SocketAddr, time::Duration};
 
 use poem::{
     endpoint::BoxEndpoint,
-    listener::{
-        Acceptor, AcceptorExt, BoxAcceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener,
-    },
+    listener::{Acceptor, AcceptorExt, BoxAcceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener},
     Server,
 };
 
@@ -38,10 +36,7 @@ pub struct Bound {
 
 impl std::fmt::Debug for Bound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bound")
-            .field("local_addr", &self.local_addr)
-            .field("tls", &self.tls)
-            .finish()
+        f.debug_struct("Bound").field("local_addr", &self.local_addr).field("tls", &self.tls).finish()
     }
 }
 
@@ -51,21 +46,10 @@ impl Bound {
     pub async fn bind(addr: SocketAddr, tls: Option<TlsPem>) -> io::Result<Bound> {
         install_crypto_provider();
         let (acceptor, is_tls) = match tls {
-            None => (
-                TcpListener::bind(addr).into_acceptor().await?.boxed(),
-                false,
-            ),
+            None => (TcpListener::bind(addr).into_acceptor().await?.boxed(), false),
             Some(pem) => {
-                let config = RustlsConfig::new()
-                    .fallback(RustlsCertificate::new().cert(pem.cert).key(pem.key));
-                (
-                    TcpListener::bind(addr)
-                        .rustls(config)
-                        .into_acceptor()
-                        .await?
-                        .boxed(),
-                    true,
-                )
+                let config = RustlsConfig::new().fallback(RustlsCertificate::new().cert(pem.cert).key(pem.key));
+                (TcpListener::bind(addr).rustls(config).into_acceptor().await?.boxed(), true)
             }
         };
         let local_addr = acceptor
@@ -73,11 +57,7 @@ impl Bound {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .ok_or_else(|| io::Error::other("listener has no socket address"))?;
-        Ok(Bound {
-            acceptor,
-            local_addr,
-            tls: is_tls,
-        })
+        Ok(Bound { acceptor, local_addr, tls: is_tls })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

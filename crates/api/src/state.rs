@@ -13,6 +13,72 @@ pub struct AppState {
     pub security_txt: Arc<str>,
     /// Keys, one per purpose; never printed.
     pub keyring: Arc<crypto_vault::Keyring>,
+    /// Accounts, passwords, sessions and tokens.
+    pub auth: auth::AuthService,
+}
+
+/// Everything needed to build the state; shared by the binary and the test harness so both
+/// assemble the server the same way.
+#[derive(Debug)]
+pub struct Assembly {
+    pub db: Db,
+    pub redis: Option<redis::aio::ConnectionManager>,
+    /// Namespace for Redis keys (one deployment per prefix).
+    pub redis_prefix: String,
+    pub keyring: crypto_vault::Keyring,
+    pub jwt_keys: auth::jwt::JwtKeys,
+    pub jwt: auth::jwt::JwtConfig,
+    pub clock: Arc<dyn storage::Clock>,
+    pub settings: auth::AuthSettings,
+    pub bcrypt_cost: u32,
+    /// Concurrent password hashes; the rest wait (keeps a sign-in flood off the async workers).
+    pub hash_concurrency: usize,
+    pub security_txt: String,
+}
+
+impl AppState {
+    pub fn assemble(a: Assembly) -> Result<AppState, auth::AuthError> {
+        let kv = match &a.redis {
+            Some(conn) => auth::store::Kv::redis(conn.clone(), &a.redis_prefix),
+            None => auth::store::Kv::memory(),
+        };
+        let access = auth::AccessTokens::new(a.jwt_keys, a.jwt, a.clock.clone())?;
+        let auth = auth::AuthService::new(
+            a.db.clone(),
+            kv,
+            auth::password::PasswordHasher::new(a.bcrypt_cost, a.keyring.password_pepper.clone(), a.hash_concurrency),
+            auth::token::TokenHasher::new(&a.keyring.token_hmac),
+            a.keyring.vault_kek.clone(),
+            a.clock,
+            a.settings,
+            access,
+        );
+        Ok(AppState {
+            db: a.db,
+            redis: a.redis,
+            security_txt: Arc::from(a.security_txt),
+            keyring: Arc::new(a.keyring),
+            auth,
+        })
+    }
+
+    /// The outbox worker with every handler this server knows.
+    pub fn worker(&self, mailer: scheduler::mail::Mailer, clock: Arc<dyn storage::Clock>) -> scheduler::Worker {
+        let auth = self.auth.clone();
+        scheduler::Worker::new(self.db.clone(), self.keyring.vault_kek.clone(), clock)
+            .handle(scheduler::mail::SEND_EMAIL, move |action| {
+                let mailer = mailer.clone();
+                async move {
+                    let mail: scheduler::mail::Mail =
+                        serde_json::from_value(action.payload).map_err(|e| e.to_string())?;
+                    mailer.send(&mail, action.id).await
+                }
+            })
+            .handle(auth::service::RESET_REQUEST_ACTION, move |action| {
+                let auth = auth.clone();
+                async move { auth.handle_reset_request(&action.payload).await.map_err(|e| e.to_string()) }
+            })
+    }
 }
 
 impl std::fmt::Debug for AppState {

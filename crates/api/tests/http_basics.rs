@@ -7,26 +7,14 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("x-frame-options", "DENY"),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
-    (
-        "strict-transport-security",
-        "max-age=63072000; includeSubDomains",
-    ),
+    ("strict-transport-security", "max-age=63072000; includeSubDomains"),
 ];
 
 fn assert_security_headers(resp: &reqwest::Response) {
     for (name, value) in SECURITY_HEADERS {
-        assert_eq!(
-            resp.headers().get(*name).and_then(|v| v.to_str().ok()),
-            Some(*value),
-            "header {name}"
-        );
+        assert_eq!(resp.headers().get(*name).and_then(|v| v.to_str().ok()), Some(*value), "header {name}");
     }
-    let csp = resp
-        .headers()
-        .get("content-security-policy")
-        .expect("CSP header")
-        .to_str()
-        .unwrap();
+    let csp = resp.headers().get("content-security-policy").expect("CSP header").to_str().unwrap();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(resp.headers().contains_key("x-request-id"));
 }
@@ -36,22 +24,12 @@ async fn assert_error_shape(resp: reqwest::Response, status: u16, code: &str) ->
     assert_security_headers(&resp);
     let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{content_type}"
-    );
+    assert!(content_type.starts_with("application/json"), "{content_type}");
     let body: serde_json::Value = resp.json().await.expect("JSON error body");
     assert_eq!(body["code"], code, "{body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     assert_eq!(body["request_id"], request_id.as_str(), "{body}");
-    assert_eq!(
-        body.as_object().unwrap().len(),
-        3,
-        "exactly code, message, request_id: {body}"
-    );
+    assert_eq!(body.as_object().unwrap().len(), 3, "exactly code, message, request_id: {body}");
     body
 }
 
@@ -81,20 +59,11 @@ async fn readyz_checks_the_database_and_redis_when_configured(backend: Backend) 
 async fn readyz_answers_503_when_the_schema_is_behind_the_binary(backend: Backend) {
     let app = spawn_app(backend).await;
     // Remove the record of the last migration behind the server's back, as the owner.
-    let owner = testkit::storage::Db::connect(&app.db.owner_url, 1)
-        .await
-        .unwrap();
-    owner
-        .conn()
-        .execute_unprepared("DELETE FROM rampart_migrations")
-        .await
-        .unwrap();
+    let owner = testkit::storage::Db::connect(&app.db.owner_url, 1).await.unwrap();
+    owner.conn().execute_unprepared("DELETE FROM rampart_migrations").await.unwrap();
     let resp = app.get("/readyz").await;
     let body = assert_error_shape(resp, 503, "not_ready").await;
-    assert!(
-        body["message"].as_str().unwrap().contains("database"),
-        "{body}"
-    );
+    assert!(body["message"].as_str().unwrap().contains("database"), "{body}");
 }
 
 async fn an_unknown_path_is_a_404_in_the_error_shape(backend: Backend) {
@@ -110,28 +79,15 @@ async fn a_wrong_method_is_a_405_in_the_error_shape(backend: Backend) {
 
 async fn a_body_over_the_limit_is_a_413_before_it_is_read(backend: Backend) {
     let app = spawn_app_with(backend, |http| http.body_limit_bytes = 1024).await;
-    let resp = app
-        .client
-        .post(app.url("/healthz"))
-        .body(vec![b'x'; 4096])
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.post(app.url("/healthz")).body(vec![b'x'; 4096]).send().await.unwrap();
     assert_error_shape(resp, 413, "payload_too_large").await;
 }
 
 async fn a_chunked_body_over_the_limit_is_a_413(backend: Backend) {
     let app = spawn_app_with(backend, |http| http.body_limit_bytes = 1024).await;
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..8).map(|_| Ok(vec![b'x'; 512])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![b'x'; 512])).collect();
     let body = reqwest::Body::wrap_stream(futures_stream(chunks));
-    let resp = app
-        .client
-        .post(app.url("/healthz"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.post(app.url("/healthz")).body(body).send().await.unwrap();
     assert_error_shape(resp, 413, "payload_too_large").await;
 }
 
@@ -153,21 +109,9 @@ fn futures_stream(
 
 async fn a_well_formed_request_id_is_echoed_and_a_hostile_one_replaced(backend: Backend) {
     let app = spawn_app(backend).await;
-    let resp = app
-        .client
-        .get(app.url("/healthz"))
-        .header("x-request-id", "trace-42.abc")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(app.url("/healthz")).header("x-request-id", "trace-42.abc").send().await.unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-42.abc");
-    let resp = app
-        .client
-        .get(app.url("/nope"))
-        .header("x-request-id", "evil\"}{injected")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(app.url("/nope")).header("x-request-id", "evil\"}{injected").send().await.unwrap();
     let echoed = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_ne!(echoed, "evil\"}{injected");
     let body = assert_error_shape(resp, 404, "not_found").await;
@@ -189,71 +133,31 @@ async fn security_txt_follows_rfc_9116(backend: Backend) {
         })
         .collect();
     let count = |name: &str| fields.iter().filter(|(n, _)| n == name).count();
-    let value = |name: &str| {
-        fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
+    let value = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
     assert!(count("contact") >= 1, "{text}");
     assert_eq!(count("expires"), 1, "{text}");
     assert_eq!(count("preferred-languages"), 1, "{text}");
-    assert!(
-        count("policy") >= 1 && value("policy").starts_with("https://"),
-        "{text}"
-    );
-    assert!(
-        value("canonical").ends_with("/.well-known/security.txt"),
-        "{text}"
-    );
-    let expires =
-        chrono::DateTime::parse_from_rfc3339(&value("expires")).expect("RFC 3339 Expires");
+    assert!(count("policy") >= 1 && value("policy").starts_with("https://"), "{text}");
+    assert!(value("canonical").ends_with("/.well-known/security.txt"), "{text}");
+    let expires = chrono::DateTime::parse_from_rfc3339(&value("expires")).expect("RFC 3339 Expires");
     let now = chrono::Utc::now();
     assert!(expires > now, "Expires must be in the future: {text}");
-    assert!(
-        expires < now + chrono::Duration::days(366),
-        "RFC 9116 recommends less than a year: {text}"
-    );
+    assert!(expires < now + chrono::Duration::days(366), "RFC 9116 recommends less than a year: {text}");
 }
 
 async fn an_allowed_origin_gets_cors_headers_and_another_does_not(backend: Backend) {
-    let app = spawn_app_with(backend, |http| {
-        http.cors_allowed_origins = vec!["https://app.example.com".into()]
-    })
-    .await;
-    let resp = app
-        .client
-        .get(app.url("/healthz"))
-        .header("origin", "https://app.example.com")
-        .send()
-        .await
-        .unwrap();
+    let app = spawn_app_with(backend, |http| http.cors_allowed_origins = vec!["https://app.example.com".into()]).await;
+    let resp = app.client.get(app.url("/healthz")).header("origin", "https://app.example.com").send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers()["access-control-allow-origin"],
-        "https://app.example.com"
-    );
-    let resp = app
-        .client
-        .get(app.url("/healthz"))
-        .header("origin", "https://evil.example.net")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(resp.headers()["access-control-allow-origin"], "https://app.example.com");
+    let resp = app.client.get(app.url("/healthz")).header("origin", "https://evil.example.net").send().await.unwrap();
     assert!(!resp.headers().contains_key("access-control-allow-origin"));
     assert_error_shape(resp, 403, "forbidden").await;
 }
 
 async fn without_an_allow_list_no_origin_gets_cors_headers(backend: Backend) {
     let app = spawn_app(backend).await;
-    let resp = app
-        .client
-        .get(app.url("/healthz"))
-        .header("origin", "https://evil.example.net")
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(app.url("/healthz")).header("origin", "https://evil.example.net").send().await.unwrap();
     assert!(!resp.headers().contains_key("access-control-allow-origin"));
 }
 
@@ -266,10 +170,7 @@ async fn docs_and_the_api_description_are_served(backend: Backend) {
     assert_eq!(served, generated);
     let resp = app.get("/docs").await;
     assert_eq!(resp.status(), 200);
-    let csp = resp.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_owned();
     assert!(csp.contains("script-src 'sha256-"), "{csp}");
     assert!(resp.text().await.unwrap().contains("<html"));
 }

@@ -1,8 +1,17 @@
-//! Accounts, passwords, sessions, tokens and sign-in flows. Arrives with the identity work; this
-//! crate owns that area from the start.
+//! Accounts, passwords, sessions and tokens.
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod access;
+pub mod email;
+mod error;
+pub mod jwt;
+pub mod password;
+pub mod service;
+pub mod store;
+pub mod token;
+
+pub use access::AccessTokens;
+pub use error::AuthError;
+pub use service::{AuthService, AuthSettings, RequestMeta, Revoke, SessionPrincipal, SignupMode};

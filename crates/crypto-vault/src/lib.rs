@@ -2,10 +2,11 @@
 //! environment access; keys are handed in by the binary's configuration loader.
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod seal;
+
+pub use seal::{open, seal};
 
 use secrecy::{ExposeSecret, SecretBox};
 
@@ -20,6 +21,10 @@ pub enum VaultError {
     BadKeyEncoding,
     #[error("key has too little variety to be random (all bytes equal)")]
     WeakKey,
+    #[error("sealed value is malformed")]
+    Malformed,
+    #[error("sealed value does not open with this key and associated data")]
+    Crypto,
 }
 
 /// A 256-bit symmetric key. Zeroized on drop; `Debug` prints `[REDACTED]`.
@@ -36,8 +41,7 @@ impl KeyMaterial {
     /// Parses a key written as 64 hex characters. Refuses obviously non-random keys.
     pub fn from_hex(text: &str) -> Result<KeyMaterial, VaultError> {
         let mut bytes = Box::new([0u8; KEY_LEN]);
-        hex::decode_to_slice(text.trim(), &mut bytes[..])
-            .map_err(|_| VaultError::BadKeyEncoding)?;
+        hex::decode_to_slice(text.trim(), &mut bytes[..]).map_err(|_| VaultError::BadKeyEncoding)?;
         let key = KeyMaterial(SecretBox::new(bytes));
         let first = key.expose()[0];
         if key.expose().iter().all(|b| *b == first) {
@@ -76,6 +80,8 @@ pub struct Keyring {
     pub token_hmac: KeyMaterial,
     /// Key-encryption key for the AES-256-GCM envelope of secrets at rest.
     pub vault_kek: KeyMaterial,
+    /// Pepper of the password pre-hash (HMAC-SHA256 before bcrypt).
+    pub password_pepper: KeyMaterial,
     /// Where the keys came from; production refuses [`KeySource::GeneratedForDevelopment`].
     pub source: KeySource,
 }
@@ -113,17 +119,8 @@ mod tests {
 
     #[test]
     fn malformed_and_constant_keys_are_refused() {
-        assert_eq!(
-            KeyMaterial::from_hex("abcd").unwrap_err(),
-            VaultError::BadKeyEncoding
-        );
-        assert_eq!(
-            KeyMaterial::from_hex(&"zz".repeat(32)).unwrap_err(),
-            VaultError::BadKeyEncoding
-        );
-        assert_eq!(
-            KeyMaterial::from_hex(&"00".repeat(32)).unwrap_err(),
-            VaultError::WeakKey
-        );
+        assert_eq!(KeyMaterial::from_hex("abcd").unwrap_err(), VaultError::BadKeyEncoding);
+        assert_eq!(KeyMaterial::from_hex(&"zz".repeat(32)).unwrap_err(), VaultError::BadKeyEncoding);
+        assert_eq!(KeyMaterial::from_hex(&"00".repeat(32)).unwrap_err(), VaultError::WeakKey);
     }
 }

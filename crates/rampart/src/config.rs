@@ -42,18 +42,68 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Json,
-            filter: "info".into(),
-        }
+        LogConfig { format: LogFormat::Json, filter: "info".into() }
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// `redis://` or `rediss://` URL. Required in production so replicas share sessions and limits.
     pub url: Option<SecretString>,
+    /// Prefix of every key, so several deployments can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig { url: None, key_prefix: "rampart:".into() }
+    }
+}
+
+/// Account and sign-in settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `open`, `invite_only` or `closed`.
+    pub signup: auth::SignupMode,
+    /// bcrypt work factor: 12 by default, never below 10 (OWASP Password Storage Cheat Sheet).
+    pub bcrypt_cost: u32,
+    /// Password hashes computed at once; further sign-ins wait their turn. Default: CPU count.
+    pub hash_concurrency: Option<usize>,
+    /// Base URL of links in e-mails (the web app). Default: `http.public_url`.
+    pub link_base_url: Option<String>,
+    /// Access-token lifetime in seconds (default 900, at most 3600).
+    pub access_token_ttl_secs: i64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            signup: auth::SignupMode::Open,
+            bcrypt_cost: auth::password::DEFAULT_BCRYPT_COST,
+            hash_concurrency: None,
+            link_base_url: None,
+            access_token_ttl_secs: 900,
+        }
+    }
+}
+
+/// Outgoing mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// SMTP relay, e.g. `smtps://user:pass@smtp.example.com`. Without it (development only) mail
+    /// is appended to `<data_dir>/mail.log`.
+    pub smtp_url: Option<SecretString>,
+    /// Sender address.
+    pub from: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig { smtp_url: None, from: "Rampart <no-reply@localhost>".into() }
+    }
 }
 
 /// Secret keys, each 32 bytes written as 64 hex characters (`openssl rand -hex 32`).
@@ -62,6 +112,11 @@ pub struct RedisConfig {
 pub struct SecretsConfig {
     pub token_hmac_key: Option<SecretString>,
     pub vault_key: Option<SecretString>,
+    pub password_pepper: Option<SecretString>,
+    /// The access-token signing key: `kid:base64(PKCS#8 Ed25519)`.
+    pub jwt_signing_key: Option<SecretString>,
+    /// Keys being rotated out, same form; their tokens keep verifying until they expire.
+    pub jwt_previous_keys: Vec<SecretString>,
 }
 
 /// The whole configuration, validated once at start-up and then split per crate.
@@ -76,6 +131,8 @@ pub struct Config {
     pub database: storage::DatabaseConfig,
     pub redis: RedisConfig,
     pub secrets: SecretsConfig,
+    pub auth: AuthConfig,
+    pub mail: MailConfig,
     pub log: LogConfig,
 }
 
@@ -89,6 +146,8 @@ impl Default for Config {
             database: storage::DatabaseConfig::default(),
             redis: RedisConfig::default(),
             secrets: SecretsConfig::default(),
+            auth: AuthConfig::default(),
+            mail: MailConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -105,16 +164,8 @@ pub fn figment(file: Option<&Path>) -> Figment {
     figment
         .merge(Env::prefixed("RAMPART__").split("__"))
         .merge(Env::raw().only(&["RAMPART_ENV"]).map(|_| "env".into()))
-        .merge(
-            Env::raw()
-                .only(&["DATABASE_URL"])
-                .map(|_| "database.url".into()),
-        )
-        .merge(
-            Env::raw()
-                .only(&["DATABASE_MIGRATE_URL"])
-                .map(|_| "database.migrate_url".into()),
-        )
+        .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+        .merge(Env::raw().only(&["DATABASE_MIGRATE_URL"]).map(|_| "database.migrate_url".into()))
         .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()))
 }
 
@@ -146,10 +197,8 @@ impl Config {
         if prod && self.redis.url.is_none() {
             problems.push("redis.url is missing: production needs Redis so replicas share sessions and rate limits (RAMPART__REDIS__URL or REDIS_URL)".into());
         }
-        for (name, value) in [
-            ("token_hmac_key", &self.secrets.token_hmac_key),
-            ("vault_key", &self.secrets.vault_key),
-        ] {
+        for (name, value) in [("token_hmac_key", &self.secrets.token_hmac_key), ("vault_key", &self.secrets.vault_key)]
+        {
             match value {
                 Some(v) => {
                     if let Err(err) = crypto_vault::KeyMaterial::from_hex(v.expose_secret()) {
@@ -163,11 +212,37 @@ impl Config {
                 None => {}
             }
         }
+        match &self.secrets.jwt_signing_key {
+            Some(key) => {
+                if let Err(err) = crate::keys::parse_jwt_key(key.expose_secret()) {
+                    problems.push(format!("secrets.jwt_signing_key: {err}"));
+                }
+            }
+            None if prod => problems.push(
+                "secrets.jwt_signing_key is missing: set RAMPART__SECRETS__JWT_SIGNING_KEY to `kid:base64(PKCS#8 Ed25519)` (`rampart keys generate` prints a full set)".into(),
+            ),
+            None => {}
+        }
+        for key in &self.secrets.jwt_previous_keys {
+            if let Err(err) = crate::keys::parse_jwt_key(key.expose_secret()) {
+                problems.push(format!("secrets.jwt_previous_keys: {err}"));
+            }
+        }
+        if self.auth.bcrypt_cost < auth::password::MIN_BCRYPT_COST || self.auth.bcrypt_cost > 16 {
+            problems.push(format!(
+                "auth.bcrypt_cost must be between {} and 16 (OWASP: at least 10)",
+                auth::password::MIN_BCRYPT_COST
+            ));
+        }
+        if prod && self.mail.smtp_url.is_none() {
+            problems.push("mail.smtp_url is missing: production sends verification and reset mail over SMTP (RAMPART__MAIL__SMTP_URL)".into());
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            problems.push(format!("mail.from: `{}` is not a valid sender address", self.mail.from));
+        }
         for origin in &self.http.cors_allowed_origins {
             let ok = url::Url::parse(origin)
-                .map(|u| {
-                    matches!(u.scheme(), "http" | "https") && u.path() == "/" && u.query().is_none()
-                })
+                .map(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/" && u.query().is_none())
                 .unwrap_or(false);
             if !ok || origin.ends_with('/') {
                 problems.push(format!(
@@ -185,28 +260,22 @@ impl Config {
             _ => {}
         }
         for contact in &self.security_txt.contact {
-            if !(contact.starts_with("mailto:")
-                || contact.starts_with("tel:")
-                || contact.starts_with("https://"))
-            {
-                problems.push(format!("security_txt.contact: `{contact}` must be a mailto:, tel: or https:// URI (RFC 9116 §2.5.3)"));
+            if !(contact.starts_with("mailto:") || contact.starts_with("tel:") || contact.starts_with("https://")) {
+                problems.push(format!(
+                    "security_txt.contact: `{contact}` must be a mailto:, tel: or https:// URI (RFC 9116 §2.5.3)"
+                ));
             }
         }
         if let Some(policy) = &self.security_txt.policy {
             if !policy.starts_with("https://") {
-                problems.push(format!(
-                    "security_txt.policy: `{policy}` must be an https:// URI (RFC 9116 §2.5.7)"
-                ));
+                problems.push(format!("security_txt.policy: `{policy}` must be an https:// URI (RFC 9116 §2.5.7)"));
             }
         }
         if prod && self.security_txt.contact.is_empty() {
             problems.push("security_txt.contact is missing: RFC 9116 requires at least one Contact (e.g. mailto:security@example.com)".into());
         }
         if prod && self.security_txt.policy.is_none() {
-            problems.push(
-                "security_txt.policy is missing: production publishes its disclosure policy URL"
-                    .into(),
-            );
+            problems.push("security_txt.policy is missing: production publishes its disclosure policy URL".into());
         }
         if self.http.body_limit_bytes == 0 {
             problems.push("http.body_limit_bytes must be greater than 0".into());
@@ -218,10 +287,7 @@ impl Config {
     pub fn database_url(&self) -> SecretString {
         match &self.database.url {
             Some(url) => url.clone(),
-            None => SecretString::from(format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("rampart.db").display()
-            )),
+            None => SecretString::from(format!("sqlite://{}?mode=rwc", self.data_dir.join("rampart.db").display())),
         }
     }
 
@@ -230,11 +296,7 @@ impl Config {
         match &self.http.public_url {
             Some(url) => url.as_str().trim_end_matches('/').to_owned(),
             None => {
-                let scheme = if self.http.tls.is_some() {
-                    "https"
-                } else {
-                    "http"
-                };
+                let scheme = if self.http.tls.is_some() { "https" } else { "http" };
                 format!("{scheme}://{}", self.http.listen)
             }
         }
@@ -266,19 +328,13 @@ mod tests {
     #[test]
     fn environment_overrides_the_file_which_overrides_defaults() {
         Jail::expect_with(|jail| {
-            jail.create_file(
-                "rampart.toml",
-                "[http]\nlisten = \"127.0.0.1:9000\"\nrequest_timeout_secs = 5\n",
-            )?;
+            jail.create_file("rampart.toml", "[http]\nlisten = \"127.0.0.1:9000\"\nrequest_timeout_secs = 5\n")?;
             jail.set_env("RAMPART__HTTP__LISTEN", "127.0.0.1:9100");
             jail.set_env("DATABASE_URL", "postgres://app@db/rampart");
             let cfg = load(None).unwrap();
             assert_eq!(cfg.http.listen.to_string(), "127.0.0.1:9100");
             assert_eq!(cfg.http.request_timeout_secs, 5);
-            assert_eq!(
-                cfg.database_url().expose_secret(),
-                "postgres://app@db/rampart"
-            );
+            assert_eq!(cfg.database_url().expose_secret(), "postgres://app@db/rampart");
             Ok(())
         });
     }
@@ -307,10 +363,7 @@ mod tests {
                 "security_txt.contact",
                 "security_txt.policy",
             ] {
-                assert!(
-                    problems.contains(needle),
-                    "missing `{needle}` in:\n{problems}"
-                );
+                assert!(problems.contains(needle), "missing `{needle}` in:\n{problems}");
             }
             Ok(())
         });
@@ -325,18 +378,9 @@ mod tests {
             jail.set_env("RAMPART__SECRETS__VAULT_KEY", "short");
             let problems = load(None).unwrap().problems().join("\n");
             assert!(problems.contains("needs PostgreSQL"), "{problems}");
-            assert!(
-                problems.contains("secrets.token_hmac_key: key has too little variety"),
-                "{problems}"
-            );
-            assert!(
-                problems.contains("secrets.vault_key: key must be 32 bytes"),
-                "{problems}"
-            );
-            assert!(
-                !problems.contains("short"),
-                "a secret value must never be echoed: {problems}"
-            );
+            assert!(problems.contains("secrets.token_hmac_key: key has too little variety"), "{problems}");
+            assert!(problems.contains("secrets.vault_key: key must be 32 bytes"), "{problems}");
+            assert!(!problems.contains("short"), "a secret value must never be echoed: {problems}");
             Ok(())
         });
     }
@@ -350,14 +394,8 @@ mod tests {
             jail.set_env("RAMPART__SECRETS__TOKEN_HMAC_KEY", KEY_A);
             jail.set_env("RAMPART__SECRETS__VAULT_KEY", KEY_B);
             jail.set_env("RAMPART__HTTP__PUBLIC_URL", "https://api.example.com");
-            jail.set_env(
-                "RAMPART__SECURITY_TXT__CONTACT",
-                "[mailto:security@example.com]",
-            );
-            jail.set_env(
-                "RAMPART__SECURITY_TXT__POLICY",
-                "https://example.com/security-policy",
-            );
+            jail.set_env("RAMPART__SECURITY_TXT__CONTACT", "[mailto:security@example.com]");
+            jail.set_env("RAMPART__SECURITY_TXT__POLICY", "https://example.com/security-policy");
             let cfg = load(None).unwrap();
             assert_eq!(cfg.problems(), Vec::<String>::new());
             Ok(())

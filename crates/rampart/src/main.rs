@@ -37,6 +37,11 @@ enum Command {
     /// Exit 0 when the local server answers `GET /healthz` with 200 (for container health checks;
     /// plain HTTP on the configured listen address).
     Healthcheck,
+    /// Key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print the OpenAPI description of the HTTP API.
     Openapi {
         /// Write to this file instead of standard output.
@@ -45,8 +50,20 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print a fresh set of production secrets as environment lines (keep them in a secret store).
+    Generate,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Keys { command: KeysCommand::Generate } = &cli.command {
+        return report(keys::generate_env().map(|env| {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(env.as_bytes());
+        }));
+    }
     if let Command::Openapi { output } = &cli.command {
         return report(write_openapi(output.as_deref()));
     }
@@ -63,21 +80,14 @@ fn main() -> ExitCode {
     init_logging(&cfg);
     let problems = cfg.problems();
     if !problems.is_empty() {
-        let mode = if cfg.env == Environment::Production {
-            " in production"
-        } else {
-            ""
-        };
+        let mode = if cfg.env == Environment::Production { " in production" } else { "" };
         eprintln!("rampart: refusing to start{mode}; fix the configuration:");
         for p in &problems {
             eprintln!("  - {p}");
         }
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => return report(Err(err.into())),
     };
@@ -86,7 +96,7 @@ fn main() -> ExitCode {
             Command::Serve { .. } => serve(cfg).await,
             Command::Migrate => migrate(cfg).await,
             Command::Healthcheck => healthcheck(&cfg).await,
-            Command::Openapi { .. } => Ok(()),
+            Command::Openapi { .. } | Command::Keys { .. } => Ok(()),
         }
     });
     report(result)
@@ -107,9 +117,7 @@ fn write_openapi(output: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut json = api::openapi_json();
     json.push('\n');
     match output {
-        Some(path) => {
-            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))
-        }
+        Some(path) => std::fs::write(path, json).with_context(|| format!("writing {}", path.display())),
         None => {
             use std::io::Write;
             std::io::stdout().write_all(json.as_bytes())?;
@@ -121,16 +129,9 @@ fn write_openapi(output: Option<&std::path::Path>) -> anyhow::Result<()> {
 fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match cfg.log.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
@@ -149,9 +150,7 @@ fn ensure_data_dir(cfg: &Config) -> anyhow::Result<()> {
 async fn migrate(cfg: Config) -> anyhow::Result<()> {
     let url = match (&cfg.database.migrate_url, &cfg.database.url) {
         (Some(owner), _) => owner.clone(),
-        (None, Some(url))
-            if storage::Backend::from_url(url.expose_secret())? == storage::Backend::Postgres =>
-        {
+        (None, Some(url)) if storage::Backend::from_url(url.expose_secret())? == storage::Backend::Postgres => {
             anyhow::bail!("database.migrate_url is missing: PostgreSQL migrations run as the owner role, not the runtime role (RAMPART__DATABASE__MIGRATE_URL or DATABASE_MIGRATE_URL)")
         }
         (None, _) => {
@@ -159,9 +158,7 @@ async fn migrate(cfg: Config) -> anyhow::Result<()> {
             cfg.database_url()
         }
     };
-    let db = storage::Db::connect(&url, 2)
-        .await
-        .context("connecting to the database")?;
+    let db = storage::Db::connect(&url, 2).await.context("connecting to the database")?;
     let applied = storage::migrate(db.conn()).await.context("migrating")?;
     tracing::info!(backend = db.backend().name(), applied = ?applied, "database migrated");
     db.close().await?;
@@ -170,15 +167,13 @@ async fn migrate(cfg: Config) -> anyhow::Result<()> {
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     ensure_data_dir(&cfg)?;
-    let keyring = keys::resolve(&cfg.secrets, &cfg.data_dir)?;
+    let keys = keys::resolve(&cfg.secrets, &cfg.data_dir)?;
     let db = storage::Db::connect(&cfg.database_url(), cfg.database.max_connections)
         .await
         .context("connecting to the database")?;
     match db.backend() {
         storage::Backend::Sqlite => {
-            let applied = storage::migrate(db.conn())
-                .await
-                .context("migrating the embedded database")?;
+            let applied = storage::migrate(db.conn()).await.context("migrating the embedded database")?;
             tracing::warn!(data_dir = %cfg.data_dir.display(), applied = ?applied, "running on the embedded SQLite store: no row-level security, single node only");
         }
         storage::Backend::Postgres => {
@@ -189,17 +184,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let redis = match &cfg.redis.url {
         Some(url) => {
-            let client = redis::Client::open(url.expose_secret())
-                .context("redis.url is not a valid Redis URL")?;
-            Some(
-                redis::aio::ConnectionManager::new(client)
-                    .await
-                    .context("connecting to Redis")?,
-            )
+            let client = redis::Client::open(url.expose_secret()).context("redis.url is not a valid Redis URL")?;
+            Some(redis::aio::ConnectionManager::new(client).await.context("connecting to Redis")?)
         }
         None => None,
     };
-    let now = chrono::Utc::now();
+    let clock: Arc<dyn storage::Clock> = Arc::new(storage::SystemClock);
+    let now = clock.now();
     let expires = cfg
         .security_txt
         .expires
@@ -208,35 +199,65 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut security_txt_cfg = cfg.security_txt.clone();
     if security_txt_cfg.contact.is_empty() {
         // Development only: production refuses to start without a real contact.
-        security_txt_cfg
-            .contact
-            .push("mailto:security@localhost".into());
+        security_txt_cfg.contact.push("mailto:security@localhost".into());
         tracing::warn!("security_txt.contact is not set; publishing a localhost placeholder");
     }
     let security_txt = api::render_security_txt(&security_txt_cfg, &canonical, expires);
 
     let tls = match &cfg.http.tls {
         Some(files) => Some(api::server::TlsPem {
-            cert: std::fs::read(&files.cert_path)
-                .with_context(|| format!("reading {}", files.cert_path.display()))?,
-            key: std::fs::read(&files.key_path)
-                .with_context(|| format!("reading {}", files.key_path.display()))?,
+            cert: std::fs::read(&files.cert_path).with_context(|| format!("reading {}", files.cert_path.display()))?,
+            key: std::fs::read(&files.key_path).with_context(|| format!("reading {}", files.key_path.display()))?,
         }),
         None => None,
     };
-    let state = api::AppState {
+    let mailer = match &cfg.mail.smtp_url {
+        Some(url) => scheduler::mail::Mailer::smtp(url.expose_secret(), &cfg.mail.from)?,
+        None => {
+            let path = cfg.data_dir.join("mail.log");
+            tracing::warn!(path = %path.display(), "mail.smtp_url is not set; outgoing mail is appended to a local file");
+            scheduler::mail::Mailer::file(path, &cfg.mail.from)?
+        }
+    };
+    let jwt = auth::jwt::JwtConfig {
+        issuer: cfg.public_url(),
+        access_ttl: chrono::Duration::seconds(cfg.auth.access_token_ttl_secs),
+        ..auth::jwt::JwtConfig::default()
+    };
+    let state = api::AppState::assemble(api::Assembly {
         db,
         redis,
-        security_txt: Arc::from(security_txt),
-        keyring: Arc::new(keyring),
-    };
-    let app = api::build_app(state, &cfg.http);
-    let bound = api::server::Bound::bind(cfg.http.listen, tls)
-        .await
-        .with_context(|| format!("binding {}", cfg.http.listen))?;
+        redis_prefix: cfg.redis.key_prefix.clone(),
+        keyring: keys.keyring,
+        jwt_keys: keys.jwt,
+        jwt,
+        clock: clock.clone(),
+        settings: auth::AuthSettings {
+            signup: cfg.auth.signup,
+            link_base_url: cfg.auth.link_base_url.clone().unwrap_or_else(|| cfg.public_url()),
+        },
+        bcrypt_cost: cfg.auth.bcrypt_cost,
+        hash_concurrency: cfg
+            .auth
+            .hash_concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        security_txt,
+    })?;
+
+    let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
+    let worker = state.worker(mailer, clock);
+    let worker_task = tokio::spawn(worker.run(std::time::Duration::from_secs(1), worker_stop));
+
+    let mut http = cfg.http.clone();
+    http.test_mode = cfg.env == Environment::Test;
+    let app = api::build_app(state, &http);
+    let bound =
+        api::server::Bound::bind(cfg.http.listen, tls).await.with_context(|| format!("binding {}", cfg.http.listen))?;
     let scheme = if bound.is_tls() { "https" } else { "http" };
     tracing::info!(address = %bound.local_addr(), env = ?cfg.env, "rampart listening on {scheme}://{}", bound.local_addr());
     bound.serve(app, shutdown_signal()).await?;
+    let _ = stop_worker.send(true);
+    let _ = worker_task.await;
     tracing::info!("rampart stopped");
     Ok(())
 }
@@ -249,9 +270,7 @@ async fn healthcheck(cfg: &Config) -> anyhow::Result<()> {
     }
     let probe = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await?;
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
         let mut head = [0u8; 12];
         stream.read_exact(&mut head).await?;
         anyhow::Ok(head.starts_with(b"HTTP/1.1 200"))

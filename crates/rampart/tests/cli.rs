@@ -12,9 +12,7 @@ use testkit::{Backend, TestDb};
 #[allow(clippy::disallowed_methods)] // The child gets a clean environment except PATH.
 fn rampart(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     cmd
 }
 
@@ -35,9 +33,7 @@ impl Drop for Server {
 /// Starts `rampart serve --listen 127.0.0.1:0` and reads its log until it says where it listens.
 /// A thread keeps draining the log afterwards so the server never writes into a closed pipe.
 fn serve(mut cmd: Command) -> Result<Server, (i32, String)> {
-    cmd.args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn rampart");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -53,14 +49,9 @@ fn serve(mut cmd: Command) -> Result<Server, (i32, String)> {
     for line in rx.iter() {
         log.push(line.clone());
         if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
-            if let (Some(msg), Some(addr)) = (event["message"].as_str(), event["address"].as_str())
-            {
+            if let (Some(msg), Some(addr)) = (event["message"].as_str(), event["address"].as_str()) {
                 if msg.starts_with("rampart listening") {
-                    return Ok(Server {
-                        child,
-                        base_url: format!("http://{addr}"),
-                        log,
-                    });
+                    return Ok(Server { child, base_url: format!("http://{addr}"), log });
                 }
             }
         }
@@ -80,28 +71,14 @@ async fn serve_with_no_configuration_runs_on_embedded_sqlite_with_generated_deve
     assert!(dir.path().join("rampart-data/rampart.db").exists());
 
     let client = reqwest::Client::new();
-    for path in [
-        "/healthz",
-        "/readyz",
-        "/docs",
-        "/openapi.json",
-        "/.well-known/security.txt",
-    ] {
-        let resp = client
-            .get(format!("{}{path}", server.base_url))
-            .send()
-            .await
-            .unwrap();
+    for path in ["/healthz", "/readyz", "/docs", "/openapi.json", "/.well-known/security.txt"] {
+        let resp = client.get(format!("{}{path}", server.base_url)).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{path}");
     }
 
     // SIGTERM drains and exits cleanly.
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = server.child.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
@@ -111,22 +88,10 @@ fn healthcheck_succeeds_against_a_live_server_and_fails_without_one() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(rampart(dir.path())).expect("server starts");
     let addr = server.base_url.trim_start_matches("http://").to_owned();
-    let ok = rampart(dir.path())
-        .arg("healthcheck")
-        .env("RAMPART__HTTP__LISTEN", &addr)
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let ok = rampart(dir.path()).arg("healthcheck").env("RAMPART__HTTP__LISTEN", &addr).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     drop(server);
-    let down = rampart(dir.path())
-        .arg("healthcheck")
-        .env("RAMPART__HTTP__LISTEN", &addr)
-        .output()
-        .unwrap();
+    let down = rampart(dir.path()).arg("healthcheck").env("RAMPART__HTTP__LISTEN", &addr).output().unwrap();
     assert!(!down.status.success());
 }
 
@@ -138,18 +103,10 @@ fn production_mode_refuses_to_start_without_real_secrets_and_says_what_is_missin
     let (code, log) = serve(cmd).err().expect("production must refuse");
     assert_eq!(code, 2, "{log}");
     assert!(log.contains("refusing to start in production"), "{log}");
-    for needle in [
-        "database.url",
-        "redis.url",
-        "secrets.token_hmac_key",
-        "secrets.vault_key",
-    ] {
+    for needle in ["database.url", "redis.url", "secrets.token_hmac_key", "secrets.vault_key"] {
         assert!(log.contains(needle), "missing `{needle}` in:\n{log}");
     }
-    assert!(
-        !dir.path().join("rampart-data/dev-keys.toml").exists(),
-        "production never generates keys"
-    );
+    assert!(!dir.path().join("rampart-data/dev-keys.toml").exists(), "production never generates keys");
 }
 
 #[test]
@@ -157,28 +114,18 @@ fn openapi_command_prints_the_committed_description() {
     let dir = tempfile::tempdir().unwrap();
     let out = rampart(dir.path()).arg("openapi").output().unwrap();
     assert!(out.status.success());
-    let committed = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi/openapi.json"),
-    )
-    .unwrap();
+    let committed =
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi/openapi.json")).unwrap();
     assert_eq!(out.stdout, committed);
 }
 
 #[test]
 fn help_is_available_on_every_command() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [
-        vec!["--help"],
-        vec!["serve", "--help"],
-        vec!["migrate", "--help"],
-        vec!["openapi", "--help"],
-    ] {
+    for args in [vec!["--help"], vec!["serve", "--help"], vec!["migrate", "--help"], vec!["openapi", "--help"]] {
         let out = rampart(dir.path()).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("Usage"),
-            "{args:?}"
-        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
     }
 }
 
@@ -192,22 +139,13 @@ async fn on_postgres_migrate_runs_as_the_owner_and_serve_as_the_runtime_role_wit
         .env("DATABASE_MIGRATE_URL", db.owner_url.expose_secret())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let mut cmd = rampart(dir.path());
-    cmd.env("DATABASE_URL", db.runtime_url.expose_secret())
-        .env("REDIS_URL", testkit::redis_url());
+    cmd.env("DATABASE_URL", db.runtime_url.expose_secret()).env("REDIS_URL", testkit::redis_url());
     let server = serve(cmd).expect("server starts on PostgreSQL");
-    let body: serde_json::Value = reqwest::get(format!("{}/readyz", server.base_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: serde_json::Value =
+        reqwest::get(format!("{}/readyz", server.base_url)).await.unwrap().json().await.unwrap();
     assert_eq!(body["database"], "ok");
     assert_eq!(body["redis"], "ok");
 }
@@ -216,11 +154,7 @@ async fn on_postgres_migrate_runs_as_the_owner_and_serve_as_the_runtime_role_wit
 async fn on_postgres_migrate_refuses_to_run_as_the_runtime_role() {
     let db = TestDb::unmigrated(Backend::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
-    let out = rampart(dir.path())
-        .arg("migrate")
-        .env("DATABASE_URL", db.runtime_url.expose_secret())
-        .output()
-        .unwrap();
+    let out = rampart(dir.path()).arg("migrate").env("DATABASE_URL", db.runtime_url.expose_secret()).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("migrate_url"));
 }
@@ -231,14 +165,9 @@ async fn on_postgres_serve_refuses_a_superuser_connection() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = rampart(dir.path());
     cmd.env("DATABASE_URL", db.admin_url().unwrap());
-    let (code, log) = serve(cmd)
-        .err()
-        .expect("a superuser runtime connection must be refused");
+    let (code, log) = serve(cmd).err().expect("a superuser runtime connection must be refused");
     assert_ne!(code, 0);
-    assert!(
-        log.contains("superuser") && log.contains("NOBYPASSRLS"),
-        "{log}"
-    );
+    assert!(log.contains("superuser") && log.contains("NOBYPASSRLS"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,9 +176,7 @@ async fn on_postgres_serve_refuses_an_unmigrated_schema() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = rampart(dir.path());
     cmd.env("DATABASE_URL", db.runtime_url.expose_secret());
-    let (code, log) = serve(cmd)
-        .err()
-        .expect("an unmigrated database must be refused");
+    let (code, log) = serve(cmd).err().expect("an unmigrated database must be refused");
     assert_ne!(code, 0);
     assert!(log.contains("rampart migrate"), "{log}");
 }

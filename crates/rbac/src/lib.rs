@@ -4,7 +4,4 @@
 //! owns that area from the start so nothing else grows its own notion of a role.
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

@@ -56,11 +56,7 @@ fn default_max_connections() -> u32 {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig {
-            url: None,
-            migrate_url: None,
-            max_connections: default_max_connections(),
-        }
+        DatabaseConfig { url: None, migrate_url: None, max_connections: default_max_connections() }
     }
 }
 
@@ -70,25 +66,14 @@ mod tests {
 
     #[test]
     fn backend_is_read_from_the_url_scheme() {
-        assert_eq!(
-            Backend::from_url("postgres://u@h/db").unwrap(),
-            Backend::Postgres
-        );
-        assert_eq!(
-            Backend::from_url("postgresql://u@h/db").unwrap(),
-            Backend::Postgres
-        );
-        assert_eq!(
-            Backend::from_url("sqlite://x.db?mode=rwc").unwrap(),
-            Backend::Sqlite
-        );
+        assert_eq!(Backend::from_url("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::from_url("postgresql://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::from_url("sqlite://x.db?mode=rwc").unwrap(), Backend::Sqlite);
     }
 
     #[test]
     fn unsupported_schemes_are_refused_without_echoing_the_url() {
-        let err = Backend::from_url("mysql://root:hunter2@h/db")
-            .unwrap_err()
-            .to_string();
+        let err = Backend::from_url("mysql://root:hunter2@h/db").unwrap_err().to_string();
         assert!(err.contains("mysql"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }

@@ -5,10 +5,7 @@
 //! builds connection strings or runs DDL.
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod config;
 mod migrate;
@@ -16,8 +13,7 @@ mod roles;
 
 pub use config::{Backend, DatabaseConfig};
 pub use migrate::{
-    expected_schema_version, migrate, schema_version, Migration, MIGRATIONS_POSTGRES,
-    MIGRATIONS_SQLITE,
+    expected_schema_version, migrate, schema_version, Migration, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE,
 };
 pub use roles::{check_runtime_role, RoleReport, RUNTIME_GROUP_ROLE};
 pub use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
@@ -53,10 +49,7 @@ pub struct Db {
 
 impl Db {
     /// Opens a pool for `url`. SQLite files are created when missing.
-    pub async fn connect(
-        url: &secrecy::SecretString,
-        max_connections: u32,
-    ) -> Result<Db, StorageError> {
+    pub async fn connect(url: &secrecy::SecretString, max_connections: u32) -> Result<Db, StorageError> {
         let backend = Backend::from_url(url.expose_secret())?;
         let mut opts = ConnectOptions::new(url.expose_secret().to_owned());
         // SQLite allows one writer; a small pool avoids `database is locked` under load.
@@ -72,10 +65,8 @@ impl Db {
         let conn = Database::connect(opts).await?;
         if backend == Backend::Sqlite {
             // WAL lets readers proceed during a write; foreign keys are off by default in SQLite.
-            conn.execute_unprepared(
-                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-            )
-            .await?;
+            conn.execute_unprepared("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+                .await?;
         }
         Ok(Db { conn, backend })
     }
@@ -90,12 +81,7 @@ impl Db {
 
     /// Runs a trivial round trip; used by readiness probes.
     pub async fn ping(&self) -> Result<(), StorageError> {
-        self.conn
-            .query_one(Statement::from_string(
-                self.conn.get_database_backend(),
-                "SELECT 1",
-            ))
-            .await?;
+        self.conn.query_one(Statement::from_string(self.conn.get_database_backend(), "SELECT 1")).await?;
         Ok(())
     }
 
@@ -113,5 +99,45 @@ impl Db {
     pub async fn close(self) -> Result<(), StorageError> {
         self.conn.close().await?;
         Ok(())
+    }
+}
+
+/// The source of the current time. Expiry, lifetimes and retries take `now` from a clock so tests
+/// can move time instead of waiting.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+/// The system clock, truncated to microseconds (the precision both stores keep).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // The one place that reads the wall clock.
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let now = chrono::Utc::now();
+        chrono::DurationRound::duration_trunc(now, chrono::Duration::microseconds(1)).unwrap_or(now)
+    }
+}
+
+/// A clock tests set and advance by hand.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl ManualClock {
+    pub fn new(start: chrono::DateTime<chrono::Utc>) -> ManualClock {
+        ManualClock(std::sync::Mutex::new(start))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        if let Ok(mut now) = self.0.lock() {
+            *now += by;
+        }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.lock().map(|now| *now).unwrap_or_default()
     }
 }

@@ -44,10 +44,12 @@ macro_rules! migration {
 }
 
 /// PostgreSQL migrations, in order. File names are `<version>_<name>.sql`.
-pub const MIGRATIONS_POSTGRES: &[Migration] = &[migration!("postgres", 1, "foundation")];
+pub const MIGRATIONS_POSTGRES: &[Migration] =
+    &[migration!("postgres", 1, "foundation"), migration!("postgres", 2, "identity")];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
-pub const MIGRATIONS_SQLITE: &[Migration] = &[migration!("sqlite", 1, "foundation")];
+pub const MIGRATIONS_SQLITE: &[Migration] =
+    &[migration!("sqlite", 1, "foundation"), migration!("sqlite", 2, "identity")];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {
     match backend {
@@ -58,10 +60,7 @@ fn migrations_for(backend: Backend) -> &'static [Migration] {
 
 /// The schema version this binary expects.
 pub fn expected_schema_version(backend: Backend) -> i64 {
-    migrations_for(backend)
-        .last()
-        .map(|m| m.version)
-        .unwrap_or(0)
+    migrations_for(backend).last().map(|m| m.version).unwrap_or(0)
 }
 
 /// Arbitrary constant for the PostgreSQL advisory lock that serialises concurrent migrators.
@@ -135,11 +134,7 @@ pub async fn migrate(conn: &DatabaseConnection) -> Result<Vec<i64>, StorageError
             [m.version.into(), m.name.into(), m.checksum().into()],
         ))
         .await?;
-        tracing::info!(
-            migration.version = m.version,
-            migration.name = m.name,
-            "applied migration"
-        );
+        tracing::info!(migration.version = m.version, migration.name = m.name, "applied migration");
         applied.push(m.version);
     }
     txn.commit().await?;
@@ -179,29 +174,17 @@ mod tests {
     use super::*;
 
     fn check_folder(folder: &str, list: &[Migration]) {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../migrations")
-            .join(folder);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations").join(folder);
         let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n.ends_with(".sql"))
             .collect();
         on_disk.sort_by_key(|n| n.split('_').next().unwrap().parse::<i64>().unwrap());
-        let embedded: Vec<String> = list
-            .iter()
-            .map(|m| format!("{}_{}.sql", m.version, m.name))
-            .collect();
-        assert_eq!(
-            on_disk, embedded,
-            "every file in migrations/{folder} must be listed, in order"
-        );
+        let embedded: Vec<String> = list.iter().map(|m| format!("{}_{}.sql", m.version, m.name)).collect();
+        assert_eq!(on_disk, embedded, "every file in migrations/{folder} must be listed, in order");
         for pair in list.windows(2) {
-            assert_eq!(
-                pair[1].version,
-                pair[0].version + 1,
-                "versions must be contiguous"
-            );
+            assert_eq!(pair[1].version, pair[0].version + 1, "versions must be contiguous");
         }
     }
 
@@ -213,9 +196,6 @@ mod tests {
 
     #[test]
     fn both_backends_reach_the_same_schema_version() {
-        assert_eq!(
-            expected_schema_version(Backend::Postgres),
-            expected_schema_version(Backend::Sqlite)
-        );
+        assert_eq!(expected_schema_version(Backend::Postgres), expected_schema_version(Backend::Sqlite));
     }
 }

@@ -26,8 +26,7 @@ impl RoleReport {
     }
 }
 
-const ROLE_QUERY: &str =
-    "SELECT r.rolname::text AS role, r.rolsuper AS superuser, r.rolbypassrls AS bypass_rls,
+const ROLE_QUERY: &str = "SELECT r.rolname::text AS role, r.rolsuper AS superuser, r.rolbypassrls AS bypass_rls,
        (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relowner = r.oid
            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -40,16 +39,9 @@ pub async fn check_runtime_role(db: &Db) -> Result<Option<RoleReport>, StorageEr
     if db.backend() != Backend::Postgres {
         return Ok(None);
     }
-    let row = db
-        .conn()
-        .query_one(Statement::from_string(
-            DatabaseBackend::Postgres,
-            ROLE_QUERY,
-        ))
-        .await?
-        .ok_or_else(|| StorageError::UnsafeRuntimeRole {
-            role: "?".into(),
-            reason: "current_user not found in pg_roles".into(),
+    let row =
+        db.conn().query_one(Statement::from_string(DatabaseBackend::Postgres, ROLE_QUERY)).await?.ok_or_else(|| {
+            StorageError::UnsafeRuntimeRole { role: "?".into(), reason: "current_user not found in pg_roles".into() }
         })?;
     let report = RoleReport {
         role: row.try_get("", "role")?,

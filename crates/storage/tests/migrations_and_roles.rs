@@ -4,19 +4,14 @@ use storage::{check_runtime_role, migrate, ConnectionTrait, Db, StorageError};
 use testkit::{backend_tests, Backend, TestDb};
 
 async fn owner(db: &TestDb) -> Db {
-    Db::connect(&db.owner_url, 2)
-        .await
-        .expect("owner connection")
+    Db::connect(&db.owner_url, 2).await.expect("owner connection")
 }
 
 async fn migrating_twice_applies_nothing_the_second_time(backend: Backend) {
     let db = TestDb::unmigrated(backend).await;
     let conn = owner(&db).await;
     let first = migrate(conn.conn()).await.unwrap();
-    assert_eq!(
-        first,
-        (1..=storage::expected_schema_version(conn.backend())).collect::<Vec<_>>()
-    );
+    assert_eq!(first, (1..=storage::expected_schema_version(conn.backend())).collect::<Vec<_>>());
     assert!(migrate(conn.conn()).await.unwrap().is_empty());
     conn.ensure_schema_current().await.unwrap();
 }
@@ -29,30 +24,20 @@ async fn a_modified_applied_migration_stops_the_migrator(backend: Backend) {
         .await
         .unwrap();
     let err = migrate(conn.conn()).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StorageError::MigrationChecksumMismatch { version: 1, .. }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, StorageError::MigrationChecksumMismatch { version: 1, .. }), "{err}");
 }
 
 async fn a_database_newer_than_the_binary_is_refused(backend: Backend) {
     let db = TestDb::new(backend).await;
     let conn = owner(&db).await;
     conn.conn()
-        .execute_unprepared("INSERT INTO rampart_migrations (version, name, checksum, applied_at) VALUES (9999, 'future', 'x', 'now')")
+        .execute_unprepared(
+            "INSERT INTO rampart_migrations (version, name, checksum, applied_at) VALUES (9999, 'future', 'x', 'now')",
+        )
         .await
         .unwrap();
-    assert!(matches!(
-        migrate(conn.conn()).await.unwrap_err(),
-        StorageError::DatabaseNewerThanBinary(9999)
-    ));
-    assert!(matches!(
-        conn.ensure_schema_current().await.unwrap_err(),
-        StorageError::DatabaseNewerThanBinary(9999)
-    ));
+    assert!(matches!(migrate(conn.conn()).await.unwrap_err(), StorageError::DatabaseNewerThanBinary(9999)));
+    assert!(matches!(conn.ensure_schema_current().await.unwrap_err(), StorageError::DatabaseNewerThanBinary(9999)));
 }
 
 backend_tests!(
@@ -77,28 +62,18 @@ async fn concurrent_migrators_on_postgres_apply_each_migration_exactly_once() {
         applied.extend(t.await.unwrap());
     }
     applied.sort();
-    let expected: Vec<i64> =
-        (1..=storage::expected_schema_version(storage::Backend::Postgres)).collect();
-    assert_eq!(
-        applied, expected,
-        "each version applied by exactly one migrator"
-    );
+    let expected: Vec<i64> = (1..=storage::expected_schema_version(storage::Backend::Postgres)).collect();
+    assert_eq!(applied, expected, "each version applied by exactly one migrator");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_runtime_role_can_read_but_not_change_the_schema_or_its_history() {
     let db = TestDb::new(Backend::Postgres).await;
     let runtime = Db::connect(&db.runtime_url, 1).await.unwrap();
-    let report = check_runtime_role(&runtime)
-        .await
-        .unwrap()
-        .expect("a report on PostgreSQL");
+    let report = check_runtime_role(&runtime).await.unwrap().expect("a report on PostgreSQL");
     assert_eq!(report.role, "rampart_app");
     assert!(report.is_safe(), "{report:?}");
-    runtime
-        .ensure_schema_current()
-        .await
-        .expect("the runtime role may read the schema version");
+    runtime.ensure_schema_current().await.expect("the runtime role may read the schema version");
     for sql in [
         "DELETE FROM rampart_migrations",
         "UPDATE rampart_migrations SET checksum = 'x'",
@@ -113,9 +88,7 @@ async fn the_postgres_runtime_role_can_read_but_not_change_the_schema_or_its_his
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_runtime_role_check_refuses_a_superuser_connection() {
     let db = TestDb::new(Backend::Postgres).await;
-    let admin = Db::connect(&db.admin_url().unwrap().into(), 1)
-        .await
-        .unwrap();
+    let admin = Db::connect(&db.admin_url().unwrap().into(), 1).await.unwrap();
     let err = check_runtime_role(&admin).await.unwrap_err().to_string();
     assert!(err.contains("superuser"), "{err}");
     assert!(err.contains("BYPASSRLS"), "{err}");

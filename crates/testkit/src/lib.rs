@@ -14,6 +14,7 @@ use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 pub use api;
+pub use auth;
 pub use storage;
 
 /// Which store a test runs against.
@@ -57,35 +58,26 @@ pub struct TestDb {
 
 impl std::fmt::Debug for TestDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestDb")
-            .field("backend", &self.backend)
-            .field("pg_name", &self.pg_name)
-            .finish()
+        f.debug_struct("TestDb").field("backend", &self.backend).field("pg_name", &self.pg_name).finish()
     }
 }
 
 fn with_user_and_db(admin: &str, user: &str, db: &str) -> String {
     let mut url = url::Url::parse(admin).expect("RAMPART_TEST_DATABASE_URL is not a URL");
-    url.set_username(user)
-        .expect("URL cannot carry a user name");
-    url.set_password(Some(TEST_ROLE_PASSWORD))
-        .expect("URL cannot carry a password");
+    url.set_username(user).expect("URL cannot carry a user name");
+    url.set_password(Some(TEST_ROLE_PASSWORD)).expect("URL cannot carry a password");
     url.set_path(&format!("/{db}"));
     url.to_string()
 }
 
 async fn single_connection(url: &str) -> anyhow::Result<DatabaseConnection> {
     let mut opts = ConnectOptions::new(url.to_owned());
-    opts.max_connections(1)
-        .min_connections(1)
-        .sqlx_logging(false);
+    opts.max_connections(1).min_connections(1).sqlx_logging(false);
     Ok(Database::connect(opts).await?)
 }
 
 async fn exec(conn: &DatabaseConnection, sql: &str) -> anyhow::Result<()> {
-    conn.execute_unprepared(sql)
-        .await
-        .with_context(|| sql.to_owned())?;
+    conn.execute_unprepared(sql).await.with_context(|| sql.to_owned())?;
     Ok(())
 }
 
@@ -105,19 +97,11 @@ fn hex_string(bytes: &[u8]) -> String {
 /// Creates the roles and the migrated template database once per cluster and schema version.
 async fn ensure_template(admin: &DatabaseConnection, admin_url: &str) -> anyhow::Result<String> {
     let template = template_name();
-    exec(
-        admin,
-        &format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})"),
-    )
-    .await?;
+    exec(admin, &format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})")).await?;
     let result = async {
         exec(admin, BOOTSTRAP_ROLES).await?;
         for role in ["rampart_owner", "rampart_app"] {
-            exec(
-                admin,
-                &format!("ALTER ROLE {role} PASSWORD '{TEST_ROLE_PASSWORD}'"),
-            )
-            .await?;
+            exec(admin, &format!("ALTER ROLE {role} PASSWORD '{TEST_ROLE_PASSWORD}'")).await?;
         }
         let exists = admin
             .query_one(Statement::from_string(
@@ -128,98 +112,55 @@ async fn ensure_template(admin: &DatabaseConnection, admin_url: &str) -> anyhow:
             .is_some();
         if !exists {
             let building = format!("{template}_building_{}", uuid::Uuid::new_v4().simple());
-            exec(
-                admin,
-                &format!("CREATE DATABASE \"{building}\" OWNER rampart_owner"),
-            )
-            .await?;
-            let owner =
-                single_connection(&with_user_and_db(admin_url, "rampart_owner", &building)).await?;
+            exec(admin, &format!("CREATE DATABASE \"{building}\" OWNER rampart_owner")).await?;
+            let owner = single_connection(&with_user_and_db(admin_url, "rampart_owner", &building)).await?;
             storage::migrate(&owner).await?;
             owner.close().await?;
-            exec(
-                admin,
-                &format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""),
-            )
-            .await?;
+            exec(admin, &format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\"")).await?;
         }
         anyhow::Ok(())
     }
     .await;
-    exec(
-        admin,
-        &format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})"),
-    )
-    .await?;
+    exec(admin, &format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})")).await?;
     result.map(|()| template)
 }
 
 impl TestDb {
     /// A migrated database.
     pub async fn new(backend: Backend) -> TestDb {
-        Self::create(backend, true)
-            .await
-            .expect("creating the test database")
+        Self::create(backend, true).await.expect("creating the test database")
     }
 
     /// An empty database (roles exist on PostgreSQL), for migration tests.
     pub async fn unmigrated(backend: Backend) -> TestDb {
-        Self::create(backend, false)
-            .await
-            .expect("creating the test database")
+        Self::create(backend, false).await.expect("creating the test database")
     }
 
     async fn create(backend: Backend, migrated: bool) -> anyhow::Result<TestDb> {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir()?;
-                let url = SecretString::from(format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("rampart.db").display()
-                ));
+                let url = SecretString::from(format!("sqlite://{}?mode=rwc", dir.path().join("rampart.db").display()));
                 if migrated {
                     let db = storage::Db::connect(&url, 1).await?;
                     storage::migrate(db.conn()).await?;
                     db.close().await?;
                 }
-                Ok(TestDb {
-                    backend,
-                    runtime_url: url.clone(),
-                    owner_url: url,
-                    pg_name: None,
-                    _dir: Some(dir),
-                })
+                Ok(TestDb { backend, runtime_url: url.clone(), owner_url: url, pg_name: None, _dir: Some(dir) })
             }
             Backend::Postgres => {
                 let admin_url = pg_admin_url();
-                let admin = single_connection(&admin_url)
-                    .await
-                    .context("connecting to RAMPART_TEST_DATABASE_URL")?;
+                let admin = single_connection(&admin_url).await.context("connecting to RAMPART_TEST_DATABASE_URL")?;
                 let template = ensure_template(&admin, &admin_url).await?;
                 let name = format!("rampart_test_{}", uuid::Uuid::new_v4().simple());
-                let clause = if migrated {
-                    format!("TEMPLATE \"{template}\"")
-                } else {
-                    "TEMPLATE template0".to_owned()
-                };
-                exec(
-                    &admin,
-                    &format!("CREATE DATABASE \"{name}\" {clause} OWNER rampart_owner"),
-                )
-                .await?;
+                let clause =
+                    if migrated { format!("TEMPLATE \"{template}\"") } else { "TEMPLATE template0".to_owned() };
+                exec(&admin, &format!("CREATE DATABASE \"{name}\" {clause} OWNER rampart_owner")).await?;
                 admin.close().await?;
                 Ok(TestDb {
                     backend,
-                    runtime_url: SecretString::from(with_user_and_db(
-                        &admin_url,
-                        "rampart_app",
-                        &name,
-                    )),
-                    owner_url: SecretString::from(with_user_and_db(
-                        &admin_url,
-                        "rampart_owner",
-                        &name,
-                    )),
+                    runtime_url: SecretString::from(with_user_and_db(&admin_url, "rampart_app", &name)),
+                    owner_url: SecretString::from(with_user_and_db(&admin_url, "rampart_owner", &name)),
                     pg_name: Some(name),
                     _dir: None,
                 })
@@ -245,22 +186,70 @@ impl Drop for TestDb {
         // inside the test's runtime.
         let admin_url = pg_admin_url();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
                 let admin = single_connection(&admin_url).await.ok()?;
-                let _ = exec(
-                    &admin,
-                    &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-                )
-                .await;
+                let _ = exec(&admin, &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
                 admin.close().await.ok()
             })
         })
         .join();
     }
+}
+
+const MISSING_SMTP: &str = "RAMPART_TEST_SMTP_URL / RAMPART_TEST_MAILDIR are not set. Run the suite with `cargo xtask test`, which starts an aiosmtpd sink (install it with `python3 -m pip install aiosmtpd`).";
+
+/// The SMTP sink's URL and the Maildir it writes to.
+#[allow(clippy::disallowed_methods)] // The harness variables are the tests' configuration.
+pub fn smtp_sink() -> (String, std::path::PathBuf) {
+    let url = std::env::var("RAMPART_TEST_SMTP_URL").expect(MISSING_SMTP);
+    let dir = std::env::var("RAMPART_TEST_MAILDIR").expect(MISSING_SMTP);
+    (url, dir.into())
+}
+
+/// An address no other test uses, so each test finds its own mail in the shared sink.
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// A message the SMTP sink received.
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl ReceivedMail {
+    /// The token in a link of the form `…#token=<hex>`.
+    pub fn link_token(&self) -> Option<String> {
+        let start = self.body.find("#token=")? + "#token=".len();
+        Some(self.body[start..].chars().take_while(char::is_ascii_hexdigit).collect())
+    }
+}
+
+/// Every message the sink holds for `to`, oldest first.
+pub fn mails_to(to: &str) -> Vec<ReceivedMail> {
+    let (_, dir) = smtp_sink();
+    let mut found: Vec<(std::time::SystemTime, ReceivedMail)> = Vec::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else { continue };
+        for entry in entries.flatten() {
+            let Ok(raw) = std::fs::read_to_string(entry.path()) else { continue };
+            let (head, body) = raw.split_once("\r\n\r\n").or_else(|| raw.split_once("\n\n")).unwrap_or((&raw, ""));
+            let header = |name: &str| {
+                head.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned())).unwrap_or_default()
+            };
+            let mail =
+                ReceivedMail { to: header("To:"), subject: header("Subject:"), body: body.replace("\r\n", "\n") };
+            if mail.to.trim_matches(|c| c == '<' || c == '>') == to {
+                let when = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+                found.push((when, mail));
+            }
+        }
+    }
+    found.sort_by_key(|(t, _)| *t);
+    found.into_iter().map(|(_, m)| m).collect()
 }
 
 /// The real server on a loopback port, with a client pointed at it.
@@ -269,15 +258,15 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub backend: Backend,
     pub db: TestDb,
+    pub state: api::AppState,
+    pub clock: Arc<storage::ManualClock>,
+    worker: scheduler::Worker,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl std::fmt::Debug for TestApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestApp")
-            .field("base_url", &self.base_url)
-            .field("backend", &self.backend)
-            .finish()
+        f.debug_struct("TestApp").field("base_url", &self.base_url).field("backend", &self.backend).finish()
     }
 }
 
@@ -287,11 +276,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request failed")
+        self.client.get(self.url(path)).send().await.expect("request failed")
     }
 }
 
@@ -309,62 +294,39 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 /// Starts the server after `configure` adjusts the HTTP settings.
-pub async fn spawn_app_with(
-    backend: Backend,
-    configure: impl FnOnce(&mut api::HttpConfig),
-) -> TestApp {
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut api::HttpConfig)) -> TestApp {
     let db = TestDb::new(backend).await;
-    let mut http = api::HttpConfig {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        ..Default::default()
-    };
+    let mut http = api::HttpConfig { listen: "127.0.0.1:0".parse().expect("address"), ..Default::default() };
     configure(&mut http);
-    let state = app_state(&db).await;
-    let app = api::build_app(state, &http);
-    let bound = api::server::Bound::bind(http.listen, None)
-        .await
-        .expect("binding port 0");
+    let clock = Arc::new(storage::ManualClock::new(storage::Clock::now(&storage::SystemClock)));
+    let state = app_state(&db, clock.clone()).await;
+    let (smtp, _) = smtp_sink();
+    let mailer = scheduler::mail::Mailer::smtp(&smtp, "Rampart <no-reply@example.com>").expect("mailer");
+    let worker = state.worker(mailer, clock.clone());
+    let app = api::build_app(state.clone(), &http);
+    let bound = api::server::Bound::bind(http.listen, None).await.expect("binding port 0");
     let base_url = format!("http://{}", bound.local_addr());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(bound.serve(app, async {
         let _ = rx.await;
     }));
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    TestApp {
-        base_url,
-        client,
-        backend,
-        db,
-        shutdown: Some(tx),
-    }
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    TestApp { base_url, client, backend, db, state, clock, worker, shutdown: Some(tx) }
 }
 
 /// The state the binary would build for this database: PostgreSQL tests connect as the runtime
-/// role (checked), with Redis; SQLite tests run with in-process stores.
-pub async fn app_state(db: &TestDb) -> api::AppState {
-    let conn = storage::Db::connect(&db.runtime_url, 8)
-        .await
-        .expect("connecting as the runtime role");
+/// role (checked), with Redis under a key prefix of their own; SQLite tests run with in-process
+/// stores. bcrypt runs at the lowest allowed cost (10) to keep the suite quick.
+pub async fn app_state(db: &TestDb, clock: Arc<storage::ManualClock>) -> api::AppState {
+    let conn = storage::Db::connect(&db.runtime_url, 8).await.expect("connecting as the runtime role");
     let redis = match db.backend {
         Backend::Sqlite => None,
         Backend::Postgres => {
-            let report = storage::check_runtime_role(&conn)
-                .await
-                .expect("runtime role must be safe");
+            let report = storage::check_runtime_role(&conn).await.expect("runtime role must be safe");
             assert!(report.is_some_and(|r| r.is_safe()));
-            conn.ensure_schema_current()
-                .await
-                .expect("template is migrated");
-            let client = redis::Client::open(redis_url())
-                .expect("RAMPART_TEST_REDIS_URL is not a Redis URL");
-            Some(
-                redis::aio::ConnectionManager::new(client)
-                    .await
-                    .expect("connecting to Redis"),
-            )
+            conn.ensure_schema_current().await.expect("template is migrated");
+            let client = redis::Client::open(redis_url()).expect("RAMPART_TEST_REDIS_URL is not a Redis URL");
+            Some(redis::aio::ConnectionManager::new(client).await.expect("connecting to Redis"))
         }
     };
     let security = api::SecurityTxtConfig {
@@ -372,22 +334,35 @@ pub async fn app_state(db: &TestDb) -> api::AppState {
         policy: Some("https://example.com/security-policy".into()),
         ..Default::default()
     };
-    let expires = chrono::Utc::now() + chrono::Duration::days(180);
+    let now = storage::Clock::now(clock.as_ref());
     let security_txt = api::render_security_txt(
         &security,
         "https://api.example.com/.well-known/security.txt",
-        expires,
+        now + chrono::Duration::days(180),
     );
-    api::AppState {
+    api::AppState::assemble(api::Assembly {
         db: conn,
         redis,
-        security_txt: Arc::from(security_txt),
-        keyring: Arc::new(crypto_vault::Keyring {
+        redis_prefix: format!("rampart-test:{}:", uuid::Uuid::new_v4().simple()),
+        keyring: crypto_vault::Keyring {
             token_hmac: crypto_vault::KeyMaterial::generate(),
             vault_kek: crypto_vault::KeyMaterial::generate(),
+            password_pepper: crypto_vault::KeyMaterial::generate(),
             source: crypto_vault::KeySource::Configured,
-        }),
-    }
+        },
+        jwt_keys: auth::jwt::JwtKeys::new(auth::jwt::SigningKey::generate("test-key").expect("key"), Vec::new())
+            .expect("keys"),
+        jwt: auth::jwt::JwtConfig::default(),
+        clock,
+        settings: auth::AuthSettings {
+            signup: auth::SignupMode::Open,
+            link_base_url: "https://app.example.com".into(),
+        },
+        bcrypt_cost: auth::password::MIN_BCRYPT_COST,
+        hash_concurrency: 4,
+        security_txt,
+    })
+    .expect("assembling the state")
 }
 
 /// Declares each listed `async fn name(backend: Backend)` as two tests, `on_sqlite::name` and
@@ -412,4 +387,11 @@ macro_rules! backend_tests {
             )+
         }
     };
+}
+
+impl TestApp {
+    /// Runs every due outbox action now (mail reaches the SMTP sink before this returns).
+    pub async fn run_outbox(&self) -> scheduler::PassReport {
+        self.worker.run_due().await.expect("outbox pass")
+    }
 }

@@ -46,9 +46,7 @@ impl HealthApi {
     /// Liveness probe: answers while the process is up, without touching dependencies.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
     async fn healthz(&self) -> Json<Health> {
-        Json(Health {
-            status: "ok".into(),
-        })
+        Json(Health { status: "ok".into() })
     }
 
     /// Readiness probe: checks the database (reachable, schema current) and Redis when configured.
@@ -75,11 +73,8 @@ impl HealthApi {
             None => "not_configured",
             Some(conn) => {
                 let mut conn = conn.clone();
-                let ping = tokio::time::timeout(
-                    CHECK_TIMEOUT,
-                    redis::cmd("PING").query_async::<String>(&mut conn),
-                )
-                .await;
+                let ping =
+                    tokio::time::timeout(CHECK_TIMEOUT, redis::cmd("PING").query_async::<String>(&mut conn)).await;
                 match ping {
                     Ok(Ok(_)) => "ok",
                     Ok(Err(err)) => {
@@ -96,11 +91,7 @@ impl HealthApi {
             }
         };
         if failed.is_empty() {
-            ReadyResponse::Ready(Json(Readiness {
-                status: "ready".into(),
-                database: "ok".into(),
-                redis: redis.into(),
-            }))
+            ReadyResponse::Ready(Json(Readiness { status: "ready".into(), database: "ok".into(), redis: redis.into() }))
         } else {
             let err = ApiError::new(
                 poem::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -1,5 +1,6 @@
 //! Route table, OpenAPI service and the documentation page.
 
+mod auth;
 mod health;
 mod well_known;
 
@@ -31,11 +32,15 @@ pub(crate) enum ApiTags {
     Health,
     /// Well-known URIs (RFC 8615).
     WellKnown,
+    /// Accounts, sign-in, passwords and sessions.
+    Auth,
 }
 
-fn service() -> OpenApiService<(health::HealthApi, well_known::WellKnownApi), ()> {
+type Apis = (health::HealthApi, well_known::WellKnownApi, auth::AuthApi);
+
+fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (health::HealthApi, well_known::WellKnownApi),
+        (health::HealthApi, well_known::WellKnownApi, auth::AuthApi),
         "Rampart API",
         env!("CARGO_PKG_VERSION"),
     )
@@ -63,7 +68,12 @@ pub fn build_app(state: AppState, http: &HttpConfig) -> BoxEndpoint<'static> {
         .at("/openapi.json", api.spec_endpoint())
         .at("/docs", docs)
         .nest("/", api.into_endpoint())
-        .data(state);
+        .with(poem::middleware::CookieJarManager::new());
+    let test_mode = http.test_mode;
+    let route = route.around(move |ep, req| middleware::reject_identity_headers(ep, req, test_mode));
+    let kv = state.auth.kv().clone();
+    let per_sec = http.rate_limit_per_client_per_sec;
+    let route = route.around(move |ep, req| middleware::client_rate_limit(ep, req, kv.clone(), per_sec)).data(state);
     with_middleware(route, http)
 }
 
@@ -83,19 +93,8 @@ fn with_middleware<E: Endpoint + 'static>(route: E, http: &HttpConfig) -> BoxEnd
             .with(
                 Cors::new()
                     .allow_origins(http.cors_allowed_origins.iter().map(String::as_str))
-                    .allow_methods([
-                        Method::GET,
-                        Method::POST,
-                        Method::PUT,
-                        Method::PATCH,
-                        Method::DELETE,
-                    ])
-                    .allow_headers([
-                        "content-type",
-                        "authorization",
-                        "x-csrf-token",
-                        REQUEST_ID_HEADER,
-                    ])
+                    .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+                    .allow_headers(["content-type", "authorization", "x-csrf-token", REQUEST_ID_HEADER])
                     .expose_headers([REQUEST_ID_HEADER, "retry-after"])
                     .allow_credentials(true)
                     .max_age(600),
@@ -104,9 +103,7 @@ fn with_middleware<E: Endpoint + 'static>(route: E, http: &HttpConfig) -> BoxEnd
     };
 
     let security = Arc::new(SecurityHeaders::new(http.hsts_max_age_secs));
-    route
-        .around(move |ep, req| middleware::request_context(ep, req, security.clone()))
-        .boxed()
+    route.around(move |ep, req| middleware::request_context(ep, req, security.clone())).boxed()
 }
 
 /// CSP for the documentation page: its inline scripts are allowed by hash only.
@@ -114,10 +111,7 @@ fn docs_csp(html: &str) -> String {
     let hashes: Vec<String> = inline_scripts(html)
         .into_iter()
         .map(|script| {
-            format!(
-                "'sha256-{}'",
-                base64::engine::general_purpose::STANDARD.encode(Sha256::digest(script.as_bytes()))
-            )
+            format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(script.as_bytes())))
         })
         .collect();
     format!(
@@ -182,91 +176,44 @@ mod tests {
     }
 
     fn probe_app() -> TestClient<BoxEndpoint<'static>> {
-        let http = HttpConfig {
-            request_timeout_secs: 2,
-            ..HttpConfig::default()
-        };
+        let http = HttpConfig { request_timeout_secs: 2, ..HttpConfig::default() };
         let svc = OpenApiService::new(ProbeApi, "probe", "1");
         TestClient::new(with_middleware(Route::new().nest("/", svc), &http))
     }
 
-    async fn assert_error_shape(
-        resp: poem::test::TestResponse,
-        status: StatusCode,
-        code: &str,
-    ) -> serde_json::Value {
+    async fn assert_error_shape(resp: poem::test::TestResponse, status: StatusCode, code: &str) -> serde_json::Value {
         resp.assert_status(status);
         resp.assert_header("x-frame-options", "DENY");
         resp.assert_header("x-content-type-options", "nosniff");
-        let request_id = resp
-            .0
-            .headers()
-            .get("x-request-id")
-            .expect("request id header")
-            .to_str()
-            .unwrap()
-            .to_owned();
-        let body: serde_json::Value = resp
-            .0
-            .into_body()
-            .into_json()
-            .await
-            .expect("error body is JSON");
+        let request_id = resp.0.headers().get("x-request-id").expect("request id header").to_str().unwrap().to_owned();
+        let body: serde_json::Value = resp.0.into_body().into_json().await.expect("error body is JSON");
         assert_eq!(body["code"], code, "{body}");
-        assert!(
-            body["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{body}"
-        );
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
         assert_eq!(body["request_id"], request_id.as_str(), "{body}");
         body
     }
 
     #[tokio::test]
     async fn malformed_json_is_a_400_in_the_error_shape() {
-        let resp = probe_app()
-            .post("/probe")
-            .content_type("application/json")
-            .body("{\"name\": ")
-            .send()
-            .await;
+        let resp = probe_app().post("/probe").content_type("application/json").body("{\"name\": ").send().await;
         assert_error_shape(resp, StatusCode::BAD_REQUEST, "invalid_body").await;
     }
 
     #[tokio::test]
     async fn json_of_the_wrong_shape_is_a_400_in_the_error_shape() {
-        let resp = probe_app()
-            .post("/probe")
-            .content_type("application/json")
-            .body("{\"nom\": 1}")
-            .send()
-            .await;
+        let resp = probe_app().post("/probe").content_type("application/json").body("{\"nom\": 1}").send().await;
         assert_error_shape(resp, StatusCode::BAD_REQUEST, "invalid_body").await;
     }
 
     #[tokio::test]
     async fn a_body_of_the_wrong_media_type_is_a_415_in_the_error_shape() {
-        let resp = probe_app()
-            .post("/probe")
-            .content_type("text/plain")
-            .body("name")
-            .send()
-            .await;
-        assert_error_shape(
-            resp,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-        )
-        .await;
+        let resp = probe_app().post("/probe").content_type("text/plain").body("name").send().await;
+        assert_error_shape(resp, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
     }
 
     #[tokio::test]
     async fn a_well_formed_body_reaches_the_handler() {
-        let resp = probe_app()
-            .post("/probe")
-            .content_type("application/json")
-            .body("{\"name\": \"ok\"}")
-            .send()
-            .await;
+        let resp = probe_app().post("/probe").content_type("application/json").body("{\"name\": \"ok\"}").send().await;
         resp.assert_status_is_ok();
         resp.assert_json("ok").await;
     }
@@ -288,11 +235,7 @@ mod tests {
     fn documentation_page_scripts_are_allowed_by_hash_not_by_unsafe_inline() {
         let html = service().scalar_html();
         let csp = docs_csp(&html);
-        assert_eq!(
-            inline_scripts(&html).len(),
-            1,
-            "the page has one executable inline script"
-        );
+        assert_eq!(inline_scripts(&html).len(), 1, "the page has one executable inline script");
         assert!(csp.contains("script-src 'sha256-"), "{csp}");
         assert!(!csp.contains("script-src 'unsafe-inline'"), "{csp}");
     }

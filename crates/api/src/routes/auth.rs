@@ -1,0 +1,437 @@
+//! Sign-up, e-mail verification, sign-in and sign-out, password change and reset, sessions, and
+//! the current user.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use poem::{
+    web::cookie::{Cookie, CookieJar, SameSite},
+    Request,
+};
+use poem_openapi::{param::Path, payload::Json, ApiResponse, Object, OpenApi};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use super::ApiTags;
+use crate::{
+    csrf,
+    error::{ApiError, OrApiError},
+    principal::{Auth, CookieAuth, CSRF_COOKIE, SESSION_COOKIE},
+    AppState,
+};
+
+pub(crate) struct AuthApi;
+
+/// E-mail and password.
+#[derive(Debug, Object)]
+struct Credentials {
+    /// The account's e-mail address.
+    email: String,
+    /// The password (never logged).
+    #[oai(write_only)]
+    password: String,
+}
+
+/// Accepted for processing; the outcome arrives by e-mail.
+#[derive(Debug, Object)]
+struct Accepted {
+    /// `accepted`.
+    status: String,
+}
+
+/// A one-time token from an e-mailed link.
+#[derive(Debug, Object)]
+struct OneTimeToken {
+    #[oai(write_only)]
+    token: String,
+}
+
+/// A user.
+#[derive(Debug, Object)]
+struct UserBody {
+    id: Uuid,
+    email: String,
+    email_verified: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<auth::service::UserView> for UserBody {
+    fn from(u: auth::service::UserView) -> Self {
+        UserBody { id: u.id, email: u.email, email_verified: u.email_verified, created_at: u.created_at }
+    }
+}
+
+/// A session (never its token).
+#[derive(Debug, Object)]
+struct SessionBody {
+    id: Uuid,
+    created_at: DateTime<Utc>,
+    last_refreshed_at: DateTime<Utc>,
+    idle_expires_at: DateTime<Utc>,
+    absolute_expires_at: DateTime<Utc>,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    /// True for the session making this request.
+    current: bool,
+}
+
+fn session_body(r: auth::store::SessionRecord, current: Option<Uuid>) -> SessionBody {
+    SessionBody {
+        current: Some(r.id) == current,
+        id: r.id,
+        created_at: r.created_at,
+        last_refreshed_at: r.last_refreshed_at,
+        idle_expires_at: r.idle_expires_at,
+        absolute_expires_at: r.absolute_expires_at,
+        user_agent: r.user_agent,
+        ip: r.ip,
+    }
+}
+
+/// A new browser session. The session token is only in the `__Host-rampart_session` cookie
+/// (HttpOnly); send `csrf_token` as `X-CSRF-Token` on state-changing requests.
+#[derive(Debug, Object)]
+struct SignedIn {
+    user: UserBody,
+    session: SessionBody,
+    csrf_token: String,
+}
+
+/// Password change.
+#[derive(Debug, Object)]
+struct ChangePassword {
+    #[oai(write_only)]
+    current_password: String,
+    #[oai(write_only)]
+    new_password: String,
+}
+
+/// A reset request.
+#[derive(Debug, Object)]
+struct ResetRequest {
+    email: String,
+}
+
+/// A reset confirmation.
+#[derive(Debug, Object)]
+struct ResetConfirm {
+    #[oai(write_only)]
+    token: String,
+    #[oai(write_only)]
+    new_password: String,
+}
+
+/// How many sessions ended.
+#[derive(Debug, Object)]
+struct Revoked {
+    revoked: u64,
+}
+
+/// Tokens for an API client (OAuth 2.0 token response shape, RFC 6749 §5.1).
+#[derive(Debug, Object)]
+struct TokenResponse {
+    /// A JWT (EdDSA), valid `expires_in` seconds; send as `Authorization: Bearer …`.
+    access_token: String,
+    /// `Bearer`.
+    token_type: String,
+    expires_in: i64,
+    /// Single use: exchange it at `/api/v1/auth/token/refresh` for a new pair.
+    refresh_token: String,
+}
+
+impl From<auth::service::TokenPair> for TokenResponse {
+    fn from(p: auth::service::TokenPair) -> Self {
+        TokenResponse {
+            access_token: p.access_token.expose_secret().to_owned(),
+            token_type: "Bearer".into(),
+            expires_in: p.expires_in,
+            refresh_token: p.refresh_token.expose_secret().to_owned(),
+        }
+    }
+}
+
+/// A refresh token.
+#[derive(Debug, Object)]
+struct RefreshRequest {
+    #[oai(write_only)]
+    refresh_token: String,
+}
+
+#[derive(ApiResponse)]
+enum AcceptedResponse {
+    /// Accepted; the same answer whether or not an account exists.
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>),
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+/// Sign-in, sign-up, reset and verification: 10 per minute per client address and per account
+/// (OWASP Authentication Cheat Sheet: throttle authentication endpoints).
+const AUTH_LIMIT: u64 = 10;
+const AUTH_WINDOW: Duration = Duration::from_secs(60);
+
+pub(crate) fn meta(req: &Request) -> auth::RequestMeta {
+    auth::RequestMeta {
+        ip: crate::middleware::client_ip(req),
+        user_agent: req.header("user-agent").map(|ua| ua.chars().take(256).collect()),
+        request_id: Some(crate::error::current_request_id()),
+    }
+}
+
+async fn throttle(state: &AppState, req: &Request, account: Option<&str>) -> poem::Result<()> {
+    let ip = crate::middleware::client_ip(req).unwrap_or_else(|| "unknown".into());
+    let mut keys = vec![format!("auth:ip:{ip}")];
+    if let Some(account) = account {
+        // Keyed hash: the counter key does not store the address in clear.
+        keys.push(format!("auth:acct:{}", state.auth.tokens().hash("throttle", &account.trim().to_lowercase())));
+    }
+    for key in keys {
+        let decision = state.auth.kv().hit(&key, AUTH_LIMIT, AUTH_WINDOW).await.api()?;
+        if !decision.allowed {
+            return Err(ApiError::rate_limited(decision.retry_after_secs).into());
+        }
+    }
+    Ok(())
+}
+
+fn cookie(name: &str, value: &str, http_only: bool) -> Cookie {
+    let mut c = Cookie::new_with_str(name, value);
+    c.set_path("/");
+    c.set_secure(true);
+    c.set_http_only(http_only);
+    // Strict: never sent on cross-site requests (OWASP Session Management Cheat Sheet). No
+    // Max-Age: a browser-session cookie; the server enforces the idle and absolute limits.
+    c.set_same_site(SameSite::Strict);
+    c
+}
+
+fn set_session_cookies(jar: &CookieJar, state: &AppState, session: &auth::service::NewSession) -> String {
+    let csrf = csrf::issue(state.auth.tokens(), session.record.id);
+    jar.add(cookie(SESSION_COOKIE, session.token.expose_secret(), true));
+    jar.add(cookie(CSRF_COOKIE, &csrf, false));
+    csrf
+}
+
+fn clear_session_cookies(jar: &CookieJar) {
+    for (name, http_only) in [(SESSION_COOKIE, true), (CSRF_COOKIE, false)] {
+        let mut c = cookie(name, "", http_only);
+        c.set_max_age(std::time::Duration::ZERO);
+        jar.add(c);
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Create an account; a verification link is e-mailed (valid 24 h). The answer is the same
+    /// whether or not the address already has an account.
+    #[oai(path = "/auth/signup", method = "post", operation_id = "signUp")]
+    async fn sign_up(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        body: Json<Credentials>,
+    ) -> poem::Result<AcceptedResponse> {
+        throttle(&state, req, Some(&body.email)).await?;
+        state.auth.sign_up(&body.email, &body.password, &meta(req)).await.api()?;
+        Ok(AcceptedResponse::Accepted(Json(Accepted { status: "accepted".into() })))
+    }
+
+    /// Confirm an e-mail address with the token from the link.
+    #[oai(path = "/auth/verify-email", method = "post", operation_id = "verifyEmail")]
+    async fn verify_email(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        body: Json<OneTimeToken>,
+    ) -> poem::Result<NoContent> {
+        throttle(&state, req, None).await?;
+        state.auth.verify_email(&body.token, &meta(req)).await.api()?;
+        Ok(NoContent::Done)
+    }
+
+    /// Sign in with e-mail and password; opens a browser session (a new token every time).
+    #[oai(path = "/auth/signin", method = "post", operation_id = "signIn")]
+    async fn sign_in(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        jar: &CookieJar,
+        body: Json<Credentials>,
+    ) -> poem::Result<Json<SignedIn>> {
+        throttle(&state, req, Some(&body.email)).await?;
+        let previous = jar.get(SESSION_COOKIE).map(|c| c.value_str().to_owned());
+        let session = state.auth.sign_in(&body.email, &body.password, previous.as_deref(), &meta(req)).await.api()?;
+        let csrf_token = set_session_cookies(jar, &state, &session);
+        let user = state.auth.me(session.record.user_id).await.api()?;
+        Ok(Json(SignedIn {
+            user: user.into(),
+            session: session_body(session.record.clone(), Some(session.record.id)),
+            csrf_token,
+        }))
+    }
+
+    /// Exchange e-mail and password for an access token and a refresh token (API clients).
+    #[oai(path = "/auth/token", method = "post", operation_id = "issueToken")]
+    async fn token(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        body: Json<Credentials>,
+    ) -> poem::Result<Json<TokenResponse>> {
+        throttle(&state, req, Some(&body.email)).await?;
+        Ok(Json(state.auth.password_grant(&body.email, &body.password, &meta(req)).await.api()?.into()))
+    }
+
+    /// Rotate a refresh token: the old one stops working. Presenting a used refresh token again
+    /// (after a 10-second grace for concurrent clients) revokes the whole token family.
+    #[oai(path = "/auth/token/refresh", method = "post", operation_id = "refreshToken")]
+    async fn refresh(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        body: Json<RefreshRequest>,
+    ) -> poem::Result<Json<TokenResponse>> {
+        throttle(&state, req, None).await?;
+        Ok(Json(state.auth.refresh(&body.refresh_token, &meta(req)).await.api()?.into()))
+    }
+
+    /// Revoke the token family of the presented access token (sign-out for API clients).
+    #[oai(path = "/auth/token/revoke", method = "post", operation_id = "revokeToken")]
+    async fn revoke_token(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: crate::principal::BearerAuth,
+    ) -> poem::Result<NoContent> {
+        state.auth.revoke_family(auth.0.user_id, auth.0.session_id, &meta(req)).await.api()?;
+        Ok(NoContent::Done)
+    }
+
+    /// End the current browser session.
+    #[oai(path = "/auth/signout", method = "post", operation_id = "signOut")]
+    async fn sign_out(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        jar: &CookieJar,
+        auth: CookieAuth,
+    ) -> poem::Result<NoContent> {
+        if let Some(session) = &auth.0.session {
+            state.auth.sign_out(session, &meta(req)).await.api()?;
+        }
+        clear_session_cookies(jar);
+        Ok(NoContent::Done)
+    }
+
+    /// The signed-in user.
+    #[oai(path = "/me", method = "get", operation_id = "me")]
+    async fn me(&self, state: poem::web::Data<&AppState>, auth: Auth) -> poem::Result<Json<UserBody>> {
+        Ok(Json(state.auth.me(auth.principal().user_id).await.api()?.into()))
+    }
+
+    /// Change the password. Every other session ends; this one gets a fresh token.
+    #[oai(path = "/auth/password/change", method = "post", operation_id = "changePassword")]
+    async fn change_password(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        jar: &CookieJar,
+        auth: CookieAuth,
+        body: Json<ChangePassword>,
+    ) -> poem::Result<Json<SignedIn>> {
+        let Some(current) = &auth.0.session else {
+            return Err(ApiError::from(auth::AuthError::Unauthenticated).into());
+        };
+        throttle(&state, req, None).await?;
+        let session =
+            state.auth.change_password(current, &body.current_password, &body.new_password, &meta(req)).await.api()?;
+        let csrf_token = set_session_cookies(jar, &state, &session);
+        let user = state.auth.me(session.record.user_id).await.api()?;
+        Ok(Json(SignedIn {
+            user: user.into(),
+            session: session_body(session.record.clone(), Some(session.record.id)),
+            csrf_token,
+        }))
+    }
+
+    /// Ask for a password-reset link (valid 1 h, single use). The answer is the same whether
+    /// or not the address has an account.
+    #[oai(path = "/auth/password/reset", method = "post", operation_id = "requestPasswordReset")]
+    async fn request_reset(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        body: Json<ResetRequest>,
+    ) -> poem::Result<AcceptedResponse> {
+        throttle(&state, req, Some(&body.email)).await?;
+        state.auth.request_password_reset(&body.email, &meta(req)).await.api()?;
+        Ok(AcceptedResponse::Accepted(Json(Accepted { status: "accepted".into() })))
+    }
+
+    /// Set a new password with the token from the reset link. Every session ends.
+    #[oai(path = "/auth/password/reset/confirm", method = "post", operation_id = "confirmPasswordReset")]
+    async fn confirm_reset(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        body: Json<ResetConfirm>,
+    ) -> poem::Result<NoContent> {
+        throttle(&state, req, None).await?;
+        state.auth.reset_password(&body.token, &body.new_password, &meta(req)).await.api()?;
+        Ok(NoContent::Done)
+    }
+
+    /// My live sessions (device, created, last refreshed; never the token).
+    #[oai(path = "/auth/sessions", method = "get", operation_id = "listSessions")]
+    async fn sessions(&self, state: poem::web::Data<&AppState>, auth: Auth) -> poem::Result<Json<Vec<SessionBody>>> {
+        let p = auth.principal();
+        let list = state.auth.list_sessions(p.user_id).await.api()?;
+        Ok(Json(list.into_iter().map(|r| session_body(r, Some(p.session_id))).collect()))
+    }
+
+    /// End one of my sessions.
+    #[oai(path = "/auth/sessions/:id", method = "delete", operation_id = "revokeSession")]
+    async fn revoke_one(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        id: Path<Uuid>,
+    ) -> poem::Result<NoContent> {
+        state.auth.revoke_sessions(auth.principal().user_id, auth::Revoke::One(id.0), &meta(req)).await.api()?;
+        Ok(NoContent::Done)
+    }
+
+    /// End every session but this one.
+    #[oai(path = "/auth/sessions/revoke-others", method = "post", operation_id = "revokeOtherSessions")]
+    async fn revoke_others(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+    ) -> poem::Result<Json<Revoked>> {
+        let p = auth.principal();
+        let n = state.auth.revoke_sessions(p.user_id, auth::Revoke::AllExcept(p.session_id), &meta(req)).await.api()?;
+        Ok(Json(Revoked { revoked: n as u64 }))
+    }
+
+    /// End every session, this one included.
+    #[oai(path = "/auth/sessions/revoke-all", method = "post", operation_id = "revokeAllSessions")]
+    async fn revoke_all(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        jar: &CookieJar,
+        auth: Auth,
+    ) -> poem::Result<Json<Revoked>> {
+        let n = state.auth.revoke_sessions(auth.principal().user_id, auth::Revoke::All, &meta(req)).await.api()?;
+        clear_session_cookies(jar);
+        Ok(Json(Revoked { revoked: n as u64 }))
+    }
+}

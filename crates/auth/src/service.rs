@@ -1,0 +1,852 @@
+//! The authentication flows: sign-up, e-mail verification, sign-in with lockout, sessions,
+//! password change and reset. Each flow that changes the database runs in one transaction and
+//! sends mail through the outbox in that same transaction.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use crypto_vault::KeyMaterial;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait};
+use storage::{Clock, Db};
+use uuid::Uuid;
+
+use crate::{
+    access::AccessTokens,
+    email::EmailAddress,
+    password::{Password, PasswordHasher},
+    store::{Kv, SessionRecord},
+    token::{self, TokenHasher},
+    AuthError,
+};
+
+/// E-mail verification links live 24 hours (the seeds' promise).
+pub const VERIFY_EMAIL_TTL: Duration = Duration::hours(24);
+/// Password-reset links live 1 hour and work once (OWASP Forgot Password Cheat Sheet: short
+/// expiry, single use).
+pub const RESET_PASSWORD_TTL: Duration = Duration::hours(1);
+/// A session's idle deadline slides forward at most once per 24 hours of use.
+pub const SESSION_REFRESH: Duration = Duration::hours(24);
+/// Sessions unused for 7 days end (ASVS 5.0 V7.3.1: idle timeout by risk analysis).
+pub const SESSION_IDLE: Duration = Duration::days(7);
+/// No session outlives 30 days (ASVS 5.0 V7.3.2: absolute timeout; NIST SP 800-63B AAL1 ≤ 30 days).
+pub const SESSION_ABSOLUTE: Duration = Duration::days(30);
+/// Consecutive failed sign-ins that lock an account (NIST SP 800-63B §5.2.2 allows at most 100).
+pub const LOCKOUT_THRESHOLD: i32 = 5;
+/// First lock lasts 15 minutes, doubling per further lock, never more than a day: an attacker can
+/// delay a victim, never lock them out for good.
+pub const LOCKOUT_BASE: Duration = Duration::minutes(15);
+pub const LOCKOUT_MAX: Duration = Duration::hours(24);
+
+/// Who may create an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupMode {
+    #[default]
+    Open,
+    /// Only through an invitation (workspace invitations create accounts).
+    InviteOnly,
+    Closed,
+}
+
+/// Settings of the auth flows.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub signup: SignupMode,
+    /// Base of links in mails, e.g. `https://app.example.com` (never taken from a request's Host
+    /// header: OWASP Forgot Password Cheat Sheet).
+    pub link_base_url: String,
+}
+
+/// Facts about the request, recorded with authentication events.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A session just created: the token goes to the client once and is never stored.
+#[derive(Debug)]
+pub struct NewSession {
+    pub token: secrecy::SecretString,
+    pub record: SessionRecord,
+}
+
+/// An authenticated session, as resolved for one request.
+#[derive(Debug, Clone)]
+pub struct SessionPrincipal {
+    pub user_id: Uuid,
+    pub session: SessionRecord,
+    pub token_hash: String,
+}
+
+/// Kinds of recorded authentication events.
+pub mod events {
+    pub const SIGNUP: &str = "signup";
+    pub const EMAIL_VERIFIED: &str = "email_verified";
+    pub const SIGNIN_SUCCEEDED: &str = "signin_succeeded";
+    pub const SIGNIN_FAILED: &str = "signin_failed";
+    pub const LOCKOUT: &str = "lockout";
+    pub const SIGNOUT: &str = "signout";
+    pub const SESSION_REVOKED: &str = "session_revoked";
+    pub const PASSWORD_CHANGED: &str = "password_changed";
+    pub const PASSWORD_RESET_REQUESTED: &str = "password_reset_requested";
+    pub const PASSWORD_RESET: &str = "password_reset";
+    pub const TOKEN_REFRESHED: &str = "token_refreshed";
+    pub const REFRESH_REUSE_DETECTED: &str = "refresh_token_reuse_detected";
+}
+
+const SESSION_PURPOSE: &str = "session";
+const VERIFY_PURPOSE: &str = "verify_email";
+const RESET_PURPOSE: &str = "reset_password";
+/// Outbox action that looks the account up and, only if it exists, mails a reset link; queued
+/// for every request so existing and unknown addresses take the same path.
+pub const RESET_REQUEST_ACTION: &str = "password_reset_request";
+
+/// The flows, over the database, the session store and the outbox.
+#[derive(Clone)]
+pub struct AuthService {
+    db: Db,
+    kv: Kv,
+    hasher: PasswordHasher,
+    tokens: TokenHasher,
+    outbox_key: KeyMaterial,
+    clock: Arc<dyn Clock>,
+    settings: AuthSettings,
+    access: AccessTokens,
+}
+
+impl std::fmt::Debug for AuthService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService").field("kv", &self.kv).field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+fn stmt<C: ConnectionTrait>(conn: &C, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(conn.get_database_backend(), sql, values)
+}
+
+impl AuthService {
+    pub fn new(
+        db: Db,
+        kv: Kv,
+        hasher: PasswordHasher,
+        tokens: TokenHasher,
+        outbox_key: KeyMaterial,
+        clock: Arc<dyn Clock>,
+        settings: AuthSettings,
+        access: AccessTokens,
+    ) -> AuthService {
+        AuthService { db, kv, hasher, tokens, outbox_key, clock, settings, access }
+    }
+
+    pub fn access_tokens(&self) -> &AccessTokens {
+        &self.access
+    }
+
+    pub fn kv(&self) -> &Kv {
+        &self.kv
+    }
+
+    pub fn tokens(&self) -> &TokenHasher {
+        &self.tokens
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    async fn record_event<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        kind: &str,
+        user: Option<Uuid>,
+        meta: &RequestMeta,
+        detail: serde_json::Value,
+    ) -> Result<(), AuthError> {
+        conn.execute(stmt(
+            conn,
+            "INSERT INTO auth_events (id, occurred_at, kind, user_id, ip, user_agent, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            vec![
+                Uuid::new_v4().into(),
+                self.clock.now().into(),
+                kind.into(),
+                user.into(),
+                meta.ip.clone().into(),
+                meta.user_agent.clone().into(),
+                meta.request_id.clone().into(),
+                detail.to_string().into(),
+            ],
+        ))
+        .await?;
+        tracing::info!(auth.event = kind, user.id = ?user, "authentication event");
+        Ok(())
+    }
+
+    async fn mail<C: ConnectionTrait>(&self, conn: &C, to: &str, subject: &str, body: String) -> Result<(), AuthError> {
+        let mail = scheduler::mail::Mail { to: to.to_owned(), subject: subject.to_owned(), body };
+        let payload = serde_json::to_value(&mail).map_err(|e| AuthError::Internal(e.to_string()))?;
+        let now = self.clock.now();
+        scheduler::enqueue(conn, &self.outbox_key, scheduler::mail::SEND_EMAIL, &payload, now, now).await?;
+        Ok(())
+    }
+
+    async fn issue_one_time_token<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        user: Uuid,
+        purpose: &str,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
+        let token = token::generate();
+        let now = self.clock.now();
+        conn.execute(stmt(
+            conn,
+            "INSERT INTO one_time_tokens (token_hash, user_id, purpose, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+            vec![self.tokens.hash(purpose, &token).into(), user.into(), purpose.into(), (now + ttl).into(), now.into()],
+        ))
+        .await?;
+        Ok(token)
+    }
+
+    /// Marks a one-time token used and returns its user. Atomic: of two concurrent uses, exactly
+    /// one updates the row.
+    async fn consume_one_time_token(
+        &self,
+        txn: &DatabaseTransaction,
+        purpose: &str,
+        token: &str,
+    ) -> Result<Uuid, AuthError> {
+        let hash = self.tokens.hash(purpose, token);
+        let now = self.clock.now();
+        let row = txn
+            .query_one(stmt(
+                txn,
+                "UPDATE one_time_tokens SET consumed_at = $1
+                  WHERE token_hash = $2 AND purpose = $3 AND consumed_at IS NULL AND expires_at > $1
+                  RETURNING user_id",
+                vec![now.into(), hash.into(), purpose.into()],
+            ))
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        Ok(row.try_get("", "user_id")?)
+    }
+
+    /// Creates an account and mails a verification link. For an address that already has an
+    /// account it mails a notice instead and answers the same way, after the same work.
+    pub async fn sign_up(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<(), AuthError> {
+        if self.settings.signup != SignupMode::Open {
+            return Err(AuthError::SignupClosed);
+        }
+        let email = EmailAddress::parse(email)?;
+        let password = Password::parse_new(password, &[email.as_str(), email.local_part(), "rampart"])?;
+        let txn = self.db.conn().begin().await?;
+        let existing =
+            txn.query_one(stmt(&txn, "SELECT id FROM users WHERE email = $1", vec![email.as_str().into()])).await?;
+        if let Some(row) = existing {
+            let user: Uuid = row.try_get("", "id")?;
+            self.hasher.burn().await?;
+            self.mail(
+                &txn,
+                email.as_str(),
+                "Someone tried to sign up with your address",
+                format!(
+                    "Someone (perhaps you) tried to create an account with this address, which already has one.\n\
+                     If it was you, sign in or reset your password at {}/auth/reset-password.\n\
+                     If not, you can ignore this message.",
+                    self.settings.link_base_url
+                ),
+            )
+            .await?;
+            self.record_event(&txn, events::SIGNUP, Some(user), meta, serde_json::json!({"outcome": "address_in_use"}))
+                .await?;
+            txn.commit().await?;
+            return Ok(());
+        }
+        let hash = self.hasher.hash(&password).await?;
+        let id = Uuid::new_v4();
+        let now = self.clock.now();
+        txn.execute(stmt(
+            &txn,
+            "INSERT INTO users (id, email, password_hash, status, failed_signins, lockouts, created_at, updated_at) VALUES ($1, $2, $3, 'active', 0, 0, $4, $4)",
+            vec![id.into(), email.as_str().into(), hash.into(), now.into()],
+        ))
+        .await?;
+        let token = self.issue_one_time_token(&txn, id, VERIFY_PURPOSE, VERIFY_EMAIL_TTL).await?;
+        self.mail(
+            &txn,
+            email.as_str(),
+            "Confirm your e-mail address",
+            format!(
+                "Confirm your address by opening this link within 24 hours:\n\n{}/auth/verify-email#token={token}\n",
+                self.settings.link_base_url
+            ),
+        )
+        .await?;
+        self.record_event(&txn, events::SIGNUP, Some(id), meta, serde_json::json!({"outcome": "created"})).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Consumes a verification token and marks the address verified.
+    pub async fn verify_email(&self, token: &str, meta: &RequestMeta) -> Result<(), AuthError> {
+        let txn = self.db.conn().begin().await?;
+        let user = self.consume_one_time_token(&txn, VERIFY_PURPOSE, token).await?;
+        let now = self.clock.now();
+        txn.execute(stmt(
+            &txn,
+            "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1), updated_at = $1 WHERE id = $2",
+            vec![now.into(), user.into()],
+        ))
+        .await?;
+        self.record_event(&txn, events::EMAIL_VERIFIED, Some(user), meta, serde_json::json!({})).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Checks the password (with lockout) and opens a new session. `previous` is the session
+    /// the client presented, if any: it is revoked so a planted session id cannot be upgraded
+    /// (OWASP Session Management: renew the id on authentication).
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        previous: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<NewSession, AuthError> {
+        let user = self.check_password(email, password, meta).await?;
+        if let Some(old) = previous {
+            let hash = self.tokens.hash(SESSION_PURPOSE, old);
+            if let Some(record) = self.kv.get_session(&hash).await? {
+                self.kv.delete_session(&hash, record.user_id).await?;
+            }
+        }
+        let session = self.open_session(user, meta).await?;
+        let txn = self.db.conn().begin().await?;
+        self.record_event(
+            &txn,
+            events::SIGNIN_SUCCEEDED,
+            Some(user),
+            meta,
+            serde_json::json!({"session": session.record.id}),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(session)
+    }
+
+    /// Verifies e-mail and password, applying lockout; the same answer for every failure.
+    pub async fn check_password(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<Uuid, AuthError> {
+        let password = Password::for_verification(password);
+        let Ok(email) = EmailAddress::parse(email) else {
+            self.hasher.burn().await?;
+            return Err(AuthError::InvalidCredentials);
+        };
+        let row = self
+            .db
+            .conn()
+            .query_one(stmt(
+                self.db.conn(),
+                "SELECT id, password_hash, status, email_verified_at, locked_until, failed_signins, lockouts FROM users WHERE email = $1",
+                vec![email.as_str().into()],
+            ))
+            .await?;
+        let Some(row) = row else {
+            self.hasher.verify(&password, None).await?;
+            let txn = self.db.conn().begin().await?;
+            self.record_event(
+                &txn,
+                events::SIGNIN_FAILED,
+                None,
+                meta,
+                serde_json::json!({"reason": "unknown_account"}),
+            )
+            .await?;
+            txn.commit().await?;
+            return Err(AuthError::InvalidCredentials);
+        };
+        let id: Uuid = row.try_get("", "id")?;
+        let stored: Option<String> = row.try_get("", "password_hash")?;
+        let status: String = row.try_get("", "status")?;
+        let verified: Option<DateTime<Utc>> = row.try_get("", "email_verified_at")?;
+        let locked_until: Option<DateTime<Utc>> = row.try_get("", "locked_until")?;
+        let now = self.clock.now();
+        let ok = self.hasher.verify(&password, stored.as_deref()).await?;
+        let locked = locked_until.is_some_and(|t| t > now);
+        if ok && !locked && status == "active" {
+            if verified.is_none() {
+                return Err(AuthError::EmailNotVerified);
+            }
+            self.db
+                .conn()
+                .execute(stmt(
+                    self.db.conn(),
+                    "UPDATE users SET failed_signins = 0, lockouts = 0, locked_until = NULL WHERE id = $1",
+                    vec![id.into()],
+                ))
+                .await?;
+            return Ok(id);
+        }
+        let reason = if locked {
+            "locked"
+        } else if status != "active" {
+            "inactive"
+        } else {
+            "wrong_password"
+        };
+        let txn = self.db.conn().begin().await?;
+        if !locked && status == "active" {
+            // Count the failure atomically; the update that reaches the threshold locks.
+            let row = txn
+                .query_one(stmt(
+                    &txn,
+                    "UPDATE users SET failed_signins = failed_signins + 1 WHERE id = $1 RETURNING failed_signins, lockouts",
+                    vec![id.into()],
+                ))
+                .await?;
+            if let Some(row) = row {
+                let failed: i32 = row.try_get("", "failed_signins")?;
+                let lockouts: i32 = row.try_get("", "lockouts")?;
+                if failed >= LOCKOUT_THRESHOLD {
+                    let duration = (LOCKOUT_BASE * 2i32.pow(lockouts.clamp(0, 10) as u32)).min(LOCKOUT_MAX);
+                    let until = now + duration;
+                    txn.execute(stmt(
+                        &txn,
+                        "UPDATE users SET failed_signins = 0, lockouts = lockouts + 1, locked_until = $2 WHERE id = $1",
+                        vec![id.into(), until.into()],
+                    ))
+                    .await?;
+                    self.mail(
+                        &txn,
+                        email.as_str(),
+                        "Your account was locked after failed sign-ins",
+                        format!(
+                            "After {LOCKOUT_THRESHOLD} failed sign-in attempts your account is locked until {} (UTC).\n\
+                             If this was not you, consider resetting your password at {}/auth/reset-password.",
+                            until.format("%Y-%m-%d %H:%M"),
+                            self.settings.link_base_url
+                        ),
+                    )
+                    .await?;
+                    self.record_event(
+                        &txn,
+                        events::LOCKOUT,
+                        Some(id),
+                        meta,
+                        serde_json::json!({"minutes": duration.num_minutes()}),
+                    )
+                    .await?;
+                }
+            }
+        }
+        self.record_event(&txn, events::SIGNIN_FAILED, Some(id), meta, serde_json::json!({"reason": reason})).await?;
+        txn.commit().await?;
+        Err(AuthError::InvalidCredentials)
+    }
+
+    async fn open_session(&self, user: Uuid, meta: &RequestMeta) -> Result<NewSession, AuthError> {
+        let token = token::generate();
+        let now = self.clock.now();
+        let record = SessionRecord {
+            id: Uuid::new_v4(),
+            user_id: user,
+            created_at: now,
+            last_refreshed_at: now,
+            idle_expires_at: now + SESSION_IDLE,
+            absolute_expires_at: now + SESSION_ABSOLUTE,
+            user_agent: meta.user_agent.clone().map(|ua| ua.chars().take(256).collect()),
+            ip: meta.ip.clone(),
+        };
+        self.kv.put_session(&self.tokens.hash(SESSION_PURPOSE, &token), &record, now).await?;
+        Ok(NewSession { token: secrecy::SecretString::from(token), record })
+    }
+
+    /// Resolves a session token for one request: expired sessions and inactive users are refused
+    /// here, on every request (suspension is effective on the next request).
+    pub async fn authenticate_session(&self, token: &str) -> Result<SessionPrincipal, AuthError> {
+        let hash = self.tokens.hash(SESSION_PURPOSE, token);
+        let mut record = self.kv.get_session(&hash).await?.ok_or(AuthError::Unauthenticated)?;
+        let now = self.clock.now();
+        if now >= record.idle_expires_at || now >= record.absolute_expires_at {
+            self.kv.delete_session(&hash, record.user_id).await?;
+            return Err(AuthError::Unauthenticated);
+        }
+        self.ensure_active(record.user_id).await?;
+        if now - record.last_refreshed_at >= SESSION_REFRESH {
+            record.last_refreshed_at = now;
+            record.idle_expires_at = (now + SESSION_IDLE).min(record.absolute_expires_at);
+            self.kv.put_session(&hash, &record, now).await?;
+        }
+        Ok(SessionPrincipal { user_id: record.user_id, session: record, token_hash: hash })
+    }
+
+    /// Refuses users who are suspended or deleted.
+    pub async fn ensure_active(&self, user: Uuid) -> Result<(), AuthError> {
+        let row = self
+            .db
+            .conn()
+            .query_one(stmt(self.db.conn(), "SELECT status FROM users WHERE id = $1", vec![user.into()]))
+            .await?;
+        match row.map(|r| r.try_get::<String>("", "status")).transpose()? {
+            Some(status) if status == "active" => Ok(()),
+            _ => Err(AuthError::Unauthenticated),
+        }
+    }
+
+    pub async fn me(&self, user: Uuid) -> Result<UserView, AuthError> {
+        let row = self
+            .db
+            .conn()
+            .query_one(stmt(
+                self.db.conn(),
+                "SELECT id, email, email_verified_at, created_at FROM users WHERE id = $1 AND status = 'active'",
+                vec![user.into()],
+            ))
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
+        Ok(UserView {
+            id: row.try_get("", "id")?,
+            email: row.try_get("", "email")?,
+            email_verified: row.try_get::<Option<DateTime<Utc>>>("", "email_verified_at")?.is_some(),
+            created_at: row.try_get("", "created_at")?,
+        })
+    }
+
+    /// Ends the presented session.
+    pub async fn sign_out(&self, principal: &SessionPrincipal, meta: &RequestMeta) -> Result<(), AuthError> {
+        self.kv.delete_session(&principal.token_hash, principal.user_id).await?;
+        let txn = self.db.conn().begin().await?;
+        self.record_event(
+            &txn,
+            events::SIGNOUT,
+            Some(principal.user_id),
+            meta,
+            serde_json::json!({"session": principal.session.id}),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The user's live sessions, newest first.
+    pub async fn list_sessions(&self, user: Uuid) -> Result<Vec<SessionRecord>, AuthError> {
+        let now = self.clock.now();
+        let mut sessions: Vec<SessionRecord> = self
+            .kv
+            .user_sessions(user)
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| now < r.idle_expires_at && now < r.absolute_expires_at)
+            .collect();
+        sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(sessions)
+    }
+
+    /// Revokes sessions of `user`: one by public id, or all (optionally keeping one).
+    pub async fn revoke_sessions(&self, user: Uuid, which: Revoke, meta: &RequestMeta) -> Result<usize, AuthError> {
+        let mut revoked = 0;
+        for (hash, record) in self.kv.user_sessions(user).await? {
+            let hit = match which {
+                Revoke::One(id) => record.id == id,
+                Revoke::AllExcept(keep) => record.id != keep,
+                Revoke::All => true,
+            };
+            if hit {
+                self.kv.delete_session(&hash, user).await?;
+                revoked += 1;
+            }
+        }
+        if let Revoke::One(_) = which {
+            if revoked == 0 {
+                return Err(AuthError::SessionNotFound);
+            }
+        }
+        let txn = self.db.conn().begin().await?;
+        self.record_event(&txn, events::SESSION_REVOKED, Some(user), meta, serde_json::json!({"count": revoked}))
+            .await?;
+        txn.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Changes the password after checking the current one; every other session ends and the
+    /// current one is replaced by a fresh token (rotation on an authentication event).
+    pub async fn change_password(
+        &self,
+        principal: &SessionPrincipal,
+        current: &str,
+        new: &str,
+        meta: &RequestMeta,
+    ) -> Result<NewSession, AuthError> {
+        let me = self.me(principal.user_id).await?;
+        self.check_password(&me.email, current, meta).await?;
+        let email = EmailAddress::parse(&me.email)?;
+        let password = Password::parse_new(new, &[email.as_str(), email.local_part(), "rampart"])?;
+        let hash = self.hasher.hash(&password).await?;
+        let txn = self.db.conn().begin().await?;
+        let now = self.clock.now();
+        txn.execute(stmt(
+            &txn,
+            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3",
+            vec![hash.into(), now.into(), principal.user_id.into()],
+        ))
+        .await?;
+        self.mail(&txn, &me.email, "Your password was changed", "Your password was just changed and your other sessions were signed out. If this was not you, reset your password now.".into())
+            .await?;
+        self.record_event(&txn, events::PASSWORD_CHANGED, Some(principal.user_id), meta, serde_json::json!({})).await?;
+        txn.commit().await?;
+        self.revoke_sessions(principal.user_id, Revoke::All, meta).await?;
+        self.open_session(principal.user_id, meta).await
+    }
+
+    /// Queues a reset for `email`. The answer and the request's work are the same whether or not
+    /// the account exists: the lookup happens later, in the outbox worker.
+    pub async fn request_password_reset(&self, email: &str, meta: &RequestMeta) -> Result<(), AuthError> {
+        let email = EmailAddress::parse(email)?;
+        let txn = self.db.conn().begin().await?;
+        let now = self.clock.now();
+        scheduler::enqueue(
+            &txn,
+            &self.outbox_key,
+            RESET_REQUEST_ACTION,
+            &serde_json::json!({"email": email.as_str()}),
+            now,
+            now,
+        )
+        .await?;
+        self.record_event(&txn, events::PASSWORD_RESET_REQUESTED, None, meta, serde_json::json!({})).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The outbox handler of [`RESET_REQUEST_ACTION`]: if the account exists, issue a token and
+    /// mail the link, in one transaction.
+    pub async fn handle_reset_request(&self, payload: &serde_json::Value) -> Result<(), AuthError> {
+        let Some(email) = payload.get("email").and_then(|e| e.as_str()) else {
+            return Ok(());
+        };
+        let txn = self.db.conn().begin().await?;
+        let row = txn
+            .query_one(stmt(&txn, "SELECT id FROM users WHERE email = $1 AND status = 'active'", vec![email.into()]))
+            .await?;
+        if let Some(row) = row {
+            let user: Uuid = row.try_get("", "id")?;
+            let token = self.issue_one_time_token(&txn, user, RESET_PURPOSE, RESET_PASSWORD_TTL).await?;
+            self.mail(
+                &txn,
+                email,
+                "Reset your password",
+                format!(
+                    "Reset your password with this link within one hour (it works once):\n\n{}/auth/reset-password#token={token}\n\n\
+                     If you did not ask for this, ignore this message; your password is unchanged.",
+                    self.settings.link_base_url
+                ),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Sets a new password with a reset token (single use), verifies the address (the mail
+    /// proved it), clears any lockout and ends every session.
+    pub async fn reset_password(&self, token: &str, new: &str, meta: &RequestMeta) -> Result<(), AuthError> {
+        let txn = self.db.conn().begin().await?;
+        let user = self.consume_one_time_token(&txn, RESET_PURPOSE, token).await?;
+        let row = txn
+            .query_one(stmt(&txn, "SELECT email FROM users WHERE id = $1", vec![user.into()]))
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        let email = EmailAddress::parse(&row.try_get::<String>("", "email")?)?;
+        let password = Password::parse_new(new, &[email.as_str(), email.local_part(), "rampart"])?;
+        let hash = self.hasher.hash(&password).await?;
+        let now = self.clock.now();
+        txn.execute(stmt(
+            &txn,
+            "UPDATE users SET password_hash = $1, email_verified_at = COALESCE(email_verified_at, $2), failed_signins = 0, locked_until = NULL, updated_at = $2 WHERE id = $3",
+            vec![hash.into(), now.into(), user.into()],
+        ))
+        .await?;
+        self.mail(
+            &txn,
+            email.as_str(),
+            "Your password was reset",
+            "Your password was reset and every session was signed out. If this was not you, contact support.".into(),
+        )
+        .await?;
+        self.record_event(&txn, events::PASSWORD_RESET, Some(user), meta, serde_json::json!({})).await?;
+        txn.commit().await?;
+        self.revoke_sessions(user, Revoke::All, meta).await?;
+        Ok(())
+    }
+
+    /// Deletes expired and used one-time tokens and refresh tokens (the purge job).
+    pub async fn purge_expired(&self) -> Result<u64, AuthError> {
+        let now = self.clock.now();
+        let conn = self.db.conn();
+        let a = conn
+            .execute(stmt(
+                conn,
+                "DELETE FROM one_time_tokens WHERE expires_at <= $1 OR consumed_at IS NOT NULL",
+                vec![now.into()],
+            ))
+            .await?
+            .rows_affected();
+        let b = conn
+            .execute(stmt(conn, "DELETE FROM refresh_tokens WHERE expires_at <= $1", vec![now.into()]))
+            .await?
+            .rows_affected();
+        Ok(a + b)
+    }
+}
+
+/// A refresh token lives 30 days (the session's absolute limit) and is single use: each use
+/// returns a new one in the same family.
+pub const REFRESH_TTL: Duration = Duration::days(30);
+/// A refresh token presented again within this window after its first use is treated as the
+/// same client racing itself (two tabs, a retry after a lost response) and gets a fresh pair;
+/// later reuse is theft and revokes the whole family (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
+pub const REFRESH_REUSE_GRACE: Duration = Duration::seconds(10);
+const REFRESH_PURPOSE: &str = "refresh";
+
+/// Tokens for an API client.
+#[derive(Debug)]
+pub struct TokenPair {
+    pub access_token: secrecy::SecretString,
+    pub refresh_token: secrecy::SecretString,
+    pub expires_in: i64,
+    pub family: Uuid,
+}
+
+impl AuthService {
+    async fn issue_pair<C: ConnectionTrait>(&self, conn: &C, user: Uuid, family: Uuid) -> Result<TokenPair, AuthError> {
+        let refresh = token::generate();
+        let now = self.clock.now();
+        conn.execute(stmt(
+            conn,
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            vec![self.tokens.hash(REFRESH_PURPOSE, &refresh).into(), family.into(), user.into(), now.into(), (now + REFRESH_TTL).into()],
+        ))
+        .await?;
+        let (access, _) = self.access.issue(user, family)?;
+        Ok(TokenPair {
+            access_token: secrecy::SecretString::from(access),
+            refresh_token: secrecy::SecretString::from(refresh),
+            expires_in: self.access.ttl_secs(),
+            family,
+        })
+    }
+
+    /// Password grant for API clients: a new token family.
+    pub async fn password_grant(
+        &self,
+        email: &str,
+        password: &str,
+        meta: &RequestMeta,
+    ) -> Result<TokenPair, AuthError> {
+        let user = self.check_password(email, password, meta).await?;
+        let txn = self.db.conn().begin().await?;
+        let pair = self.issue_pair(&txn, user, Uuid::new_v4()).await?;
+        self.record_event(
+            &txn,
+            events::SIGNIN_SUCCEEDED,
+            Some(user),
+            meta,
+            serde_json::json!({"token_family": pair.family}),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(pair)
+    }
+
+    /// Rotates a refresh token. Reuse after the grace window revokes the family.
+    pub async fn refresh(&self, refresh_token: &str, meta: &RequestMeta) -> Result<TokenPair, AuthError> {
+        let hash = self.tokens.hash(REFRESH_PURPOSE, refresh_token);
+        let now = self.clock.now();
+        let txn = self.db.conn().begin().await?;
+        let claimed = txn
+            .query_one(stmt(
+                &txn,
+                "UPDATE refresh_tokens SET used_at = $1
+                  WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1
+                  RETURNING family_id, user_id",
+                vec![now.into(), hash.clone().into()],
+            ))
+            .await?;
+        let (family, user) = match claimed {
+            Some(row) => (row.try_get::<Uuid>("", "family_id")?, row.try_get::<Uuid>("", "user_id")?),
+            None => {
+                let row = txn
+                    .query_one(stmt(&txn, "SELECT family_id, user_id, used_at, revoked_at, expires_at FROM refresh_tokens WHERE token_hash = $1", vec![hash.into()]))
+                    .await?
+                    .ok_or(AuthError::InvalidToken)?;
+                let family: Uuid = row.try_get("", "family_id")?;
+                let user: Uuid = row.try_get("", "user_id")?;
+                let used_at: Option<DateTime<Utc>> = row.try_get("", "used_at")?;
+                let revoked: Option<DateTime<Utc>> = row.try_get("", "revoked_at")?;
+                let expires: DateTime<Utc> = row.try_get("", "expires_at")?;
+                match used_at {
+                    Some(used) if revoked.is_none() && expires > now && now - used <= REFRESH_REUSE_GRACE => {
+                        (family, user)
+                    }
+                    Some(_) if revoked.is_none() => {
+                        txn.execute(stmt(
+                            &txn,
+                            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+                            vec![now.into(), family.into()],
+                        ))
+                        .await?;
+                        self.record_event(
+                            &txn,
+                            events::REFRESH_REUSE_DETECTED,
+                            Some(user),
+                            meta,
+                            serde_json::json!({"token_family": family}),
+                        )
+                        .await?;
+                        txn.commit().await?;
+                        return Err(AuthError::RefreshTokenReused);
+                    }
+                    _ => return Err(AuthError::InvalidToken),
+                }
+            }
+        };
+        self.ensure_active(user).await?;
+        let pair = self.issue_pair(&txn, user, family).await?;
+        self.record_event(&txn, events::TOKEN_REFRESHED, Some(user), meta, serde_json::json!({"token_family": family}))
+            .await?;
+        txn.commit().await?;
+        Ok(pair)
+    }
+
+    /// Ends a token family (sign-out for API clients).
+    pub async fn revoke_family(&self, user: Uuid, family: Uuid, meta: &RequestMeta) -> Result<(), AuthError> {
+        let txn = self.db.conn().begin().await?;
+        txn.execute(stmt(
+            &txn,
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND user_id = $3 AND revoked_at IS NULL",
+            vec![self.clock.now().into(), family.into(), user.into()],
+        ))
+        .await?;
+        self.record_event(&txn, events::SIGNOUT, Some(user), meta, serde_json::json!({"token_family": family})).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+/// Which sessions to revoke.
+#[derive(Debug, Clone, Copy)]
+pub enum Revoke {
+    One(Uuid),
+    AllExcept(Uuid),
+    All,
+}

@@ -1,0 +1,246 @@
+//! The outbox: every durable side effect is a `scheduled_actions` row written in the same
+//! transaction as the change that causes it, then claimed by a worker with a lease, run with its
+//! id as the idempotency key, and retried with exponential back-off until it succeeds or dies.
+//!
+//! Payloads are sealed with AES-256-GCM, bound to the row id, because they may carry secrets
+//! (a verification link holds a one-time token).
+
+// Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod mail;
+
+use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc};
+
+use chrono::{DateTime, Duration, Utc};
+use crypto_vault::KeyMaterial;
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+use uuid::Uuid;
+
+/// Errors of the outbox itself (a failing handler is not one: it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("payload could not be sealed: {0}")]
+    Seal(#[from] crypto_vault::VaultError),
+    #[error("payload is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// How long a claim lasts before another worker may take the action over.
+pub const LEASE: Duration = Duration::seconds(60);
+/// Attempts before an action is declared dead.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
+
+/// Writes an action on `conn` — pass the business transaction so both commit or neither does.
+pub async fn enqueue<C: ConnectionTrait>(
+    conn: &C,
+    key: &KeyMaterial,
+    kind: &str,
+    payload: &serde_json::Value,
+    run_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Uuid, OutboxError> {
+    let id = Uuid::new_v4();
+    let sealed = crypto_vault::seal(key, id.as_bytes(), &serde_json::to_vec(payload)?)?;
+    conn.execute(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        "INSERT INTO scheduled_actions (id, kind, payload_ciphertext, status, attempts, max_attempts, run_at, created_at)
+         VALUES ($1, $2, $3, 'pending', 0, $4, $5, $6)",
+        [id.into(), kind.into(), sealed.into(), DEFAULT_MAX_ATTEMPTS.into(), run_at.into(), now.into()],
+    ))
+    .await?;
+    Ok(id)
+}
+
+/// A claimed action, handed to its handler.
+#[derive(Debug, Clone)]
+pub struct Action {
+    /// Stable across retries: handlers use it as their idempotency key.
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub attempt: i32,
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+type HandlerFn = Arc<dyn Fn(Action) -> HandlerFuture + Send + Sync>;
+
+/// Runs due actions. Build once with every handler, then call [`Worker::run_due`] (tests, CLI) or
+/// [`Worker::run`] (the server's background loop).
+#[derive(Clone)]
+pub struct Worker {
+    db: storage::Db,
+    key: KeyMaterial,
+    clock: Arc<dyn storage::Clock>,
+    handlers: HashMap<String, HandlerFn>,
+    batch: u64,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("kinds", &self.handlers.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
+}
+
+/// What one pass over due actions did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassReport {
+    pub done: usize,
+    pub retried: usize,
+    pub dead: usize,
+}
+
+impl Worker {
+    pub fn new(db: storage::Db, key: KeyMaterial, clock: Arc<dyn storage::Clock>) -> Worker {
+        Worker { db, key, clock, handlers: HashMap::new(), batch: 32 }
+    }
+
+    /// Registers the handler for `kind`.
+    pub fn handle<F, Fut>(mut self, kind: &str, f: F) -> Worker
+    where
+        F: Fn(Action) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.handlers.insert(kind.to_owned(), Arc::new(move |a| Box::pin(f(a))));
+        self
+    }
+
+    /// Claims due actions (and actions whose lease expired) until none is left, running each.
+    pub async fn run_due(&self) -> Result<PassReport, OutboxError> {
+        let mut report = PassReport::default();
+        loop {
+            let claimed = self.claim().await?;
+            if claimed.is_empty() {
+                return Ok(report);
+            }
+            for (action, max_attempts) in claimed {
+                match self.execute(&action).await {
+                    Ok(()) => {
+                        self.finish(action.id, "done", None, None).await?;
+                        report.done += 1;
+                    }
+                    Err(err) if action.attempt >= max_attempts => {
+                        tracing::error!(action.id = %action.id, action.kind = %action.kind, error = %err, "action is dead after its last attempt");
+                        self.finish(action.id, "dead", Some(&err), None).await?;
+                        report.dead += 1;
+                    }
+                    Err(err) => {
+                        let at = self.clock.now() + backoff(action.attempt);
+                        tracing::warn!(action.id = %action.id, action.kind = %action.kind, attempt = action.attempt, error = %err, "action failed; will retry");
+                        self.finish(action.id, "pending", Some(&err), Some(at)).await?;
+                        report.retried += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The server's loop: a pass every `interval` until `shutdown` resolves.
+    pub async fn run(self, interval: std::time::Duration, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut shutdown = shutdown;
+        loop {
+            if let Err(err) = self.run_due().await {
+                tracing::error!(error = %err, "outbox pass failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn execute(&self, action: &Action) -> Result<(), String> {
+        let Some(handler) = self.handlers.get(&action.kind) else {
+            return Err(format!("no handler for action kind `{}`", action.kind));
+        };
+        handler(action.clone()).await
+    }
+
+    async fn claim(&self) -> Result<Vec<(Action, i32)>, OutboxError> {
+        let conn = self.db.conn();
+        let backend = conn.get_database_backend();
+        let now = self.clock.now();
+        // PostgreSQL: SKIP LOCKED lets several workers claim disjoint rows at once. SQLite has a
+        // single writer, so the UPDATE is already atomic.
+        let lock = if backend == DatabaseBackend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE scheduled_actions SET status = 'running', locked_until = $2, attempts = attempts + 1
+              WHERE id IN (SELECT id FROM scheduled_actions
+                            WHERE (status = 'pending' AND run_at <= $1) OR (status = 'running' AND locked_until < $1)
+                            ORDER BY run_at LIMIT $3 {lock})
+              RETURNING id, kind, payload_ciphertext, attempts, max_attempts"
+        );
+        let rows = conn
+            .query_all(Statement::from_sql_and_values(
+                backend,
+                &sql,
+                [now.into(), (now + LEASE).into(), self.batch.into()],
+            ))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: Uuid = row.try_get("", "id")?;
+            let sealed: String = row.try_get("", "payload_ciphertext")?;
+            let payload = match crypto_vault::open(&self.key, id.as_bytes(), &sealed) {
+                Ok(bytes) => serde_json::from_slice(&bytes)?,
+                Err(err) => {
+                    // A payload that does not open will never open: no retry.
+                    tracing::error!(action.id = %id, error = %err, "action payload does not open; marking dead");
+                    self.finish(id, "dead", Some("payload does not open"), None).await?;
+                    continue;
+                }
+            };
+            out.push((
+                Action { id, kind: row.try_get("", "kind")?, payload, attempt: row.try_get("", "attempts")? },
+                row.try_get("", "max_attempts")?,
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn finish(
+        &self,
+        id: Uuid,
+        status: &str,
+        error: Option<&str>,
+        run_at: Option<DateTime<Utc>>,
+    ) -> Result<(), OutboxError> {
+        let conn = self.db.conn();
+        let now = self.clock.now();
+        let completed = if status == "done" || status == "dead" { Some(now) } else { None };
+        conn.execute(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "UPDATE scheduled_actions
+                SET status = $2, last_error = $3, locked_until = NULL, completed_at = $4, run_at = COALESCE($5, run_at)
+              WHERE id = $1",
+            [id.into(), status.into(), error.map(str::to_owned).into(), completed.into(), run_at.into()],
+        ))
+        .await?;
+        Ok(())
+    }
+}
+
+/// Exponential back-off with full jitter (AWS Architecture Blog, "Exponential Backoff And
+/// Jitter"): a random delay up to 5 s × 2^(attempt-1), capped at one hour.
+pub fn backoff(attempt: i32) -> Duration {
+    let exp = attempt.clamp(1, 20) - 1;
+    let cap_ms: i64 = (5_000_i64 << exp).min(3_600_000);
+    let ms = rand::Rng::gen_range(&mut rand::thread_rng(), cap_ms / 2..=cap_ms);
+    Duration::milliseconds(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..30 {
+            let d = backoff(attempt);
+            let cap = (5_000_i64 << (attempt.clamp(1, 20) - 1)).min(3_600_000);
+            assert!(d.num_milliseconds() >= cap / 2 && d.num_milliseconds() <= cap, "{attempt}: {d}");
+        }
+    }
+}
