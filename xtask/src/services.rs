@@ -202,6 +202,10 @@ pub fn start_smtp() -> anyhow::Result<Service> {
     }
     let port = free_port()?;
     let maildir = tempfile::Builder::new().prefix("rampart-mail-").tempdir()?;
+    // aiosmtpd's Mailbox handler writes into an existing Maildir: tmp/, new/ and cur/.
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(maildir.path().join(sub))?;
+    }
     let child = Command::new("python3")
         .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
         .arg(maildir.path())

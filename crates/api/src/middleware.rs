@@ -174,22 +174,6 @@ pub(crate) async fn timeout<E: Endpoint>(ep: Arc<E>, req: Request, limit: Durati
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn well_formed_request_ids_are_kept_and_others_replaced() {
-        assert_eq!(accept_or_generate_request_id(Some("abc-123_x.y:z")), "abc-123_x.y:z");
-        for bad in ["", "has space", "new\nline", "<script>", &"a".repeat(129)] {
-            let got = accept_or_generate_request_id(Some(bad));
-            assert_ne!(got, bad);
-            assert_eq!(got.len(), 32, "a generated id is a simple uuid");
-        }
-        assert_eq!(accept_or_generate_request_id(None).len(), 32);
-    }
-}
-
 /// The client's address: the TCP peer. A proxy's `X-Forwarded-For` is not trusted: put the
 /// server behind a proxy that rewrites the peer, or extend this with an explicit trusted list.
 pub(crate) fn client_ip(req: &Request) -> Option<String> {
@@ -249,4 +233,20 @@ pub(crate) async fn client_rate_limit<E: Endpoint>(
         }
     }
     ep.call(req).await.map(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_formed_request_ids_are_kept_and_others_replaced() {
+        assert_eq!(accept_or_generate_request_id(Some("abc-123_x.y:z")), "abc-123_x.y:z");
+        for bad in ["", "has space", "new\nline", "<script>", &"a".repeat(129)] {
+            let got = accept_or_generate_request_id(Some(bad));
+            assert_ne!(got, bad);
+            assert_eq!(got.len(), 32, "a generated id is a simple uuid");
+        }
+        assert_eq!(accept_or_generate_request_id(None).len(), 32);
+    }
 }

@@ -43,16 +43,20 @@ impl AppState {
             None => auth::store::Kv::memory(),
         };
         let access = auth::AccessTokens::new(a.jwt_keys, a.jwt, a.clock.clone())?;
-        let auth = auth::AuthService::new(
-            a.db.clone(),
+        let auth = auth::AuthService::new(auth::service::AuthParts {
+            db: a.db.clone(),
             kv,
-            auth::password::PasswordHasher::new(a.bcrypt_cost, a.keyring.password_pepper.clone(), a.hash_concurrency),
-            auth::token::TokenHasher::new(&a.keyring.token_hmac),
-            a.keyring.vault_kek.clone(),
-            a.clock,
-            a.settings,
+            hasher: auth::password::PasswordHasher::new(
+                a.bcrypt_cost,
+                a.keyring.password_pepper.clone(),
+                a.hash_concurrency,
+            ),
+            tokens: auth::token::TokenHasher::new(&a.keyring.token_hmac),
+            outbox_key: a.keyring.vault_kek.clone(),
+            clock: a.clock,
+            settings: a.settings,
             access,
-        );
+        });
         Ok(AppState {
             db: a.db,
             redis: a.redis,

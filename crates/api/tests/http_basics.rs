@@ -140,7 +140,7 @@ async fn security_txt_follows_rfc_9116(backend: Backend) {
     assert!(count("policy") >= 1 && value("policy").starts_with("https://"), "{text}");
     assert!(value("canonical").ends_with("/.well-known/security.txt"), "{text}");
     let expires = chrono::DateTime::parse_from_rfc3339(&value("expires")).expect("RFC 3339 Expires");
-    let now = chrono::Utc::now();
+    let now = testkit::storage::Clock::now(&testkit::storage::SystemClock);
     assert!(expires > now, "Expires must be in the future: {text}");
     assert!(expires < now + chrono::Duration::days(366), "RFC 9116 recommends less than a year: {text}");
 }

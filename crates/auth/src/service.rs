@@ -112,6 +112,20 @@ const RESET_PURPOSE: &str = "reset_password";
 /// for every request so existing and unknown addresses take the same path.
 pub const RESET_REQUEST_ACTION: &str = "password_reset_request";
 
+/// What an [`AuthService`] is built from.
+#[derive(Debug)]
+pub struct AuthParts {
+    pub db: Db,
+    pub kv: Kv,
+    pub hasher: PasswordHasher,
+    pub tokens: TokenHasher,
+    /// Seals outbox payloads (they may carry one-time links).
+    pub outbox_key: KeyMaterial,
+    pub clock: Arc<dyn Clock>,
+    pub settings: AuthSettings,
+    pub access: AccessTokens,
+}
+
 /// The flows, over the database, the session store and the outbox.
 #[derive(Clone)]
 pub struct AuthService {
@@ -136,16 +150,8 @@ fn stmt<C: ConnectionTrait>(conn: &C, sql: &str, values: Vec<sea_orm::Value>) ->
 }
 
 impl AuthService {
-    pub fn new(
-        db: Db,
-        kv: Kv,
-        hasher: PasswordHasher,
-        tokens: TokenHasher,
-        outbox_key: KeyMaterial,
-        clock: Arc<dyn Clock>,
-        settings: AuthSettings,
-        access: AccessTokens,
-    ) -> AuthService {
+    pub fn new(parts: AuthParts) -> AuthService {
+        let AuthParts { db, kv, hasher, tokens, outbox_key, clock, settings, access } = parts;
         AuthService { db, kv, hasher, tokens, outbox_key, clock, settings, access }
     }
 
@@ -548,7 +554,7 @@ impl AuthService {
             .map(|(_, r)| r)
             .filter(|r| now < r.idle_expires_at && now < r.absolute_expires_at)
             .collect();
-        sessions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         Ok(sessions)
     }
 

@@ -197,8 +197,11 @@ impl Config {
         if prod && self.redis.url.is_none() {
             problems.push("redis.url is missing: production needs Redis so replicas share sessions and rate limits (RAMPART__REDIS__URL or REDIS_URL)".into());
         }
-        for (name, value) in [("token_hmac_key", &self.secrets.token_hmac_key), ("vault_key", &self.secrets.vault_key)]
-        {
+        for (name, value) in [
+            ("token_hmac_key", &self.secrets.token_hmac_key),
+            ("vault_key", &self.secrets.vault_key),
+            ("password_pepper", &self.secrets.password_pepper),
+        ] {
             match value {
                 Some(v) => {
                     if let Err(err) = crypto_vault::KeyMaterial::from_hex(v.expose_secret()) {
@@ -359,6 +362,9 @@ mod tests {
                 "redis.url",
                 "secrets.token_hmac_key",
                 "secrets.vault_key",
+                "secrets.password_pepper",
+                "secrets.jwt_signing_key",
+                "mail.smtp_url",
                 "http.public_url",
                 "security_txt.contact",
                 "security_txt.policy",
@@ -396,8 +402,15 @@ mod tests {
             jail.set_env("RAMPART__HTTP__PUBLIC_URL", "https://api.example.com");
             jail.set_env("RAMPART__SECURITY_TXT__CONTACT", "[mailto:security@example.com]");
             jail.set_env("RAMPART__SECURITY_TXT__POLICY", "https://example.com/security-policy");
+            jail.set_env("RAMPART__MAIL__SMTP_URL", "smtps://mailer:pw@smtp.example.com");
+            // The full secret set, as `rampart keys generate` prints it.
+            for line in crate::keys::generate_env().unwrap().lines() {
+                let (name, value) = line.split_once('=').unwrap();
+                jail.set_env(name, value);
+            }
             let cfg = load(None).unwrap();
             assert_eq!(cfg.problems(), Vec::<String>::new());
+            assert_eq!(cfg.auth.bcrypt_cost, 12, "bcrypt cost 12 by default");
             Ok(())
         });
     }

@@ -16,11 +16,11 @@ pub use migrate::{
     expected_schema_version, migrate, schema_version, Migration, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE,
 };
 pub use roles::{check_runtime_role, RoleReport, RUNTIME_GROUP_ROLE};
-pub use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+pub use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionTrait};
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, Database, Statement};
+use sea_orm::{ConnectOptions, Database};
 use secrecy::ExposeSecret;
 
 /// Errors raised while connecting, migrating or checking the database.

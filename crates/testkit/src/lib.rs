@@ -240,8 +240,11 @@ pub fn mails_to(to: &str) -> Vec<ReceivedMail> {
             let header = |name: &str| {
                 head.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned())).unwrap_or_default()
             };
-            let mail =
-                ReceivedMail { to: header("To:"), subject: header("Subject:"), body: body.replace("\r\n", "\n") };
+            let mut body = body.replace("\r\n", "\n");
+            if header("Content-Transfer-Encoding:").eq_ignore_ascii_case("quoted-printable") {
+                body = decode_quoted_printable(&body);
+            }
+            let mail = ReceivedMail { to: header("To:"), subject: header("Subject:"), body };
             if mail.to.trim_matches(|c| c == '<' || c == '>') == to {
                 let when = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
                 found.push((when, mail));
@@ -250,6 +253,32 @@ pub fn mails_to(to: &str) -> Vec<ReceivedMail> {
     }
     found.sort_by_key(|(t, _)| *t);
     found.into_iter().map(|(_, m)| m).collect()
+}
+
+/// Decodes a quoted-printable body (RFC 2045 §6.7): soft line breaks and `=XX` escapes.
+fn decode_quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'=')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The real server on a loopback port, with a client pointed at it.
