@@ -89,6 +89,10 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
         Command::new(exe_dir.join("rampart"))
             .args(["serve", "--listen", &rampart_addr.to_string()])
             .env("RAMPART__DATA_DIR", data.path().join("data"))
+            // Every request comes from loopback: lift the per-client limits so they do not cap
+            // the measurement (production refuses 0).
+            .env("RAMPART__HTTP__RATE_LIMIT_PER_CLIENT_PER_SEC", "0")
+            .env("RAMPART__AUTH__ATTEMPTS_PER_MINUTE", "0")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?,
@@ -97,29 +101,83 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
     // The generator gets one worker thread; the server under test keeps the rest of the machine.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let duration = Duration::from_secs(seconds);
-    let (hello, rampart) = rt.block_on(async {
+    let mail_log = data.path().join("data").join("mail.log");
+    let mut entries = Vec::new();
+    rt.block_on(async {
         wait_until_up(hello_addr, "/").await?;
         wait_until_up(rampart_addr, "/healthz").await?;
+        let token = prepare_user(rampart_addr, &mail_log).await?;
+        let me = Spec { bearer: Some(token), ..Spec::get("/api/v1/me") };
+        let login = Spec {
+            method: hyper::Method::POST,
+            path: "/api/v1/auth/token",
+            body: Some(
+                serde_json::json!({"email": "bench@example.com", "password": "violet ocean ladder 2026"}).to_string(),
+            ),
+            bearer: None,
+        };
+
         // Alternate subject and baseline twice and keep each one's best run, so a noisy moment
         // hurts neither side alone.
         let mut hello_runs = Vec::new();
-        let mut rampart_runs = Vec::new();
+        let mut health_runs = Vec::new();
+        let mut me_runs = Vec::new();
         for _ in 0..2 {
-            hello_runs.push(load(hello_addr, "/", duration).await?);
-            rampart_runs.push(load(rampart_addr, "/healthz", duration).await?);
+            hello_runs.push(load(hello_addr, Spec::get("/"), CONNECTIONS, duration).await?);
+            health_runs.push(load(rampart_addr, Spec::get("/healthz"), CONNECTIONS, duration).await?);
+            me_runs.push(load(rampart_addr, me.clone(), CONNECTIONS, duration).await?);
         }
-        anyhow::Ok((best(hello_runs), best(rampart_runs)))
+        let (hello, health, me_best) = (best(hello_runs), best(health_runs), best(me_runs));
+        entries.push(entry(
+            "GET /healthz throughput",
+            "rampart serve (embedded SQLite, full middleware, JSON access log)",
+            "bare hyper hello-world",
+            &health,
+            &hello,
+            "report only",
+            health.requests_per_sec / hello.requests_per_sec,
+        ));
+        entries.push(entry(
+            "authenticated GET /api/v1/me throughput",
+            "GET /api/v1/me with a bearer JWT (verify + per-request user status read)",
+            "GET /healthz on the same server",
+            &me_best,
+            &health,
+            ">= 0.75x",
+            me_best.requests_per_sec / health.requests_per_sec,
+        ));
+
+        // Sign-ins against a raw bcrypt loop at the same cost on the same cores.
+        let logins = load(rampart_addr, login.clone(), 8, duration).await?;
+        let raw = tokio::task::spawn_blocking(move || bcrypt_baseline(12, duration)).await??;
+        let raw_m = Measurement { requests_per_sec: raw, p50_ms: 0.0, p99_ms: 0.0, errors: 0 };
+        entries.push(entry(
+            "sign-ins per second (POST /api/v1/auth/token, bcrypt cost 12)",
+            "token issue: e-mail lookup, bcrypt verify, refresh token insert, JWT",
+            "raw bcrypt::verify loop, cost 12, one thread per core",
+            &logins,
+            &raw_m,
+            ">= 0.9x",
+            logins.requests_per_sec / raw,
+        ));
+
+        // p99 of /me while a sign-in flood saturates the password hasher, against idle.
+        let idle = load(rampart_addr, me.clone(), 4, duration).await?;
+        let flood = tokio::spawn(load(rampart_addr, login, 16, duration + Duration::from_secs(1)));
+        let busy = load(rampart_addr, me, 4, duration).await?;
+        flood.await??;
+        entries.push(entry(
+            "GET /api/v1/me p99 during a sign-in flood",
+            "/me p99 with 16 connections signing in meanwhile",
+            "/me p99 idle (same 4 connections)",
+            &busy,
+            &idle,
+            "<= 1.5x",
+            busy.p99_ms / idle.p99_ms.max(f64::MIN_POSITIVE),
+        ));
+        anyhow::Ok(())
     })?;
 
-    let entries = vec![Entry {
-        name: "GET /healthz throughput".into(),
-        subject: "rampart serve (embedded SQLite, full middleware stack, JSON access log)".into(),
-        baseline: "bare hyper hello-world, same machine, same load".into(),
-        ratio: rampart.requests_per_sec / hello.requests_per_sec,
-        subject_result: rampart,
-        baseline_result: hello,
-        target: "report only (foundation)".into(),
-    }];
     let report = Report {
         generated_at: chrono::Utc::now().to_rfc3339(),
         machine: machine_description(),
@@ -128,6 +186,26 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
         entries,
     };
     write_report(&report, Path::new("bench-report"))
+}
+
+fn entry(
+    name: &str,
+    subject: &str,
+    baseline: &str,
+    s: &Measurement,
+    b: &Measurement,
+    target: &str,
+    ratio: f64,
+) -> Entry {
+    Entry {
+        name: name.into(),
+        subject: subject.into(),
+        baseline: baseline.into(),
+        subject_result: s.clone(),
+        baseline_result: b.clone(),
+        ratio,
+        target: target.into(),
+    }
 }
 
 fn best(runs: Vec<Measurement>) -> Measurement {
@@ -199,15 +277,47 @@ async fn wait_until_up(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Closed-loop load: `CONNECTIONS` keep-alive connections each sending requests back to back for
+/// One kind of request the load generator sends.
+#[derive(Debug, Clone)]
+struct Spec {
+    method: hyper::Method,
+    path: &'static str,
+    body: Option<String>,
+    bearer: Option<String>,
+}
+
+impl Spec {
+    fn get(path: &'static str) -> Spec {
+        Spec { method: hyper::Method::GET, path, body: None, bearer: None }
+    }
+
+    fn request(&self, addr: SocketAddr) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
+        let mut req =
+            hyper::Request::builder().method(self.method.clone()).uri(self.path).header("host", addr.to_string());
+        if let Some(token) = &self.bearer {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let body = match &self.body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Full::new(Bytes::from(b.clone()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        Ok(req.body(body)?)
+    }
+}
+
+/// Closed-loop load: `connections` keep-alive connections each sending requests back to back for
 /// `duration` after a one-second warm-up.
-async fn load(addr: SocketAddr, path: &'static str, duration: Duration) -> anyhow::Result<Measurement> {
+async fn load(addr: SocketAddr, spec: Spec, connections: usize, duration: Duration) -> anyhow::Result<Measurement> {
     let warmup = Duration::from_secs(1);
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
     let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
+    for _ in 0..connections {
+        let spec = spec.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
@@ -220,12 +330,13 @@ async fn load(addr: SocketAddr, path: &'static str, duration: Duration) -> anyho
                 if now >= end {
                     break;
                 }
-                let req = hyper::Request::get(path).header("host", addr.to_string()).body(Empty::<Bytes>::new())?;
-                let resp = sender.send_request(req).await?;
+                let resp = sender.send_request(spec.request(addr)?).await?;
                 let ok = resp.status().is_success();
                 resp.into_body().collect().await?;
                 let done = Instant::now();
-                if now >= measure_from && done <= end {
+                // Throughput counts completions inside the window, so slow requests that straddle
+                // its edges are not lost.
+                if done >= measure_from && done <= end {
                     if ok {
                         latencies.push(done - now);
                     } else {
@@ -257,6 +368,81 @@ async fn load(addr: SocketAddr, path: &'static str, duration: Duration) -> anyho
         p99_ms: pct(0.99),
         errors,
     })
+}
+
+/// Sends one request and returns status and body.
+async fn call(addr: SocketAddr, spec: &Spec) -> anyhow::Result<(u16, String)> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let resp = sender.send_request(spec.request(addr)?).await?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Raw bcrypt verifications per second on every core, at the server's cost: the baseline for
+/// sign-in throughput.
+fn bcrypt_baseline(cost: u32, duration: Duration) -> anyhow::Result<f64> {
+    let hash = bcrypt::hash("0123456789abcdef0123456789abcdef0123456789a=", cost)?;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let end = Instant::now() + duration;
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let hash = hash.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    if bcrypt::verify("0123456789abcdef0123456789abcdef0123456789a=", &hash).unwrap_or(false) {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    Ok(total as f64 / duration.as_secs_f64())
+}
+
+/// Signs a user up, follows the verification link from the file mailer, and returns a bearer
+/// token.
+async fn prepare_user(addr: SocketAddr, mail_log: &Path) -> anyhow::Result<String> {
+    let creds = serde_json::json!({"email": "bench@example.com", "password": "violet ocean ladder 2026"}).to_string();
+    let signup =
+        Spec { method: hyper::Method::POST, path: "/api/v1/auth/signup", body: Some(creds.clone()), bearer: None };
+    let (status, _) = call(addr, &signup).await?;
+    if status != 202 {
+        bail!("sign-up answered {status}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let token = loop {
+        let text = std::fs::read_to_string(mail_log).unwrap_or_default().replace("=\r\n", "").replace("=3D", "=");
+        if let Some(i) = text.find("#token=") {
+            break text[i + 7..].chars().take_while(char::is_ascii_hexdigit).collect::<String>();
+        }
+        if Instant::now() > deadline {
+            bail!("no verification mail in {}", mail_log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let verify = Spec {
+        method: hyper::Method::POST,
+        path: "/api/v1/auth/verify-email",
+        body: Some(serde_json::json!({"token": token}).to_string()),
+        bearer: None,
+    };
+    let (status, _) = call(addr, &verify).await?;
+    if status != 204 {
+        bail!("verification answered {status}");
+    }
+    let issue = Spec { method: hyper::Method::POST, path: "/api/v1/auth/token", body: Some(creds), bearer: None };
+    let (status, body) = call(addr, &issue).await?;
+    if status != 200 {
+        bail!("token answered {status}: {body}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    v["access_token"].as_str().map(str::to_owned).context("no access token")
 }
 
 pub fn hello_server(port: u16) -> anyhow::Result<()> {

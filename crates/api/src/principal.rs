@@ -21,6 +21,8 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user_id: uuid::Uuid,
+    /// The active user, read on this request.
+    pub user: auth::service::UserView,
     /// The session (cookie) or token family (bearer) the request authenticated with.
     pub session_id: uuid::Uuid,
     /// Present for cookie sessions: the stored hash, to end this very session.
@@ -76,13 +78,18 @@ async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Principal> {
             .into());
         }
     }
-    Ok(Principal { user_id: session.user_id, session_id: session.session.id, session: Some(session) })
+    Ok(Principal {
+        user_id: session.user_id,
+        user: session.user.clone(),
+        session_id: session.session.id,
+        session: Some(session),
+    })
 }
 
 async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
     let state = state(req)?;
     let claims = state.auth.access_tokens().verify_access(&bearer.token).map_err(|_| unauthenticated())?;
     // Suspension and deletion take effect on the very next request, not at token expiry.
-    state.auth.ensure_active(claims.sub).await.map_err(|_| unauthenticated())?;
-    Ok(Principal { user_id: claims.sub, session_id: claims.sid, session: None })
+    let user = state.auth.me(claims.sub).await.map_err(|_| unauthenticated())?;
+    Ok(Principal { user_id: claims.sub, user, session_id: claims.sid, session: None })
 }

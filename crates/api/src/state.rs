@@ -15,6 +15,9 @@ pub struct AppState {
     pub keyring: Arc<crypto_vault::Keyring>,
     /// Accounts, passwords, sessions and tokens.
     pub auth: auth::AuthService,
+    /// Authentication attempts per minute per client address and per account (0 disables, for
+    /// benchmarks only).
+    pub auth_attempts_per_minute: u64,
 }
 
 /// Everything needed to build the state; shared by the binary and the test harness so both
@@ -34,6 +37,7 @@ pub struct Assembly {
     /// Concurrent password hashes; the rest wait (keeps a sign-in flood off the async workers).
     pub hash_concurrency: usize,
     pub security_txt: String,
+    pub auth_attempts_per_minute: u64,
 }
 
 impl AppState {
@@ -63,6 +67,7 @@ impl AppState {
             security_txt: Arc::from(a.security_txt),
             keyring: Arc::new(a.keyring),
             auth,
+            auth_attempts_per_minute: a.auth_attempts_per_minute,
         })
     }
 
@@ -78,9 +83,16 @@ impl AppState {
                     mailer.send(&mail, action.id).await
                 }
             })
-            .handle(auth::service::RESET_REQUEST_ACTION, move |action| {
+            .handle(auth::service::RESET_REQUEST_ACTION, {
                 let auth = auth.clone();
-                async move { auth.handle_reset_request(&action.payload).await.map_err(|e| e.to_string()) }
+                move |action| {
+                    let auth = auth.clone();
+                    async move { auth.handle_reset_request(&action.payload).await.map_err(|e| e.to_string()) }
+                }
+            })
+            .handle(auth::service::PURGE_ACTION, move |_| {
+                let auth = auth.clone();
+                async move { auth.handle_purge().await.map(|_| ()).map_err(|e| e.to_string()) }
             })
     }
 }

@@ -154,7 +154,8 @@ async fn a_cookie_request_without_a_valid_csrf_token_is_refused(backend: Backend
     let foreign = Session { csrf: b.csrf.clone(), ..a.clone() };
     let resp = post_with(&app, "/api/v1/auth/sessions/revoke-others", &foreign, true, json!({})).await;
     assert_eq!(code_of(resp).await, (403, "csrf_failed".into()), "a token from session B is refused in session A");
-    let tampered = Session { csrf: format!("0{}", &a.csrf[1..]), ..a.clone() };
+    let flipped = if a.csrf.starts_with('0') { '1' } else { '0' };
+    let tampered = Session { csrf: format!("{flipped}{}", &a.csrf[1..]), ..a.clone() };
     let resp = post_with(&app, "/api/v1/auth/sessions/revoke-others", &tampered, true, json!({})).await;
     assert_eq!(code_of(resp).await, (403, "csrf_failed".into()));
     // Safe methods need no token; the right token works.
@@ -469,7 +470,80 @@ async fn the_jwks_document_publishes_the_signing_key(backend: Backend) {
     assert!(keys[0].get("d").is_none(), "never the private part");
 }
 
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    let owner = testkit::storage::Db::connect(&app.db.owner_url, 1).await.unwrap();
+    let backend_db = owner.conn().get_database_backend();
+    let row = owner
+        .conn()
+        .query_one(testkit::storage::Statement::from_string(backend_db, sql.to_owned()))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+async fn the_purge_job_removes_expired_tokens_and_reschedules_itself(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let email = unique_email();
+    sign_up_verified(&app, &email).await;
+    token_pair(&app, &email).await;
+    post(&app, "/api/v1/auth/password/reset", json!({"email": email})).await;
+    app.run_outbox().await;
+    assert!(count(&app, "SELECT COUNT(*) AS n FROM one_time_tokens").await >= 2);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM refresh_tokens").await, 1);
+    app.clock.advance(chrono::Duration::days(31));
+    app.state.auth.schedule_purge().await.unwrap();
+    app.state.auth.schedule_purge().await.unwrap(); // idempotent: still one pending purge
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) AS n FROM scheduled_actions WHERE kind = 'auth_purge_expired' AND status = 'pending'"
+        )
+        .await,
+        1
+    );
+    let report = app.run_outbox().await;
+    assert_eq!(report.done, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM one_time_tokens").await, 0);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM refresh_tokens").await, 0);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) AS n FROM scheduled_actions WHERE kind = 'auth_purge_expired' AND status = 'pending'"
+        )
+        .await,
+        1,
+        "the next run is scheduled"
+    );
+}
+
+async fn authentication_events_are_recorded_with_ip_agent_and_request_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let email = unique_email();
+    sign_up_verified(&app, &email).await;
+    let resp = app
+        .client
+        .post(app.url("/api/v1/auth/signin"))
+        .header("user-agent", "event-test/1.0")
+        .header("x-request-id", "evt-123")
+        .json(&json!({"email": email, "password": "wrong but long enough"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let n = count(
+        &app,
+        "SELECT COUNT(*) AS n FROM auth_events WHERE kind = 'signin_failed' AND ip = '127.0.0.1' AND user_agent = 'event-test/1.0' AND request_id = 'evt-123' AND user_id IS NOT NULL",
+    )
+    .await;
+    assert_eq!(n, 1);
+    let leaked = count(&app, "SELECT COUNT(*) AS n FROM auth_events WHERE detail LIKE '%wrong but long%'").await;
+    assert_eq!(leaked, 0, "events never hold secrets");
+}
+
 backend_tests!(
+    the_purge_job_removes_expired_tokens_and_reschedules_itself,
+    authentication_events_are_recorded_with_ip_agent_and_request_id,
     sign_up_verify_and_sign_in_with_a_secure_host_cookie,
     signing_in_before_verifying_the_address_is_refused,
     sign_up_answers_alike_for_a_taken_address_and_mails_its_owner,

@@ -118,13 +118,60 @@ fn is_sequence(s: &str) -> bool {
     [1i16, -1].iter().any(|&dir| b.windows(2).all(|w| step(w[0], w[1], dir)))
 }
 
-/// Hashes and verifies passwords on the blocking pool, at most `concurrency` at a time, so a
-/// sign-in flood queues here instead of starving the async workers.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A small pool of threads that run at the lowest scheduling priority (nice 19 on Linux): bcrypt
+/// uses every idle cycle, yet any other request preempts it, so a sign-in flood neither starves
+/// the async workers nor the cores they run on.
+struct HashPool {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl HashPool {
+    fn new(threads: usize) -> HashPool {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new().name(format!("rampart-hash-{i}")).spawn(move || {
+                // Best effort: without permission to lower priority, hashing still works.
+                let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+                loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return, // The hasher was dropped.
+                    }
+                }
+            });
+        }
+        HashPool { jobs: std::sync::Mutex::new(tx) }
+    }
+
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs
+            .lock()
+            .map_err(|_| AuthError::Internal("hash pool poisoned".into()))?
+            .send(job)
+            .map_err(|_| AuthError::Internal("hash pool stopped".into()))?;
+        rx.await.map_err(|_| AuthError::Internal("hash job lost".into()))
+    }
+}
+
+/// Hashes and verifies passwords on a dedicated low-priority pool of `concurrency` threads, so a
+/// sign-in flood queues there instead of starving other requests.
 #[derive(Clone)]
 pub struct PasswordHasher {
     cost: u32,
     pepper: hmac::Key,
-    permits: Arc<tokio::sync::Semaphore>,
+    pool: Arc<HashPool>,
     dummy: Arc<OnceLock<String>>,
 }
 
@@ -145,7 +192,7 @@ impl PasswordHasher {
         PasswordHasher {
             cost: cost.max(MIN_BCRYPT_COST),
             pepper: hmac::Key::new(hmac::HMAC_SHA256, pepper.expose()),
-            permits: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+            pool: Arc::new(HashPool::new(concurrency)),
             dummy: Arc::new(OnceLock::new()),
         }
     }
@@ -162,10 +209,10 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &Password) -> Result<String, AuthError> {
         let input = zeroize::Zeroizing::new(self.prehash(password)?);
         let cost = self.cost;
-        let _permit = self.permits.acquire().await.map_err(|_| AuthError::Internal("hasher closed".into()))?;
-        let hashed = tokio::task::spawn_blocking(move || bcrypt::non_truncating_hash(input.as_bytes(), cost))
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?
+        let hashed = self
+            .pool
+            .run(move || bcrypt::non_truncating_hash(input.as_bytes(), cost))
+            .await?
             .map_err(|e| AuthError::Internal(e.to_string()))?;
         Ok(format!("{SCHEME}{hashed}"))
     }
@@ -178,12 +225,8 @@ impl PasswordHasher {
             Some(hash) => (hash.to_owned(), true),
             None => (self.dummy_hash().await?, false),
         };
-        let _permit = self.permits.acquire().await.map_err(|_| AuthError::Internal("hasher closed".into()))?;
-        let ok = tokio::task::spawn_blocking(move || {
-            bcrypt::non_truncating_verify(input.as_bytes(), &target).unwrap_or(false)
-        })
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let ok =
+            self.pool.run(move || bcrypt::non_truncating_verify(input.as_bytes(), &target).unwrap_or(false)).await?;
         Ok(ok && real)
     }
 
@@ -197,9 +240,10 @@ impl PasswordHasher {
             return Ok(h.clone());
         }
         let cost = self.cost;
-        let h = tokio::task::spawn_blocking(move || bcrypt::hash("rampart dummy password for timing", cost))
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?
+        let h = self
+            .pool
+            .run(move || bcrypt::hash("rampart dummy password for timing", cost))
+            .await?
             .map_err(|e| AuthError::Internal(e.to_string()))?;
         Ok(self.dummy.get_or_init(|| h).clone())
     }

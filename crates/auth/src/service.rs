@@ -85,6 +85,8 @@ pub struct NewSession {
 #[derive(Debug, Clone)]
 pub struct SessionPrincipal {
     pub user_id: Uuid,
+    /// The user, read on this request (so a suspension is seen at once).
+    pub user: UserView,
     pub session: SessionRecord,
     pub token_hash: String,
 }
@@ -108,6 +110,10 @@ pub mod events {
 const SESSION_PURPOSE: &str = "session";
 const VERIFY_PURPOSE: &str = "verify_email";
 const RESET_PURPOSE: &str = "reset_password";
+/// Outbox action of the purge job, which reschedules itself every hour.
+pub const PURGE_ACTION: &str = "auth_purge_expired";
+pub const PURGE_EVERY: Duration = Duration::hours(1);
+
 /// Outbox action that looks the account up and, only if it exists, mails a reset link; queued
 /// for every request so existing and unknown addresses take the same path.
 pub const RESET_REQUEST_ACTION: &str = "password_reset_request";
@@ -486,13 +492,13 @@ impl AuthService {
             self.kv.delete_session(&hash, record.user_id).await?;
             return Err(AuthError::Unauthenticated);
         }
-        self.ensure_active(record.user_id).await?;
+        let user = self.me(record.user_id).await?;
         if now - record.last_refreshed_at >= SESSION_REFRESH {
             record.last_refreshed_at = now;
             record.idle_expires_at = (now + SESSION_IDLE).min(record.absolute_expires_at);
             self.kv.put_session(&hash, &record, now).await?;
         }
-        Ok(SessionPrincipal { user_id: record.user_id, session: record, token_hash: hash })
+        Ok(SessionPrincipal { user_id: record.user_id, user, session: record, token_hash: hash })
     }
 
     /// Refuses users who are suspended or deleted.
@@ -695,9 +701,35 @@ impl AuthService {
         Ok(())
     }
 
-    /// Deletes expired and used one-time tokens and refresh tokens (the purge job).
+    /// The purge job's outbox handler: purge, then schedule the next run.
+    pub async fn handle_purge(&self) -> Result<u64, AuthError> {
+        let purged = self.purge_expired().await?;
+        let now = self.clock.now();
+        scheduler::enqueue(
+            self.db.conn(),
+            &self.outbox_key,
+            PURGE_ACTION,
+            &serde_json::json!({}),
+            now + PURGE_EVERY,
+            now,
+        )
+        .await?;
+        tracing::info!(purged, "purged expired tokens and sessions");
+        Ok(purged)
+    }
+
+    /// Makes sure a purge is scheduled (called at start-up).
+    pub async fn schedule_purge(&self) -> Result<(), AuthError> {
+        let now = self.clock.now();
+        scheduler::ensure_pending(self.db.conn(), &self.outbox_key, PURGE_ACTION, now, now).await?;
+        Ok(())
+    }
+
+    /// Deletes expired and used one-time tokens, expired refresh tokens and (in process memory)
+    /// expired sessions.
     pub async fn purge_expired(&self) -> Result<u64, AuthError> {
         let now = self.clock.now();
+        let sessions = self.kv.prune_sessions(now)? as u64;
         let conn = self.db.conn();
         let a = conn
             .execute(stmt(
@@ -711,7 +743,7 @@ impl AuthService {
             .execute(stmt(conn, "DELETE FROM refresh_tokens WHERE expires_at <= $1", vec![now.into()]))
             .await?
             .rows_affected();
-        Ok(a + b)
+        Ok(a + b + sessions)
     }
 }
 

@@ -210,6 +210,19 @@ impl Kv {
         })
     }
 
+    /// Drops expired sessions from process memory (Redis expires its keys by itself).
+    pub fn prune_sessions(&self, now: DateTime<Utc>) -> Result<usize, AuthError> {
+        match self {
+            Kv::Memory(m) => {
+                let mut state = Self::lock(m)?;
+                let before = state.sessions.len();
+                state.sessions.retain(|_, r| now < r.idle_expires_at && now < r.absolute_expires_at);
+                Ok(before - state.sessions.len())
+            }
+            Kv::Redis { .. } => Ok(0),
+        }
+    }
+
     /// Round trip for readiness (Redis only).
     pub async fn ping(&self) -> Result<(), AuthError> {
         match self {

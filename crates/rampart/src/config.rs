@@ -75,6 +75,9 @@ pub struct AuthConfig {
     pub link_base_url: Option<String>,
     /// Access-token lifetime in seconds (default 900, at most 3600).
     pub access_token_ttl_secs: i64,
+    /// Sign-in, sign-up, reset and verification attempts per minute, per client address and per
+    /// account (default 10; 0 disables and is refused in production).
+    pub attempts_per_minute: u64,
 }
 
 impl Default for AuthConfig {
@@ -85,6 +88,7 @@ impl Default for AuthConfig {
             hash_concurrency: None,
             link_base_url: None,
             access_token_ttl_secs: 900,
+            attempts_per_minute: 10,
         }
     }
 }
@@ -236,6 +240,11 @@ impl Config {
                 "auth.bcrypt_cost must be between {} and 16 (OWASP: at least 10)",
                 auth::password::MIN_BCRYPT_COST
             ));
+        }
+        if prod && (self.auth.attempts_per_minute == 0 || self.http.rate_limit_per_client_per_sec == 0) {
+            problems.push(
+                "auth.attempts_per_minute and http.rate_limit_per_client_per_sec must not be 0 in production".into(),
+            );
         }
         if prod && self.mail.smtp_url.is_none() {
             problems.push("mail.smtp_url is missing: production sends verification and reset mail over SMTP (RAMPART__MAIL__SMTP_URL)".into());

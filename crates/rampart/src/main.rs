@@ -77,7 +77,7 @@ fn main() -> ExitCode {
     if let Command::Serve { listen: Some(addr) } = &cli.command {
         cfg.http.listen = *addr;
     }
-    init_logging(&cfg);
+    let _log_guard = init_logging(&cfg);
     let problems = cfg.problems();
     if !problems.is_empty() {
         let mode = if cfg.env == Environment::Production { " in production" } else { "" };
@@ -126,14 +126,20 @@ fn write_openapi(output: Option<&std::path::Path>) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(cfg: &Config) {
+/// Structured logs on stderr through a background writer, so a request never waits on the log
+/// pipe. Not lossy: when the buffer is full, writers wait rather than drop lines. The guard
+/// flushes on drop; keep it alive for the life of the process.
+fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = match cfg.log.format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    guard
 }
 
 fn ensure_data_dir(cfg: &Config) -> anyhow::Result<()> {
@@ -242,8 +248,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             .hash_concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         security_txt,
+        auth_attempts_per_minute: cfg.auth.attempts_per_minute,
     })?;
 
+    state.auth.schedule_purge().await.context("scheduling the purge job")?;
     let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
     let worker = state.worker(mailer, clock);
     let worker_task = tokio::spawn(worker.run(std::time::Duration::from_secs(1), worker_stop));

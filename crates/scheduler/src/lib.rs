@@ -54,6 +54,29 @@ pub async fn enqueue<C: ConnectionTrait>(
     Ok(id)
 }
 
+/// Enqueues `kind` unless an action of that kind is already pending or running: for recurring
+/// maintenance that reschedules itself. Two replicas starting at once may both enqueue; the
+/// actions this is used for are idempotent.
+pub async fn ensure_pending<C: ConnectionTrait>(
+    conn: &C,
+    key: &KeyMaterial,
+    kind: &str,
+    run_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, OutboxError> {
+    let existing = conn
+        .query_one(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT id FROM scheduled_actions WHERE kind = $1 AND status IN ('pending', 'running') LIMIT 1",
+            [kind.into()],
+        ))
+        .await?;
+    if existing.is_some() {
+        return Ok(None);
+    }
+    enqueue(conn, key, kind, &serde_json::json!({}), run_at, now).await.map(Some)
+}
+
 /// A claimed action, handed to its handler.
 #[derive(Debug, Clone)]
 pub struct Action {

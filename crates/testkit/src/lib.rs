@@ -390,6 +390,7 @@ pub async fn app_state(db: &TestDb, clock: Arc<storage::ManualClock>) -> api::Ap
         bcrypt_cost: auth::password::MIN_BCRYPT_COST,
         hash_concurrency: 4,
         security_txt,
+        auth_attempts_per_minute: 10,
     })
     .expect("assembling the state")
 }
