@@ -235,6 +235,32 @@ pub(crate) async fn client_rate_limit<E: Endpoint>(
     ep.call(req).await.map(IntoResponse::into_response)
 }
 
+/// Refuses state-changing requests that a browser marks as cross-site (`Sec-Fetch-Site`, W3C
+/// Fetch Metadata; OWASP CSRF Prevention Cheat Sheet), unless their `Origin` is on the CORS
+/// allow-list. This covers what the session CSRF token cannot: requests made before a session
+/// exists, such as a forged sign-in ("login CSRF"). Clients that send no Fetch Metadata (servers,
+/// SDKs) are not affected.
+pub(crate) async fn refuse_cross_site<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    allowed: Arc<Vec<String>>,
+) -> poem::Result<Response> {
+    let unsafe_method =
+        !matches!(*req.method(), poem::http::Method::GET | poem::http::Method::HEAD | poem::http::Method::OPTIONS);
+    if unsafe_method && req.header("sec-fetch-site") == Some("cross-site") {
+        let origin_allowed = req.header("origin").is_some_and(|o| allowed.iter().any(|a| a == o));
+        if !origin_allowed {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "cross_site_request",
+                "State-changing requests from other sites are refused.",
+            )
+            .into());
+        }
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

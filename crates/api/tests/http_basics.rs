@@ -175,7 +175,35 @@ async fn docs_and_the_api_description_are_served(backend: Backend) {
     assert!(resp.text().await.unwrap().contains("<html"));
 }
 
+async fn cross_site_state_changes_from_browsers_are_refused(backend: Backend) {
+    let body = serde_json::json!({"email": "someone@example.com", "password": "irrelevant but long enough"});
+    let same_origin_only = spawn_app(backend).await;
+    let forged = same_origin_only
+        .client
+        .post(same_origin_only.url("/api/v1/auth/signin"))
+        .header("sec-fetch-site", "cross-site")
+        .header("origin", "https://evil.example.net")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_error_shape(forged, 403, "cross_site_request").await;
+    // The same request from an allowed origin reaches the handler (and fails on the credentials).
+    let app = spawn_app_with(backend, |http| http.cors_allowed_origins = vec!["https://app.example.com".into()]).await;
+    let allowed = app
+        .client
+        .post(app.url("/api/v1/auth/signin"))
+        .header("sec-fetch-site", "cross-site")
+        .header("origin", "https://app.example.com")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 401);
+}
+
 backend_tests!(
+    cross_site_state_changes_from_browsers_are_refused,
     healthz_answers_ok_with_every_security_header,
     readyz_checks_the_database_and_redis_when_configured,
     readyz_answers_503_when_the_schema_is_behind_the_binary,

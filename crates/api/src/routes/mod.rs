@@ -69,6 +69,8 @@ pub fn build_app(state: AppState, http: &HttpConfig) -> BoxEndpoint<'static> {
         .at("/docs", docs)
         .nest("/", api.into_endpoint())
         .with(poem::middleware::CookieJarManager::new());
+    let allowed = Arc::new(http.cors_allowed_origins.clone());
+    let route = route.around(move |ep, req| middleware::refuse_cross_site(ep, req, allowed.clone()));
     let test_mode = http.test_mode;
     let route = route.around(move |ep, req| middleware::reject_identity_headers(ep, req, test_mode));
     let kv = state.auth.kv().clone();
