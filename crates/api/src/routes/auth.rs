@@ -220,6 +220,21 @@ fn set_session_cookies(jar: &CookieJar, state: &AppState, session: &auth::servic
     csrf
 }
 
+/// Sets the cookies of a new session and describes it to the client.
+async fn signed_in(
+    state: &AppState,
+    jar: &CookieJar,
+    session: auth::service::NewSession,
+) -> poem::Result<Json<SignedIn>> {
+    let csrf_token = set_session_cookies(jar, state, &session);
+    let user = state.auth.me(session.record.user_id).await.api()?;
+    Ok(Json(SignedIn {
+        user: user.into(),
+        session: session_body(session.record.clone(), Some(session.record.id)),
+        csrf_token,
+    }))
+}
+
 fn clear_session_cookies(jar: &CookieJar) {
     for (name, http_only) in [(SESSION_COOKIE, true), (CSRF_COOKIE, false)] {
         let mut c = cookie(name, "", http_only);
@@ -269,13 +284,7 @@ impl AuthApi {
         throttle(&state, req, Some(&body.email)).await?;
         let previous = jar.get(SESSION_COOKIE).map(|c| c.value_str().to_owned());
         let session = state.auth.sign_in(&body.email, &body.password, previous.as_deref(), &meta(req)).await.api()?;
-        let csrf_token = set_session_cookies(jar, &state, &session);
-        let user = state.auth.me(session.record.user_id).await.api()?;
-        Ok(Json(SignedIn {
-            user: user.into(),
-            session: session_body(session.record.clone(), Some(session.record.id)),
-            csrf_token,
-        }))
+        signed_in(&state, jar, session).await
     }
 
     /// Exchange e-mail and password for an access token and a refresh token (API clients).
@@ -353,13 +362,7 @@ impl AuthApi {
         throttle(&state, req, None).await?;
         let session =
             state.auth.change_password(current, &body.current_password, &body.new_password, &meta(req)).await.api()?;
-        let csrf_token = set_session_cookies(jar, &state, &session);
-        let user = state.auth.me(session.record.user_id).await.api()?;
-        Ok(Json(SignedIn {
-            user: user.into(),
-            session: session_body(session.record.clone(), Some(session.record.id)),
-            csrf_token,
-        }))
+        signed_in(&state, jar, session).await
     }
 
     /// Ask for a password-reset link (valid 1 h, single use). The answer is the same whether
