@@ -68,8 +68,15 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The workspace this run belongs to, found at run time: `cargo run` sets `CARGO_MANIFEST_DIR`
+/// for the process; a re-executed release binary inherits the directory it was started in. The
+/// compile-time path is never used, because a shared build cache may hold a binary built from
+/// another checkout.
 fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    match std::env::var_os("CARGO_MANIFEST_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir).parent().map(std::path::Path::to_path_buf).unwrap_or_default(),
+        None => std::env::current_dir().unwrap_or_default(),
+    }
 }
 
 pub(crate) fn cargo() -> Command {

@@ -44,12 +44,15 @@ macro_rules! migration {
 }
 
 /// PostgreSQL migrations, in order. File names are `<version>_<name>.sql`.
-pub const MIGRATIONS_POSTGRES: &[Migration] =
-    &[migration!("postgres", 1, "foundation"), migration!("postgres", 2, "identity")];
+pub const MIGRATIONS_POSTGRES: &[Migration] = &[
+    migration!("postgres", 1, "foundation"),
+    migration!("postgres", 2, "identity"),
+    migration!("postgres", 3, "tenancy"),
+];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
 pub const MIGRATIONS_SQLITE: &[Migration] =
-    &[migration!("sqlite", 1, "foundation"), migration!("sqlite", 2, "identity")];
+    &[migration!("sqlite", 1, "foundation"), migration!("sqlite", 2, "identity"), migration!("sqlite", 3, "tenancy")];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {
     match backend {
