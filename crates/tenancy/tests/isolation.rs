@@ -206,3 +206,38 @@ async fn on_postgres_the_owner_role_is_bound_by_forced_rls_too() {
         .unwrap();
     assert_eq!(none.try_get::<i64>("", "n").unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_project_list_query_uses_the_tenant_index() {
+    let w = world(Backend::Postgres).await;
+    // Enough rows in both tenants that a sequential scan would be the worse plan.
+    for (tenant, user) in [(w.a, w.alice), (w.b, w.bob)] {
+        let tx = TenantTx::begin(&w.db, tenant, user).await.unwrap();
+        tx.conn()
+            .execute(Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "INSERT INTO projects (id, tenant_id, name, created_by, created_at, updated_at)
+                 SELECT gen_random_uuid(), $1, 'p' || g, $2, now() - g * interval '1 second', now() FROM generate_series(1, 3000) g",
+                [tenant.0.into(), user.0.into()],
+            ))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let owner = Db::connect(&w._test_db.owner_url, 1).await.unwrap();
+    owner.conn().execute_unprepared("ANALYZE projects").await.unwrap();
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    let rows = tx
+        .conn()
+        .query_all(Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            "EXPLAIN SELECT id, tenant_id, name, description, created_by, created_at, updated_at FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 20",
+            [w.a.0.into()],
+        ))
+        .await
+        .unwrap();
+    let plan: Vec<String> = rows.iter().map(|r| r.try_get::<String>("", "QUERY PLAN").unwrap()).collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("projects_tenant_created"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+}
