@@ -541,7 +541,18 @@ async fn authentication_events_are_recorded_with_ip_agent_and_request_id(backend
     assert_eq!(leaked, 0, "events never hold secrets");
 }
 
+async fn closed_and_invite_only_servers_refuse_public_sign_up(backend: Backend) {
+    for mode in [testkit::auth::SignupMode::Closed, testkit::auth::SignupMode::InviteOnly] {
+        let app = testkit::spawn_app_with_signup(backend, mode, |_| {}).await;
+        let email = unique_email();
+        let resp = post(&app, "/api/v1/auth/signup", json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(code_of(resp).await, (403, "signup_closed".into()), "{mode:?}");
+        assert_eq!(app.run_outbox().await.done, 0, "nothing was queued");
+    }
+}
+
 backend_tests!(
+    closed_and_invite_only_servers_refuse_public_sign_up,
     the_purge_job_removes_expired_tokens_and_reschedules_itself,
     authentication_events_are_recorded_with_ip_agent_and_request_id,
     sign_up_verify_and_sign_in_with_a_secure_host_cookie,

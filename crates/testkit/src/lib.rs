@@ -324,11 +324,20 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the server after `configure` adjusts the HTTP settings.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut api::HttpConfig)) -> TestApp {
+    spawn_app_with_signup(backend, auth::SignupMode::Open, configure).await
+}
+
+/// Starts the server with a given sign-up mode.
+pub async fn spawn_app_with_signup(
+    backend: Backend,
+    signup: auth::SignupMode,
+    configure: impl FnOnce(&mut api::HttpConfig),
+) -> TestApp {
     let db = TestDb::new(backend).await;
     let mut http = api::HttpConfig { listen: "127.0.0.1:0".parse().expect("address"), ..Default::default() };
     configure(&mut http);
     let clock = Arc::new(storage::ManualClock::new(storage::Clock::now(&storage::SystemClock)));
-    let state = app_state(&db, clock.clone()).await;
+    let state = app_state(&db, clock.clone(), signup).await;
     let (smtp, _) = smtp_sink();
     let mailer = scheduler::mail::Mailer::smtp(&smtp, "Rampart <no-reply@example.com>").expect("mailer");
     let worker = state.worker(mailer, clock.clone());
@@ -346,7 +355,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut api::H
 /// The state the binary would build for this database: PostgreSQL tests connect as the runtime
 /// role (checked), with Redis under a key prefix of their own; SQLite tests run with in-process
 /// stores. bcrypt runs at the lowest allowed cost (10) to keep the suite quick.
-pub async fn app_state(db: &TestDb, clock: Arc<storage::ManualClock>) -> api::AppState {
+pub async fn app_state(db: &TestDb, clock: Arc<storage::ManualClock>, signup: auth::SignupMode) -> api::AppState {
     let conn = storage::Db::connect(&db.runtime_url, 8).await.expect("connecting as the runtime role");
     let redis = match db.backend {
         Backend::Sqlite => None,
@@ -383,10 +392,7 @@ pub async fn app_state(db: &TestDb, clock: Arc<storage::ManualClock>) -> api::Ap
             .expect("keys"),
         jwt: auth::jwt::JwtConfig::default(),
         clock,
-        settings: auth::AuthSettings {
-            signup: auth::SignupMode::Open,
-            link_base_url: "https://app.example.com".into(),
-        },
+        settings: auth::AuthSettings { signup, link_base_url: "https://app.example.com".into() },
         bcrypt_cost: auth::password::MIN_BCRYPT_COST,
         hash_concurrency: 4,
         security_txt,
