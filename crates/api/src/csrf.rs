@@ -11,39 +11,20 @@ const RANDOM_BYTES: usize = 32;
 /// A fresh token for `session`.
 pub fn issue(hasher: &TokenHasher, session: uuid::Uuid) -> String {
     let mut random = [0u8; RANDOM_BYTES];
-    rand_fill(&mut random);
+    rand::Rng::fill(&mut rand::rngs::OsRng, &mut random);
     let mac = hasher.sign(&[b"csrf", session.as_bytes(), &random]);
-    format!("{}.{}", hex_encode(&mac), hex_encode(&random))
+    format!("{}.{}", hex::encode(mac), hex::encode(random))
 }
 
 /// True when `token` was issued for `session` with this key.
 pub fn verify(hasher: &TokenHasher, session: uuid::Uuid, token: &str) -> bool {
     let Some((mac_hex, random_hex)) = token.split_once('.') else { return false };
-    let (Some(mac), Some(random)) = (hex_decode(mac_hex), hex_decode(random_hex)) else { return false };
+    let (Ok(mac), Ok(random)) = (hex::decode(mac_hex), hex::decode(random_hex)) else { return false };
     if random.len() != RANDOM_BYTES {
         return false;
     }
     let expected = hasher.sign(&[b"csrf", session.as_bytes(), &random]);
     constant_time_eq(&expected, &mac)
-}
-
-fn rand_fill(buf: &mut [u8]) {
-    let token = auth::token::generate();
-    // `generate` draws 32 bytes from the OS CSPRNG as hex; decode them back.
-    if let Some(bytes) = hex_decode(&token) {
-        buf.copy_from_slice(&bytes[..buf.len()]);
-    }
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[cfg(test)]
