@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
@@ -110,7 +110,7 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
         let me = Spec { bearer: Some(token), ..Spec::get("/api/v1/me") };
         let login = Spec {
             method: hyper::Method::POST,
-            path: "/api/v1/auth/token",
+            path: "/api/v1/auth/token".into(),
             body: Some(
                 serde_json::json!({"email": "bench@example.com", "password": "violet ocean ladder 2026"}).to_string(),
             ),
@@ -253,21 +253,10 @@ fn write_report(report: &Report, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn get_once(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let req = hyper::Request::get(path).header("host", addr.to_string()).body(Empty::<Bytes>::new())?;
-    let resp = sender.send_request(req).await?;
-    let status = resp.status().as_u16();
-    resp.into_body().collect().await?;
-    Ok(status)
-}
-
 async fn wait_until_up(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(200) = get_once(addr, path).await {
+        if let Ok((200, _)) = call(addr, &Spec::get(path)).await {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -281,19 +270,21 @@ async fn wait_until_up(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
 #[derive(Debug, Clone)]
 struct Spec {
     method: hyper::Method,
-    path: &'static str,
+    path: String,
     body: Option<String>,
     bearer: Option<String>,
 }
 
 impl Spec {
-    fn get(path: &'static str) -> Spec {
-        Spec { method: hyper::Method::GET, path, body: None, bearer: None }
+    fn get(path: &str) -> Spec {
+        Spec { method: hyper::Method::GET, path: path.to_owned(), body: None, bearer: None }
     }
 
     fn request(&self, addr: SocketAddr) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
-        let mut req =
-            hyper::Request::builder().method(self.method.clone()).uri(self.path).header("host", addr.to_string());
+        let mut req = hyper::Request::builder()
+            .method(self.method.clone())
+            .uri(self.path.as_str())
+            .header("host", addr.to_string());
         if let Some(token) = &self.bearer {
             req = req.header("authorization", format!("Bearer {token}"));
         }
@@ -409,8 +400,12 @@ fn bcrypt_baseline(cost: u32, duration: Duration) -> anyhow::Result<f64> {
 /// token.
 async fn prepare_user(addr: SocketAddr, mail_log: &Path) -> anyhow::Result<String> {
     let creds = serde_json::json!({"email": "bench@example.com", "password": "violet ocean ladder 2026"}).to_string();
-    let signup =
-        Spec { method: hyper::Method::POST, path: "/api/v1/auth/signup", body: Some(creds.clone()), bearer: None };
+    let signup = Spec {
+        method: hyper::Method::POST,
+        path: "/api/v1/auth/signup".into(),
+        body: Some(creds.clone()),
+        bearer: None,
+    };
     let (status, _) = call(addr, &signup).await?;
     if status != 202 {
         bail!("sign-up answered {status}");
@@ -428,7 +423,7 @@ async fn prepare_user(addr: SocketAddr, mail_log: &Path) -> anyhow::Result<Strin
     };
     let verify = Spec {
         method: hyper::Method::POST,
-        path: "/api/v1/auth/verify-email",
+        path: "/api/v1/auth/verify-email".into(),
         body: Some(serde_json::json!({"token": token}).to_string()),
         bearer: None,
     };
@@ -436,7 +431,8 @@ async fn prepare_user(addr: SocketAddr, mail_log: &Path) -> anyhow::Result<Strin
     if status != 204 {
         bail!("verification answered {status}");
     }
-    let issue = Spec { method: hyper::Method::POST, path: "/api/v1/auth/token", body: Some(creds), bearer: None };
+    let issue =
+        Spec { method: hyper::Method::POST, path: "/api/v1/auth/token".into(), body: Some(creds), bearer: None };
     let (status, body) = call(addr, &issue).await?;
     if status != 200 {
         bail!("token answered {status}: {body}");

@@ -124,7 +124,7 @@ type Job = Box<dyn FnOnce() + Send>;
 /// uses every idle cycle, yet any other request preempts it, so a sign-in flood neither starves
 /// the async workers nor the cores they run on.
 struct HashPool {
-    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
 impl HashPool {
@@ -148,7 +148,7 @@ impl HashPool {
                 }
             });
         }
-        HashPool { jobs: std::sync::Mutex::new(tx) }
+        HashPool { jobs: tx }
     }
 
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, AuthError> {
@@ -156,11 +156,7 @@ impl HashPool {
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
-        self.jobs
-            .lock()
-            .map_err(|_| AuthError::Internal("hash pool poisoned".into()))?
-            .send(job)
-            .map_err(|_| AuthError::Internal("hash pool stopped".into()))?;
+        self.jobs.send(job).map_err(|_| AuthError::Internal("hash pool stopped".into()))?;
         rx.await.map_err(|_| AuthError::Internal("hash job lost".into()))
     }
 }
