@@ -158,14 +158,23 @@ impl Kv {
                 let mut conn = conn.clone();
                 let index = format!("{prefix}usess:{user_id}");
                 let hashes: Vec<String> = conn.smembers(&index).await.map_err(store_err)?;
+                if hashes.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // One round trip for every record.
+                let keys: Vec<String> = hashes.iter().map(|h| format!("{prefix}sess:{h}")).collect();
+                let records: Vec<Option<String>> = conn.mget(&keys).await.map_err(store_err)?;
                 let mut out = Vec::new();
-                for hash in hashes {
-                    let json: Option<String> = conn.get(format!("{prefix}sess:{hash}")).await.map_err(store_err)?;
+                let mut expired = Vec::new();
+                for (hash, json) in hashes.into_iter().zip(records) {
                     match json {
                         Some(j) => out.push((hash, serde_json::from_str(&j).map_err(store_err)?)),
-                        // Expired: drop it from the index.
-                        None => conn.srem::<_, _, ()>(&index, &hash).await.map_err(store_err)?,
+                        None => expired.push(hash),
                     }
+                }
+                if !expired.is_empty() {
+                    // Expired records leave the index too.
+                    conn.srem::<_, _, ()>(&index, &expired).await.map_err(store_err)?;
                 }
                 Ok(out)
             }
