@@ -175,30 +175,26 @@ async fn docs_and_the_api_description_are_served(backend: Backend) {
     assert!(resp.text().await.unwrap().contains("<html"));
 }
 
-async fn cross_site_state_changes_from_browsers_are_refused(backend: Backend) {
+/// A browser-style cross-site sign-in from `origin`.
+async fn cross_site_sign_in(app: &testkit::TestApp, origin: &str) -> reqwest::Response {
     let body = serde_json::json!({"email": "someone@example.com", "password": "irrelevant but long enough"});
-    let same_origin_only = spawn_app(backend).await;
-    let forged = same_origin_only
-        .client
-        .post(same_origin_only.url("/api/v1/auth/signin"))
+    app.client
+        .post(app.url("/api/v1/auth/signin"))
         .header("sec-fetch-site", "cross-site")
-        .header("origin", "https://evil.example.net")
+        .header("origin", origin)
         .json(&body)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn cross_site_state_changes_from_browsers_are_refused(backend: Backend) {
+    let same_origin_only = spawn_app(backend).await;
+    let forged = cross_site_sign_in(&same_origin_only, "https://evil.example.net").await;
     assert_error_shape(forged, 403, "cross_site_request").await;
     // The same request from an allowed origin reaches the handler (and fails on the credentials).
     let app = spawn_app_with(backend, |http| http.cors_allowed_origins = vec!["https://app.example.com".into()]).await;
-    let allowed = app
-        .client
-        .post(app.url("/api/v1/auth/signin"))
-        .header("sec-fetch-site", "cross-site")
-        .header("origin", "https://app.example.com")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let allowed = cross_site_sign_in(&app, "https://app.example.com").await;
     assert_eq!(allowed.status(), 401);
 }
 

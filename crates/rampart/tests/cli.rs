@@ -21,6 +21,20 @@ struct Server {
     child: Child,
     base_url: String,
     log: Vec<String>,
+    rest: std::sync::mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Stops the server with SIGTERM and returns its exit status and its whole log.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = self.child.wait().unwrap();
+        // The reader thread ends when the pipe closes, so this collects every line.
+        let mut log = std::mem::take(&mut self.log);
+        log.extend(self.rest.iter());
+        (status, log.join("\n"))
+    }
 }
 
 impl Drop for Server {
@@ -46,12 +60,12 @@ fn serve(mut cmd: Command) -> Result<Server, (i32, String)> {
         }
     });
     let mut log = Vec::new();
-    for line in rx.iter() {
+    while let Ok(line) = rx.recv() {
         log.push(line.clone());
         if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
             if let (Some(msg), Some(addr)) = (event["message"].as_str(), event["address"].as_str()) {
                 if msg.starts_with("rampart listening") {
-                    return Ok(Server { child, base_url: format!("http://{addr}"), log });
+                    return Ok(Server { child, base_url: format!("http://{addr}"), log, rest: rx });
                 }
             }
         }
@@ -63,7 +77,7 @@ fn serve(mut cmd: Command) -> Result<Server, (i32, String)> {
 #[tokio::test]
 async fn serve_with_no_configuration_runs_on_embedded_sqlite_with_generated_development_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = serve(rampart(dir.path())).expect("server starts");
+    let server = serve(rampart(dir.path())).expect("server starts");
     let log = server.log.join("\n");
     assert!(log.contains("GENERATED DEVELOPMENT KEYS"), "{log}");
     assert!(log.contains("embedded SQLite"), "{log}");
@@ -76,11 +90,30 @@ async fn serve_with_no_configuration_runs_on_embedded_sqlite_with_generated_deve
         assert_eq!(resp.status(), 200, "{path}");
     }
 
+    // A sign-up and a failed sign-in put a password and a hash through the server.
+    let secret = "marigold telescope 93 quartz";
+    let resp = client
+        .post(format!("{}/api/v1/auth/signup", server.base_url))
+        .json(&serde_json::json!({"email": "logcheck@example.com", "password": secret}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let resp = client
+        .post(format!("{}/api/v1/auth/signin", server.base_url))
+        .json(&serde_json::json!({"email": "logcheck@example.com", "password": "wrong passphrase entirely"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+
     // SIGTERM drains and exits cleanly.
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = server.child.wait().unwrap();
+    let (status, log) = server.stop();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    assert!(log.contains("request served"), "the access log was captured: {log}");
+    for leaked in [secret, "wrong passphrase entirely", "$rampart-bcrypt", "$2b$"] {
+        assert!(!log.contains(leaked), "`{leaked}` reached the log");
+    }
 }
 
 #[test]

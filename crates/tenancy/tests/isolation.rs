@@ -74,6 +74,12 @@ async fn a_non_member_has_no_role_in_a_workspace(backend: Backend) {
 
 backend_tests!(another_tenants_project_is_not_found_for_read_update_or_delete, a_non_member_has_no_role_in_a_workspace);
 
+/// Runs one PostgreSQL statement inside the tenant transaction.
+async fn exec(tx: &TenantTx, sql: &str, values: Vec<sea_orm::Value>) -> Result<u64, sea_orm::DbErr> {
+    let stmt = Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, values);
+    tx.conn().execute(stmt).await.map(|r| r.rows_affected())
+}
+
 async fn count(tx: &TenantTx, sql: &str) -> i64 {
     let row = tx
         .conn()
@@ -94,27 +100,16 @@ async fn on_postgres_rls_alone_hides_other_tenants_rows_from_unfiltered_sql() {
     assert_eq!(count(&tx, "SELECT COUNT(*) AS n FROM memberships").await, 1);
     let updated = tx.conn().execute_unprepared("UPDATE projects SET name = 'x'").await.unwrap().rows_affected();
     assert_eq!(updated, 1, "only A's own row is reachable");
-    let deleted = tx
-        .conn()
-        .execute(Statement::from_sql_and_values(
-            sea_orm::DatabaseBackend::Postgres,
-            "DELETE FROM projects WHERE id = $1",
-            [w.project_b.into()],
-        ))
-        .await
-        .unwrap()
-        .rows_affected();
+    let deleted = exec(&tx, "DELETE FROM projects WHERE id = $1", vec![w.project_b.into()]).await.unwrap();
     assert_eq!(deleted, 0);
-    let err = tx
-        .conn()
-        .execute(Statement::from_sql_and_values(
-            sea_orm::DatabaseBackend::Postgres,
-            "INSERT INTO projects (id, tenant_id, name, created_by, created_at, updated_at) VALUES ($1, $2, 'planted', $3, now(), now())",
-            [Uuid::new_v4().into(), w.b.0.into(), w.alice.0.into()],
-        ))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = exec(
+        &tx,
+        "INSERT INTO projects (id, tenant_id, name, created_by, created_at, updated_at) VALUES ($1, $2, 'planted', $3, now(), now())",
+        vec![Uuid::new_v4().into(), w.b.0.into(), w.alice.0.into()],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("row-level security"), "{err}");
 }
 
@@ -162,24 +157,12 @@ async fn on_postgres_activity_is_private_to_its_user_even_for_the_workspace_owne
     let w = world(Backend::Postgres).await;
     // Bob joins A as a member and records activity there.
     let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
-    tx.conn()
-        .execute(Statement::from_sql_and_values(
-            sea_orm::DatabaseBackend::Postgres,
-            "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, 'Member', now())",
-            [w.a.0.into(), w.bob.0.into()],
-        ))
-        .await
-        .unwrap();
+    let sql = "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, 'Member', now())";
+    exec(&tx, sql, vec![w.a.0.into(), w.bob.0.into()]).await.unwrap();
     tx.commit().await.unwrap();
     let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
-    tx.conn()
-        .execute(Statement::from_sql_and_values(
-            sea_orm::DatabaseBackend::Postgres,
-            "INSERT INTO activity (id, tenant_id, user_id, app, title, body, content_hash, occurred_at) VALUES ($1, $2, $3, 'editor', 't', 'b', 'h', now())",
-            [Uuid::new_v4().into(), w.a.0.into(), w.bob.0.into()],
-        ))
-        .await
-        .unwrap();
+    let sql = "INSERT INTO activity (id, tenant_id, user_id, app, title, body, content_hash, occurred_at) VALUES ($1, $2, $3, 'editor', 't', 'b', 'h', now())";
+    exec(&tx, sql, vec![Uuid::new_v4().into(), w.a.0.into(), w.bob.0.into()]).await.unwrap();
     assert_eq!(count(&tx, "SELECT COUNT(*) AS n FROM activity").await, 1);
     tx.commit().await.unwrap();
     // Alice owns the workspace and still sees none of it.
@@ -213,15 +196,9 @@ async fn on_postgres_the_project_list_query_uses_the_tenant_index() {
     // Enough rows in both tenants that a sequential scan would be the worse plan.
     for (tenant, user) in [(w.a, w.alice), (w.b, w.bob)] {
         let tx = TenantTx::begin(&w.db, tenant, user).await.unwrap();
-        tx.conn()
-            .execute(Statement::from_sql_and_values(
-                sea_orm::DatabaseBackend::Postgres,
-                "INSERT INTO projects (id, tenant_id, name, created_by, created_at, updated_at)
-                 SELECT gen_random_uuid(), $1, 'p' || g, $2, now() - g * interval '1 second', now() FROM generate_series(1, 3000) g",
-                [tenant.0.into(), user.0.into()],
-            ))
-            .await
-            .unwrap();
+        let sql = "INSERT INTO projects (id, tenant_id, name, created_by, created_at, updated_at)
+                   SELECT gen_random_uuid(), $1, 'p' || g, $2, now() - g * interval '1 second', now() FROM generate_series(1, 3000) g";
+        exec(&tx, sql, vec![tenant.0.into(), user.0.into()]).await.unwrap();
         tx.commit().await.unwrap();
     }
     let owner = Db::connect(&w._test_db.owner_url, 1).await.unwrap();
