@@ -95,12 +95,41 @@ impl From<auth::AuthError> for ApiError {
     }
 }
 
+impl From<tenancy::TenancyError> for ApiError {
+    fn from(err: tenancy::TenancyError) -> ApiError {
+        use rbac::RbacError as R;
+        use tenancy::TenancyError as E;
+        let (status, code) = match &err {
+            // Another tenant's row, or a workspace one cannot reach: its existence is not revealed.
+            E::NotFound => return ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found."),
+            E::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            E::Forbidden(R::InvalidPermission(_) | R::UnknownPermission(_) | R::UnknownRole(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_permission")
+            }
+            E::Forbidden(R::LastOwner) => (StatusCode::CONFLICT, "last_owner"),
+            E::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            E::Db(_) | E::Internal(_) => {
+                tracing::error!(error = %err, "tenant data backend failure");
+                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", OPAQUE_MESSAGE);
+            }
+        };
+        ApiError::new(status, code, err.to_string())
+    }
+}
+
 /// `?` for domain results inside handlers: maps the domain error through [`ApiError`].
 pub(crate) trait OrApiError<T> {
     fn api(self) -> poem::Result<T>;
 }
 
 impl<T> OrApiError<T> for Result<T, auth::AuthError> {
+    fn api(self) -> poem::Result<T> {
+        self.map_err(|e| poem::Error::from(ApiError::from(e)))
+    }
+}
+
+impl<T> OrApiError<T> for Result<T, tenancy::TenancyError> {
     fn api(self) -> poem::Result<T> {
         self.map_err(|e| poem::Error::from(ApiError::from(e)))
     }

@@ -74,6 +74,7 @@ impl AppState {
     /// The outbox worker with every handler this server knows.
     pub fn worker(&self, mailer: scheduler::mail::Mailer, clock: Arc<dyn storage::Clock>) -> scheduler::Worker {
         let auth = self.auth.clone();
+        let db = self.db.clone();
         scheduler::Worker::new(self.db.clone(), self.keyring.vault_kek.clone(), clock)
             .handle(scheduler::mail::SEND_EMAIL, move |action| {
                 let mailer = mailer.clone();
@@ -90,9 +91,28 @@ impl AppState {
                     async move { auth.handle_reset_request(&action.payload).await.map_err(|e| e.to_string()) }
                 }
             })
-            .handle(auth::service::PURGE_ACTION, move |_| {
+            .handle(auth::service::PURGE_ACTION, {
                 let auth = auth.clone();
-                async move { auth.handle_purge().await.map(|_| ()).map_err(|e| e.to_string()) }
+                move |_| {
+                    let auth = auth.clone();
+                    async move { auth.handle_purge().await.map(|_| ()).map_err(|e| e.to_string()) }
+                }
+            })
+            .handle(crate::routes::WORKSPACE_PURGE_ACTION, move |action| {
+                let (db, auth) = (db.clone(), auth.clone());
+                async move {
+                    let id = action
+                        .payload
+                        .get("workspace_id")
+                        .and_then(|v| v.as_str())
+                        .and_then(|v| uuid::Uuid::parse_str(v).ok())
+                        .ok_or("workspace_purge: payload without workspace_id")?;
+                    let purged = tenancy::workspaces::purge(&db, tenancy::TenantId(id), auth.now())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tracing::info!(workspace.id = %id, purged, "deleted workspace purged");
+                    Ok(())
+                }
             })
     }
 }

@@ -105,6 +105,7 @@ pub mod events {
     pub const PASSWORD_RESET: &str = "password_reset";
     pub const TOKEN_REFRESHED: &str = "token_refreshed";
     pub const REFRESH_REUSE_DETECTED: &str = "refresh_token_reuse_detected";
+    pub const SESSIONS_REVOKED_BY_ADMIN: &str = "sessions_revoked_by_admin";
 }
 
 const SESSION_PURPOSE: &str = "session";
@@ -878,6 +879,56 @@ impl AuthService {
         self.record_event(&txn, events::SIGNOUT, Some(user), meta, serde_json::json!({"token_family": family})).await?;
         txn.commit().await?;
         Ok(())
+    }
+}
+
+impl AuthService {
+    /// Ends every browser session and every refresh-token family of `user` on behalf of an
+    /// administrator (`admin`, recorded as the actor in the event). Access tokens already issued
+    /// stop at their expiry (at most the access-token lifetime, 15 min by default).
+    pub async fn revoke_all_by_admin(
+        &self,
+        user: Uuid,
+        admin: Uuid,
+        workspace: Uuid,
+        meta: &RequestMeta,
+    ) -> Result<usize, AuthError> {
+        let mut revoked = 0;
+        for (hash, _) in self.kv.user_sessions(user).await? {
+            self.kv.delete_session(&hash, user).await?;
+            revoked += 1;
+        }
+        let txn = self.db.conn().begin().await?;
+        let families = txn
+            .execute(stmt(
+                &txn,
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                vec![self.clock.now().into(), user.into()],
+            ))
+            .await?
+            .rows_affected();
+        let detail =
+            serde_json::json!({"sessions": revoked, "refresh_tokens": families, "by": admin, "workspace": workspace});
+        self.record_event(&txn, events::SESSIONS_REVOKED_BY_ADMIN, Some(user), meta, detail).await?;
+        txn.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Queues a mail in the caller's transaction (the outbox), so it is sent only if that
+    /// transaction commits.
+    pub async fn enqueue_mail<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        to: &str,
+        subject: &str,
+        body: String,
+    ) -> Result<(), AuthError> {
+        self.mail(conn, to, subject, body).await
+    }
+
+    /// The public base URL that links in mail point to.
+    pub fn link_base_url(&self) -> &str {
+        &self.settings.link_base_url
     }
 }
 

@@ -79,6 +79,12 @@ impl Db {
         &self.conn
     }
 
+    /// Calls `observer` with the SQL of every statement this pool (and its transactions) runs
+    /// from now on; for tests that count round trips.
+    pub fn observe_statements(&mut self, observer: impl Fn(&str) + Send + Sync + 'static) {
+        self.conn.set_metric_callback(move |info| observer(&info.statement.sql));
+    }
+
     /// Runs a trivial round trip; used by readiness probes.
     pub async fn ping(&self) -> Result<(), StorageError> {
         self.conn.query_one(Statement::from_string(self.conn.get_database_backend(), "SELECT 1")).await?;

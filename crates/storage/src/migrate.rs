@@ -48,11 +48,16 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 1, "foundation"),
     migration!("postgres", 2, "identity"),
     migration!("postgres", 3, "tenancy"),
+    migration!("postgres", 4, "rbac"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
-pub const MIGRATIONS_SQLITE: &[Migration] =
-    &[migration!("sqlite", 1, "foundation"), migration!("sqlite", 2, "identity"), migration!("sqlite", 3, "tenancy")];
+pub const MIGRATIONS_SQLITE: &[Migration] = &[
+    migration!("sqlite", 1, "foundation"),
+    migration!("sqlite", 2, "identity"),
+    migration!("sqlite", 3, "tenancy"),
+    migration!("sqlite", 4, "rbac"),
+];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {
     match backend {

@@ -6,9 +6,17 @@
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod access;
+pub mod activity;
+pub mod authz;
+pub mod grants;
+pub mod invitations;
+pub mod members;
 pub mod projects;
+pub mod roles;
 pub mod workspaces;
 
+pub use access::{Access, Via};
 pub use storage::Db;
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, TransactionTrait};
@@ -30,34 +38,38 @@ pub enum TenancyError {
     NotFound,
     #[error("invalid input: {0}")]
     Invalid(&'static str),
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The principal may reach the workspace but not do this; carries required vs actual.
+    #[error(transparent)]
+    Forbidden(#[from] rbac::RbacError),
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
+    /// A side effect of the operation (such as queueing its mail) failed.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
-/// One database transaction bound to a tenant and a principal.
+/// One database transaction bound to a tenant and a principal, with the principal's access to
+/// the tenant as the database saw it when the transaction began.
 ///
-/// On PostgreSQL the ids are set with `set_config(name, value, true)`: transaction-local, so
-/// they vanish at commit or rollback and never leak to the next user of the pooled connection
-/// (a plain `SET` would).
+/// On PostgreSQL the ids are set with `set_config(name, value, true)` — transaction-local, so they
+/// vanish at commit or rollback and never leak to the next user of the pooled connection (a plain
+/// `SET` would) — by `app_enter`, which in the same statement (one round trip) answers how the
+/// principal may act in the tenant.
 #[derive(Debug)]
 pub struct TenantTx {
     txn: DatabaseTransaction,
     tenant: TenantId,
     user: UserId,
+    access: Option<Access>,
 }
 
 impl TenantTx {
     pub async fn begin(db: &Db, tenant: TenantId, user: UserId) -> Result<TenantTx, TenancyError> {
         let txn = db.conn().begin().await?;
-        if txn.get_database_backend() == DatabaseBackend::Postgres {
-            txn.execute(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT set_config('app.tenant_id', $1, true), set_config('app.user_id', $2, true)",
-                [tenant.0.to_string().into(), user.0.to_string().into()],
-            ))
-            .await?;
-        }
-        Ok(TenantTx { txn, tenant, user })
+        let access = access::enter(&txn, tenant, user).await?;
+        Ok(TenantTx { txn, tenant, user, access })
     }
 
     pub fn tenant(&self) -> TenantId {
@@ -66,6 +78,24 @@ impl TenantTx {
 
     pub fn user(&self) -> UserId {
         self.user
+    }
+
+    /// How the principal may act here; `None` for a principal with neither membership nor grant.
+    pub fn access(&self) -> Option<&Access> {
+        self.access.as_ref()
+    }
+
+    /// The principal's access, or `NotFound` (a workspace one cannot reach does not exist).
+    pub fn require_access(&self) -> Result<&Access, TenancyError> {
+        self.access.as_ref().ok_or(TenancyError::NotFound)
+    }
+
+    /// Checks `permission` against the principal's access: `NotFound` without access, `Forbidden`
+    /// (with required vs actual) without the permission.
+    pub fn require(&self, permission: &rbac::Permission) -> Result<&Access, TenancyError> {
+        let access = self.require_access()?;
+        rbac::authorize(&access.role, permission)?;
+        Ok(access)
     }
 
     /// The transaction, for statements of this crate (and tests that probe the database layer).
@@ -81,4 +111,22 @@ impl TenantTx {
 
 pub(crate) fn stmt(tx: &TenantTx, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     Statement::from_sql_and_values(tx.conn().get_database_backend(), sql, values)
+}
+
+pub(crate) fn is_postgres(tx: &TenantTx) -> bool {
+    tx.conn().get_database_backend() == DatabaseBackend::Postgres
+}
+
+/// Trims `name` and checks it is 1 to 200 characters.
+pub(crate) fn check_name(name: &str) -> Result<&str, TenancyError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(TenancyError::Invalid("name must be 1 to 200 characters without control characters"));
+    }
+    Ok(name)
+}
+
+/// Whether a database error is a unique-constraint violation (both backends).
+pub(crate) fn is_unique_violation(err: &sea_orm::DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }

@@ -1,11 +1,14 @@
-//! The example domain's workspace data: projects. Every statement filters by the transaction's
-//! tenant; PostgreSQL's policies filter again.
+//! The example domain's workspace data: projects, with role-based CRUD. Every operation checks
+//! its permission and every statement filters by the transaction's tenant; PostgreSQL's policies
+//! filter again and check the write permissions again.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
-use crate::{stmt, TenancyError, TenantId, TenantTx};
+use rbac::Permission;
+
+use crate::{check_name, stmt, TenancyError, TenantId, TenantTx};
 
 /// A project.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,16 +36,10 @@ fn from_row(row: &QueryResult) -> Result<Project, TenancyError> {
 
 const COLUMNS: &str = "id, tenant_id, name, description, created_by, created_at, updated_at";
 
-fn check_name(name: &str) -> Result<&str, TenancyError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(TenancyError::Invalid("name must be 1 to 200 characters"));
-    }
-    Ok(name)
-}
-
 pub async fn create(tx: &TenantTx, name: &str, description: &str, now: DateTime<Utc>) -> Result<Project, TenancyError> {
+    tx.require(&Permission::PROJECTS_CREATE)?;
     let name = check_name(name)?;
+    let description = check_description(description)?;
     let id = Uuid::new_v4();
     tx.conn()
         .execute(stmt(
@@ -54,21 +51,49 @@ pub async fn create(tx: &TenantTx, name: &str, description: &str, now: DateTime<
     get(tx, id).await
 }
 
-/// The newest `limit` projects of the tenant.
-pub async fn list(tx: &TenantTx, limit: u64) -> Result<Vec<Project>, TenancyError> {
-    let rows = tx
-        .conn()
-        .query_all(stmt(
-            tx,
-            &format!("SELECT {COLUMNS} FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT $2"),
-            vec![tx.tenant().0.into(), limit.min(200).into()],
-        ))
-        .await?;
+fn check_description(description: &str) -> Result<&str, TenancyError> {
+    if description.chars().count() > 2000 {
+        return Err(TenancyError::Invalid("description is at most 2000 characters"));
+    }
+    Ok(description)
+}
+
+/// The newest `limit` projects of the tenant (`projects.read`), optionally only those whose name
+/// contains `name_contains` (case-insensitive).
+pub async fn list(tx: &TenantTx, limit: u64, name_contains: Option<&str>) -> Result<Vec<Project>, TenancyError> {
+    tx.require(&Permission::PROJECTS_READ)?;
+    let limit = limit.clamp(1, 200);
+    let rows = match name_contains.map(str::trim).filter(|q| !q.is_empty()) {
+        None => {
+            tx.conn()
+                .query_all(stmt(
+                    tx,
+                    &format!("SELECT {COLUMNS} FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT $2"),
+                    vec![tx.tenant().0.into(), limit.into()],
+                ))
+                .await?
+        }
+        Some(q) => {
+            let pattern =
+                format!("%{}%", q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            tx.conn()
+                .query_all(stmt(
+                    tx,
+                    &format!(
+                        "SELECT {COLUMNS} FROM projects WHERE tenant_id = $1 AND lower(name) LIKE $2 ESCAPE '\\'
+                          ORDER BY created_at DESC LIMIT $3"
+                    ),
+                    vec![tx.tenant().0.into(), pattern.into(), limit.into()],
+                ))
+                .await?
+        }
+    };
     rows.iter().map(from_row).collect()
 }
 
-/// One project of the tenant; another tenant's id is `NotFound`.
+/// One project of the tenant (`projects.read`); another tenant's id is `NotFound`.
 pub async fn get(tx: &TenantTx, id: Uuid) -> Result<Project, TenancyError> {
+    tx.require(&Permission::PROJECTS_READ)?;
     let row = tx
         .conn()
         .query_one(stmt(
@@ -81,14 +106,24 @@ pub async fn get(tx: &TenantTx, id: Uuid) -> Result<Project, TenancyError> {
     from_row(&row)
 }
 
-pub async fn rename(tx: &TenantTx, id: Uuid, name: &str, now: DateTime<Utc>) -> Result<Project, TenancyError> {
-    let name = check_name(name)?;
+/// Changes a project's name and/or description (`projects.update`).
+pub async fn update(
+    tx: &TenantTx,
+    id: Uuid,
+    name: Option<&str>,
+    description: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Project, TenancyError> {
+    tx.require(&Permission::PROJECTS_UPDATE)?;
+    let name = name.map(check_name).transpose()?.map(str::to_owned);
+    let description = description.map(check_description).transpose()?.map(str::to_owned);
     let done = tx
         .conn()
         .execute(stmt(
             tx,
-            "UPDATE projects SET name = $1, updated_at = $2 WHERE id = $3 AND tenant_id = $4",
-            vec![name.into(), now.into(), id.into(), tx.tenant().0.into()],
+            "UPDATE projects SET name = COALESCE($1, name), description = COALESCE($2, description), updated_at = $3
+              WHERE id = $4 AND tenant_id = $5",
+            vec![name.into(), description.into(), now.into(), id.into(), tx.tenant().0.into()],
         ))
         .await?;
     if done.rows_affected() == 0 {
@@ -97,7 +132,9 @@ pub async fn rename(tx: &TenantTx, id: Uuid, name: &str, now: DateTime<Utc>) -> 
     get(tx, id).await
 }
 
+/// Deletes a project (`projects.delete`).
 pub async fn delete(tx: &TenantTx, id: Uuid) -> Result<(), TenancyError> {
+    tx.require(&Permission::PROJECTS_DELETE)?;
     let done = tx
         .conn()
         .execute(stmt(

@@ -1,26 +1,29 @@
-//! Workspaces and memberships.
+//! Workspaces: creation (the founder becomes the first Owner), the caller's list, renaming,
+//! deletion (access ends at once) and the purge of deleted workspaces after a grace period.
 
-use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
+use chrono::{DateTime, Duration, Utc};
+use rbac::Permission;
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
 use uuid::Uuid;
 
-use crate::{stmt, Db, TenancyError, TenantId, TenantTx, UserId};
+use crate::{check_name, stmt, Db, TenancyError, TenantId, TenantTx, UserId};
 
-/// A workspace as its members see it.
+/// How long a deleted workspace's content is kept before the purge job removes it.
+pub const PURGE_AFTER: Duration = Duration::days(30);
+
+/// A workspace as one of its members sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workspace {
     pub id: TenantId,
     pub name: String,
+    /// The caller's role (`Grant` when reached through a cross-workspace grant).
     pub role: String,
     pub created_at: DateTime<Utc>,
 }
 
 /// Creates a workspace with `owner` as its first member (role `Owner`), in one transaction.
 pub async fn create(db: &Db, owner: UserId, name: &str, now: DateTime<Utc>) -> Result<Workspace, TenancyError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(TenancyError::Invalid("name must be 1 to 200 characters"));
-    }
+    let name = check_name(name)?;
     let id = TenantId(Uuid::new_v4());
     let tx = TenantTx::begin(db, id, owner).await?;
     tx.conn()
@@ -38,20 +41,108 @@ pub async fn create(db: &Db, owner: UserId, name: &str, now: DateTime<Utc>) -> R
         ))
         .await?;
     tx.commit().await?;
-    Ok(Workspace { id, name: name.to_owned(), role: "Owner".into(), created_at: now })
+    Ok(Workspace { id, name: name.to_owned(), role: rbac::OWNER_ROLE.into(), created_at: now })
 }
 
-/// The principal's role in the transaction's workspace, or `NotFound` for non-members.
-pub async fn role_of(tx: &TenantTx) -> Result<String, TenancyError> {
+/// The live workspaces `user` belongs to, oldest first.
+pub async fn list_mine(db: &Db, user: UserId) -> Result<Vec<Workspace>, TenancyError> {
+    let txn = db.conn().begin().await?;
+    let backend = txn.get_database_backend();
+    if backend == DatabaseBackend::Postgres {
+        // No tenant: the policies show a principal their own memberships and those workspaces.
+        txn.execute(Statement::from_sql_and_values(
+            backend,
+            "SELECT set_config('app.user_id', $1, true)",
+            [user.0.to_string().into()],
+        ))
+        .await?;
+    }
+    let rows = txn
+        .query_all(Statement::from_sql_and_values(
+            backend,
+            "SELECT w.id, w.name, m.role, w.created_at FROM memberships m JOIN workspaces w ON w.id = m.tenant_id
+              WHERE m.user_id = $1 AND w.deleted_at IS NULL ORDER BY w.created_at, w.id",
+            [user.0.into()],
+        ))
+        .await?;
+    txn.commit().await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Workspace {
+                id: TenantId(row.try_get("", "id")?),
+                name: row.try_get("", "name")?,
+                role: row.try_get("", "role")?,
+                created_at: row.try_get("", "created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// The transaction's workspace as the principal sees it.
+pub async fn get(tx: &TenantTx) -> Result<Workspace, TenancyError> {
+    let access = tx.require_access()?;
     let row = tx
         .conn()
         .query_one(stmt(
             tx,
-            "SELECT m.role FROM memberships m JOIN workspaces w ON w.id = m.tenant_id
-              WHERE m.tenant_id = $1 AND m.user_id = $2 AND w.deleted_at IS NULL",
-            vec![tx.tenant().0.into(), tx.user().0.into()],
+            "SELECT id, name, created_at FROM workspaces WHERE id = $1 AND deleted_at IS NULL",
+            vec![tx.tenant().0.into()],
         ))
         .await?
         .ok_or(TenancyError::NotFound)?;
-    Ok(row.try_get("", "role")?)
+    Ok(Workspace {
+        id: TenantId(row.try_get("", "id")?),
+        name: row.try_get("", "name")?,
+        role: access.role.name.clone(),
+        created_at: row.try_get("", "created_at")?,
+    })
+}
+
+/// Renames the workspace (`workspace.update`).
+pub async fn rename(tx: &TenantTx, name: &str) -> Result<Workspace, TenancyError> {
+    tx.require(&Permission::WORKSPACE_UPDATE)?;
+    let name = check_name(name)?;
+    tx.conn()
+        .execute(stmt(
+            tx,
+            "UPDATE workspaces SET name = $1 WHERE id = $2 AND deleted_at IS NULL",
+            vec![name.into(), tx.tenant().0.into()],
+        ))
+        .await?;
+    get(tx).await
+}
+
+/// Marks the workspace deleted (`workspace.delete`): from this commit on nobody reaches it; its
+/// content stays until [`purge`] runs [`PURGE_AFTER`] later.
+pub async fn mark_deleted(tx: &TenantTx, now: DateTime<Utc>) -> Result<DateTime<Utc>, TenancyError> {
+    tx.require(&Permission::WORKSPACE_DELETE)?;
+    let done = tx
+        .conn()
+        .execute(stmt(
+            tx,
+            "UPDATE workspaces SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL",
+            vec![now.into(), tx.tenant().0.into()],
+        ))
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(TenancyError::NotFound);
+    }
+    Ok(now + PURGE_AFTER)
+}
+
+/// Removes a workspace deleted at least [`PURGE_AFTER`] before `now`, with everything that
+/// belongs to it (foreign keys cascade). Returns whether a row went. Runs as no principal: the
+/// delete policy admits only workspaces already marked deleted.
+pub async fn purge(db: &Db, id: TenantId, now: DateTime<Utc>) -> Result<bool, TenancyError> {
+    let tx = TenantTx::begin(db, id, UserId(Uuid::nil())).await?;
+    let done = tx
+        .conn()
+        .execute(stmt(
+            &tx,
+            "DELETE FROM workspaces WHERE id = $1 AND deleted_at IS NOT NULL AND deleted_at <= $2",
+            vec![id.0.into(), (now - PURGE_AFTER).into()],
+        ))
+        .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() > 0)
 }

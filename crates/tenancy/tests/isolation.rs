@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use storage::{ConnectionTrait, Db, Statement};
-use tenancy::{projects, workspaces, TenancyError, TenantId, TenantTx, UserId};
+use tenancy::{invitations, members, projects, roles, workspaces, TenancyError, TenantId, TenantTx, UserId};
 use testkit::{backend_tests, Backend, TestDb};
 use uuid::Uuid;
 
@@ -54,10 +54,13 @@ async fn world(backend: Backend) -> World {
 async fn another_tenants_project_is_not_found_for_read_update_or_delete(backend: Backend) {
     let w = world(backend).await;
     let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
-    let listed = projects::list(&tx, 20).await.unwrap();
+    let listed = projects::list(&tx, 20, None).await.unwrap();
     assert_eq!(listed.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["alpha"]);
     assert!(matches!(projects::get(&tx, w.project_b).await, Err(TenancyError::NotFound)));
-    assert!(matches!(projects::rename(&tx, w.project_b, "stolen", now()).await, Err(TenancyError::NotFound)));
+    assert!(matches!(
+        projects::update(&tx, w.project_b, Some("stolen"), None, now()).await,
+        Err(TenancyError::NotFound)
+    ));
     assert!(matches!(projects::delete(&tx, w.project_b).await, Err(TenancyError::NotFound)));
     tx.commit().await.unwrap();
     let tx = TenantTx::begin(&w.db, w.b, w.bob).await.unwrap();
@@ -67,12 +70,112 @@ async fn another_tenants_project_is_not_found_for_read_update_or_delete(backend:
 async fn a_non_member_has_no_role_in_a_workspace(backend: Backend) {
     let w = world(backend).await;
     let tx = TenantTx::begin(&w.db, w.b, w.alice).await.unwrap();
-    assert!(matches!(workspaces::role_of(&tx).await, Err(TenancyError::NotFound)));
+    assert!(tx.access().is_none());
+    assert!(matches!(workspaces::get(&tx).await, Err(TenancyError::NotFound)));
+    assert!(matches!(projects::list(&tx, 20, None).await, Err(TenancyError::NotFound)));
     let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
-    assert_eq!(workspaces::role_of(&tx).await.unwrap(), "Owner");
+    assert_eq!(tx.access().unwrap().role.name, "Owner");
+    assert_eq!(workspaces::get(&tx).await.unwrap().role, "Owner");
 }
 
-backend_tests!(another_tenants_project_is_not_found_for_read_update_or_delete, a_non_member_has_no_role_in_a_workspace);
+/// `inviter` invites `invitee` to `tenant` with `role`, and the invitee accepts.
+async fn join(db: &Db, tenant: TenantId, inviter: UserId, invitee: UserId, role: &str) {
+    let hash = format!("hash-{}", Uuid::new_v4());
+    let tx = TenantTx::begin(db, tenant, inviter).await.unwrap();
+    invitations::create(&tx, &format!("{}@example.com", invitee.0), role, &hash, now()).await.unwrap();
+    tx.commit().await.unwrap();
+    let tx = TenantTx::begin(db, tenant, invitee).await.unwrap();
+    invitations::accept(&tx, &hash, &format!("{}@example.com", invitee.0), now()).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn roles_are_data_and_the_built_in_rows_match_the_rbac_catalogue(backend: Backend) {
+    let w = world(backend).await;
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    let stored: Vec<rbac::Role> = roles::list(&tx).await.unwrap().into_iter().filter(|r| r.builtin).collect();
+    assert_eq!(stored, rbac::builtin_roles());
+}
+
+async fn an_invitation_joins_only_the_invited_address_once(backend: Backend) {
+    let w = world(backend).await;
+    let carol = user(&w.db).await;
+    let hash = "invitation-hash".to_owned();
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    invitations::create(&tx, &format!("{}@example.com", w.bob.0), "Support Agent", &hash, now()).await.unwrap();
+    tx.commit().await.unwrap();
+    // Carol holds the link but is not the invited address.
+    let tx = TenantTx::begin(&w.db, w.a, carol).await.unwrap();
+    let stolen = invitations::accept(&tx, &hash, &format!("{}@example.com", carol.0), now()).await;
+    assert!(matches!(stolen, Err(TenancyError::NotFound)), "{stolen:?}");
+    drop(tx);
+    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    let joined = invitations::accept(&tx, &hash, &format!("{}@example.com", w.bob.0), now()).await.unwrap();
+    assert_eq!(joined.role, "Support Agent");
+    tx.commit().await.unwrap();
+    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    assert_eq!(tx.access().unwrap().role.name, "Support Agent");
+    let again = invitations::accept(&tx, &hash, &format!("{}@example.com", w.bob.0), now()).await;
+    assert!(matches!(again, Err(TenancyError::NotFound)), "single use: {again:?}");
+}
+
+async fn an_expired_invitation_is_refused(backend: Backend) {
+    let w = world(backend).await;
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    invitations::create(&tx, &format!("{}@example.com", w.bob.0), "Member", "h", now()).await.unwrap();
+    tx.commit().await.unwrap();
+    let later = now() + invitations::INVITATION_TTL + chrono::Duration::seconds(1);
+    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    assert!(matches!(
+        invitations::accept(&tx, "h", &format!("{}@example.com", w.bob.0), later).await,
+        Err(TenancyError::NotFound)
+    ));
+}
+
+async fn the_last_owner_can_neither_leave_nor_be_demoted(backend: Backend) {
+    let w = world(backend).await;
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    let demoted = members::change_role(&tx, w.alice, "Admin").await;
+    assert!(matches!(demoted, Err(TenancyError::Forbidden(rbac::RbacError::LastOwner))), "{demoted:?}");
+    let left = members::remove(&tx, w.alice).await;
+    assert!(matches!(left, Err(TenancyError::Forbidden(rbac::RbacError::LastOwner))), "{left:?}");
+    drop(tx);
+    // With a second owner, the first may step down.
+    join(&w.db, w.a, w.alice, w.bob, "Owner").await;
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    assert_eq!(members::change_role(&tx, w.alice, "Admin").await.unwrap().name, "Admin");
+    tx.commit().await.unwrap();
+}
+
+async fn an_admin_cannot_grant_owner_or_create_a_role_above_their_own(backend: Backend) {
+    let w = world(backend).await;
+    let carol = user(&w.db).await;
+    join(&w.db, w.a, w.alice, w.bob, "Admin").await;
+    join(&w.db, w.a, w.alice, carol, "Member").await;
+    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    let up = members::change_role(&tx, carol, "Owner").await;
+    assert!(matches!(up, Err(TenancyError::Forbidden(rbac::RbacError::LevelTooHigh { .. }))), "{up:?}");
+    let role = roles::create(&tx, "Deleter", 80, &["workspace.delete".to_owned()], now()).await;
+    assert!(matches!(role, Err(TenancyError::Forbidden(rbac::RbacError::Escalation { .. }))), "{role:?}");
+    let role = roles::create(&tx, "Senior", 90, &["projects.read".to_owned()], now()).await;
+    assert!(matches!(role, Err(TenancyError::Forbidden(rbac::RbacError::LevelTooHigh { .. }))), "{role:?}");
+    let reader = roles::create(&tx, "Reader", 35, &["projects.read".to_owned()], now()).await.unwrap();
+    assert!(!reader.builtin);
+    assert_eq!(members::change_role(&tx, carol, "reader").await.unwrap().name, "Reader");
+    tx.commit().await.unwrap();
+    let tx = TenantTx::begin(&w.db, w.a, carol).await.unwrap();
+    assert_eq!(tx.access().unwrap().role.name, "Reader");
+    assert!(matches!(projects::create(&tx, "p", "", now()).await, Err(TenancyError::Forbidden(_))));
+}
+
+backend_tests!(
+    another_tenants_project_is_not_found_for_read_update_or_delete,
+    a_non_member_has_no_role_in_a_workspace,
+    roles_are_data_and_the_built_in_rows_match_the_rbac_catalogue,
+    an_invitation_joins_only_the_invited_address_once,
+    an_expired_invitation_is_refused,
+    the_last_owner_can_neither_leave_nor_be_demoted,
+    an_admin_cannot_grant_owner_or_create_a_role_above_their_own
+);
 
 /// Runs one PostgreSQL statement inside the tenant transaction.
 async fn exec(tx: &TenantTx, sql: &str, values: Vec<sea_orm::Value>) -> Result<u64, sea_orm::DbErr> {
@@ -156,10 +259,7 @@ async fn on_postgres_the_context_ends_with_its_transaction_on_a_pooled_connectio
 async fn on_postgres_activity_is_private_to_its_user_even_for_the_workspace_owner() {
     let w = world(Backend::Postgres).await;
     // Bob joins A as a member and records activity there.
-    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
-    let sql = "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, 'Member', now())";
-    exec(&tx, sql, vec![w.a.0.into(), w.bob.0.into()]).await.unwrap();
-    tx.commit().await.unwrap();
+    join(&w.db, w.a, w.alice, w.bob, "Member").await;
     let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
     let sql = "INSERT INTO activity (id, tenant_id, user_id, app, title, body, content_hash, occurred_at) VALUES ($1, $2, $3, 'editor', 't', 'b', 'h', now())";
     exec(&tx, sql, vec![Uuid::new_v4().into(), w.a.0.into(), w.bob.0.into()]).await.unwrap();
@@ -167,7 +267,7 @@ async fn on_postgres_activity_is_private_to_its_user_even_for_the_workspace_owne
     tx.commit().await.unwrap();
     // Alice owns the workspace and still sees none of it.
     let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
-    assert_eq!(workspaces::role_of(&tx).await.unwrap(), "Owner");
+    assert_eq!(tx.access().unwrap().role.name, "Owner");
     assert_eq!(count(&tx, "SELECT COUNT(*) AS n FROM activity").await, 0);
 }
 
@@ -217,4 +317,117 @@ async fn on_postgres_the_project_list_query_uses_the_tenant_index() {
     let plan = plan.join("\n");
     assert!(plan.contains("projects_tenant_created"), "{plan}");
     assert!(!plan.contains("Seq Scan"), "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_tenant_context_is_set_in_the_same_round_trip_as_the_first_statement() {
+    let w = world(Backend::Postgres).await;
+    let mut db = w.db.clone();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    db.observe_statements(move |sql| log.lock().unwrap().push(sql.to_owned()));
+    let tx = TenantTx::begin(&db, w.a, w.alice).await.unwrap();
+    let statements = seen.lock().unwrap().clone();
+    assert_eq!(statements.len(), 1, "one statement after BEGIN: {statements:?}");
+    assert!(statements[0].contains("app_enter"), "{statements:?}");
+    // That one statement both set the context and answered the principal's access.
+    assert_eq!(tx.access().unwrap().role.name, "Owner");
+    let row = tx
+        .conn()
+        .query_one(Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT current_setting('app.tenant_id') AS t, current_setting('app.user_id') AS u".to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<String>("", "t").unwrap(), w.a.0.to_string());
+    assert_eq!(row.try_get::<String>("", "u").unwrap(), w.alice.0.to_string());
+    assert_eq!(projects::list(&tx, 20, None).await.unwrap().len(), 1);
+    assert_eq!(seen.lock().unwrap().len(), 3, "the list is the third statement");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_write_policies_check_the_principals_permission_without_the_application() {
+    let w = world(Backend::Postgres).await;
+    join(&w.db, w.a, w.alice, w.bob, "Support Agent").await;
+    let project_a = {
+        let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+        let id = projects::list(&tx, 1, None).await.unwrap()[0].id;
+        tx.commit().await.unwrap();
+        id
+    };
+    // Bob may read A's projects; raw SQL writes, with the application's checks bypassed, do nothing.
+    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    assert_eq!(count(&tx, "SELECT COUNT(*) AS n FROM projects").await, 1);
+    assert_eq!(
+        exec(&tx, "UPDATE projects SET name = 'defaced' WHERE id = $1", vec![project_a.into()]).await.unwrap(),
+        0
+    );
+    assert_eq!(exec(&tx, "DELETE FROM projects WHERE id = $1", vec![project_a.into()]).await.unwrap(), 0);
+    let err = exec(
+        &tx,
+        "INSERT INTO projects (id, tenant_id, name, created_by, created_at, updated_at) VALUES ($1, $2, 'x', $3, now(), now())",
+        vec![Uuid::new_v4().into(), w.a.0.into(), w.bob.0.into()],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("row-level security"), "{err}");
+    drop(tx);
+    // Nor can he promote himself.
+    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    let promoted = exec(
+        &tx,
+        "UPDATE memberships SET role = 'Owner' WHERE tenant_id = $1 AND user_id = $2",
+        vec![w.a.0.into(), w.bob.0.into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(promoted, 0);
+    tx.commit().await.unwrap();
+    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    assert_eq!(tx.access().unwrap().role.name, "Support Agent");
+    assert_eq!(projects::get(&tx, project_a).await.unwrap().name, "alpha");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_nobody_joins_a_workspace_without_an_invitation_accepted_in_the_same_transaction() {
+    let w = world(Backend::Postgres).await;
+    let insert = "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, now())";
+    // Bob writes himself into A as Owner.
+    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    let err = exec(&tx, insert, vec![w.a.0.into(), w.bob.0.into(), "Owner".into()]).await.unwrap_err().to_string();
+    assert!(err.contains("row-level security"), "{err}");
+    drop(tx);
+    // Alice (Owner of A) cannot write Bob in either: joining is the invitee's own act.
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    let err = exec(&tx, insert, vec![w.a.0.into(), w.bob.0.into(), "Member".into()]).await.unwrap_err().to_string();
+    assert!(err.contains("row-level security"), "{err}");
+    drop(tx);
+    // An accepted invitation does not let a removed member back in later.
+    join(&w.db, w.a, w.alice, w.bob, "Member").await;
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    members::remove(&tx, w.bob).await.unwrap();
+    tx.commit().await.unwrap();
+    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    assert!(tx.access().is_none());
+    let err = exec(&tx, insert, vec![w.a.0.into(), w.bob.0.into(), "Member".into()]).await.unwrap_err().to_string();
+    assert!(err.contains("row-level security"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_authorization_failure_records_cannot_be_changed_or_deleted() {
+    let w = world(Backend::Postgres).await;
+    let refusal = tenancy::authz::Refusal {
+        endpoint: "DELETE /x",
+        required: "projects.delete".into(),
+        actual: "Member".into(),
+        request_id: "r1",
+    };
+    tenancy::authz::record(&w.db, w.a, w.alice, &refusal, now()).await.unwrap();
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    assert_eq!(count(&tx, "SELECT COUNT(*) AS n FROM authz_failures").await, 1);
+    let err = exec(&tx, "DELETE FROM authz_failures", vec![]).await.unwrap_err().to_string();
+    assert!(err.contains("permission denied"), "{err}");
 }

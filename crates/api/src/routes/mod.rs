@@ -2,7 +2,12 @@
 
 mod auth;
 mod health;
+mod projects;
+mod scope;
 mod well_known;
+mod workspaces;
+
+pub use workspaces::WORKSPACE_PURGE_ACTION;
 
 use std::{sync::Arc, time::Duration};
 
@@ -34,13 +39,20 @@ pub(crate) enum ApiTags {
     WellKnown,
     /// Accounts, sign-in, passwords and sessions.
     Auth,
+    /// Workspaces (the tenants): members, roles, invitations, grants and refused attempts.
+    Workspaces,
+    /// Projects: workspace data with role-based access.
+    Projects,
+    /// Activity: records private to their user.
+    Activity,
 }
 
-type Apis = (health::HealthApi, well_known::WellKnownApi, auth::AuthApi);
+type Apis =
+    (health::HealthApi, well_known::WellKnownApi, auth::AuthApi, workspaces::WorkspacesApi, projects::ProjectsApi);
 
 fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (health::HealthApi, well_known::WellKnownApi, auth::AuthApi),
+        (health::HealthApi, well_known::WellKnownApi, auth::AuthApi, workspaces::WorkspacesApi, projects::ProjectsApi),
         "Rampart API",
         env!("CARGO_PKG_VERSION"),
     )

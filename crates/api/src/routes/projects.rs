@@ -1,0 +1,265 @@
+//! The example domain: projects (workspace data, role-based CRUD with list filtering) and
+//! activity (records private to their user, even from the workspace's owners).
+
+use chrono::{DateTime, Utc};
+use poem::Request;
+use poem_openapi::{param::Path, param::Query, payload::Json, ApiResponse, Object, OpenApi};
+use tenancy::{activity, projects};
+use uuid::Uuid;
+
+use super::scope::Scope;
+use super::ApiTags;
+use crate::{principal::Auth, AppState};
+
+pub(crate) struct ProjectsApi;
+
+/// A project.
+#[derive(Debug, Object)]
+struct ProjectBody {
+    id: Uuid,
+    workspace_id: Uuid,
+    name: String,
+    description: String,
+    created_by: Uuid,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<projects::Project> for ProjectBody {
+    fn from(p: projects::Project) -> Self {
+        ProjectBody {
+            id: p.id,
+            workspace_id: p.tenant.0,
+            name: p.name,
+            description: p.description,
+            created_by: p.created_by,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// A new project.
+#[derive(Debug, Object)]
+struct NewProject {
+    /// 1 to 200 characters.
+    name: String,
+    /// At most 2000 characters.
+    #[oai(default)]
+    description: String,
+}
+
+/// Changes to a project; absent fields stay as they are.
+#[derive(Debug, Object)]
+struct ProjectPatch {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+/// An activity record.
+#[derive(Debug, Object)]
+struct ActivityBody {
+    id: Uuid,
+    app: String,
+    title: String,
+    body: String,
+    /// SHA-256 of `body`, hex.
+    content_hash: String,
+    occurred_at: DateTime<Utc>,
+}
+
+impl From<activity::Activity> for ActivityBody {
+    fn from(a: activity::Activity) -> Self {
+        ActivityBody {
+            id: a.id,
+            app: a.app,
+            title: a.title,
+            body: a.body,
+            content_hash: a.content_hash,
+            occurred_at: a.occurred_at,
+        }
+    }
+}
+
+/// A new activity record.
+#[derive(Debug, Object)]
+struct NewActivity {
+    app: String,
+    title: String,
+    /// At most 16 KiB.
+    body: String,
+}
+
+#[derive(ApiResponse)]
+enum Created<T: poem_openapi::types::ToJSON> {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<T>),
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+#[OpenApi(prefix_path = "/api/v1/workspaces/:workspace_id")]
+impl ProjectsApi {
+    /// The newest projects (`projects.read`), optionally those whose name contains `q`.
+    #[oai(path = "/projects", method = "get", operation_id = "listProjects", tag = "ApiTags::Projects")]
+    async fn list(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        /// Case-insensitive substring of the name.
+        q: Query<Option<String>>,
+        /// At most this many (1 to 200, default 20).
+        limit: Query<Option<u64>>,
+    ) -> poem::Result<Json<Vec<ProjectBody>>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = projects::list(&tx, limit.0.unwrap_or(20), q.0.as_deref()).await;
+        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+    }
+
+    /// Create a project (`projects.create`).
+    #[oai(path = "/projects", method = "post", operation_id = "createProject", tag = "ApiTags::Projects")]
+    async fn create(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        body: Json<NewProject>,
+    ) -> poem::Result<Created<ProjectBody>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = projects::create(&tx, &body.name, &body.description, scope.now()).await;
+        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+    }
+
+    /// One project (`projects.read`).
+    #[oai(path = "/projects/:project_id", method = "get", operation_id = "getProject", tag = "ApiTags::Projects")]
+    async fn get(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        project_id: Path<Uuid>,
+    ) -> poem::Result<Json<ProjectBody>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = projects::get(&tx, project_id.0).await;
+        Ok(Json(scope.finish(tx, result).await?.into()))
+    }
+
+    /// Change a project (`projects.update`).
+    #[oai(path = "/projects/:project_id", method = "patch", operation_id = "updateProject", tag = "ApiTags::Projects")]
+    async fn update(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        project_id: Path<Uuid>,
+        body: Json<ProjectPatch>,
+    ) -> poem::Result<Json<ProjectBody>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result =
+            projects::update(&tx, project_id.0, body.name.as_deref(), body.description.as_deref(), scope.now()).await;
+        Ok(Json(scope.finish(tx, result).await?.into()))
+    }
+
+    /// Delete a project (`projects.delete`).
+    #[oai(path = "/projects/:project_id", method = "delete", operation_id = "deleteProject", tag = "ApiTags::Projects")]
+    async fn delete(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        project_id: Path<Uuid>,
+    ) -> poem::Result<NoContent> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = projects::delete(&tx, project_id.0).await;
+        scope.finish(tx, result).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// My newest activity records in this workspace (mine only; nobody else's, whatever their role).
+    #[oai(path = "/activity", method = "get", operation_id = "listActivity", tag = "ApiTags::Activity")]
+    async fn list_activity(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        /// At most this many (1 to 200, default 50).
+        limit: Query<Option<u64>>,
+    ) -> poem::Result<Json<Vec<ActivityBody>>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = activity::list_own(&tx, limit.0.unwrap_or(50)).await;
+        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+    }
+
+    /// Record activity of mine.
+    #[oai(path = "/activity", method = "post", operation_id = "recordActivity", tag = "ApiTags::Activity")]
+    async fn record_activity(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        body: Json<NewActivity>,
+    ) -> poem::Result<Created<ActivityBody>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = activity::record(&tx, &body.app, &body.title, &body.body, scope.now()).await;
+        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+    }
+
+    /// One of my activity records.
+    #[oai(path = "/activity/:activity_id", method = "get", operation_id = "getActivity", tag = "ApiTags::Activity")]
+    async fn get_activity(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        activity_id: Path<Uuid>,
+    ) -> poem::Result<Json<ActivityBody>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = activity::get_own(&tx, activity_id.0).await;
+        Ok(Json(scope.finish(tx, result).await?.into()))
+    }
+
+    /// Delete one of my activity records.
+    #[oai(
+        path = "/activity/:activity_id",
+        method = "delete",
+        operation_id = "deleteActivity",
+        tag = "ApiTags::Activity"
+    )]
+    async fn delete_activity(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        activity_id: Path<Uuid>,
+    ) -> poem::Result<NoContent> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = activity::delete_own(&tx, activity_id.0).await;
+        scope.finish(tx, result).await?;
+        Ok(NoContent::Done)
+    }
+}

@@ -1,0 +1,84 @@
+//! One request's work on one workspace: a tenant transaction for the caller, committed on
+//! success; on an authorization failure the transaction is rolled back and the refusal recorded
+//! (endpoint, user, required and actual role or permission) in a transaction of its own.
+
+use poem::Request;
+use tenancy::{authz, TenancyError, TenantId, TenantTx, UserId};
+use uuid::Uuid;
+
+use crate::{error::ApiError, principal::Principal, AppState};
+
+pub(crate) struct Scope<'a> {
+    pub state: &'a AppState,
+    pub tenant: TenantId,
+    pub user: UserId,
+    endpoint: String,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(state: &'a AppState, req: &Request, principal: &Principal, workspace: Uuid) -> Scope<'a> {
+        Scope {
+            state,
+            tenant: TenantId(workspace),
+            user: UserId(principal.user_id),
+            endpoint: format!("{} {}", req.method(), req.uri().path()),
+        }
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.state.auth.now()
+    }
+
+    /// Begins the transaction: tenant context and the caller's access in one round trip.
+    pub async fn begin(&self) -> poem::Result<TenantTx> {
+        TenantTx::begin(&self.state.db, self.tenant, self.user).await.map_err(|e| ApiError::from(e).into())
+    }
+
+    /// Commits on success. On failure rolls back, records an authorization failure if it was one,
+    /// and answers with the error's status and code.
+    pub async fn finish<T>(&self, tx: TenantTx, result: Result<T, TenancyError>) -> poem::Result<T> {
+        match result {
+            Ok(value) => {
+                tx.commit().await.map_err(ApiError::from)?;
+                Ok(value)
+            }
+            Err(err) => {
+                let actual = tx.access().map(|a| a.role.name.clone());
+                drop(tx);
+                self.refuse(&err, actual).await;
+                Err(ApiError::from(err).into())
+            }
+        }
+    }
+
+    /// Records `err` if it is an authorization failure: no access to the workspace at all, or a
+    /// missing permission or level.
+    async fn refuse(&self, err: &TenancyError, actual: Option<String>) {
+        use rbac::RbacError as R;
+        let (required, actual) = match (err, actual) {
+            (TenancyError::NotFound, None) => ("membership".to_owned(), "none".to_owned()),
+            (TenancyError::Forbidden(R::MissingPermission { required, role }), _) => {
+                (required.to_string(), role.clone())
+            }
+            (TenancyError::Forbidden(R::LevelTooHigh { required_level, actual_level }), _) => {
+                (format!("level {required_level}"), format!("level {actual_level}"))
+            }
+            (TenancyError::Forbidden(R::Escalation { permission }), Some(role)) => (permission.to_string(), role),
+            _ => return,
+        };
+        let request_id = crate::error::current_request_id();
+        tracing::warn!(
+            authz.endpoint = %self.endpoint,
+            authz.required = %required,
+            authz.actual = %actual,
+            user.id = %self.user.0,
+            tenant.id = %self.tenant.0,
+            "authorization failure"
+        );
+        let refusal = authz::Refusal { endpoint: &self.endpoint, required, actual, request_id: &request_id };
+        if let Err(e) = authz::record(&self.state.db, self.tenant, self.user, &refusal, self.now()).await {
+            // A workspace that does not exist has nowhere to keep the record; the log line stays.
+            tracing::debug!(error = %e, "authorization failure not stored");
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! Workspaces (the tenants), their members, roles, invitations, cross-workspace grants and
+//! authorization-failure records. Every handler works through a [`Scope`]: one transaction with
+//! the caller's tenant context, the permission checked in code here and again by PostgreSQL's
+//! write policies.
+
+use chrono::{DateTime, Utc};
+use poem::Request;
+use poem_openapi::{param::Path, param::Query, payload::Json, ApiResponse, Object, OpenApi};
+use tenancy::{authz, grants, invitations, members, roles, workspaces, TenantId, UserId};
+use uuid::Uuid;
+
+use super::scope::Scope;
+use super::ApiTags;
+use crate::{error::OrApiError, principal::Auth, AppState};
+
+pub(crate) struct WorkspacesApi;
+
+/// Outbox action that purges a deleted workspace once its grace period is over.
+pub const WORKSPACE_PURGE_ACTION: &str = "workspace_purge";
+
+/// Keyed-hash purpose of invitation tokens.
+const INVITATION_PURPOSE: &str = "invitation";
+
+/// A workspace, with the caller's role in it.
+#[derive(Debug, Object)]
+struct WorkspaceBody {
+    id: Uuid,
+    name: String,
+    /// The caller's role (`Grant` when reached only through a cross-workspace grant).
+    role: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<workspaces::Workspace> for WorkspaceBody {
+    fn from(w: workspaces::Workspace) -> Self {
+        WorkspaceBody { id: w.id.0, name: w.name, role: w.role, created_at: w.created_at }
+    }
+}
+
+/// A workspace name (1 to 200 characters).
+#[derive(Debug, Object)]
+struct WorkspaceName {
+    name: String,
+}
+
+/// A deleted workspace: nobody reaches it any more; its content is purged at `purge_after`.
+#[derive(Debug, Object)]
+struct Deleted {
+    purge_after: DateTime<Utc>,
+}
+
+/// A member.
+#[derive(Debug, Object)]
+struct MemberBody {
+    user_id: Uuid,
+    email: String,
+    role: String,
+    joined_at: DateTime<Utc>,
+}
+
+impl From<members::Member> for MemberBody {
+    fn from(m: members::Member) -> Self {
+        MemberBody { user_id: m.user_id, email: m.email, role: m.role, joined_at: m.joined_at }
+    }
+}
+
+/// A role to give.
+#[derive(Debug, Object)]
+struct RoleName {
+    role: String,
+}
+
+/// A role: built-in or custom to this workspace.
+#[derive(Debug, Object)]
+struct RoleBody {
+    name: String,
+    /// 0 to 100; nobody grants a role above their own level.
+    level: u8,
+    /// `resource.action` (or `resource.*`) permissions.
+    permissions: Vec<String>,
+    builtin: bool,
+}
+
+impl From<rbac::Role> for RoleBody {
+    fn from(r: rbac::Role) -> Self {
+        RoleBody {
+            permissions: r.permissions.iter().map(ToString::to_string).collect(),
+            name: r.name,
+            level: r.level,
+            builtin: r.builtin,
+        }
+    }
+}
+
+/// A new custom role.
+#[derive(Debug, Object)]
+struct NewRole {
+    name: String,
+    level: u8,
+    permissions: Vec<String>,
+}
+
+/// An invitation (never its token).
+#[derive(Debug, Object)]
+struct InvitationBody {
+    id: Uuid,
+    email: String,
+    role: String,
+    invited_by: Uuid,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+}
+
+impl From<invitations::Invitation> for InvitationBody {
+    fn from(i: invitations::Invitation) -> Self {
+        InvitationBody {
+            id: i.id,
+            email: i.email,
+            role: i.role,
+            invited_by: i.invited_by,
+            created_at: i.created_at,
+            expires_at: i.expires_at,
+        }
+    }
+}
+
+/// Whom to invite, with which role.
+#[derive(Debug, Object)]
+struct NewInvitation {
+    email: String,
+    role: String,
+}
+
+/// The workspace and token from an invitation link.
+#[derive(Debug, Object)]
+struct AcceptInvitation {
+    workspace_id: Uuid,
+    #[oai(write_only)]
+    token: String,
+}
+
+/// A cross-workspace grant.
+#[derive(Debug, Object)]
+struct GrantBody {
+    id: Uuid,
+    /// The workspace whose data the grant opens.
+    granting_workspace_id: Uuid,
+    /// The workspace whose members hold the permission.
+    grantee_workspace_id: Uuid,
+    permission: String,
+    created_by: Uuid,
+    created_at: DateTime<Utc>,
+    revoked_by: Option<Uuid>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<grants::Grant> for GrantBody {
+    fn from(g: grants::Grant) -> Self {
+        GrantBody {
+            id: g.id,
+            granting_workspace_id: g.granting_workspace.0,
+            grantee_workspace_id: g.grantee_workspace.0,
+            permission: g.permission,
+            created_by: g.created_by,
+            created_at: g.created_at,
+            revoked_by: g.revoked_by,
+            revoked_at: g.revoked_at,
+        }
+    }
+}
+
+/// A grant to make.
+#[derive(Debug, Object)]
+struct NewGrant {
+    grantee_workspace_id: Uuid,
+    /// One of `projects.read`, `projects.create`, `projects.update`, `projects.delete`.
+    permission: String,
+}
+
+/// A refused attempt.
+#[derive(Debug, Object)]
+struct AuthzFailureBody {
+    id: Uuid,
+    user_id: Uuid,
+    /// Method and path.
+    endpoint: String,
+    /// The permission, level or membership that was required.
+    required: String,
+    /// What the user had.
+    actual: String,
+    request_id: String,
+    occurred_at: DateTime<Utc>,
+}
+
+impl From<authz::AuthzFailure> for AuthzFailureBody {
+    fn from(f: authz::AuthzFailure) -> Self {
+        AuthzFailureBody {
+            id: f.id,
+            user_id: f.user_id,
+            endpoint: f.endpoint,
+            required: f.required,
+            actual: f.actual,
+            request_id: f.request_id,
+            occurred_at: f.occurred_at,
+        }
+    }
+}
+
+/// How many sessions ended.
+#[derive(Debug, Object)]
+struct SessionsRevoked {
+    revoked: u64,
+}
+
+#[derive(ApiResponse)]
+enum Created<T: poem_openapi::types::ToJSON> {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<T>),
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Workspaces")]
+impl WorkspacesApi {
+    /// The workspaces I belong to.
+    #[oai(path = "/workspaces", method = "get", operation_id = "listWorkspaces")]
+    async fn list(&self, state: poem::web::Data<&AppState>, auth: Auth) -> poem::Result<Json<Vec<WorkspaceBody>>> {
+        let mine = workspaces::list_mine(&state.db, UserId(auth.principal().user_id)).await.api()?;
+        Ok(Json(mine.into_iter().map(Into::into).collect()))
+    }
+
+    /// Create a workspace; I become its Owner.
+    #[oai(path = "/workspaces", method = "post", operation_id = "createWorkspace")]
+    async fn create(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: Auth,
+        body: Json<WorkspaceName>,
+    ) -> poem::Result<Created<WorkspaceBody>> {
+        let ws = workspaces::create(&state.db, UserId(auth.principal().user_id), &body.name, state.auth.now())
+            .await
+            .api()?;
+        Ok(Created::Created(Json(ws.into())))
+    }
+
+    /// One workspace I can reach.
+    #[oai(path = "/workspaces/:workspace_id", method = "get", operation_id = "getWorkspace")]
+    async fn get(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+    ) -> poem::Result<Json<WorkspaceBody>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = workspaces::get(&tx).await;
+        Ok(Json(scope.finish(tx, result).await?.into()))
+    }
+
+    /// Rename a workspace (`workspace.update`).
+    #[oai(path = "/workspaces/:workspace_id", method = "patch", operation_id = "renameWorkspace")]
+    async fn rename(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        body: Json<WorkspaceName>,
+    ) -> poem::Result<Json<WorkspaceBody>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = workspaces::rename(&tx, &body.name).await;
+        Ok(Json(scope.finish(tx, result).await?.into()))
+    }
+
+    /// Delete a workspace (`workspace.delete`): access ends at once; the content is purged 30
+    /// days later by a background job.
+    #[oai(path = "/workspaces/:workspace_id", method = "delete", operation_id = "deleteWorkspace")]
+    async fn delete(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+    ) -> poem::Result<Json<Deleted>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let now = scope.now();
+        let result = async {
+            let purge_after = workspaces::mark_deleted(&tx, now).await?;
+            let payload = serde_json::json!({ "workspace_id": workspace_id.0 });
+            scheduler::enqueue(tx.conn(), &state.keyring.vault_kek, WORKSPACE_PURGE_ACTION, &payload, purge_after, now)
+                .await
+                .map_err(|e| tenancy::TenancyError::Internal(e.to_string()))?;
+            Ok(purge_after)
+        }
+        .await;
+        let purge_after = scope.finish(tx, result).await?;
+        Ok(Json(Deleted { purge_after }))
+    }
+
+    /// The members (`members.read`).
+    #[oai(path = "/workspaces/:workspace_id/members", method = "get", operation_id = "listMembers")]
+    async fn members(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+    ) -> poem::Result<Json<Vec<MemberBody>>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = members::list(&tx).await;
+        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+    }
+
+    /// Change a member's role (`members.update_role`; only roles I could grant, never leaving the
+    /// workspace without an owner).
+    #[oai(path = "/workspaces/:workspace_id/members/:user_id", method = "patch", operation_id = "changeMemberRole")]
+    async fn change_role(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        user_id: Path<Uuid>,
+        body: Json<RoleName>,
+    ) -> poem::Result<Json<RoleBody>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = members::change_role(&tx, UserId(user_id.0), &body.role).await;
+        Ok(Json(scope.finish(tx, result).await?.into()))
+    }
+
+    /// Remove a member (`members.remove`), or leave (my own id). The last owner can do neither.
+    #[oai(path = "/workspaces/:workspace_id/members/:user_id", method = "delete", operation_id = "removeMember")]
+    async fn remove(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        user_id: Path<Uuid>,
+    ) -> poem::Result<NoContent> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = members::remove(&tx, UserId(user_id.0)).await;
+        scope.finish(tx, result).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// End every session and refresh token of a member (`sessions.revoke`, and a level at least
+    /// the member's).
+    #[oai(
+        path = "/workspaces/:workspace_id/members/:user_id/sessions/revoke",
+        method = "post",
+        operation_id = "revokeMemberSessions"
+    )]
+    async fn revoke_member_sessions(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        user_id: Path<Uuid>,
+    ) -> poem::Result<Json<SessionsRevoked>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = members::check_may_revoke_sessions(&tx, UserId(user_id.0)).await;
+        scope.finish(tx, result).await?;
+        let meta = super::auth::meta(req);
+        let n =
+            state.auth.revoke_all_by_admin(user_id.0, auth.principal().user_id, workspace_id.0, &meta).await.api()?;
+        Ok(Json(SessionsRevoked { revoked: n as u64 }))
+    }
+
+    /// The built-in roles and this workspace's custom roles.
+    #[oai(path = "/workspaces/:workspace_id/roles", method = "get", operation_id = "listRoles")]
+    async fn roles(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+    ) -> poem::Result<Json<Vec<RoleBody>>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = roles::list(&tx).await;
+        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+    }
+
+    /// Create a custom role (`roles.manage`; at most my level, only permissions I hold).
+    #[oai(path = "/workspaces/:workspace_id/roles", method = "post", operation_id = "createRole")]
+    async fn create_role(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        body: Json<NewRole>,
+    ) -> poem::Result<Created<RoleBody>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = roles::create(&tx, &body.name, body.level, &body.permissions, scope.now()).await;
+        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+    }
+
+    /// Invite someone by e-mail (`members.invite`, with a role I could grant). The link is valid
+    /// 72 h, once, and only for a user signed in with that address.
+    #[oai(path = "/workspaces/:workspace_id/invitations", method = "post", operation_id = "invite")]
+    async fn invite(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        body: Json<NewInvitation>,
+    ) -> poem::Result<Created<InvitationBody>> {
+        let email = auth::email::EmailAddress::parse(&body.email).api()?;
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let token = auth::token::generate();
+        let hash = state.auth.tokens().hash(INVITATION_PURPOSE, &token);
+        let result = async {
+            let invitation = invitations::create(&tx, email.as_str(), &body.role, &hash, scope.now()).await?;
+            let link =
+                format!("{}/invitations/accept#token={token}&workspace={}", state.auth.link_base_url(), workspace_id.0);
+            let body = format!(
+                "You have been invited to a workspace on Rampart as {}.\n\nAccept within 72 hours, signed in as {}:\n{link}\n\nIf you did not expect this, ignore this message.",
+                invitation.role, invitation.email
+            );
+            state
+                .auth
+                .enqueue_mail(tx.conn(), &invitation.email, "You are invited to a workspace", body)
+                .await
+                .map_err(|e| tenancy::TenancyError::Internal(e.to_string()))?;
+            Ok(invitation)
+        }
+        .await;
+        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+    }
+
+    /// Pending invitations (`members.invite`).
+    #[oai(path = "/workspaces/:workspace_id/invitations", method = "get", operation_id = "listInvitations")]
+    async fn invitations(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+    ) -> poem::Result<Json<Vec<InvitationBody>>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = invitations::list_pending(&tx, scope.now()).await;
+        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+    }
+
+    /// Withdraw a pending invitation (`members.invite`).
+    #[oai(
+        path = "/workspaces/:workspace_id/invitations/:invitation_id",
+        method = "delete",
+        operation_id = "revokeInvitation"
+    )]
+    async fn revoke_invitation(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        invitation_id: Path<Uuid>,
+    ) -> poem::Result<NoContent> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = invitations::revoke(&tx, invitation_id.0, scope.now()).await;
+        scope.finish(tx, result).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Accept an invitation with the workspace and token from its link, signed in as the invited
+    /// address. Used, withdrawn, expired, unknown or someone else's: the same `invalid_token`.
+    #[oai(path = "/invitations/accept", method = "post", operation_id = "acceptInvitation")]
+    async fn accept(
+        &self,
+        state: poem::web::Data<&AppState>,
+        auth: Auth,
+        body: Json<AcceptInvitation>,
+    ) -> poem::Result<Json<MemberBody>> {
+        let p = auth.principal();
+        let hash = state.auth.tokens().hash(INVITATION_PURPOSE, body.token.trim());
+        let tx = tenancy::TenantTx::begin(&state.db, TenantId(body.workspace_id), UserId(p.user_id)).await.api()?;
+        match invitations::accept(&tx, &hash, &p.user.email, state.auth.now()).await {
+            Ok(member) => {
+                tx.commit().await.api()?;
+                Ok(Json(member.into()))
+            }
+            Err(tenancy::TenancyError::NotFound) => Err(crate::error::ApiError::new(
+                poem::http::StatusCode::BAD_REQUEST,
+                "invalid_token",
+                "This invitation is not valid for this account: it may be used, withdrawn or expired.",
+            )
+            .into()),
+            Err(e) => Err(crate::error::ApiError::from(e).into()),
+        }
+    }
+
+    /// Grants made by this workspace and to it.
+    #[oai(path = "/workspaces/:workspace_id/grants", method = "get", operation_id = "listGrants")]
+    async fn grants(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+    ) -> poem::Result<Json<Vec<GrantBody>>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = grants::list(&tx).await;
+        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+    }
+
+    /// Let the members of another workspace hold one data permission here (`grants.manage`, and
+    /// I must hold the permission myself).
+    #[oai(path = "/workspaces/:workspace_id/grants", method = "post", operation_id = "createGrant")]
+    async fn create_grant(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        body: Json<NewGrant>,
+    ) -> poem::Result<Created<GrantBody>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = grants::create(&tx, TenantId(body.grantee_workspace_id), &body.permission, scope.now()).await;
+        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+    }
+
+    /// Revoke a grant (`grants.manage`); the record stays.
+    #[oai(path = "/workspaces/:workspace_id/grants/:grant_id", method = "delete", operation_id = "revokeGrant")]
+    async fn revoke_grant(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        grant_id: Path<Uuid>,
+    ) -> poem::Result<NoContent> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = grants::revoke(&tx, grant_id.0, scope.now()).await;
+        scope.finish(tx, result).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Refused attempts in this workspace, newest first (`audit.read`).
+    #[oai(
+        path = "/workspaces/:workspace_id/authorization-failures",
+        method = "get",
+        operation_id = "listAuthorizationFailures"
+    )]
+    async fn authz_failures(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        /// At most this many (1 to 200, default 50).
+        limit: Query<Option<u64>>,
+    ) -> poem::Result<Json<Vec<AuthzFailureBody>>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = authz::list(&tx, limit.0.unwrap_or(50)).await;
+        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+    }
+}

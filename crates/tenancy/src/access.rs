@@ -1,0 +1,97 @@
+//! How a principal may act in a tenant: through their membership's role, or through grants the
+//! tenant made to a workspace they belong to.
+
+use std::collections::BTreeSet;
+
+use rbac::{Permission, Role};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, QueryResult, Statement};
+
+use crate::{TenancyError, TenantId, UserId};
+
+/// Where the principal's access comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Membership,
+    /// Cross-workspace grants only; the role is named `Grant`, level 0.
+    Grant,
+}
+
+/// The principal's access to one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub role: Role,
+    pub via: Via,
+}
+
+impl Access {
+    pub fn is_member(&self) -> bool {
+        self.via == Via::Membership
+    }
+}
+
+/// The same question `app_enter` answers on PostgreSQL, for SQLite (no settings to set there).
+const ACCESS_SQLITE: &str = "
+    SELECT 'membership' AS via, r.name AS role, r.level AS level, r.permissions AS permissions
+      FROM memberships m
+      JOIN workspaces w ON w.id = m.tenant_id AND w.deleted_at IS NULL
+      JOIN roles r ON r.name = m.role AND (r.tenant_id IS NULL OR r.tenant_id = m.tenant_id)
+     WHERE m.tenant_id = $1 AND m.user_id = $2
+    UNION ALL
+    SELECT 'grant', 'Grant', 0, group_concat(DISTINCT g.permission)
+      FROM workspace_grants g
+      JOIN workspaces w ON w.id = g.tenant_id AND w.deleted_at IS NULL
+      JOIN memberships gm ON gm.tenant_id = g.grantee_tenant_id AND gm.user_id = $2
+      JOIN workspaces gw ON gw.id = g.grantee_tenant_id AND gw.deleted_at IS NULL
+     WHERE g.tenant_id = $1 AND g.revoked_at IS NULL
+    HAVING count(*) > 0";
+
+/// Sets the tenant context (PostgreSQL) and reads the principal's access, in one statement.
+pub(crate) async fn enter(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Option<Access>, TenancyError> {
+    let backend = txn.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Postgres => "SELECT via, role, level, permissions FROM app_enter($1, $2)",
+        _ => ACCESS_SQLITE,
+    };
+    let rows = txn.query_all(Statement::from_sql_and_values(backend, sql, [tenant.0.into(), user.0.into()])).await?;
+    let mut found: Vec<Access> = rows.iter().map(access_from_row).collect::<Result<_, _>>()?;
+    // A membership outranks grants: members act by their role.
+    found.sort_by_key(|a| a.via != Via::Membership);
+    Ok(found.into_iter().next())
+}
+
+fn access_from_row(row: &QueryResult) -> Result<Access, TenancyError> {
+    let via: String = row.try_get("", "via")?;
+    let name: String = row.try_get("", "role")?;
+    let level: i32 = match row.try_get::<i16>("", "level") {
+        Ok(level) => level.into(),
+        Err(_) => row.try_get::<i32>("", "level")?,
+    };
+    let permissions: String = row.try_get("", "permissions")?;
+    let via = if via == "membership" { Via::Membership } else { Via::Grant };
+    let builtin = via == Via::Membership && rbac::builtin_role(&name).is_ok();
+    let role = Role {
+        name,
+        level: u8::try_from(level).map_err(|_| TenancyError::Invalid("role level out of range"))?,
+        permissions: parse_permissions(&permissions),
+        builtin,
+    };
+    Ok(Access { role, via })
+}
+
+/// Parses a stored permission list (space- or comma-separated); malformed entries grant nothing.
+pub(crate) fn parse_permissions(stored: &str) -> BTreeSet<Permission> {
+    stored
+        .split([' ', ','])
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| Permission::parse(p).ok())
+        .collect()
+}
+
+/// Serialises permissions for storage, sorted, space-separated.
+pub(crate) fn store_permissions(permissions: &BTreeSet<Permission>) -> String {
+    permissions.iter().map(Permission::to_string).collect::<Vec<_>>().join(" ")
+}
