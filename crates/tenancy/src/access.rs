@@ -84,11 +84,7 @@ fn access_from_row(row: &QueryResult) -> Result<Access, TenancyError> {
 
 /// Parses a stored permission list (space- or comma-separated); malformed entries grant nothing.
 pub(crate) fn parse_permissions(stored: &str) -> BTreeSet<Permission> {
-    stored
-        .split([' ', ','])
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| Permission::parse(p).ok())
-        .collect()
+    stored.split([' ', ',']).filter(|p| !p.is_empty()).filter_map(|p| Permission::parse(p).ok()).collect()
 }
 
 /// Serialises permissions for storage, sorted, space-separated.

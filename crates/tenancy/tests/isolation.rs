@@ -431,3 +431,109 @@ async fn on_postgres_authorization_failure_records_cannot_be_changed_or_deleted(
     let err = exec(&tx, "DELETE FROM authz_failures", vec![]).await.unwrap_err().to_string();
     assert!(err.contains("permission denied"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_every_table_with_tenant_data_forces_rls_with_a_policy_per_command() {
+    let w = world(Backend::Postgres).await;
+    let rows = w
+        .db
+        .conn()
+        .query_all(Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT c.relname::text AS name, c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced,
+                    (SELECT string_agg(DISTINCT p.polcmd::text, '' ORDER BY p.polcmd::text) FROM pg_policy p WHERE p.polrelid = c.oid) AS cmds
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'public' AND c.relkind = 'r'
+                AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+              ORDER BY 1"
+                .to_owned(),
+        ))
+        .await
+        .unwrap();
+    let tables: Vec<(String, bool, bool, Option<String>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "name").unwrap(),
+                r.try_get("", "enabled").unwrap(),
+                r.try_get("", "forced").unwrap(),
+                r.try_get("", "cmds").unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = tables.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "activity",
+            "authz_failures",
+            "invitations",
+            "memberships",
+            "projects",
+            "roles",
+            "workspace_grants",
+            "workspaces"
+        ]
+    );
+    for (name, enabled, forced, cmds) in &tables {
+        assert!(*enabled && *forced, "{name}: RLS enabled {enabled}, forced {forced}");
+        // pg_policy.polcmd: r = SELECT, a = INSERT, w = UPDATE, d = DELETE.
+        assert_eq!(cmds.as_deref(), Some("adrw"), "{name} needs a policy for each command");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_unfiltered_sql_under_a_context_reaches_no_row_of_b_in_any_tenant_table() {
+    let w = world(Backend::Postgres).await;
+    let carol = user(&w.db).await;
+    let c = workspaces::create(&w.db, carol, "C", now()).await.unwrap().id;
+    // B gets a row in every tenant table.
+    join(&w.db, w.b, w.bob, carol, "Member").await;
+    let tx = TenantTx::begin(&w.db, w.b, w.bob).await.unwrap();
+    roles::create(&tx, "Auditor", 30, &["audit.read".to_owned()], now()).await.unwrap();
+    invitations::create(&tx, "someone@example.com", "Member", "pending-hash", now()).await.unwrap();
+    tenancy::grants::create(&tx, c, "projects.read", now()).await.unwrap();
+    tenancy::activity::record(&tx, "app", "title", "body", now()).await.unwrap();
+    tx.commit().await.unwrap();
+    let refusal = tenancy::authz::Refusal {
+        endpoint: "GET /x",
+        required: "x.read".into(),
+        actual: "Member".into(),
+        request_id: "r",
+    };
+    tenancy::authz::record(&w.db, w.b, w.bob, &refusal, now()).await.unwrap();
+
+    let tables = [
+        "activity",
+        "authz_failures",
+        "invitations",
+        "memberships",
+        "projects",
+        "roles",
+        "workspace_grants",
+        "workspaces",
+    ];
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    for table in tables {
+        let seen = exec(&tx, &format!("SELECT 1 FROM {table} WHERE tenant_id = $1"), vec![w.b.0.into()]).await.unwrap();
+        assert_eq!(seen, 0, "{table}: A sees none of B's rows");
+    }
+    for table in ["activity", "invitations", "memberships", "projects", "roles", "workspace_grants", "workspaces"] {
+        let sql = format!("UPDATE {table} SET tenant_id = tenant_id WHERE tenant_id = $1");
+        let sql =
+            if table == "workspaces" { "UPDATE workspaces SET name = name WHERE id = $1".to_owned() } else { sql };
+        assert_eq!(exec(&tx, &sql, vec![w.b.0.into()]).await.unwrap(), 0, "{table}: no update reaches B");
+        if table != "workspace_grants" {
+            // Grants are never deleted (the runtime role has no DELETE on them); revocation is recorded.
+            let sql = format!("DELETE FROM {table} WHERE tenant_id = $1");
+            assert_eq!(exec(&tx, &sql, vec![w.b.0.into()]).await.unwrap(), 0, "{table}: no delete reaches B");
+        }
+    }
+    tx.commit().await.unwrap();
+    // And B still has them all.
+    let tx = TenantTx::begin(&w.db, w.b, w.bob).await.unwrap();
+    for table in tables {
+        let seen = exec(&tx, &format!("SELECT 1 FROM {table} WHERE tenant_id = $1"), vec![w.b.0.into()]).await.unwrap();
+        assert!(seen > 0, "{table}: B's rows are intact");
+    }
+}

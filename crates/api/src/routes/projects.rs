@@ -104,10 +104,15 @@ enum NoContent {
     Done,
 }
 
-#[OpenApi(prefix_path = "/api/v1/workspaces/:workspace_id")]
+#[OpenApi(prefix_path = "/api/v1")]
 impl ProjectsApi {
     /// The newest projects (`projects.read`), optionally those whose name contains `q`.
-    #[oai(path = "/projects", method = "get", operation_id = "listProjects", tag = "ApiTags::Projects")]
+    #[oai(
+        path = "/workspaces/:workspace_id/projects",
+        method = "get",
+        operation_id = "listProjects",
+        tag = "ApiTags::Projects"
+    )]
     async fn list(
         &self,
         state: poem::web::Data<&AppState>,
@@ -126,7 +131,12 @@ impl ProjectsApi {
     }
 
     /// Create a project (`projects.create`).
-    #[oai(path = "/projects", method = "post", operation_id = "createProject", tag = "ApiTags::Projects")]
+    #[oai(
+        path = "/workspaces/:workspace_id/projects",
+        method = "post",
+        operation_id = "createProject",
+        tag = "ApiTags::Projects"
+    )]
     async fn create(
         &self,
         state: poem::web::Data<&AppState>,
@@ -142,7 +152,12 @@ impl ProjectsApi {
     }
 
     /// One project (`projects.read`).
-    #[oai(path = "/projects/:project_id", method = "get", operation_id = "getProject", tag = "ApiTags::Projects")]
+    #[oai(
+        path = "/workspaces/:workspace_id/projects/:project_id",
+        method = "get",
+        operation_id = "getProject",
+        tag = "ApiTags::Projects"
+    )]
     async fn get(
         &self,
         state: poem::web::Data<&AppState>,
@@ -158,7 +173,12 @@ impl ProjectsApi {
     }
 
     /// Change a project (`projects.update`).
-    #[oai(path = "/projects/:project_id", method = "patch", operation_id = "updateProject", tag = "ApiTags::Projects")]
+    #[oai(
+        path = "/workspaces/:workspace_id/projects/:project_id",
+        method = "patch",
+        operation_id = "updateProject",
+        tag = "ApiTags::Projects"
+    )]
     async fn update(
         &self,
         state: poem::web::Data<&AppState>,
@@ -176,7 +196,12 @@ impl ProjectsApi {
     }
 
     /// Delete a project (`projects.delete`).
-    #[oai(path = "/projects/:project_id", method = "delete", operation_id = "deleteProject", tag = "ApiTags::Projects")]
+    #[oai(
+        path = "/workspaces/:workspace_id/projects/:project_id",
+        method = "delete",
+        operation_id = "deleteProject",
+        tag = "ApiTags::Projects"
+    )]
     async fn delete(
         &self,
         state: poem::web::Data<&AppState>,
@@ -193,7 +218,12 @@ impl ProjectsApi {
     }
 
     /// My newest activity records in this workspace (mine only; nobody else's, whatever their role).
-    #[oai(path = "/activity", method = "get", operation_id = "listActivity", tag = "ApiTags::Activity")]
+    #[oai(
+        path = "/workspaces/:workspace_id/activity",
+        method = "get",
+        operation_id = "listActivity",
+        tag = "ApiTags::Activity"
+    )]
     async fn list_activity(
         &self,
         state: poem::web::Data<&AppState>,
@@ -210,7 +240,12 @@ impl ProjectsApi {
     }
 
     /// Record activity of mine.
-    #[oai(path = "/activity", method = "post", operation_id = "recordActivity", tag = "ApiTags::Activity")]
+    #[oai(
+        path = "/workspaces/:workspace_id/activity",
+        method = "post",
+        operation_id = "recordActivity",
+        tag = "ApiTags::Activity"
+    )]
     async fn record_activity(
         &self,
         state: poem::web::Data<&AppState>,
@@ -226,7 +261,12 @@ impl ProjectsApi {
     }
 
     /// One of my activity records.
-    #[oai(path = "/activity/:activity_id", method = "get", operation_id = "getActivity", tag = "ApiTags::Activity")]
+    #[oai(
+        path = "/workspaces/:workspace_id/activity/:activity_id",
+        method = "get",
+        operation_id = "getActivity",
+        tag = "ApiTags::Activity"
+    )]
     async fn get_activity(
         &self,
         state: poem::web::Data<&AppState>,
@@ -243,7 +283,7 @@ impl ProjectsApi {
 
     /// Delete one of my activity records.
     #[oai(
-        path = "/activity/:activity_id",
+        path = "/workspaces/:workspace_id/activity/:activity_id",
         method = "delete",
         operation_id = "deleteActivity",
         tag = "ApiTags::Activity"

@@ -1,0 +1,493 @@
+//! Workspaces, roles, invitations, grants, projects and activity through HTTP, on SQLite
+//! (application layer alone) and on PostgreSQL as the runtime role (application layer and forced
+//! row-level security).
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use testkit::{backend_tests, mails_to, storage::ConnectionTrait, Backend, TestApp, TestUser};
+
+async fn send(app: &TestApp, user: &TestUser, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = app.call(user, method, path);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(app: &TestApp, user: &TestUser, path: &str) -> (u16, Value) {
+    send(app, user, Method::GET, path, None).await
+}
+
+async fn post(app: &TestApp, user: &TestUser, path: &str, body: Value) -> (u16, Value) {
+    send(app, user, Method::POST, path, Some(body)).await
+}
+
+async fn workspace(app: &TestApp, owner: &TestUser, name: &str) -> String {
+    let (status, body) = post(app, owner, "/api/v1/workspaces", json!({"name": name})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["role"], "Owner");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+async fn project(app: &TestApp, user: &TestUser, ws: &str, name: &str) -> String {
+    let (status, body) = post(app, user, &format!("/api/v1/workspaces/{ws}/projects"), json!({"name": name})).await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// `inviter` invites `invitee` with `role`; the invitee accepts with the token from the mail.
+async fn join(app: &TestApp, inviter: &TestUser, invitee: &TestUser, ws: &str, role: &str) {
+    let token = invite(app, inviter, &invitee.email, ws, role).await;
+    let (status, body) = accept(app, invitee, ws, &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["role"], role);
+}
+
+async fn invite(app: &TestApp, inviter: &TestUser, email: &str, ws: &str, role: &str) -> String {
+    let path = format!("/api/v1/workspaces/{ws}/invitations");
+    let (status, body) = post(app, inviter, &path, json!({"email": email, "role": role})).await;
+    assert_eq!(status, 201, "{body}");
+    app.run_outbox().await;
+    let mail = mails_to(email).into_iter().rev().find(|m| m.subject.contains("invited")).expect("an invitation mail");
+    assert!(mail.body.contains(&format!("workspace={ws}")), "{mail:?}");
+    mail.link_token().expect("a token in the invitation link")
+}
+
+async fn accept(app: &TestApp, user: &TestUser, ws: &str, token: &str) -> (u16, Value) {
+    post(app, user, "/api/v1/invitations/accept", json!({"workspace_id": ws, "token": token})).await
+}
+
+/// Two workspaces with an owner and a project each; B also has an activity record, a custom role,
+/// a pending invitation and a grant to a third workspace, so that every tenant table holds rows of
+/// B for A to try to reach.
+struct World {
+    app: TestApp,
+    alice: TestUser,
+    bob: TestUser,
+    a: String,
+    b: String,
+    project_a: String,
+    project_b: String,
+    activity_b: String,
+    invitation_b: String,
+    grant_b: String,
+}
+
+async fn world(backend: Backend) -> World {
+    // Every request here comes from one loopback address; the per-client limit has its own tests.
+    let app = testkit::spawn_app_with(backend, |http| http.rate_limit_per_client_per_sec = 100_000).await;
+    let alice = app.new_user().await;
+    let bob = app.new_user().await;
+    let a = workspace(&app, &alice, "A").await;
+    let b = workspace(&app, &bob, "B").await;
+    let c = workspace(&app, &bob, "C").await;
+    let project_a = project(&app, &alice, &a, "alpha").await;
+    let project_b = project(&app, &bob, &b, "beta").await;
+    let activity = json!({"app": "editor", "title": "draft", "body": "secret of B"});
+    let (status, body) = post(&app, &bob, &format!("/api/v1/workspaces/{b}/activity"), activity).await;
+    assert_eq!(status, 201, "{body}");
+    let activity_b = body["id"].as_str().unwrap().to_owned();
+    let role = json!({"name": "Auditor", "level": 30, "permissions": ["audit.read"]});
+    assert_eq!(post(&app, &bob, &format!("/api/v1/workspaces/{b}/roles"), role).await.0, 201);
+    let invitation = json!({"email": testkit::unique_email(), "role": "Member"});
+    let (status, body) = post(&app, &bob, &format!("/api/v1/workspaces/{b}/invitations"), invitation).await;
+    assert_eq!(status, 201, "{body}");
+    let invitation_b = body["id"].as_str().unwrap().to_owned();
+    let grant = json!({"grantee_workspace_id": c, "permission": "projects.read"});
+    let (status, body) = post(&app, &bob, &format!("/api/v1/workspaces/{b}/grants"), grant).await;
+    assert_eq!(status, 201, "{body}");
+    let grant_b = body["id"].as_str().unwrap().to_owned();
+    World { app, alice, bob, a, b, project_a, project_b, activity_b, invitation_b, grant_b }
+}
+
+async fn a_principal_of_workspace_a_reaches_nothing_of_workspace_b(backend: Backend) {
+    let w = world(backend).await;
+    let (app, alice, b) = (&w.app, &w.alice, &w.b);
+    let (pb, act, inv, grant) = (&w.project_b, &w.activity_b, &w.invitation_b, &w.grant_b);
+    let bob_id = w.bob.id;
+    // Every route into B, by read, list, update and delete: all 404, none revealing existence.
+    let attempts: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/api/v1/workspaces/{b}"), None),
+        (Method::PATCH, format!("/api/v1/workspaces/{b}"), Some(json!({"name": "owned"}))),
+        (Method::DELETE, format!("/api/v1/workspaces/{b}"), None),
+        (Method::GET, format!("/api/v1/workspaces/{b}/members"), None),
+        (Method::PATCH, format!("/api/v1/workspaces/{b}/members/{bob_id}"), Some(json!({"role": "Member"}))),
+        (Method::DELETE, format!("/api/v1/workspaces/{b}/members/{bob_id}"), None),
+        (Method::POST, format!("/api/v1/workspaces/{b}/members/{bob_id}/sessions/revoke"), Some(json!({}))),
+        (Method::GET, format!("/api/v1/workspaces/{b}/roles"), None),
+        (
+            Method::POST,
+            format!("/api/v1/workspaces/{b}/roles"),
+            Some(json!({"name": "X", "level": 1, "permissions": []})),
+        ),
+        (Method::GET, format!("/api/v1/workspaces/{b}/invitations"), None),
+        (
+            Method::POST,
+            format!("/api/v1/workspaces/{b}/invitations"),
+            Some(json!({"email": alice.email, "role": "Owner"})),
+        ),
+        (Method::DELETE, format!("/api/v1/workspaces/{b}/invitations/{inv}"), None),
+        (Method::GET, format!("/api/v1/workspaces/{b}/grants"), None),
+        (
+            Method::POST,
+            format!("/api/v1/workspaces/{b}/grants"),
+            Some(json!({"grantee_workspace_id": w.a, "permission": "projects.read"})),
+        ),
+        (Method::DELETE, format!("/api/v1/workspaces/{b}/grants/{grant}"), None),
+        (Method::GET, format!("/api/v1/workspaces/{b}/authorization-failures"), None),
+        (Method::GET, format!("/api/v1/workspaces/{b}/projects"), None),
+        (Method::POST, format!("/api/v1/workspaces/{b}/projects"), Some(json!({"name": "planted"}))),
+        (Method::GET, format!("/api/v1/workspaces/{b}/projects/{pb}"), None),
+        (Method::PATCH, format!("/api/v1/workspaces/{b}/projects/{pb}"), Some(json!({"name": "defaced"}))),
+        (Method::DELETE, format!("/api/v1/workspaces/{b}/projects/{pb}"), None),
+        (Method::GET, format!("/api/v1/workspaces/{b}/activity"), None),
+        (Method::GET, format!("/api/v1/workspaces/{b}/activity/{act}"), None),
+        (Method::DELETE, format!("/api/v1/workspaces/{b}/activity/{act}"), None),
+        // B's row ids through A's own workspace.
+        (Method::GET, format!("/api/v1/workspaces/{}/projects/{pb}", w.a), None),
+        (Method::PATCH, format!("/api/v1/workspaces/{}/projects/{pb}", w.a), Some(json!({"name": "defaced"}))),
+        (Method::DELETE, format!("/api/v1/workspaces/{}/projects/{pb}", w.a), None),
+        (Method::GET, format!("/api/v1/workspaces/{}/activity/{act}", w.a), None),
+        (Method::DELETE, format!("/api/v1/workspaces/{}/activity/{act}", w.a), None),
+        (Method::DELETE, format!("/api/v1/workspaces/{}/invitations/{inv}", w.a), None),
+        (Method::DELETE, format!("/api/v1/workspaces/{}/grants/{grant}", w.a), None),
+    ];
+    for (method, path, body) in attempts {
+        let (status, resp) = send(app, alice, method.clone(), &path, body).await;
+        assert_eq!((status, resp["code"].as_str()), (404, Some("not_found")), "{method} {path}: {resp}");
+    }
+    // A's own lists hold nothing of B.
+    let (_, listed) = get(app, alice, &format!("/api/v1/workspaces/{}/projects", w.a)).await;
+    let names: Vec<&str> = listed.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alpha"]);
+    let (_, mine) = get(app, alice, "/api/v1/workspaces").await;
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    // B is untouched.
+    let bob = &w.bob;
+    let (status, project) = get(app, bob, &format!("/api/v1/workspaces/{b}/projects/{pb}")).await;
+    assert_eq!((status, project["name"].as_str()), (200, Some("beta")));
+    let (status, _) = get(app, bob, &format!("/api/v1/workspaces/{b}/activity/{act}")).await;
+    assert_eq!(status, 200);
+    let (_, members) = get(app, bob, &format!("/api/v1/workspaces/{b}/members")).await;
+    assert_eq!(members.as_array().unwrap().len(), 1, "{members}");
+    let (_, invitations) = get(app, bob, &format!("/api/v1/workspaces/{b}/invitations")).await;
+    assert_eq!(invitations.as_array().unwrap().len(), 1, "{invitations}");
+    let (_, grants) = get(app, bob, &format!("/api/v1/workspaces/{b}/grants")).await;
+    assert!(grants[0]["revoked_at"].is_null(), "{grants}");
+    let (_, projects) = get(app, bob, &format!("/api/v1/workspaces/{b}/projects")).await;
+    assert_eq!(projects.as_array().unwrap().len(), 1, "nothing planted: {projects}");
+}
+
+async fn roles_decide_what_each_member_may_do_with_projects(backend: Backend) {
+    let w = world(backend).await;
+    let (app, alice, a) = (&w.app, &w.alice, &w.a);
+    let agent = app.new_user().await;
+    let member = app.new_user().await;
+    let manager = app.new_user().await;
+    join(app, alice, &agent, a, "Support Agent").await;
+    join(app, alice, &member, a, "Member").await;
+    join(app, alice, &manager, a, "Manager").await;
+    let projects = format!("/api/v1/workspaces/{a}/projects");
+    let one = format!("{projects}/{}", w.project_a);
+
+    assert_eq!(get(app, &agent, &projects).await.0, 200);
+    let (status, body) = post(app, &agent, &projects, json!({"name": "nope"})).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+
+    let mine = project(app, &member, a, "members' project").await;
+    let (status, body) = send(app, &member, Method::PATCH, &one, Some(json!({"description": "edited"}))).await;
+    assert_eq!((status, body["description"].as_str()), (200, Some("edited")), "{body}");
+    let (status, body) = send(app, &member, Method::DELETE, &format!("{projects}/{mine}"), None).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+
+    assert_eq!(send(app, &manager, Method::DELETE, &format!("{projects}/{mine}"), None).await.0, 204);
+    assert_eq!(get(app, &manager, &format!("{projects}/{mine}")).await.0, 404);
+
+    // List filtering by name.
+    project(app, alice, a, "Quarterly report").await;
+    let (_, found) = get(app, &agent, &format!("{projects}?q=QUARTER")).await;
+    let names: Vec<&str> = found.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Quarterly report"]);
+    let (_, none) = get(app, &agent, &format!("{projects}?q=%25")).await;
+    assert_eq!(none.as_array().unwrap().len(), 0, "LIKE wildcards in q are literal: {none}");
+}
+
+async fn refused_attempts_are_recorded_with_endpoint_user_and_required_and_actual_permission(backend: Backend) {
+    let w = world(backend).await;
+    let (app, alice, a) = (&w.app, &w.alice, &w.a);
+    let member = app.new_user().await;
+    join(app, alice, &member, a, "Member").await;
+    let path = format!("/api/v1/workspaces/{a}/projects/{}", w.project_a);
+    assert_eq!(send(app, &member, Method::DELETE, &path, None).await.0, 403);
+    // A stranger's attempt on A is recorded too (as a missing membership).
+    assert_eq!(get(app, &w.bob, &format!("/api/v1/workspaces/{a}/members")).await.0, 404);
+    // The member may not read the records; the owner may.
+    assert_eq!(get(app, &member, &format!("/api/v1/workspaces/{a}/authorization-failures")).await.0, 403);
+    let (status, records) = get(app, alice, &format!("/api/v1/workspaces/{a}/authorization-failures")).await;
+    assert_eq!(status, 200, "{records}");
+    let records = records.as_array().unwrap();
+    let find = |user: uuid::Uuid, endpoint: &str| {
+        records.iter().find(|r| r["user_id"] == user.to_string() && r["endpoint"] == endpoint).cloned()
+    };
+    let refused = find(member.id, &format!("DELETE {path}")).expect("the member's refusal");
+    assert_eq!(refused["required"], "projects.delete");
+    assert_eq!(refused["actual"], "Member");
+    assert!(refused["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    let stranger = find(w.bob.id, &format!("GET /api/v1/workspaces/{a}/members")).expect("the stranger's refusal");
+    assert_eq!((stranger["required"].as_str(), stranger["actual"].as_str()), (Some("membership"), Some("none")));
+    // The project survived.
+    assert_eq!(get(app, alice, &path).await.0, 200);
+}
+
+async fn an_invitation_link_works_once_and_only_for_the_invited_address(backend: Backend) {
+    let w = world(backend).await;
+    let (app, alice, a) = (&w.app, &w.alice, &w.a);
+    let invitee = app.new_user().await;
+    let forwarded_to = app.new_user().await;
+    let token = invite(app, alice, &invitee.email, a, "Member").await;
+    assert_eq!(token.len(), 64, "32 random bytes as hex");
+    let (status, body) = accept(app, &forwarded_to, a, &token).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_token")), "{body}");
+    assert_eq!(get(app, &forwarded_to, &format!("/api/v1/workspaces/{a}")).await.0, 404);
+    let (status, body) = accept(app, &invitee, a, &token).await;
+    assert_eq!((status, body["role"].as_str()), (200, Some("Member")), "{body}");
+    assert_eq!(accept(app, &invitee, a, &token).await.0, 400, "single use");
+    let (_, ws) = get(app, &invitee, &format!("/api/v1/workspaces/{a}")).await;
+    assert_eq!(ws["role"], "Member");
+    // Expired after 72 hours.
+    let late = app.new_user().await;
+    let token = invite(app, alice, &late.email, a, "Member").await;
+    app.clock.advance(chrono::Duration::hours(72) + chrono::Duration::seconds(1));
+    let late = app.renew(&late).await;
+    let (status, body) = accept(app, &late, a, &token).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_token")), "expired: {body}");
+}
+
+async fn nobody_invites_or_promotes_above_their_own_role_and_the_last_owner_stays(backend: Backend) {
+    let w = world(backend).await;
+    let (app, alice, a) = (&w.app, &w.alice, &w.a);
+    let admin = app.new_user().await;
+    let member = app.new_user().await;
+    join(app, alice, &admin, a, "Admin").await;
+    join(app, alice, &member, a, "Member").await;
+    let invitations = format!("/api/v1/workspaces/{a}/invitations");
+    let (status, body) =
+        post(app, &admin, &invitations, json!({"email": testkit::unique_email(), "role": "Owner"})).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+    let role_of_member = format!("/api/v1/workspaces/{a}/members/{}", member.id);
+    let (status, _) = send(app, &admin, Method::PATCH, &role_of_member, Some(json!({"role": "Owner"}))).await;
+    assert_eq!(status, 403);
+    let (status, body) = send(app, &admin, Method::PATCH, &role_of_member, Some(json!({"role": "Manager"}))).await;
+    assert_eq!((status, body["name"].as_str()), (200, Some("Manager")), "{body}");
+    let role = json!({"name": "Root", "level": 100, "permissions": ["projects.read"]});
+    assert_eq!(post(app, &admin, &format!("/api/v1/workspaces/{a}/roles"), role).await.0, 403);
+    let own = format!("/api/v1/workspaces/{a}/members/{}", alice.id);
+    let (status, body) = send(app, alice, Method::DELETE, &own, None).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("last_owner")), "{body}");
+    let (status, body) = send(app, alice, Method::PATCH, &own, Some(json!({"role": "Admin"}))).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("last_owner")), "{body}");
+    assert_eq!(send(app, &admin, Method::DELETE, &own, None).await.0, 403, "an admin cannot remove an owner");
+    // A member may leave.
+    assert_eq!(send(app, &member, Method::DELETE, &role_of_member, None).await.0, 204);
+    assert_eq!(get(app, &member, &format!("/api/v1/workspaces/{a}")).await.0, 404);
+}
+
+async fn a_cross_workspace_grant_opens_exactly_its_permission_until_revoked(backend: Backend) {
+    let w = world(backend).await;
+    let (app, alice, bob) = (&w.app, &w.alice, &w.bob);
+    let a_projects = format!("/api/v1/workspaces/{}/projects", w.a);
+    assert_eq!(get(app, bob, &a_projects).await.0, 404, "nothing crosses without a grant");
+    let grant = json!({"grantee_workspace_id": w.b, "permission": "projects.read"});
+    let (status, body) = post(app, alice, &format!("/api/v1/workspaces/{}/grants", w.a), grant).await;
+    assert_eq!(status, 201, "{body}");
+    let grant_id = body["id"].as_str().unwrap().to_owned();
+    let (status, listed) = get(app, bob, &a_projects).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed[0]["name"], "alpha");
+    let (status, body) = post(app, bob, &a_projects, json!({"name": "planted"})).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+    assert_eq!(get(app, bob, &format!("/api/v1/workspaces/{}/members", w.a)).await.0, 403);
+    assert_eq!(get(app, bob, &format!("/api/v1/workspaces/{}/activity", w.a)).await.0, 403);
+    // Both sides see the grant.
+    let (_, theirs) = get(app, bob, &format!("/api/v1/workspaces/{}/grants", w.b)).await;
+    assert!(theirs.as_array().unwrap().iter().any(|g| g["id"] == grant_id.as_str()), "{theirs}");
+    // Only a data permission may be granted.
+    let wide = json!({"grantee_workspace_id": w.b, "permission": "members.remove"});
+    assert_eq!(post(app, alice, &format!("/api/v1/workspaces/{}/grants", w.a), wide).await.0, 400);
+    let path = format!("/api/v1/workspaces/{}/grants/{grant_id}", w.a);
+    assert_eq!(send(app, alice, Method::DELETE, &path, None).await.0, 204);
+    assert_eq!(get(app, bob, &a_projects).await.0, 404, "revoked at once");
+    let (_, recorded) = get(app, alice, &format!("/api/v1/workspaces/{}/grants", w.a)).await;
+    assert_eq!(recorded[0]["revoked_by"], alice.id.to_string(), "the revocation is recorded: {recorded}");
+}
+
+async fn activity_is_private_to_its_user_even_from_the_workspace_owner(backend: Backend) {
+    let w = world(backend).await;
+    let (app, alice, a) = (&w.app, &w.alice, &w.a);
+    let member = app.new_user().await;
+    join(app, alice, &member, a, "Member").await;
+    let activity = format!("/api/v1/workspaces/{a}/activity");
+    let (status, body) = post(app, &member, &activity, json!({"app": "mail", "title": "t", "body": "private"})).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(body["content_hash"].as_str().unwrap().len(), 64);
+    let (_, owners) = get(app, alice, &activity).await;
+    assert_eq!(owners.as_array().unwrap().len(), 0, "{owners}");
+    assert_eq!(get(app, alice, &format!("{activity}/{id}")).await.0, 404);
+    assert_eq!(send(app, alice, Method::DELETE, &format!("{activity}/{id}"), None).await.0, 404);
+    let (_, own) = get(app, &member, &activity).await;
+    assert_eq!(own.as_array().unwrap().len(), 1, "{own}");
+}
+
+/// Rows of `table` in workspace `tenant`, as stored.
+async fn count(app: &TestApp, table: &str, tenant: &str) -> i64 {
+    // The PostgreSQL superuser (RLS does not apply to it) sees what is really stored.
+    let url = app.db.admin_url().map(secrecy::SecretString::from).unwrap_or_else(|| app.db.owner_url.clone());
+    let db = testkit::storage::Db::connect(&url, 1).await.unwrap();
+    let row = db
+        .conn()
+        .query_one(testkit::storage::Statement::from_sql_and_values(
+            db.conn().get_database_backend(),
+            format!("SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = $1"),
+            [uuid::Uuid::parse_str(tenant).unwrap().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+async fn deleting_a_workspace_ends_access_at_once_and_purges_its_content_after_30_days(backend: Backend) {
+    let w = world(backend).await;
+    let (app, bob, b) = (&w.app, &w.bob, &w.b);
+    let member = app.new_user().await;
+    join(app, bob, &member, b, "Admin").await;
+    assert_eq!(send(app, &member, Method::DELETE, &format!("/api/v1/workspaces/{b}"), None).await.0, 403);
+    let (status, body) = send(app, bob, Method::DELETE, &format!("/api/v1/workspaces/{b}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["purge_after"].is_string());
+    for user in [bob, &member] {
+        assert_eq!(get(app, user, &format!("/api/v1/workspaces/{b}")).await.0, 404);
+        assert_eq!(get(app, user, &format!("/api/v1/workspaces/{b}/projects")).await.0, 404);
+    }
+    let (_, mine) = get(app, bob, "/api/v1/workspaces").await;
+    assert_eq!(mine.as_array().unwrap().len(), 1, "only C is left: {mine}");
+    app.run_outbox().await;
+    assert_eq!(count(app, "projects", b).await, 1, "kept during the grace period");
+    app.clock.advance(chrono::Duration::days(30) + chrono::Duration::minutes(1));
+    app.run_outbox().await;
+    for table in ["workspaces", "memberships", "projects", "activity", "roles", "invitations", "workspace_grants"] {
+        assert_eq!(count(app, table, b).await, 0, "{table}");
+    }
+    assert_eq!(count(app, "projects", &w.a).await, 1, "other workspaces keep theirs");
+}
+
+async fn an_admin_ends_every_session_of_a_member_but_not_of_a_higher_role(backend: Backend) {
+    let w = world(backend).await;
+    let (app, alice, a) = (&w.app, &w.alice, &w.a);
+    let admin = app.new_user().await;
+    let member = app.new_user().await;
+    join(app, alice, &admin, a, "Admin").await;
+    join(app, alice, &member, a, "Member").await;
+    let resp = app
+        .client
+        .post(app.url("/api/v1/auth/signin"))
+        .json(&json!({"email": member.email, "password": testkit::TEST_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("__Host-rampart_session="))
+        .unwrap();
+    let me = |cookie: String| async move {
+        app.client.get(app.url("/api/v1/me")).header("cookie", cookie).send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(me(cookie.clone()).await, 200);
+    let path = |user: uuid::Uuid| format!("/api/v1/workspaces/{a}/members/{user}/sessions/revoke");
+    let (status, body) = post(app, &admin, &path(alice.id), json!({})).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "an admin cannot end an owner's sessions");
+    let (status, body) = post(app, &member, &path(admin.id), json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = post(app, &admin, &path(member.id), json!({})).await;
+    assert_eq!((status, body["revoked"].as_u64()), (200, Some(1)), "{body}");
+    assert_eq!(me(cookie).await, 401, "the session ends on the next request");
+    let refreshed = app
+        .client
+        .post(app.url("/api/v1/auth/token/refresh"))
+        .json(&json!({"refresh_token": member.refresh_token}))
+        .send()
+        .await
+        .unwrap();
+    let status = refreshed.status().as_u16();
+    let body: Value = refreshed.json().await.unwrap();
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_token")), "refresh tokens are revoked too");
+}
+
+async fn bad_input_gets_a_clear_4xx_with_a_stable_code(backend: Backend) {
+    let w = world(backend).await;
+    let (app, alice, a) = (&w.app, &w.alice, &w.a);
+    let cases = [
+        (Method::POST, "/api/v1/workspaces".to_owned(), json!({"name": "  "}), 400, "invalid_request"),
+        (
+            Method::POST,
+            format!("/api/v1/workspaces/{a}/projects"),
+            json!({"name": "x".repeat(201)}),
+            400,
+            "invalid_request",
+        ),
+        (Method::POST, format!("/api/v1/workspaces/{a}/projects"), json!({"nom": "x"}), 400, "invalid_body"),
+        (
+            Method::POST,
+            format!("/api/v1/workspaces/{a}/invitations"),
+            json!({"email": "not an address", "role": "Member"}),
+            400,
+            "invalid_email",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/workspaces/{a}/invitations"),
+            json!({"email": testkit::unique_email(), "role": "Emperor"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/workspaces/{a}/roles"),
+            json!({"name": "Odd", "level": 10, "permissions": ["Projects..Read"]}),
+            400,
+            "invalid_permission",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/workspaces/{a}/roles"),
+            json!({"name": "owner", "level": 10, "permissions": []}),
+            409,
+            "conflict",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (got, resp) = send(app, alice, method.clone(), &path, Some(body)).await;
+        assert_eq!((got, resp["code"].as_str()), (status, Some(code)), "{method} {path}: {resp}");
+    }
+    assert_eq!(get(app, alice, "/api/v1/workspaces/not-a-uuid").await.0, 400);
+}
+
+backend_tests!(
+    a_principal_of_workspace_a_reaches_nothing_of_workspace_b,
+    roles_decide_what_each_member_may_do_with_projects,
+    refused_attempts_are_recorded_with_endpoint_user_and_required_and_actual_permission,
+    an_invitation_link_works_once_and_only_for_the_invited_address,
+    nobody_invites_or_promotes_above_their_own_role_and_the_last_owner_stays,
+    a_cross_workspace_grant_opens_exactly_its_permission_until_revoked,
+    activity_is_private_to_its_user_even_from_the_workspace_owner,
+    deleting_a_workspace_ends_access_at_once_and_purges_its_content_after_30_days,
+    an_admin_ends_every_session_of_a_member_but_not_of_a_higher_role,
+    bad_input_gets_a_clear_4xx_with_a_stable_code,
+);
