@@ -9,7 +9,7 @@ CREATE TABLE platform_levels (
     name text NOT NULL UNIQUE
 );
 INSERT INTO platform_levels (level, name) VALUES
-    (100, 'Super Admin'), (80, 'Admin'), (60, 'Manager'), (40, 'User'), (30, 'Learner'), (20, 'Viewer');
+    (100, 'super_admin'), (80, 'admin'), (60, 'manager'), (40, 'user'), (30, 'learner'), (20, 'viewer');
 ALTER TABLE users ADD COLUMN platform_level smallint NOT NULL DEFAULT 40 REFERENCES platform_levels (level);
 
 -- Workspace roles. Built-in roles have no tenant and are shared by every workspace; custom roles
@@ -86,21 +86,24 @@ CREATE TABLE authz_failures (
 CREATE INDEX authz_failures_tenant ON authz_failures (tenant_id, occurred_at DESC);
 
 -- Sets the tenant and principal for this transaction and answers, in the same statement (one
--- round trip), how the principal may act in the tenant: through their membership's role, and
--- through active grants to any workspace they belong to. No row: no access.
+-- round trip), how the principal may act in the tenant: through their membership's role or, for a
+-- non-member, through active grants to any workspace they belong to. No row: no access.
 CREATE FUNCTION app_enter(tenant uuid, principal uuid)
     RETURNS TABLE (via text, role text, level smallint, permissions text)
     LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     PERFORM set_config('app.tenant_id', tenant::text, true), set_config('app.user_id', principal::text, true);
     RETURN QUERY
-        SELECT 'membership', r.name, r.level, r.permissions
+        SELECT 'membership'::text, r.name, r.level, r.permissions
           FROM memberships m
           JOIN workspaces w ON w.id = m.tenant_id AND w.deleted_at IS NULL
           JOIN roles r ON r.name = m.role AND (r.tenant_id IS NULL OR r.tenant_id = m.tenant_id)
-         WHERE m.tenant_id = tenant AND m.user_id = principal
-        UNION ALL
-        SELECT 'grant', 'Grant', 0::smallint, string_agg(DISTINCT g.permission, ' ')
+         WHERE m.tenant_id = tenant AND m.user_id = principal;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT 'grant'::text, 'Grant'::text, 0::smallint, string_agg(DISTINCT g.permission, ' ')
           FROM workspace_grants g
           JOIN workspaces w ON w.id = g.tenant_id AND w.deleted_at IS NULL
           JOIN memberships gm ON gm.tenant_id = g.grantee_tenant_id AND gm.user_id = principal

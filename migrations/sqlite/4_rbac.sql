@@ -6,7 +6,7 @@ CREATE TABLE platform_levels (
     name TEXT NOT NULL UNIQUE
 );
 INSERT INTO platform_levels (level, name) VALUES
-    (100, 'Super Admin'), (80, 'Admin'), (60, 'Manager'), (40, 'User'), (30, 'Learner'), (20, 'Viewer');
+    (100, 'super_admin'), (80, 'admin'), (60, 'manager'), (40, 'user'), (30, 'learner'), (20, 'viewer');
 ALTER TABLE users ADD COLUMN platform_level INTEGER NOT NULL DEFAULT 40 REFERENCES platform_levels (level);
 
 CREATE TABLE roles (

@@ -177,6 +177,7 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
         ));
         anyhow::Ok(())
     })?;
+    entries.extend(tenancy_entries(&rt, &exe_dir, duration)?);
 
     let report = Report {
         generated_at: chrono::Utc::now().to_rfc3339(),
@@ -345,6 +346,11 @@ async fn load(addr: SocketAddr, spec: Spec, connections: usize, duration: Durati
         all.extend(lat);
         errors += err;
     }
+    Ok(summarise(all, errors, duration))
+}
+
+/// Throughput and latency percentiles of the completions inside a window of `duration`.
+fn summarise(mut all: Vec<Duration>, errors: u64, duration: Duration) -> Measurement {
     all.sort();
     let pct = |p: f64| -> f64 {
         if all.is_empty() {
@@ -353,12 +359,12 @@ async fn load(addr: SocketAddr, spec: Spec, connections: usize, duration: Durati
         let idx = ((all.len() as f64 - 1.0) * p).round() as usize;
         all[idx].as_secs_f64() * 1000.0
     };
-    Ok(Measurement {
+    Measurement {
         requests_per_sec: all.len() as f64 / duration.as_secs_f64(),
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         errors,
-    })
+    }
 }
 
 /// Sends one request and returns status and body.
@@ -439,6 +445,185 @@ async fn prepare_user(addr: SocketAddr, mail_log: &Path) -> anyhow::Result<Strin
     }
     let v: serde_json::Value = serde_json::from_str(&body)?;
     v["access_token"].as_str().map(str::to_owned).context("no access token")
+}
+
+/// The example list query, exactly as `tenancy::projects::list` sends it.
+const LIST_PROJECTS: &str = "SELECT id, tenant_id, name, description, created_by, created_at, updated_at FROM projects WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT $2";
+
+/// The access lookup `app_enter` makes for a member (it looks at grants only when there is no
+/// membership), written out with the same explicit filters, for a role that bypasses RLS.
+const ACCESS_EXPLICIT: &str = "SELECT 'membership' AS via, r.name AS role, r.level, r.permissions
+      FROM memberships m
+      JOIN workspaces w ON w.id = m.tenant_id AND w.deleted_at IS NULL
+      JOIN roles r ON r.name = m.role AND (r.tenant_id IS NULL OR r.tenant_id = m.tenant_id)
+     WHERE m.tenant_id = $1 AND m.user_id = $2";
+
+/// How a direct-SQL load task reads the list.
+#[derive(Debug, Clone, Copy)]
+enum SqlShape {
+    /// The list query alone (autocommit).
+    Direct,
+    /// BEGIN; app_enter (context + access); list; COMMIT — as the runtime role, under RLS.
+    TenantTx,
+    /// BEGIN; access lookup with explicit WHERE; list with explicit WHERE; COMMIT — as a role
+    /// that bypasses RLS.
+    ExplicitWhere,
+}
+
+/// Closed-loop load straight against PostgreSQL: `connections` pooled connections running
+/// `shape` back to back.
+async fn sql_load(
+    url: &str,
+    shape: SqlShape,
+    tenant: uuid::Uuid,
+    user: uuid::Uuid,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Measurement> {
+    use sea_orm::{ConnectionTrait, DatabaseBackend::Postgres, Statement, TransactionTrait};
+    let db = storage::Db::connect(&secrecy::SecretString::from(url.to_owned()), connections as u32).await?;
+    let list = move || Statement::from_sql_and_values(Postgres, LIST_PROJECTS, [tenant.into(), 20i64.into()]);
+    let warmup = Duration::from_secs(1);
+    let measure_from = Instant::now() + warmup;
+    let end = measure_from + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let conn = db.conn().clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < end {
+                let start = Instant::now();
+                let rows = match shape {
+                    SqlShape::Direct => conn.query_all(list()).await?,
+                    SqlShape::TenantTx | SqlShape::ExplicitWhere => {
+                        let txn = conn.begin().await?;
+                        let (sql, values) = match shape {
+                            SqlShape::TenantTx => (
+                                "SELECT via, role, level, permissions FROM app_enter($1, $2)",
+                                [tenant.into(), user.into()],
+                            ),
+                            _ => (ACCESS_EXPLICIT, [tenant.into(), user.into()]),
+                        };
+                        let access = txn.query_all(Statement::from_sql_and_values(Postgres, sql, values)).await?;
+                        anyhow::ensure!(access.len() == 1, "no access row");
+                        let rows = txn.query_all(list()).await?;
+                        txn.commit().await?;
+                        rows
+                    }
+                };
+                anyhow::ensure!(rows.len() == 20, "expected 20 projects, got {}", rows.len());
+                let done = Instant::now();
+                if done >= measure_from && done <= end {
+                    latencies.push(done - start);
+                }
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    db.close().await?;
+    Ok(summarise(all, 0, duration))
+}
+
+/// The tenancy entries. The server runs on a throwaway PostgreSQL as the runtime role (forced
+/// RLS, `NOBYPASSRLS`), and lists 20 projects; baselines are the same SQL sent directly.
+fn tenancy_entries(rt: &tokio::runtime::Runtime, exe_dir: &Path, duration: Duration) -> anyhow::Result<Vec<Entry>> {
+    let pg = crate::services::start_postgres()?;
+    let admin_url = pg.url();
+    let host = admin_url.trim_start_matches("postgres://postgres@").trim_end_matches("/postgres").to_owned();
+    let owner_url = format!("postgres://rampart_owner@{host}/rampart_bench");
+    let app_url = format!("postgres://rampart_app@{host}/rampart_bench");
+    let superuser_url = format!("postgres://postgres@{host}/rampart_bench");
+    rt.block_on(async {
+        use sea_orm::ConnectionTrait;
+        let admin = storage::Db::connect(&secrecy::SecretString::from(admin_url.clone()), 1).await?;
+        admin.conn().execute_unprepared(include_str!("../../deploy/postgres/bootstrap-roles.sql")).await?;
+        admin.conn().execute_unprepared("CREATE DATABASE rampart_bench OWNER rampart_owner").await?;
+        let owner = storage::Db::connect(&secrecy::SecretString::from(owner_url.clone()), 1).await?;
+        storage::migrate(owner.conn()).await?;
+        owner.close().await?;
+        anyhow::Ok(())
+    })?;
+
+    let data = tempfile::tempdir()?;
+    let addr = free_addr()?;
+    let log = std::fs::File::create(data.path().join("rampart-pg.log"))?;
+    let _server = Guard(
+        Command::new(exe_dir.join("rampart"))
+            .args(["serve", "--listen", &addr.to_string()])
+            .env("RAMPART__DATA_DIR", data.path().join("data"))
+            .env("DATABASE_URL", &app_url)
+            .env("RAMPART__HTTP__RATE_LIMIT_PER_CLIENT_PER_SEC", "0")
+            .env("RAMPART__AUTH__ATTEMPTS_PER_MINUTE", "0")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?,
+    );
+    let mail_log = data.path().join("data").join("mail.log");
+    rt.block_on(async {
+        wait_until_up(addr, "/healthz").await?;
+        let token = prepare_user(addr, &mail_log).await?;
+        let as_user = |method: hyper::Method, path: String, body: Option<serde_json::Value>| Spec {
+            method,
+            path,
+            body: body.map(|b| b.to_string()),
+            bearer: Some(token.clone()),
+        };
+        let (_, me) = call(addr, &as_user(hyper::Method::GET, "/api/v1/me".into(), None)).await?;
+        let user: uuid::Uuid =
+            serde_json::from_str::<serde_json::Value>(&me)?["id"].as_str().context("no user id")?.parse()?;
+        let create =
+            as_user(hyper::Method::POST, "/api/v1/workspaces".into(), Some(serde_json::json!({"name": "bench"})));
+        let (status, body) = call(addr, &create).await?;
+        anyhow::ensure!(status == 201, "workspace: {status} {body}");
+        let ws: uuid::Uuid =
+            serde_json::from_str::<serde_json::Value>(&body)?["id"].as_str().context("no workspace id")?.parse()?;
+        for i in 0..20 {
+            let path = format!("/api/v1/workspaces/{ws}/projects");
+            let new = as_user(hyper::Method::POST, path, Some(serde_json::json!({"name": format!("project {i}")})));
+            let (status, body) = call(addr, &new).await?;
+            anyhow::ensure!(status == 201, "project: {status} {body}");
+        }
+        let list = as_user(hyper::Method::GET, format!("/api/v1/workspaces/{ws}/projects?limit=20"), None);
+        let (status, body) = call(addr, &list).await?;
+        anyhow::ensure!(status == 200 && body.matches("\"id\"").count() == 20, "list: {status} {body}");
+
+        let (mut api_runs, mut sql_runs) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            api_runs.push(load(addr, list.clone(), CONNECTIONS, duration).await?);
+            sql_runs.push(sql_load(&superuser_url, SqlShape::Direct, ws, user, CONNECTIONS, duration).await?);
+        }
+        let (api, sql) = (best(api_runs), best(sql_runs));
+        let mut entries = vec![entry(
+            "authenticated GET of 20 projects (PostgreSQL, runtime role)",
+            "GET /api/v1/workspaces/{id}/projects: JWT, user read, BEGIN, app_enter, list, COMMIT",
+            "the list query sent directly to PostgreSQL",
+            &api,
+            &sql,
+            ">= 0.5x",
+            api.requests_per_sec / sql.requests_per_sec,
+        )];
+
+        let (mut rls_runs, mut plain_runs) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            rls_runs.push(sql_load(&app_url, SqlShape::TenantTx, ws, user, 4, duration).await?);
+            plain_runs.push(sql_load(&superuser_url, SqlShape::ExplicitWhere, ws, user, 4, duration).await?);
+        }
+        let (rls, plain) = (best(rls_runs), best(plain_runs));
+        entries.push(entry(
+            "RLS + tenant context cost (latency p50, 4 connections)",
+            "runtime role under forced RLS: BEGIN; app_enter (set_config + access); list; COMMIT",
+            "superuser (bypasses RLS): BEGIN; the same access lookup and list, filtered only by their explicit WHERE; COMMIT",
+            &rls,
+            &plain,
+            "<= 1.10x (latency)",
+            rls.p50_ms / plain.p50_ms.max(f64::MIN_POSITIVE),
+        ));
+        anyhow::Ok(entries)
+    })
 }
 
 pub fn hello_server(port: u16) -> anyhow::Result<()> {

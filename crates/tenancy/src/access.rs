@@ -30,6 +30,7 @@ impl Access {
 }
 
 /// The same question `app_enter` answers on PostgreSQL, for SQLite (no settings to set there).
+/// `app_enter` reads grants only for non-members; here both branches run and a membership wins.
 const ACCESS_SQLITE: &str = "
     SELECT 'membership' AS via, r.name AS role, r.level AS level, r.permissions AS permissions
       FROM memberships m

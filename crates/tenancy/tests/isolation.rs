@@ -94,6 +94,19 @@ async fn roles_are_data_and_the_built_in_rows_match_the_rbac_catalogue(backend: 
     let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
     let stored: Vec<rbac::Role> = roles::list(&tx).await.unwrap().into_iter().filter(|r| r.builtin).collect();
     assert_eq!(stored, rbac::builtin_roles());
+    let rows =
+        w.db.conn()
+            .query_all(Statement::from_string(
+                w.db.conn().get_database_backend(),
+                "SELECT name, CAST(level AS INTEGER) AS level FROM platform_levels ORDER BY level DESC".to_owned(),
+            ))
+            .await
+            .unwrap();
+    let levels: Vec<(String, i32)> =
+        rows.iter().map(|r| (r.try_get("", "name").unwrap(), r.try_get("", "level").unwrap())).collect();
+    let expected: Vec<(String, i32)> =
+        rbac::PLATFORM_LEVELS.iter().map(|(n, l)| ((*n).to_owned(), i32::from(*l))).collect();
+    assert_eq!(levels, expected, "platform levels are data too");
 }
 
 async fn an_invitation_joins_only_the_invited_address_once(backend: Backend) {
