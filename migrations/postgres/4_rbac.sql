@@ -47,8 +47,15 @@ CREATE TABLE invitations (
 );
 CREATE INDEX invitations_tenant ON invitations (tenant_id, created_at DESC);
 
+-- An invitation changes only by being accepted or revoked; the acceptance is stamped with its
+-- transaction.
 CREATE FUNCTION invitations_stamp_acceptance() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF (NEW.id, NEW.tenant_id, NEW.email, NEW.role, NEW.token_hash, NEW.invited_by, NEW.created_at, NEW.expires_at)
+       IS DISTINCT FROM
+       (OLD.id, OLD.tenant_id, OLD.email, OLD.role, OLD.token_hash, OLD.invited_by, OLD.created_at, OLD.expires_at) THEN
+        RAISE EXCEPTION 'an invitation is only accepted or revoked' USING ERRCODE = 'insufficient_privilege';
+    END IF;
     IF NEW.accepted_at IS NOT NULL AND OLD.accepted_at IS NULL THEN
         NEW.accepted_xact := pg_current_xact_id();
     END IF;
@@ -68,9 +75,24 @@ CREATE TABLE workspace_grants (
     created_at timestamptz NOT NULL,
     revoked_by uuid REFERENCES users (id),
     revoked_at timestamptz,
-    CHECK (tenant_id <> grantee_tenant_id)
+    CHECK (tenant_id <> grantee_tenant_id),
+    -- Data permissions only (tenancy::grants::GRANTABLE), never administration.
+    CHECK (permission IN ('projects.read', 'projects.create', 'projects.update', 'projects.delete'))
 );
 CREATE INDEX workspace_grants_tenant ON workspace_grants (tenant_id, grantee_tenant_id) WHERE revoked_at IS NULL;
+
+-- A grant changes only by being revoked, once.
+CREATE FUNCTION workspace_grants_revoke_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.id, NEW.tenant_id, NEW.grantee_tenant_id, NEW.permission, NEW.created_by, NEW.created_at)
+       IS DISTINCT FROM (OLD.id, OLD.tenant_id, OLD.grantee_tenant_id, OLD.permission, OLD.created_by, OLD.created_at)
+       OR OLD.revoked_at IS NOT NULL OR NEW.revoked_at IS NULL THEN
+        RAISE EXCEPTION 'a grant is only revoked, once' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER workspace_grants_revoke_only BEFORE UPDATE ON workspace_grants
+    FOR EACH ROW EXECUTE FUNCTION workspace_grants_revoke_only();
 
 -- Authorization failures (OWASP ASVS 5.0 V16.3.2): append-only.
 CREATE TABLE authz_failures (
@@ -87,8 +109,11 @@ CREATE INDEX authz_failures_tenant ON authz_failures (tenant_id, occurred_at DES
 
 -- Sets the tenant and principal for this transaction and answers, in the same statement (one
 -- round trip), how the principal may act in the tenant: through their membership's role or, for a
--- non-member, through active grants to any workspace they belong to. No row: no access.
-CREATE FUNCTION app_enter(tenant uuid, principal uuid)
+-- non-member, through active grants to any workspace they belong to. No row: no access — and
+-- then, unless `keep_context` (founding a workspace, accepting an invitation, the purge job), the
+-- tenant is unset again, so a stranger's transaction reads and writes nothing of the tenant even
+-- if the application forgot a check.
+CREATE FUNCTION app_enter(tenant uuid, principal uuid, keep_context boolean)
     RETURNS TABLE (via text, role text, level smallint, permissions text)
     LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
@@ -110,7 +135,32 @@ BEGIN
           JOIN workspaces gw ON gw.id = g.grantee_tenant_id AND gw.deleted_at IS NULL
          WHERE g.tenant_id = tenant AND g.revoked_at IS NULL
         HAVING count(*) > 0;
+    IF NOT FOUND AND NOT keep_context THEN
+        PERFORM set_config('app.tenant_id', '', true);
+    END IF;
 END $$;
+
+-- The level of the current principal's role in the current tenant (members only; -1 otherwise).
+CREATE FUNCTION app_level() RETURNS integer LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN COALESCE((
+        SELECT r.level
+          FROM memberships m
+          JOIN roles r ON r.name = m.role AND (r.tenant_id IS NULL OR r.tenant_id = m.tenant_id)
+         WHERE m.tenant_id = app_tenant_id() AND m.user_id = app_user_id()), -1);
+END $$;
+
+-- The level of the role called `role_name` in the current tenant (101, above everything, if unknown).
+CREATE FUNCTION app_role_level(role_name text) RETURNS integer LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN COALESCE((
+        SELECT r.level FROM roles r
+         WHERE r.name = role_name AND (r.tenant_id IS NULL OR r.tenant_id = app_tenant_id())), 101);
+END $$;
+
+-- The current principal's e-mail address.
+CREATE FUNCTION app_user_email() RETURNS text LANGUAGE sql STABLE
+    AS $$ SELECT email FROM users WHERE id = app_user_id() $$;
 
 -- Whether the current principal holds `wanted` in the current tenant. STABLE, and called as
 -- `(SELECT app_can(...))` in policies so it runs once per statement, not once per row.
@@ -179,10 +229,13 @@ CREATE POLICY memberships_insert ON memberships FOR INSERT WITH CHECK (
     tenant_id = app_tenant_id() AND user_id = app_user_id()
     AND ((role = 'Owner' AND (SELECT app_is_founding())) OR app_accepted_invitation(role)));
 CREATE POLICY memberships_update ON memberships FOR UPDATE
-    USING (tenant_id = app_tenant_id() AND (SELECT app_can('members.update_role')))
-    WITH CHECK (tenant_id = app_tenant_id());
+    USING (tenant_id = app_tenant_id() AND (SELECT app_can('members.update_role'))
+           AND app_role_level(role) <= (SELECT app_level()))
+    WITH CHECK (tenant_id = app_tenant_id() AND app_role_level(role) <= (SELECT app_level()));
 CREATE POLICY memberships_delete ON memberships FOR DELETE
-    USING (tenant_id = app_tenant_id() AND (user_id = app_user_id() OR (SELECT app_can('members.remove'))));
+    USING (tenant_id = app_tenant_id()
+           AND (user_id = app_user_id()
+                OR ((SELECT app_can('members.remove')) AND app_role_level(role) <= (SELECT app_level()))));
 
 -- Projects: every write needs its permission.
 DROP POLICY projects_insert ON projects;
@@ -198,18 +251,25 @@ CREATE POLICY projects_delete ON projects FOR DELETE
 
 -- Roles: built-in roles are readable everywhere and writable nowhere.
 CREATE POLICY roles_select ON roles FOR SELECT USING (tenant_id IS NULL OR tenant_id = app_tenant_id());
-CREATE POLICY roles_insert ON roles FOR INSERT WITH CHECK (tenant_id = app_tenant_id() AND (SELECT app_can('roles.manage')));
+CREATE POLICY roles_insert ON roles FOR INSERT
+    WITH CHECK (tenant_id = app_tenant_id() AND (SELECT app_can('roles.manage')) AND level <= (SELECT app_level()));
 CREATE POLICY roles_update ON roles FOR UPDATE
-    USING (tenant_id = app_tenant_id() AND (SELECT app_can('roles.manage'))) WITH CHECK (tenant_id = app_tenant_id());
+    USING (tenant_id = app_tenant_id() AND (SELECT app_can('roles.manage')) AND level <= (SELECT app_level()))
+    WITH CHECK (tenant_id = app_tenant_id() AND level <= (SELECT app_level()));
 CREATE POLICY roles_delete ON roles FOR DELETE USING (tenant_id = app_tenant_id() AND (SELECT app_can('roles.manage')));
 
 -- Invitations: issued and revoked with members.invite; accepted by the invitee themselves.
 CREATE POLICY invitations_select ON invitations FOR SELECT USING (tenant_id = app_tenant_id());
 CREATE POLICY invitations_insert ON invitations FOR INSERT
-    WITH CHECK (tenant_id = app_tenant_id() AND invited_by = app_user_id() AND (SELECT app_can('members.invite')));
+    WITH CHECK (tenant_id = app_tenant_id() AND invited_by = app_user_id() AND (SELECT app_can('members.invite'))
+                AND app_role_level(role) <= (SELECT app_level()));
+-- Accepted only by the invited address itself; revoked with members.invite. The trigger keeps
+-- every other column as it was.
 CREATE POLICY invitations_update ON invitations FOR UPDATE
     USING (tenant_id = app_tenant_id() AND accepted_at IS NULL AND revoked_at IS NULL)
-    WITH CHECK (tenant_id = app_tenant_id() AND (accepted_by = app_user_id() OR (SELECT app_can('members.invite'))));
+    WITH CHECK (tenant_id = app_tenant_id()
+                AND ((accepted_by = app_user_id() AND email = (SELECT app_user_email()) AND revoked_at IS NULL)
+                     OR (accepted_at IS NULL AND (SELECT app_can('members.invite')))));
 CREATE POLICY invitations_delete ON invitations FOR DELETE USING (tenant_id = app_tenant_id() AND (SELECT app_can('members.invite')));
 
 -- Grants: both sides can see them; only the granting workspace manages them; never deleted.
@@ -218,7 +278,8 @@ CREATE POLICY workspace_grants_select ON workspace_grants FOR SELECT
 CREATE POLICY workspace_grants_insert ON workspace_grants FOR INSERT
     WITH CHECK (tenant_id = app_tenant_id() AND created_by = app_user_id() AND (SELECT app_can('grants.manage')));
 CREATE POLICY workspace_grants_update ON workspace_grants FOR UPDATE
-    USING (tenant_id = app_tenant_id() AND (SELECT app_can('grants.manage'))) WITH CHECK (tenant_id = app_tenant_id());
+    USING (tenant_id = app_tenant_id() AND revoked_at IS NULL AND (SELECT app_can('grants.manage')))
+    WITH CHECK (tenant_id = app_tenant_id() AND revoked_by = app_user_id());
 CREATE POLICY workspace_grants_delete ON workspace_grants FOR DELETE USING (false);
 
 -- Authorization failures: written by the principal they concern, read with audit.read, never
@@ -231,8 +292,8 @@ CREATE POLICY authz_failures_update ON authz_failures FOR UPDATE USING (false);
 CREATE POLICY authz_failures_delete ON authz_failures FOR DELETE USING (false);
 
 GRANT SELECT ON platform_levels TO rampart_runtime;
-GRANT EXECUTE ON FUNCTION app_enter(uuid, uuid), app_can(text), app_is_founding(), app_accepted_invitation(text)
-    TO rampart_runtime;
+GRANT EXECUTE ON FUNCTION app_enter(uuid, uuid, boolean), app_can(text), app_is_founding(),
+    app_accepted_invitation(text), app_level(), app_role_level(text), app_user_email() TO rampart_runtime;
 GRANT SELECT, INSERT, UPDATE, DELETE ON roles, invitations TO rampart_runtime;
 GRANT SELECT, INSERT, UPDATE ON workspace_grants TO rampart_runtime;
 GRANT SELECT, INSERT ON authz_failures TO rampart_runtime;

@@ -48,7 +48,8 @@ CREATE TABLE workspace_grants (
     created_at TEXT NOT NULL,
     revoked_by TEXT REFERENCES users (id),
     revoked_at TEXT,
-    CHECK (tenant_id <> grantee_tenant_id)
+    CHECK (tenant_id <> grantee_tenant_id),
+    CHECK (permission IN ('projects.read', 'projects.create', 'projects.update', 'projects.delete'))
 );
 CREATE INDEX workspace_grants_tenant ON workspace_grants (tenant_id, grantee_tenant_id) WHERE revoked_at IS NULL;
 

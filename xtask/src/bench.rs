@@ -499,7 +499,7 @@ async fn sql_load(
                         let txn = conn.begin().await?;
                         let (sql, values) = match shape {
                             SqlShape::TenantTx => (
-                                "SELECT via, role, level, permissions FROM app_enter($1, $2)",
+                                "SELECT via, role, level, permissions FROM app_enter($1, $2, false)",
                                 [tenant.into(), user.into()],
                             ),
                             _ => (ACCESS_EXPLICIT, [tenant.into(), user.into()]),

@@ -120,11 +120,31 @@ fn is_sequence(s: &str) -> bool {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// A small pool of threads that run at the lowest scheduling priority (nice 19 on Linux): bcrypt
-/// uses every idle cycle, yet any other request preempts it, so a sign-in flood neither starves
-/// the async workers nor the cores they run on.
+/// A small pool of threads that run at the lowest scheduling priority (`SCHED_IDLE` at nice 19 on
+/// Linux, the lowest priority elsewhere): bcrypt uses every idle cycle, yet any other request
+/// preempts it at once, so a sign-in flood neither starves the async workers nor the cores they
+/// run on.
 struct HashPool {
     jobs: std::sync::mpsc::Sender<Job>,
+}
+
+/// Moves the calling thread to the lowest priority the platform offers.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if thread_priority::set_thread_priority_and_policy(
+            thread_priority::thread_native_id(),
+            ThreadPriority::Min,
+            idle,
+        )
+        .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
 }
 
 impl HashPool {
@@ -135,7 +155,7 @@ impl HashPool {
             let rx = rx.clone();
             let _ = std::thread::Builder::new().name(format!("rampart-hash-{i}")).spawn(move || {
                 // Best effort: without permission to lower priority, hashing still works.
-                let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+                lowest_priority();
                 loop {
                     let job = match rx.lock() {
                         Ok(rx) => rx.recv(),
@@ -252,6 +272,19 @@ mod tests {
     fn check(raw: &str, ok: bool) {
         let result = Password::parse_new(raw, &["alice@example.com", "alice", "rampart"]);
         assert_eq!(result.is_ok(), ok, "{raw:?}: {:?}", result.err());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn password_hashing_threads_run_under_the_idle_scheduling_policy() {
+        let pool = HashPool::new(1);
+        let policy = pool.run(thread_priority::unix::thread_schedule_policy).await.unwrap().unwrap();
+        assert_eq!(
+            policy,
+            thread_priority::ThreadSchedulePolicy::Normal(thread_priority::NormalThreadSchedulePolicy::Idle)
+        );
+        let own = thread_priority::unix::thread_schedule_policy().unwrap();
+        assert_ne!(own, policy, "the async runtime's threads keep the normal policy");
     }
 
     #[test]

@@ -893,11 +893,8 @@ impl AuthService {
         workspace: Uuid,
         meta: &RequestMeta,
     ) -> Result<usize, AuthError> {
-        let mut revoked = 0;
-        for (hash, _) in self.kv.user_sessions(user).await? {
-            self.kv.delete_session(&hash, user).await?;
-            revoked += 1;
-        }
+        // Refresh tokens and the event first: if that fails, nothing has changed yet.
+        let sessions = self.kv.user_sessions(user).await?;
         let txn = self.db.conn().begin().await?;
         let families = txn
             .execute(stmt(
@@ -907,10 +904,16 @@ impl AuthService {
             ))
             .await?
             .rows_affected();
-        let detail =
-            serde_json::json!({"sessions": revoked, "refresh_tokens": families, "by": admin, "workspace": workspace});
+        let detail = serde_json::json!({
+            "sessions": sessions.len(), "refresh_tokens": families, "by": admin, "workspace": workspace
+        });
         self.record_event(&txn, events::SESSIONS_REVOKED_BY_ADMIN, Some(user), meta, detail).await?;
         txn.commit().await?;
+        let mut revoked = 0;
+        for (hash, _) in sessions {
+            self.kv.delete_session(&hash, user).await?;
+            revoked += 1;
+        }
         Ok(revoked)
     }
 

@@ -51,13 +51,18 @@ pub(crate) async fn enter(
     txn: &DatabaseTransaction,
     tenant: TenantId,
     user: UserId,
+    keep_context: bool,
 ) -> Result<Option<Access>, TenancyError> {
     let backend = txn.get_database_backend();
-    let sql = match backend {
-        DatabaseBackend::Postgres => "SELECT via, role, level, permissions FROM app_enter($1, $2)",
-        _ => ACCESS_SQLITE,
+    let stmt = match backend {
+        DatabaseBackend::Postgres => Statement::from_sql_and_values(
+            backend,
+            "SELECT via, role, level, permissions FROM app_enter($1, $2, $3)",
+            [tenant.0.into(), user.0.into(), keep_context.into()],
+        ),
+        _ => Statement::from_sql_and_values(backend, ACCESS_SQLITE, [tenant.0.into(), user.0.into()]),
     };
-    let rows = txn.query_all(Statement::from_sql_and_values(backend, sql, [tenant.0.into(), user.0.into()])).await?;
+    let rows = txn.query_all(stmt).await?;
     let mut found: Vec<Access> = rows.iter().map(access_from_row).collect::<Result<_, _>>()?;
     // A membership outranks grants: members act by their role.
     found.sort_by_key(|a| a.via != Via::Membership);

@@ -127,11 +127,32 @@ pub async fn revoke(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<(), T
     Ok(())
 }
 
-/// Accepts the invitation whose token hashes to `token_hash`, for the principal, whose verified
-/// address is `principal_email`. Single use: the acceptance is one conditional update, so of two
-/// concurrent uses exactly one wins. Any mismatch — unknown, used, revoked, expired, another
-/// address — is the same `NotFound`.
+/// Accepts the invitation to `tenant` whose token hashes to `token_hash`, for `user`, whose
+/// verified address is `user_email`, and commits. Single use: the acceptance is one conditional
+/// update, so of two concurrent uses exactly one wins. Any mismatch — unknown, used, revoked,
+/// expired, another address, a deleted workspace — is the same `NotFound`.
 pub async fn accept(
+    db: &crate::Db,
+    tenant: crate::TenantId,
+    user: crate::UserId,
+    token_hash: &str,
+    user_email: &str,
+    now: DateTime<Utc>,
+) -> Result<members::Member, TenancyError> {
+    let tx = TenantTx::begin_claiming(db, tenant, user).await?;
+    match accept_in(&tx, token_hash, user_email, now).await {
+        Ok(member) => {
+            tx.commit().await?;
+            Ok(member)
+        }
+        Err(e) => {
+            tx.rollback().await?;
+            Err(e)
+        }
+    }
+}
+
+async fn accept_in(
     tx: &TenantTx,
     token_hash: &str,
     principal_email: &str,
@@ -143,7 +164,8 @@ pub async fn accept(
             tx,
             "UPDATE invitations SET accepted_at = $1, accepted_by = $2
               WHERE tenant_id = $3 AND token_hash = $4 AND email = $5
-                AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
+                AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $1
+                AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = $3 AND w.deleted_at IS NULL)",
             vec![now.into(), tx.user().0.into(), tx.tenant().0.into(), token_hash.into(), principal_email.into()],
         ))
         .await?;

@@ -66,9 +66,22 @@ pub struct TenantTx {
 }
 
 impl TenantTx {
+    /// Begins a transaction in `tenant` for `user`. Without access (neither membership nor
+    /// grant) the tenant context is unset again on PostgreSQL, so nothing of the tenant can be
+    /// read or written in it, whatever the application does next.
     pub async fn begin(db: &Db, tenant: TenantId, user: UserId) -> Result<TenantTx, TenancyError> {
+        Self::open(db, tenant, user, false).await
+    }
+
+    /// Begins a transaction that keeps the tenant context without access: for founding a
+    /// workspace, accepting an invitation and purging. The policies decide what it may do.
+    pub async fn begin_claiming(db: &Db, tenant: TenantId, user: UserId) -> Result<TenantTx, TenancyError> {
+        Self::open(db, tenant, user, true).await
+    }
+
+    async fn open(db: &Db, tenant: TenantId, user: UserId, keep_context: bool) -> Result<TenantTx, TenancyError> {
         let txn = db.conn().begin().await?;
-        let access = access::enter(&txn, tenant, user).await?;
+        let access = access::enter(&txn, tenant, user, keep_context).await?;
         Ok(TenantTx { txn, tenant, user, access })
     }
 
@@ -105,6 +118,13 @@ impl TenantTx {
 
     pub async fn commit(self) -> Result<(), TenancyError> {
         self.txn.commit().await?;
+        Ok(())
+    }
+
+    /// Rolls back now. Prefer this to dropping the transaction: a dropped one is rolled back only
+    /// when its connection is next used, and on SQLite it holds the write lock until then.
+    pub async fn rollback(self) -> Result<(), TenancyError> {
+        self.txn.rollback().await?;
         Ok(())
     }
 }

@@ -66,15 +66,24 @@ fn acting_role<'a>(tx: &'a TenantTx, permission: &Permission) -> Result<&'a Role
     Ok(&access.role)
 }
 
-/// Fails unless the workspace keeps an owner once `leaving` stops being one. On PostgreSQL the
-/// owner rows are locked first, so two owners demoting each other at once cannot both succeed.
+/// Fails unless the workspace keeps an owner once `leaving` stops being one. On PostgreSQL a
+/// transaction-level advisory lock on the workspace is taken first, so two owners demoting each
+/// other at once cannot both succeed (SQLite has one writer at a time).
 async fn ensure_an_owner_remains(tx: &TenantTx, leaving: UserId) -> Result<(), TenancyError> {
-    let lock = if is_postgres(tx) { " FOR UPDATE" } else { "" };
+    if is_postgres(tx) {
+        tx.conn()
+            .execute(stmt(
+                tx,
+                "SELECT pg_advisory_xact_lock(hashtextextended('rampart.owners:' || $1, 0))",
+                vec![tx.tenant().0.to_string().into()],
+            ))
+            .await?;
+    }
     let rows = tx
         .conn()
         .query_all(stmt(
             tx,
-            &format!("SELECT user_id FROM memberships WHERE tenant_id = $1 AND role = 'Owner'{lock}"),
+            "SELECT user_id FROM memberships WHERE tenant_id = $1 AND role = 'Owner'",
             vec![tx.tenant().0.into()],
         ))
         .await?;
@@ -99,13 +108,18 @@ pub async fn change_role(tx: &TenantTx, member: UserId, new_role: &str) -> Resul
     if current.name == rbac::OWNER_ROLE && new.name != rbac::OWNER_ROLE {
         ensure_an_owner_remains(tx, member).await?;
     }
-    tx.conn()
+    // Only if the role is still the one the checks saw: a concurrent change makes this a conflict.
+    let done = tx
+        .conn()
         .execute(stmt(
             tx,
-            "UPDATE memberships SET role = $1 WHERE tenant_id = $2 AND user_id = $3",
-            vec![new.name.clone().into(), tx.tenant().0.into(), member.0.into()],
+            "UPDATE memberships SET role = $1 WHERE tenant_id = $2 AND user_id = $3 AND role = $4",
+            vec![new.name.clone().into(), tx.tenant().0.into(), member.0.into(), current.name.clone().into()],
         ))
         .await?;
+    if done.rows_affected() == 0 {
+        return Err(TenancyError::Conflict("the member's role changed meanwhile; try again"));
+    }
     Ok(new)
 }
 
@@ -124,12 +138,12 @@ pub async fn remove(tx: &TenantTx, member: UserId) -> Result<(), TenancyError> {
         .conn()
         .execute(stmt(
             tx,
-            "DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2",
-            vec![tx.tenant().0.into(), member.0.into()],
+            "DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2 AND role = $3",
+            vec![tx.tenant().0.into(), member.0.into(), current.name.clone().into()],
         ))
         .await?;
     if done.rows_affected() == 0 {
-        return Err(TenancyError::NotFound);
+        return Err(TenancyError::Conflict("the member's role changed meanwhile; try again"));
     }
     Ok(())
 }

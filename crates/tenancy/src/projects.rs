@@ -48,7 +48,7 @@ pub async fn create(tx: &TenantTx, name: &str, description: &str, now: DateTime<
             vec![id.into(), tx.tenant().0.into(), name.into(), description.into(), tx.user().0.into(), now.into()],
         ))
         .await?;
-    get(tx, id).await
+    fetch(tx, id).await
 }
 
 fn check_description(description: &str) -> Result<&str, TenancyError> {
@@ -94,6 +94,12 @@ pub async fn list(tx: &TenantTx, limit: u64, name_contains: Option<&str>) -> Res
 /// One project of the tenant (`projects.read`); another tenant's id is `NotFound`.
 pub async fn get(tx: &TenantTx, id: Uuid) -> Result<Project, TenancyError> {
     tx.require(&Permission::PROJECTS_READ)?;
+    fetch(tx, id).await
+}
+
+/// A project of the tenant, for a writer who just wrote it (and may hold `projects.create` or
+/// `.update` without `.read`).
+async fn fetch(tx: &TenantTx, id: Uuid) -> Result<Project, TenancyError> {
     let row = tx
         .conn()
         .query_one(stmt(
@@ -129,7 +135,7 @@ pub async fn update(
     if done.rows_affected() == 0 {
         return Err(TenancyError::NotFound);
     }
-    get(tx, id).await
+    fetch(tx, id).await
 }
 
 /// Deletes a project (`projects.delete`).

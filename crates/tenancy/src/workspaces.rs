@@ -25,7 +25,7 @@ pub struct Workspace {
 pub async fn create(db: &Db, owner: UserId, name: &str, now: DateTime<Utc>) -> Result<Workspace, TenancyError> {
     let name = check_name(name)?;
     let id = TenantId(Uuid::new_v4());
-    let tx = TenantTx::begin(db, id, owner).await?;
+    let tx = TenantTx::begin_claiming(db, id, owner).await?;
     tx.conn()
         .execute(stmt(
             &tx,
@@ -134,7 +134,7 @@ pub async fn mark_deleted(tx: &TenantTx, now: DateTime<Utc>) -> Result<DateTime<
 /// belongs to it (foreign keys cascade). Returns whether a row went. Runs as no principal: the
 /// delete policy admits only workspaces already marked deleted.
 pub async fn purge(db: &Db, id: TenantId, now: DateTime<Utc>) -> Result<bool, TenancyError> {
-    let tx = TenantTx::begin(db, id, UserId(Uuid::nil())).await?;
+    let tx = TenantTx::begin_claiming(db, id, UserId(Uuid::nil())).await?;
     let done = tx
         .conn()
         .execute(stmt(

@@ -84,9 +84,7 @@ async fn join(db: &Db, tenant: TenantId, inviter: UserId, invitee: UserId, role:
     let tx = TenantTx::begin(db, tenant, inviter).await.unwrap();
     invitations::create(&tx, &format!("{}@example.com", invitee.0), role, &hash, now()).await.unwrap();
     tx.commit().await.unwrap();
-    let tx = TenantTx::begin(db, tenant, invitee).await.unwrap();
-    invitations::accept(&tx, &hash, &format!("{}@example.com", invitee.0), now()).await.unwrap();
-    tx.commit().await.unwrap();
+    invitations::accept(db, tenant, invitee, &hash, &format!("{}@example.com", invitee.0), now()).await.unwrap();
 }
 
 async fn roles_are_data_and_the_built_in_rows_match_the_rbac_catalogue(backend: Backend) {
@@ -117,17 +115,14 @@ async fn an_invitation_joins_only_the_invited_address_once(backend: Backend) {
     invitations::create(&tx, &format!("{}@example.com", w.bob.0), "Support Agent", &hash, now()).await.unwrap();
     tx.commit().await.unwrap();
     // Carol holds the link but is not the invited address.
-    let tx = TenantTx::begin(&w.db, w.a, carol).await.unwrap();
-    let stolen = invitations::accept(&tx, &hash, &format!("{}@example.com", carol.0), now()).await;
+    let stolen = invitations::accept(&w.db, w.a, carol, &hash, &format!("{}@example.com", carol.0), now()).await;
     assert!(matches!(stolen, Err(TenancyError::NotFound)), "{stolen:?}");
-    drop(tx);
-    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
-    let joined = invitations::accept(&tx, &hash, &format!("{}@example.com", w.bob.0), now()).await.unwrap();
+    let bob_email = format!("{}@example.com", w.bob.0);
+    let joined = invitations::accept(&w.db, w.a, w.bob, &hash, &bob_email, now()).await.unwrap();
     assert_eq!(joined.role, "Support Agent");
-    tx.commit().await.unwrap();
     let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
     assert_eq!(tx.access().unwrap().role.name, "Support Agent");
-    let again = invitations::accept(&tx, &hash, &format!("{}@example.com", w.bob.0), now()).await;
+    let again = invitations::accept(&w.db, w.a, w.bob, &hash, &bob_email, now()).await;
     assert!(matches!(again, Err(TenancyError::NotFound)), "single use: {again:?}");
 }
 
@@ -137,9 +132,8 @@ async fn an_expired_invitation_is_refused(backend: Backend) {
     invitations::create(&tx, &format!("{}@example.com", w.bob.0), "Member", "h", now()).await.unwrap();
     tx.commit().await.unwrap();
     let later = now() + invitations::INVITATION_TTL + chrono::Duration::seconds(1);
-    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
     assert!(matches!(
-        invitations::accept(&tx, "h", &format!("{}@example.com", w.bob.0), later).await,
+        invitations::accept(&w.db, w.a, w.bob, "h", &format!("{}@example.com", w.bob.0), later).await,
         Err(TenancyError::NotFound)
     ));
 }
@@ -151,7 +145,7 @@ async fn the_last_owner_can_neither_leave_nor_be_demoted(backend: Backend) {
     assert!(matches!(demoted, Err(TenancyError::Forbidden(rbac::RbacError::LastOwner))), "{demoted:?}");
     let left = members::remove(&tx, w.alice).await;
     assert!(matches!(left, Err(TenancyError::Forbidden(rbac::RbacError::LastOwner))), "{left:?}");
-    drop(tx);
+    tx.rollback().await.unwrap();
     // With a second owner, the first may step down.
     join(&w.db, w.a, w.alice, w.bob, "Owner").await;
     let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
@@ -387,7 +381,7 @@ async fn on_postgres_write_policies_check_the_principals_permission_without_the_
     .unwrap_err()
     .to_string();
     assert!(err.contains("row-level security"), "{err}");
-    drop(tx);
+    tx.rollback().await.unwrap();
     // Nor can he promote himself.
     let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
     let promoted = exec(
@@ -408,22 +402,22 @@ async fn on_postgres_write_policies_check_the_principals_permission_without_the_
 async fn on_postgres_nobody_joins_a_workspace_without_an_invitation_accepted_in_the_same_transaction() {
     let w = world(Backend::Postgres).await;
     let insert = "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, now())";
-    // Bob writes himself into A as Owner.
-    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    // Bob writes himself into A as Owner, in a transaction that keeps A's context.
+    let tx = TenantTx::begin_claiming(&w.db, w.a, w.bob).await.unwrap();
     let err = exec(&tx, insert, vec![w.a.0.into(), w.bob.0.into(), "Owner".into()]).await.unwrap_err().to_string();
     assert!(err.contains("row-level security"), "{err}");
-    drop(tx);
+    tx.rollback().await.unwrap();
     // Alice (Owner of A) cannot write Bob in either: joining is the invitee's own act.
     let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
     let err = exec(&tx, insert, vec![w.a.0.into(), w.bob.0.into(), "Member".into()]).await.unwrap_err().to_string();
     assert!(err.contains("row-level security"), "{err}");
-    drop(tx);
+    tx.rollback().await.unwrap();
     // An accepted invitation does not let a removed member back in later.
     join(&w.db, w.a, w.alice, w.bob, "Member").await;
     let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
     members::remove(&tx, w.bob).await.unwrap();
     tx.commit().await.unwrap();
-    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    let tx = TenantTx::begin_claiming(&w.db, w.a, w.bob).await.unwrap();
     assert!(tx.access().is_none());
     let err = exec(&tx, insert, vec![w.a.0.into(), w.bob.0.into(), "Member".into()]).await.unwrap_err().to_string();
     assert!(err.contains("row-level security"), "{err}");
@@ -549,4 +543,111 @@ async fn on_postgres_unfiltered_sql_under_a_context_reaches_no_row_of_b_in_any_t
         let seen = exec(&tx, &format!("SELECT 1 FROM {table} WHERE tenant_id = $1"), vec![w.b.0.into()]).await.unwrap();
         assert!(seen > 0, "{table}: B's rows are intact");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_strangers_transaction_has_no_tenant_context_at_all() {
+    let w = world(Backend::Postgres).await;
+    let tx = TenantTx::begin(&w.db, w.b, w.alice).await.unwrap();
+    assert!(tx.access().is_none());
+    // Even SQL that names B's rows outright finds nothing: the context was unset again.
+    assert_eq!(exec(&tx, "SELECT 1 FROM projects WHERE tenant_id = $1", vec![w.b.0.into()]).await.unwrap(), 0);
+    assert_eq!(exec(&tx, "SELECT 1 FROM workspaces WHERE id = $1", vec![w.b.0.into()]).await.unwrap(), 0);
+    let row = tx
+        .conn()
+        .query_one(Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT current_setting('app.tenant_id', true) AS t".to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<String>("", "t").unwrap(), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_levels_bind_role_changes_and_invitations_and_grants_stay_as_made() {
+    let w = world(Backend::Postgres).await;
+    let carol = user(&w.db).await;
+    join(&w.db, w.a, w.alice, w.bob, "Admin").await;
+    // An Admin (level 80) cannot make himself Owner, even with raw SQL.
+    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    let err = exec(
+        &tx,
+        "UPDATE memberships SET role = 'Owner' WHERE tenant_id = $1 AND user_id = $2",
+        vec![w.a.0.into(), w.bob.0.into()],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("row-level security"), "{err}");
+    tx.rollback().await.unwrap();
+    // Nor invite with a role above his own.
+    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    let err = exec(
+        &tx,
+        "INSERT INTO invitations (id, tenant_id, email, role, token_hash, invited_by, created_at, expires_at)
+         VALUES ($1, $2, 'x@example.com', 'Owner', 'raw-hash', $3, now(), now() + interval '1 hour')",
+        vec![Uuid::new_v4().into(), w.a.0.into(), w.bob.0.into()],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("row-level security"), "{err}");
+    tx.rollback().await.unwrap();
+    // An invitee cannot rewrite the invitation's role while accepting it.
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    invitations::create(&tx, &format!("{}@example.com", carol.0), "Member", "carol-hash", now()).await.unwrap();
+    tx.commit().await.unwrap();
+    let tx = TenantTx::begin_claiming(&w.db, w.a, carol).await.unwrap();
+    let err = exec(
+        &tx,
+        "UPDATE invitations SET role = 'Owner', accepted_at = now(), accepted_by = $1 WHERE token_hash = 'carol-hash'",
+        vec![carol.0.into()],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("only accepted or revoked"), "{err}");
+    tx.rollback().await.unwrap();
+    // Nor can someone else accept it, knowing only its row.
+    let dave = user(&w.db).await;
+    let tx = TenantTx::begin_claiming(&w.db, w.a, dave).await.unwrap();
+    let err = exec(
+        &tx,
+        "UPDATE invitations SET accepted_at = now(), accepted_by = $1 WHERE token_hash = 'carol-hash'",
+        vec![dave.0.into()],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("row-level security"), "{err}");
+    tx.rollback().await.unwrap();
+    // A grant carries a data permission only, and is revoked once, never re-opened.
+    let c = workspaces::create(&w.db, carol, "C", now()).await.unwrap().id;
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    let err = exec(
+        &tx,
+        "INSERT INTO workspace_grants (id, tenant_id, grantee_tenant_id, permission, created_by, created_at)
+         VALUES ($1, $2, $3, 'members.remove', $4, now())",
+        vec![Uuid::new_v4().into(), w.a.0.into(), c.0.into(), w.alice.0.into()],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("check constraint"), "{err}");
+    tx.rollback().await.unwrap();
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    let grant = tenancy::grants::create(&tx, c, "projects.read", now()).await.unwrap();
+    tenancy::grants::revoke(&tx, grant.id, now()).await.unwrap();
+    tx.commit().await.unwrap();
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    let reopened = exec(
+        &tx,
+        "UPDATE workspace_grants SET revoked_at = NULL, revoked_by = NULL WHERE id = $1",
+        vec![grant.id.into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(reopened, 0, "a revoked grant is out of reach of updates");
 }

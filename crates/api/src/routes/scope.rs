@@ -44,19 +44,31 @@ impl<'a> Scope<'a> {
             }
             Err(err) => {
                 let actual = tx.access().map(|a| a.role.name.clone());
-                drop(tx);
+                tx.rollback().await.map_err(ApiError::from)?;
                 self.refuse(&err, actual).await;
                 Err(ApiError::from(err).into())
             }
         }
     }
 
-    /// Records `err` if it is an authorization failure: no access to the workspace at all, or a
-    /// missing permission or level.
+    /// Records `err` if it is an authorization failure inside the workspace (a missing permission
+    /// or level). An attempt on a workspace the caller cannot reach is logged only: storing it in
+    /// that workspace's records would let any user fill them, and its timing would tell whether
+    /// the workspace exists.
     async fn refuse(&self, err: &TenancyError, actual: Option<String>) {
         use rbac::RbacError as R;
         let (required, actual) = match (err, actual) {
-            (TenancyError::NotFound, None) => ("membership".to_owned(), "none".to_owned()),
+            (TenancyError::NotFound, None) => {
+                tracing::warn!(
+                    authz.endpoint = %self.endpoint,
+                    authz.required = "membership",
+                    authz.actual = "none",
+                    user.id = %self.user.0,
+                    tenant.id = %self.tenant.0,
+                    "authorization failure: workspace not reachable"
+                );
+                return;
+            }
             (TenancyError::Forbidden(R::MissingPermission { required, role }), _) => {
                 (required.to_string(), role.clone())
             }

@@ -494,12 +494,9 @@ impl WorkspacesApi {
     ) -> poem::Result<Json<MemberBody>> {
         let p = auth.principal();
         let hash = state.auth.tokens().hash(INVITATION_PURPOSE, body.token.trim());
-        let tx = tenancy::TenantTx::begin(&state.db, TenantId(body.workspace_id), UserId(p.user_id)).await.api()?;
-        match invitations::accept(&tx, &hash, &p.user.email, state.auth.now()).await {
-            Ok(member) => {
-                tx.commit().await.api()?;
-                Ok(Json(member.into()))
-            }
+        let (tenant, user) = (TenantId(body.workspace_id), UserId(p.user_id));
+        match invitations::accept(&state.db, tenant, user, &hash, &p.user.email, state.auth.now()).await {
+            Ok(member) => Ok(Json(member.into())),
             Err(tenancy::TenancyError::NotFound) => Err(crate::error::ApiError::new(
                 poem::http::StatusCode::BAD_REQUEST,
                 "invalid_token",
