@@ -62,7 +62,7 @@ pub async fn record(
 
 /// The newest `limit` refusals in the workspace (`audit.read`).
 pub async fn list(tx: &TenantTx, limit: u64) -> Result<Vec<AuthzFailure>, TenancyError> {
-    tx.require(&Permission::AUDIT_READ)?;
+    tx.require_member(&Permission::AUDIT_READ)?;
     let rows = tx
         .conn()
         .query_all(stmt(

@@ -44,15 +44,7 @@ fn from_row(row: &QueryResult) -> Result<Grant, TenancyError> {
 }
 
 fn require_manager(tx: &TenantTx) -> Result<(), TenancyError> {
-    let access = tx.require(&Permission::GRANTS_MANAGE)?;
-    if !access.is_member() {
-        return Err(rbac::RbacError::MissingPermission {
-            required: Permission::GRANTS_MANAGE,
-            role: access.role.name.clone(),
-        }
-        .into());
-    }
-    Ok(())
+    tx.require_member(&Permission::GRANTS_MANAGE).map(|_| ())
 }
 
 /// Lets the members of `grantee` hold `permission` here (`grants.manage`, and the granter must

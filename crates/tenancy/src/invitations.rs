@@ -45,13 +45,7 @@ pub async fn create(
     token_hash: &str,
     now: DateTime<Utc>,
 ) -> Result<Invitation, TenancyError> {
-    let access = tx.require(&Permission::MEMBERS_INVITE)?;
-    let actor = access.role.clone();
-    if !access.is_member() {
-        return Err(
-            rbac::RbacError::MissingPermission { required: Permission::MEMBERS_INVITE, role: actor.name }.into()
-        );
-    }
+    let actor = tx.require_member(&Permission::MEMBERS_INVITE)?.role.clone();
     let role = roles::find(tx, role).await?;
     rbac::can_invite_with_role(&actor, &role)?;
     let already = tx
@@ -95,7 +89,7 @@ pub async fn create(
 
 /// Pending invitations (`members.invite`), newest first.
 pub async fn list_pending(tx: &TenantTx, now: DateTime<Utc>) -> Result<Vec<Invitation>, TenancyError> {
-    tx.require(&Permission::MEMBERS_INVITE)?;
+    tx.require_member(&Permission::MEMBERS_INVITE)?;
     let rows = tx
         .conn()
         .query_all(stmt(
@@ -112,7 +106,7 @@ pub async fn list_pending(tx: &TenantTx, now: DateTime<Utc>) -> Result<Vec<Invit
 
 /// Withdraws a pending invitation (`members.invite`).
 pub async fn revoke(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<(), TenancyError> {
-    tx.require(&Permission::MEMBERS_INVITE)?;
+    tx.require_member(&Permission::MEMBERS_INVITE)?;
     let done = tx
         .conn()
         .execute(stmt(

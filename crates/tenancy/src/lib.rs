@@ -111,6 +111,20 @@ impl TenantTx {
         Ok(access)
     }
 
+    /// Like [`TenantTx::require`], for administering the workspace: only members administer it;
+    /// access through a cross-workspace grant never does, whatever the grant carries.
+    pub fn require_member(&self, permission: &rbac::Permission) -> Result<&Access, TenancyError> {
+        let access = self.require(permission)?;
+        if !access.is_member() {
+            return Err(rbac::RbacError::MissingPermission {
+                required: permission.clone(),
+                role: access.role.name.clone(),
+            }
+            .into());
+        }
+        Ok(access)
+    }
+
     /// The transaction, for statements of this crate (and tests that probe the database layer).
     pub fn conn(&self) -> &DatabaseTransaction {
         &self.txn

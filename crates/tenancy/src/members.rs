@@ -19,7 +19,7 @@ pub struct Member {
 
 /// Every member, oldest first (`members.read`).
 pub async fn list(tx: &TenantTx) -> Result<Vec<Member>, TenancyError> {
-    tx.require(&Permission::MEMBERS_READ)?;
+    tx.require_member(&Permission::MEMBERS_READ)?;
     let rows = tx
         .conn()
         .query_all(stmt(
@@ -57,13 +57,7 @@ pub async fn role_of(tx: &TenantTx, member: UserId) -> Result<Role, TenancyError
 
 /// The acting member's role; access through a grant never manages members.
 fn acting_role<'a>(tx: &'a TenantTx, permission: &Permission) -> Result<&'a Role, TenancyError> {
-    let access = tx.require(permission)?;
-    if !access.is_member() {
-        return Err(
-            RbacError::MissingPermission { required: permission.clone(), role: access.role.name.clone() }.into()
-        );
-    }
-    Ok(&access.role)
+    Ok(&tx.require_member(permission)?.role)
 }
 
 /// Fails unless the workspace keeps an owner once `leaving` stops being one. On PostgreSQL a

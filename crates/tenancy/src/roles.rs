@@ -64,7 +64,7 @@ pub async fn create(
     permissions: &[String],
     now: DateTime<Utc>,
 ) -> Result<Role, TenancyError> {
-    let actor = tx.require(&Permission::ROLES_MANAGE)?.role.clone();
+    let actor = tx.require_member(&Permission::ROLES_MANAGE)?.role.clone();
     let name = check_name(name)?;
     if name.chars().count() > 64 {
         return Err(TenancyError::Invalid("a role name is at most 64 characters"));

@@ -100,7 +100,7 @@ pub async fn get(tx: &TenantTx) -> Result<Workspace, TenancyError> {
 
 /// Renames the workspace (`workspace.update`).
 pub async fn rename(tx: &TenantTx, name: &str) -> Result<Workspace, TenancyError> {
-    tx.require(&Permission::WORKSPACE_UPDATE)?;
+    tx.require_member(&Permission::WORKSPACE_UPDATE)?;
     let name = check_name(name)?;
     tx.conn()
         .execute(stmt(
@@ -115,7 +115,7 @@ pub async fn rename(tx: &TenantTx, name: &str) -> Result<Workspace, TenancyError
 /// Marks the workspace deleted (`workspace.delete`): from this commit on nobody reaches it; its
 /// content stays until [`purge`] runs [`PURGE_AFTER`] later.
 pub async fn mark_deleted(tx: &TenantTx, now: DateTime<Utc>) -> Result<DateTime<Utc>, TenancyError> {
-    tx.require(&Permission::WORKSPACE_DELETE)?;
+    tx.require_member(&Permission::WORKSPACE_DELETE)?;
     let done = tx
         .conn()
         .execute(stmt(
