@@ -12,7 +12,7 @@ use poem_openapi::{param::Path, payload::Json, ApiResponse, Object, OpenApi};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use super::ApiTags;
+use super::{ApiTags, NoContent};
 use crate::{
     csrf,
     error::{ApiError, OrApiError},
@@ -162,13 +162,6 @@ enum AcceptedResponse {
     /// Accepted; the same answer whether or not an account exists.
     #[oai(status = 202)]
     Accepted(Json<Accepted>),
-}
-
-#[derive(ApiResponse)]
-enum NoContent {
-    /// Done.
-    #[oai(status = 204)]
-    Done,
 }
 
 /// Sign-in, sign-up, reset and verification are throttled per client address and per account

@@ -47,6 +47,22 @@ pub(crate) enum ApiTags {
     Activity,
 }
 
+/// 201 with the created resource.
+#[derive(poem_openapi::ApiResponse)]
+pub(crate) enum Created<T: poem_openapi::types::ToJSON> {
+    /// Created.
+    #[oai(status = 201)]
+    Created(poem_openapi::payload::Json<T>),
+}
+
+/// 204 without a body.
+#[derive(poem_openapi::ApiResponse)]
+pub(crate) enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
 type Apis =
     (health::HealthApi, well_known::WellKnownApi, auth::AuthApi, workspaces::WorkspacesApi, projects::ProjectsApi);
 

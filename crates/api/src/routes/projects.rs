@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use poem::Request;
-use poem_openapi::{param::Path, param::Query, payload::Json, ApiResponse, Object, OpenApi};
+use poem_openapi::{param::Path, param::Query, payload::Json, Object, OpenApi};
 use tenancy::{activity, projects};
 use uuid::Uuid;
 
 use super::scope::Scope;
-use super::ApiTags;
+use super::{ApiTags, Created, NoContent};
 use crate::{principal::Auth, AppState};
 
 pub(crate) struct ProjectsApi;
@@ -88,20 +88,6 @@ struct NewActivity {
     title: String,
     /// At most 16 KiB.
     body: String,
-}
-
-#[derive(ApiResponse)]
-enum Created<T: poem_openapi::types::ToJSON> {
-    /// Created.
-    #[oai(status = 201)]
-    Created(Json<T>),
-}
-
-#[derive(ApiResponse)]
-enum NoContent {
-    /// Done.
-    #[oai(status = 204)]
-    Done,
 }
 
 #[OpenApi(prefix_path = "/api/v1")]

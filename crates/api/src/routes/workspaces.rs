@@ -5,12 +5,12 @@
 
 use chrono::{DateTime, Utc};
 use poem::Request;
-use poem_openapi::{param::Path, param::Query, payload::Json, ApiResponse, Object, OpenApi};
+use poem_openapi::{param::Path, param::Query, payload::Json, Object, OpenApi};
 use tenancy::{authz, grants, invitations, members, roles, workspaces, TenantId, UserId};
 use uuid::Uuid;
 
 use super::scope::Scope;
-use super::ApiTags;
+use super::{ApiTags, Created, NoContent};
 use crate::{error::OrApiError, principal::Auth, AppState};
 
 pub(crate) struct WorkspacesApi;
@@ -210,20 +210,6 @@ impl From<authz::AuthzFailure> for AuthzFailureBody {
 #[derive(Debug, Object)]
 struct SessionsRevoked {
     revoked: u64,
-}
-
-#[derive(ApiResponse)]
-enum Created<T: poem_openapi::types::ToJSON> {
-    /// Created.
-    #[oai(status = 201)]
-    Created(Json<T>),
-}
-
-#[derive(ApiResponse)]
-enum NoContent {
-    /// Done.
-    #[oai(status = 204)]
-    Done,
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Workspaces")]
