@@ -40,7 +40,8 @@ pub async fn record(
     now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
     let tx = TenantTx::begin(db, tenant, user).await?;
-    tx.conn()
+    let result = tx
+        .conn()
         .execute(stmt(
             &tx,
             "INSERT INTO authz_failures (id, tenant_id, user_id, endpoint, required, actual, request_id, occurred_at)
@@ -56,8 +57,10 @@ pub async fn record(
                 now.into(),
             ],
         ))
-        .await?;
-    tx.commit().await
+        .await
+        .map(|_| ())
+        .map_err(Into::into);
+    tx.settle(result).await
 }
 
 /// The newest `limit` refusals in the workspace (`audit.read`).

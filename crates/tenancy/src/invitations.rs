@@ -134,16 +134,8 @@ pub async fn accept(
     now: DateTime<Utc>,
 ) -> Result<members::Member, TenancyError> {
     let tx = TenantTx::begin_claiming(db, tenant, user).await?;
-    match accept_in(&tx, token_hash, user_email, now).await {
-        Ok(member) => {
-            tx.commit().await?;
-            Ok(member)
-        }
-        Err(e) => {
-            tx.rollback().await?;
-            Err(e)
-        }
-    }
+    let result = accept_in(&tx, token_hash, user_email, now).await;
+    tx.settle(result).await
 }
 
 async fn accept_in(

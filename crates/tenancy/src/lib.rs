@@ -141,6 +141,21 @@ impl TenantTx {
         self.txn.rollback().await?;
         Ok(())
     }
+
+    /// Ends the transaction by the outcome of the work done in it: commits on `Ok`, rolls back at
+    /// once on `Err` (and returns that error). Every tenant transaction ends through here.
+    pub async fn settle<T>(self, result: Result<T, TenancyError>) -> Result<T, TenancyError> {
+        match result {
+            Ok(value) => {
+                self.commit().await?;
+                Ok(value)
+            }
+            Err(err) => {
+                self.rollback().await?;
+                Err(err)
+            }
+        }
+    }
 }
 
 pub(crate) fn stmt(tx: &TenantTx, sql: &str, values: Vec<sea_orm::Value>) -> Statement {

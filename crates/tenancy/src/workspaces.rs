@@ -26,21 +26,25 @@ pub async fn create(db: &Db, owner: UserId, name: &str, now: DateTime<Utc>) -> R
     let name = check_name(name)?;
     let id = TenantId(Uuid::new_v4());
     let tx = TenantTx::begin_claiming(db, id, owner).await?;
-    tx.conn()
-        .execute(stmt(
-            &tx,
-            "INSERT INTO workspaces (id, name, created_by, created_at) VALUES ($1, $2, $3, $4)",
-            vec![id.0.into(), name.into(), owner.0.into(), now.into()],
-        ))
-        .await?;
-    tx.conn()
-        .execute(stmt(
-            &tx,
-            "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, 'Owner', $3)",
-            vec![id.0.into(), owner.0.into(), now.into()],
-        ))
-        .await?;
-    tx.commit().await?;
+    let result = async {
+        tx.conn()
+            .execute(stmt(
+                &tx,
+                "INSERT INTO workspaces (id, name, created_by, created_at) VALUES ($1, $2, $3, $4)",
+                vec![id.0.into(), name.into(), owner.0.into(), now.into()],
+            ))
+            .await?;
+        tx.conn()
+            .execute(stmt(
+                &tx,
+                "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, 'Owner', $3)",
+                vec![id.0.into(), owner.0.into(), now.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+    .await;
+    tx.settle(result).await?;
     Ok(Workspace { id, name: name.to_owned(), role: rbac::OWNER_ROLE.into(), created_at: now })
 }
 
@@ -135,14 +139,15 @@ pub async fn mark_deleted(tx: &TenantTx, now: DateTime<Utc>) -> Result<DateTime<
 /// delete policy admits only workspaces already marked deleted.
 pub async fn purge(db: &Db, id: TenantId, now: DateTime<Utc>) -> Result<bool, TenancyError> {
     let tx = TenantTx::begin_claiming(db, id, UserId(Uuid::nil())).await?;
-    let done = tx
+    let result = tx
         .conn()
         .execute(stmt(
             &tx,
             "DELETE FROM workspaces WHERE id = $1 AND deleted_at IS NOT NULL AND deleted_at <= $2",
             vec![id.0.into(), (now - PURGE_AFTER).into()],
         ))
-        .await?;
-    tx.commit().await?;
-    Ok(done.rows_affected() > 0)
+        .await
+        .map(|done| done.rows_affected() > 0)
+        .map_err(Into::into);
+    tx.settle(result).await
 }

@@ -37,14 +37,10 @@ impl<'a> Scope<'a> {
     /// Commits on success. On failure rolls back, records an authorization failure if it was one,
     /// and answers with the error's status and code.
     pub async fn finish<T>(&self, tx: TenantTx, result: Result<T, TenancyError>) -> poem::Result<T> {
-        match result {
-            Ok(value) => {
-                tx.commit().await.map_err(ApiError::from)?;
-                Ok(value)
-            }
+        let actual = tx.access().map(|a| a.role.name.clone());
+        match tx.settle(result).await {
+            Ok(value) => Ok(value),
             Err(err) => {
-                let actual = tx.access().map(|a| a.role.name.clone());
-                tx.rollback().await.map_err(ApiError::from)?;
                 self.refuse(&err, actual).await;
                 Err(ApiError::from(err).into())
             }
