@@ -322,6 +322,12 @@ async fn a_cross_workspace_grant_opens_exactly_its_permission_until_revoked(back
     assert_eq!(get(app, bob, &a_projects).await.0, 404, "revoked at once");
     let (_, recorded) = get(app, alice, &format!("/api/v1/workspaces/{}/grants", w.a)).await;
     assert_eq!(recorded[0]["revoked_by"], alice.id.to_string(), "the revocation is recorded: {recorded}");
+    // A create-only grant is usable: the writer gets its row back without holding read.
+    let create = json!({"grantee_workspace_id": w.b, "permission": "projects.create"});
+    assert_eq!(post(app, alice, &format!("/api/v1/workspaces/{}/grants", w.a), create).await.0, 201);
+    let (status, body) = post(app, bob, &a_projects, json!({"name": "from B"})).await;
+    assert_eq!((status, body["name"].as_str()), (201, Some("from B")), "{body}");
+    assert_eq!(get(app, bob, &a_projects).await.0, 403, "creating is not reading");
 }
 
 async fn activity_is_private_to_its_user_even_from_the_workspace_owner(backend: Backend) {

@@ -144,26 +144,16 @@ async fn accept_in(
     principal_email: &str,
     now: DateTime<Utc>,
 ) -> Result<members::Member, TenancyError> {
-    let done = tx
-        .conn()
-        .execute(stmt(
-            tx,
-            "UPDATE invitations SET accepted_at = $1, accepted_by = $2
-              WHERE tenant_id = $3 AND token_hash = $4 AND email = $5
-                AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $1
-                AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = $3 AND w.deleted_at IS NULL)",
-            vec![now.into(), tx.user().0.into(), tx.tenant().0.into(), token_hash.into(), principal_email.into()],
-        ))
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(TenancyError::NotFound);
-    }
     let row = tx
         .conn()
         .query_one(stmt(
             tx,
-            "SELECT role FROM invitations WHERE tenant_id = $1 AND token_hash = $2",
-            vec![tx.tenant().0.into(), token_hash.into()],
+            "UPDATE invitations SET accepted_at = $1, accepted_by = $2
+              WHERE tenant_id = $3 AND token_hash = $4 AND email = $5
+                AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $1
+                AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = $3 AND w.deleted_at IS NULL)
+             RETURNING role",
+            vec![now.into(), tx.user().0.into(), tx.tenant().0.into(), token_hash.into(), principal_email.into()],
         ))
         .await?
         .ok_or(TenancyError::NotFound)?;

@@ -40,15 +40,27 @@ pub async fn create(tx: &TenantTx, name: &str, description: &str, now: DateTime<
     tx.require(&Permission::PROJECTS_CREATE)?;
     let name = check_name(name)?;
     let description = check_description(description)?;
-    let id = Uuid::new_v4();
-    tx.conn()
-        .execute(stmt(
+    // RETURNING: the writer gets the row in the same round trip, without needing `projects.read`.
+    let row = tx
+        .conn()
+        .query_one(stmt(
             tx,
-            "INSERT INTO projects (id, tenant_id, name, description, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
-            vec![id.into(), tx.tenant().0.into(), name.into(), description.into(), tx.user().0.into(), now.into()],
+            &format!(
+                "INSERT INTO projects (id, tenant_id, name, description, created_by, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
+            ),
+            vec![
+                Uuid::new_v4().into(),
+                tx.tenant().0.into(),
+                name.into(),
+                description.into(),
+                tx.user().0.into(),
+                now.into(),
+            ],
         ))
-        .await?;
-    fetch(tx, id).await
+        .await?
+        .ok_or(TenancyError::NotFound)?;
+    from_row(&row)
 }
 
 fn check_description(description: &str) -> Result<&str, TenancyError> {
@@ -94,12 +106,6 @@ pub async fn list(tx: &TenantTx, limit: u64, name_contains: Option<&str>) -> Res
 /// One project of the tenant (`projects.read`); another tenant's id is `NotFound`.
 pub async fn get(tx: &TenantTx, id: Uuid) -> Result<Project, TenancyError> {
     tx.require(&Permission::PROJECTS_READ)?;
-    fetch(tx, id).await
-}
-
-/// A project of the tenant, for a writer who just wrote it (and may hold `projects.create` or
-/// `.update` without `.read`).
-async fn fetch(tx: &TenantTx, id: Uuid) -> Result<Project, TenancyError> {
     let row = tx
         .conn()
         .query_one(stmt(
@@ -123,19 +129,19 @@ pub async fn update(
     tx.require(&Permission::PROJECTS_UPDATE)?;
     let name = name.map(check_name).transpose()?.map(str::to_owned);
     let description = description.map(check_description).transpose()?.map(str::to_owned);
-    let done = tx
+    let row = tx
         .conn()
-        .execute(stmt(
+        .query_one(stmt(
             tx,
-            "UPDATE projects SET name = COALESCE($1, name), description = COALESCE($2, description), updated_at = $3
-              WHERE id = $4 AND tenant_id = $5",
+            &format!(
+                "UPDATE projects SET name = COALESCE($1, name), description = COALESCE($2, description), updated_at = $3
+                  WHERE id = $4 AND tenant_id = $5 RETURNING {COLUMNS}"
+            ),
             vec![name.into(), description.into(), now.into(), id.into(), tx.tenant().0.into()],
         ))
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(TenancyError::NotFound);
-    }
-    fetch(tx, id).await
+        .await?
+        .ok_or(TenancyError::NotFound)?;
+    from_row(&row)
 }
 
 /// Deletes a project (`projects.delete`).
