@@ -70,26 +70,29 @@ pub(crate) async fn enter(
 }
 
 fn access_from_row(row: &QueryResult) -> Result<Access, TenancyError> {
-    let via: String = row.try_get("", "via")?;
+    let via = if row.try_get::<String>("", "via")? == "membership" { Via::Membership } else { Via::Grant };
     let name: String = row.try_get("", "role")?;
+    let builtin = via == Via::Membership && rbac::builtin_role(&name).is_ok();
+    Ok(Access { role: role_from_row(row, name, builtin)?, via })
+}
+
+/// A role named `name` from a row with the `roles` table's `level` (`smallint` on PostgreSQL,
+/// `INTEGER` on SQLite) and `permissions` columns.
+pub(crate) fn role_from_row(row: &QueryResult, name: String, builtin: bool) -> Result<Role, TenancyError> {
     let level: i32 = match row.try_get::<i16>("", "level") {
         Ok(level) => level.into(),
         Err(_) => row.try_get::<i32>("", "level")?,
     };
-    let permissions: String = row.try_get("", "permissions")?;
-    let via = if via == "membership" { Via::Membership } else { Via::Grant };
-    let builtin = via == Via::Membership && rbac::builtin_role(&name).is_ok();
-    let role = Role {
+    Ok(Role {
         name,
         level: u8::try_from(level).map_err(|_| TenancyError::Invalid("role level out of range"))?,
-        permissions: parse_permissions(&permissions),
+        permissions: parse_permissions(&row.try_get::<String>("", "permissions")?),
         builtin,
-    };
-    Ok(Access { role, via })
+    })
 }
 
 /// Parses a stored permission list (space- or comma-separated); malformed entries grant nothing.
-pub(crate) fn parse_permissions(stored: &str) -> BTreeSet<Permission> {
+fn parse_permissions(stored: &str) -> BTreeSet<Permission> {
     stored.split([' ', ',']).filter(|p| !p.is_empty()).filter_map(|p| Permission::parse(p).ok()).collect()
 }
 

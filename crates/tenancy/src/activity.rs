@@ -39,11 +39,7 @@ fn from_row(row: &QueryResult) -> Result<Activity, TenancyError> {
 
 /// The principal must be a member with `activity.read_own`; grants never reach activity.
 fn require_own(tx: &TenantTx) -> Result<(), TenancyError> {
-    let access = tx.require(&Permission::ACTIVITY_READ_OWN)?;
-    if !access.is_member() {
-        return Err(TenancyError::NotFound);
-    }
-    Ok(())
+    tx.require_member(&Permission::ACTIVITY_READ_OWN).map(|_| ())
 }
 
 /// Records activity for the principal.

@@ -7,22 +7,13 @@ use chrono::{DateTime, Utc};
 use rbac::{Permission, Role};
 use sea_orm::{ConnectionTrait, QueryResult};
 
-use crate::{access::parse_permissions, access::store_permissions, check_name, is_unique_violation, stmt};
+use crate::{access::role_from_row, access::store_permissions, check_name, is_unique_violation, stmt};
 use crate::{TenancyError, TenantTx};
 
 fn from_row(row: &QueryResult) -> Result<Role, TenancyError> {
-    let name: String = row.try_get("", "name")?;
-    let level: i32 = match row.try_get::<i16>("", "level") {
-        Ok(level) => level.into(),
-        Err(_) => row.try_get::<i32>("", "level")?,
-    };
-    let custom: bool = row.try_get::<Option<uuid::Uuid>>("", "tenant_id")?.is_some();
-    Ok(Role {
-        name,
-        level: u8::try_from(level).map_err(|_| TenancyError::Invalid("role level out of range"))?,
-        permissions: parse_permissions(&row.try_get::<String>("", "permissions")?),
-        builtin: !custom,
-    })
+    // Built-in roles are the rows without a tenant.
+    let builtin = row.try_get::<Option<uuid::Uuid>>("", "tenant_id")?.is_none();
+    role_from_row(row, row.try_get("", "name")?, builtin)
 }
 
 /// The built-in roles and the workspace's custom roles, by level then name.
