@@ -396,6 +396,21 @@ async fn on_postgres_write_policies_check_the_principals_permission_without_the_
     let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
     assert_eq!(tx.access().unwrap().role.name, "Support Agent");
     assert_eq!(projects::get(&tx, project_a).await.unwrap().name, "alpha");
+    tx.rollback().await.unwrap();
+    // Nor rename or delete the workspace.
+    for sql in [
+        "UPDATE workspaces SET name = 'renamed' WHERE id = $1",
+        "UPDATE workspaces SET deleted_at = now() WHERE id = $1",
+    ] {
+        let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+        let err = exec(&tx, sql, vec![w.a.0.into()]).await.unwrap_err().to_string();
+        assert!(err.contains("row-level security"), "{sql}: {err}");
+        tx.rollback().await.unwrap();
+    }
+    // Even the Owner cannot remove a live workspace's row: only the purge of a deleted one can.
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    assert_eq!(exec(&tx, "DELETE FROM workspaces WHERE id = $1", vec![w.a.0.into()]).await.unwrap(), 0);
+    assert_eq!(exec(&tx, "UPDATE workspaces SET name = 'renamed' WHERE id = $1", vec![w.a.0.into()]).await.unwrap(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
