@@ -9,6 +9,10 @@
 -- rampart_runtime NOLOGIN group role that migrations grant table privileges to.
 -- rampart_app     the login role the server uses (database.url): NOSUPERUSER NOBYPASSRLS, owns
 --                 nothing, member of rampart_runtime. `rampart serve` refuses any other kind.
+-- rampart_audit   NOLOGIN role of the audit trail's operators: reads every chain (`rampart audit
+--                 verify`) and is the only role that may delete audit events, and only those past
+--                 the one-year retention (`rampart audit purge`, which the database records).
+--                 Granted to rampart_owner, used with SET ROLE; never to rampart_app.
 --
 -- Safe to run again: existing roles are left as they are, then their attributes are re-asserted.
 DO $$
@@ -22,6 +26,9 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rampart_app') THEN
     CREATE ROLE rampart_app LOGIN;
   END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rampart_audit') THEN
+    CREATE ROLE rampart_audit NOLOGIN;
+  END IF;
 END
 $$;
 
@@ -29,3 +36,5 @@ ALTER ROLE rampart_owner NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLI
 ALTER ROLE rampart_runtime NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOLOGIN;
 ALTER ROLE rampart_app NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT;
 GRANT rampart_runtime TO rampart_app;
+ALTER ROLE rampart_audit NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOLOGIN;
+GRANT rampart_audit TO rampart_owner;

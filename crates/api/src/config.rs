@@ -28,6 +28,8 @@ pub struct HttpConfig {
     pub tls: Option<TlsFiles>,
     /// Requests per second one client address may make (0 disables). Default 20.
     pub rate_limit_per_client_per_sec: u64,
+    /// Bearer token a Prometheus scraper presents at `GET /metrics`. Unset: no `/metrics` route.
+    pub metrics_token: Option<secrecy::SecretString>,
     /// Set by the binary in `test` mode only: accept client identity headers.
     #[serde(skip)]
     pub test_mode: bool,
@@ -44,6 +46,7 @@ impl Default for HttpConfig {
             hsts_max_age_secs: 63_072_000,
             tls: None,
             rate_limit_per_client_per_sec: 20,
+            metrics_token: None,
             test_mode: false,
         }
     }

@@ -42,6 +42,7 @@ impl ApiError {
     }
 
     pub fn rate_limited(retry_after_secs: u64) -> ApiError {
+        crate::metrics::rate_limited();
         ApiError {
             retry_after: Some(retry_after_secs),
             ..ApiError::new(
@@ -86,7 +87,7 @@ impl From<auth::AuthError> for ApiError {
             E::RefreshTokenReused => (StatusCode::UNAUTHORIZED, "refresh_token_reused"),
             E::Jwt(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             E::RateLimited { retry_after_secs } => return ApiError::rate_limited(*retry_after_secs),
-            E::Store(_) | E::Db(_) | E::Outbox(_) | E::Internal(_) => {
+            E::Store(_) | E::Db(_) | E::Audit(_) | E::Outbox(_) | E::Internal(_) => {
                 tracing::error!(error = %err, "authentication backend failure");
                 return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", OPAQUE_MESSAGE);
             }
@@ -109,7 +110,7 @@ impl From<tenancy::TenancyError> for ApiError {
             }
             E::Forbidden(R::LastOwner) => (StatusCode::CONFLICT, "last_owner"),
             E::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            E::Db(_) | E::Internal(_) => {
+            E::Db(_) | E::Audit(_) | E::Internal(_) => {
                 tracing::error!(error = %err, "tenant data backend failure");
                 return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", OPAQUE_MESSAGE);
             }

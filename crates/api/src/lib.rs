@@ -9,6 +9,7 @@
 pub mod config;
 mod csrf;
 pub mod error;
+pub mod metrics;
 mod middleware;
 pub mod principal;
 mod routes;

@@ -83,11 +83,20 @@ pub(crate) async fn request_context<E: Endpoint>(
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", request.id = %request_id);
 
+    let mut operation = "other";
     let mut resp = REQUEST_ID
         .scope(request_id.clone(), async {
+            // poem-openapi tags what it served with the operation id: a bounded metrics label.
             let resp = match ep.call(req).await {
-                Ok(resp) => resp.into_response(),
-                Err(err) => into_error_response(err),
+                Ok(resp) => {
+                    let resp = resp.into_response();
+                    operation = resp.data::<poem_openapi::OperationId>().map_or(operation, |op| op.0);
+                    resp
+                }
+                Err(err) => {
+                    operation = err.data::<poem_openapi::OperationId>().map_or(operation, |op| op.0);
+                    into_error_response(err)
+                }
             };
             normalise_error_body(resp)
         })
@@ -99,7 +108,9 @@ pub(crate) async fn request_context<E: Endpoint>(
         resp.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let status = resp.status().as_u16();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    crate::metrics::observe_request(operation, method.as_str(), status, elapsed);
+    let duration_ms = elapsed * 1000.0;
     span.in_scope(|| {
         tracing::info!(http.method = %method, http.path = %path, http.status = status, duration_ms = duration_ms, "request served")
     });

@@ -506,11 +506,13 @@ async fn authentication_events_are_recorded_with_ip_agent_and_request_id(backend
     assert_eq!(resp.status(), 401);
     let n = count(
         &app,
-        "SELECT COUNT(*) AS n FROM auth_events WHERE kind = 'signin_failed' AND ip = '127.0.0.1' AND user_agent = 'event-test/1.0' AND request_id = 'evt-123' AND user_id IS NOT NULL",
+        "SELECT COUNT(*) AS n FROM audit_events WHERE category = 'authentication' AND action = 'auth.signin_failed'
+           AND payload LIKE '%\"ip\":\"127.0.0.1\"%' AND payload LIKE '%\"user_agent\":\"event-test/1.0\"%'
+           AND request_id = 'evt-123' AND actor_id IS NOT NULL",
     )
     .await;
     assert_eq!(n, 1);
-    let leaked = count(&app, "SELECT COUNT(*) AS n FROM auth_events WHERE detail LIKE '%wrong but long%'").await;
+    let leaked = count(&app, "SELECT COUNT(*) AS n FROM audit_events WHERE payload LIKE '%wrong but long%'").await;
     assert_eq!(leaked, 0, "events never hold secrets");
 }
 

@@ -148,6 +148,7 @@ async fn a_principal_of_workspace_a_reaches_nothing_of_workspace_b(backend: Back
         ),
         (Method::DELETE, format!("/api/v1/workspaces/{b}/grants/{grant}"), None),
         (Method::GET, format!("/api/v1/workspaces/{b}/authorization-failures"), None),
+        (Method::GET, format!("/api/v1/workspaces/{b}/audit-events"), None),
         (Method::GET, format!("/api/v1/workspaces/{b}/projects"), None),
         (Method::POST, format!("/api/v1/workspaces/{b}/projects"), Some(json!({"name": "planted"}))),
         (Method::GET, format!("/api/v1/workspaces/{b}/projects/{pb}"), None),
@@ -433,6 +434,87 @@ async fn an_admin_ends_every_session_of_a_member_but_not_of_a_higher_role(backen
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_token")), "refresh tokens are revoked too");
 }
 
+async fn membership_changes_are_in_the_workspace_audit_trail_with_actor_and_request_id(backend: Backend) {
+    let w = world(backend).await;
+    let (app, alice, a) = (&w.app, &w.alice, &w.a);
+    let [member] = joined(app, alice, a, ["Member"]).await;
+    let resp = app
+        .call(alice, Method::PATCH, &format!("/api/v1/workspaces/{a}/members/{}", member.id))
+        .header("x-request-id", "audit-req-1")
+        .json(&json!({"role": "Manager"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // A refused change leaves its refusal, and no change record.
+    let path = format!("/api/v1/workspaces/{a}/members/{}", alice.id);
+    assert_eq!(send(app, &member, Method::PATCH, &path, Some(json!({"role": "Member"}))).await.0, 403);
+
+    let (status, page) = get(app, alice, &format!("/api/v1/workspaces/{a}/audit-events?limit=200")).await;
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for expected in
+        ["workspace.created", "invitation.created", "invitation.accepted", "member.role_changed", "access.denied"]
+    {
+        assert!(actions.contains(&expected), "{expected} missing from {actions:?}");
+    }
+    assert_eq!(actions.iter().filter(|a| **a == "member.role_changed").count(), 1, "{actions:?}");
+    let changed = events.iter().find(|e| e["action"] == "member.role_changed").unwrap();
+    assert_eq!(changed["category"], "membership");
+    assert_eq!(changed["actor_id"], alice.id.to_string());
+    assert_eq!(changed["request_id"], "audit-req-1");
+    assert_eq!(changed["payload"]["to"], "Manager");
+    assert_eq!(changed["payload"]["from"], "Member");
+    // Newest first, each linked to the one before.
+    for pair in events.windows(2) {
+        assert_eq!(pair[0]["seq"].as_i64().unwrap(), pair[1]["seq"].as_i64().unwrap() + 1);
+        assert_eq!(pair[0]["prev_hash"], pair[1]["hash"]);
+    }
+    assert!(page["next_before"].is_null(), "one page holds it all");
+
+    // Filters and pages.
+    let (_, denied) = get(app, alice, &format!("/api/v1/workspaces/{a}/audit-events?category=authorization")).await;
+    let denied = denied["events"].as_array().unwrap().clone();
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0]["actor_id"], member.id.to_string());
+    assert_eq!(denied[0]["payload"]["required"], "members.update_role");
+    let (_, first) = get(app, alice, &format!("/api/v1/workspaces/{a}/audit-events?limit=2")).await;
+    let before = first["next_before"].as_i64().expect("a cursor to the next page");
+    let (_, second) = get(app, alice, &format!("/api/v1/workspaces/{a}/audit-events?limit=2&before={before}")).await;
+    assert_eq!(second["events"][0]["seq"].as_i64().unwrap(), before - 1);
+}
+
+async fn only_audit_readers_of_the_workspace_read_its_trail(backend: Backend) {
+    let w = world(backend).await;
+    let (app, alice, a) = (&w.app, &w.alice, &w.a);
+    let [member] = joined(app, alice, a, ["Member"]).await;
+    let trail = format!("/api/v1/workspaces/{a}/audit-events");
+    assert_eq!(get(app, &member, &trail).await.0, 403, "a Member lacks audit.read");
+    assert_eq!(get(app, &w.bob, &trail).await.0, 404, "another workspace's owner does not see it exists");
+    let (status, body) = get(app, alice, &format!("{trail}?category=gossip")).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_request")));
+    // B's own trail holds none of A's events.
+    let (_, b_trail) = get(app, &w.bob, &format!("/api/v1/workspaces/{}/audit-events?limit=200", w.b)).await;
+    let text = b_trail.to_string();
+    assert!(!text.contains(&alice.id.to_string()), "{text}");
+}
+
+async fn each_user_reads_their_own_authentication_events_and_nobody_elses(backend: Backend) {
+    let w = world(backend).await;
+    let (app, alice, bob) = (&w.app, &w.alice, &w.bob);
+    let (status, mine) = get(app, alice, "/api/v1/me/security-events").await;
+    assert_eq!(status, 200, "{mine}");
+    let events = mine["events"].as_array().unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for expected in ["auth.signup", "auth.email_verified", "auth.signin_succeeded"] {
+        assert!(actions.contains(&expected), "{expected} missing from {actions:?}");
+    }
+    assert!(events.iter().all(|e| e["actor_id"] == alice.id.to_string() && e["category"] == "authentication"));
+    let (_, theirs) = get(app, bob, "/api/v1/me/security-events").await;
+    assert!(theirs["events"].as_array().unwrap().iter().all(|e| e["actor_id"] == bob.id.to_string()));
+}
+
 async fn bad_input_gets_a_clear_4xx_with_a_stable_code(backend: Backend) {
     let w = world(backend).await;
     let (app, alice, a) = (&w.app, &w.alice, &w.a);
@@ -493,4 +575,7 @@ backend_tests!(
     deleting_a_workspace_ends_access_at_once_and_purges_its_content_after_30_days,
     an_admin_ends_every_session_of_a_member_but_not_of_a_higher_role,
     bad_input_gets_a_clear_4xx_with_a_stable_code,
+    membership_changes_are_in_the_workspace_audit_trail_with_actor_and_request_id,
+    only_audit_readers_of_the_workspace_read_its_trail,
+    each_user_reads_their_own_authentication_events_and_nobody_elses,
 );

@@ -1,5 +1,673 @@
 //! The append-only, hash-chained audit trail, written in the same transaction as the change it
-//! records. Arrives with the audit work; this crate owns that area from the start.
+//! records.
+//!
+//! Each tenant (workspace) has one chain; events that belong to no workspace (sign-ins, resets)
+//! go to the platform chain, [`PLATFORM_CHAIN`]. Every event carries its position (`seq`), the
+//! hash of the previous event and its own hash, [`link_hash`] — SHA-256 over a length-prefixed
+//! encoding of every field — so an edited, removed or reordered event breaks the chain and
+//! [`verify`] names the first broken link.
+//!
+//! On PostgreSQL the database chains each row itself (a trigger holding the chain's head row
+//! lock, so concurrent writers stay linear) and refuses UPDATE, DELETE and TRUNCATE even for the
+//! owner; only the `rampart_audit` role may delete, and only events past the one-year retention,
+//! and every such purge is recorded in the chain it shortened. On SQLite this crate chains the row
+//! (a `UNIQUE (tenant_id, seq)` keeps chains linear) and triggers refuse changes.
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod verify;
+
+pub use verify::{verify, Broken, Verification};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DbErr, QueryResult, Statement, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The chain of events that belong to no workspace (authentication, for instance).
+pub const PLATFORM_CHAIN: Uuid = Uuid::nil();
+
+/// The `prev_hash` of a chain's first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Audit events are kept at least this long. The seeds promise "retained ≥ 1 year"; OWASP ASVS
+/// 5.0 V16.4 asks that logs be protected from modification and kept per the retention policy.
+/// The database enforces the same floor (`migrations/*/5_audit.sql`).
+pub const MIN_RETENTION_DAYS: i64 = 365;
+
+/// Errors of the audit trail.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("invalid audit event: {0}")]
+    Invalid(&'static str),
+    #[error("the audit chain moved while this event was being linked; retry")]
+    Contended,
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// What kind of thing happened. The categories the seeds list, plus the purge's own records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// Sign-in success and failure, sign-out, refresh, reuse detected, reset, lockout, sessions.
+    Authentication,
+    /// Refusals: endpoint, user, required and actual role or permission.
+    Authorization,
+    /// Members, roles, invitations and cross-workspace grants.
+    Membership,
+    /// The workspace itself: created, renamed, deleted.
+    Workspace,
+    /// Inbound and outbound webhook events (source, type, processed or not).
+    Webhook,
+    /// Language-model usage: model, token counts, estimated cost, calling function.
+    LlmUsage,
+    /// Action executions: type, success, error, duration.
+    Action,
+    /// Data synchronisation: items, success.
+    DataSync,
+    /// Secret and key operations: the event, never the value.
+    Secret,
+    /// Data exports and erasures.
+    Privacy,
+    /// Retention purges of the trail itself.
+    Retention,
+}
+
+impl Category {
+    pub const ALL: [Category; 11] = [
+        Category::Authentication,
+        Category::Authorization,
+        Category::Membership,
+        Category::Workspace,
+        Category::Webhook,
+        Category::LlmUsage,
+        Category::Action,
+        Category::DataSync,
+        Category::Secret,
+        Category::Privacy,
+        Category::Retention,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Authentication => "authentication",
+            Category::Authorization => "authorization",
+            Category::Membership => "membership",
+            Category::Workspace => "workspace",
+            Category::Webhook => "webhook",
+            Category::LlmUsage => "llm_usage",
+            Category::Action => "action",
+            Category::DataSync => "data_sync",
+            Category::Secret => "secret",
+            Category::Privacy => "privacy",
+            Category::Retention => "retention",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event to append. `payload` must never hold a secret value: record that a key rotated, not
+/// the key.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub category: Category,
+    /// `resource.verb`-style name, lowercase: `auth.signin_failed`, `member.role_changed`.
+    pub action: String,
+    pub actor: Option<Uuid>,
+    pub request_id: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+impl NewEvent {
+    pub fn new(category: Category, action: impl Into<String>, payload: serde_json::Value) -> NewEvent {
+        NewEvent { category, action: action.into(), actor: None, request_id: None, payload }
+    }
+
+    pub fn by(mut self, actor: Option<Uuid>) -> NewEvent {
+        self.actor = actor;
+        self
+    }
+
+    pub fn request(mut self, request_id: Option<String>) -> NewEvent {
+        self.request_id = request_id;
+        self
+    }
+}
+
+/// A stored event, as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub id: Uuid,
+    pub chain: Uuid,
+    pub seq: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub category: String,
+    pub action: String,
+    pub actor: Option<Uuid>,
+    pub request_id: Option<String>,
+    /// The JSON text exactly as stored and hashed.
+    pub payload: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl Event {
+    /// The hash this event's content should have.
+    pub fn computed_hash(&self) -> String {
+        link_hash(&Link {
+            chain: self.chain,
+            seq: self.seq,
+            prev_hash: &self.prev_hash,
+            id: self.id,
+            occurred_at: self.occurred_at,
+            category: &self.category,
+            action: &self.action,
+            actor: self.actor,
+            request_id: self.request_id.as_deref(),
+            payload: &self.payload,
+        })
+    }
+}
+
+/// The fields one link's hash covers.
+#[derive(Debug, Clone, Copy)]
+pub struct Link<'a> {
+    pub chain: Uuid,
+    pub seq: i64,
+    pub prev_hash: &'a str,
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub category: &'a str,
+    pub action: &'a str,
+    pub actor: Option<Uuid>,
+    pub request_id: Option<&'a str>,
+    pub payload: &'a str,
+}
+
+/// SHA-256 (FIPS 180-4), hex, of one link: a version tag, then each field as its byte length, a
+/// colon, the value and a newline (`~` and a newline for an absent value). The time counts
+/// microseconds since the Unix epoch. PostgreSQL's `audit_link_hash` computes the same bytes.
+pub fn link_hash(link: &Link<'_>) -> String {
+    fn field(h: &mut Sha256, value: Option<&str>) {
+        match value {
+            None => h.update(b"~\n"),
+            Some(v) => {
+                h.update(v.len().to_string().as_bytes());
+                h.update(b":");
+                h.update(v.as_bytes());
+                h.update(b"\n");
+            }
+        }
+    }
+    let mut h = Sha256::new();
+    h.update(b"rampart-audit-v1\n");
+    field(&mut h, Some(&link.chain.to_string()));
+    field(&mut h, Some(&link.seq.to_string()));
+    field(&mut h, Some(link.prev_hash));
+    field(&mut h, Some(&link.id.to_string()));
+    field(&mut h, Some(&link.occurred_at.timestamp_micros().to_string()));
+    field(&mut h, Some(link.category));
+    field(&mut h, Some(link.action));
+    field(&mut h, link.actor.map(|a| a.to_string()).as_deref());
+    field(&mut h, link.request_id);
+    field(&mut h, Some(link.payload));
+    hex::encode(h.finalize())
+}
+
+fn check_action(action: &str) -> Result<(), AuditError> {
+    let mut chars = action.chars();
+    let ok = action.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(AuditError::Invalid("action must be 1 to 64 of a-z, 0-9, '_' and '.', starting with a letter"))
+    }
+}
+
+/// Microsecond precision: what both stores keep, so the hash of a read-back event matches.
+fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+pub(crate) fn stmt<C: ConnectionTrait>(conn: &C, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(conn.get_database_backend(), sql, values)
+}
+
+/// Appends `event` to `chain` on `conn` — the caller's transaction, so the event commits or rolls
+/// back with the change it records. Returns the event's id.
+///
+/// On PostgreSQL the row policy admits the current tenant's chain (the tenant context set by
+/// `tenancy`) or the platform chain; the database numbers and links the row.
+pub async fn append<C: ConnectionTrait>(
+    conn: &C,
+    chain: Uuid,
+    event: &NewEvent,
+    now: DateTime<Utc>,
+) -> Result<Uuid, AuditError> {
+    check_action(&event.action)?;
+    let id = Uuid::new_v4();
+    let payload = event.payload.to_string();
+    let occurred_at = truncate_micros(now);
+    match conn.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            conn.execute(stmt(
+                conn,
+                "INSERT INTO audit_events (id, tenant_id, seq, occurred_at, category, action, actor_id, request_id, payload, prev_hash, hash)
+                 VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, '', '')",
+                vec![
+                    id.into(),
+                    chain.into(),
+                    occurred_at.into(),
+                    event.category.as_str().into(),
+                    event.action.as_str().into(),
+                    event.actor.into(),
+                    event.request_id.clone().into(),
+                    payload.into(),
+                ],
+            ))
+            .await?;
+        }
+        _ => {
+            let row = Row {
+                id,
+                chain,
+                occurred_at,
+                category: event.category.as_str(),
+                action: &event.action,
+                actor: event.actor,
+                request_id: event.request_id.as_deref(),
+                payload: &payload,
+            };
+            append_linked(conn, &row).await?;
+        }
+    }
+    Ok(id)
+}
+
+/// An event's fields before it is linked.
+struct Row<'a> {
+    id: Uuid,
+    chain: Uuid,
+    occurred_at: DateTime<Utc>,
+    category: &'a str,
+    action: &'a str,
+    actor: Option<Uuid>,
+    request_id: Option<&'a str>,
+    payload: &'a str,
+}
+
+/// Attempts to link an event on SQLite before giving up: a concurrent writer that took the same
+/// position makes the insert fail on `UNIQUE (tenant_id, seq)`, and the event is linked again.
+const LINK_ATTEMPTS: usize = 5;
+
+/// SQLite: reads the chain's newest link, links the row to it and inserts it.
+async fn append_linked<C: ConnectionTrait>(conn: &C, row: &Row<'_>) -> Result<(), AuditError> {
+    for _ in 0..LINK_ATTEMPTS {
+        let (seq, prev_hash) =
+            head_from_events(conn, row.chain).await?.map_or((1, GENESIS_HASH.to_owned()), |(s, h)| (s + 1, h));
+        let hash = link_hash(&Link {
+            chain: row.chain,
+            seq,
+            prev_hash: &prev_hash,
+            id: row.id,
+            occurred_at: row.occurred_at,
+            category: row.category,
+            action: row.action,
+            actor: row.actor,
+            request_id: row.request_id,
+            payload: row.payload,
+        });
+        let inserted = conn
+            .execute(stmt(
+                conn,
+                "INSERT INTO audit_events (id, tenant_id, seq, occurred_at, category, action, actor_id, request_id, payload, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                vec![
+                    row.id.into(),
+                    row.chain.into(),
+                    seq.into(),
+                    row.occurred_at.into(),
+                    row.category.into(),
+                    row.action.into(),
+                    row.actor.into(),
+                    row.request_id.map(str::to_owned).into(),
+                    row.payload.into(),
+                    prev_hash.into(),
+                    hash.into(),
+                ],
+            ))
+            .await;
+        match inserted {
+            Ok(_) => return Ok(()),
+            Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AuditError::Contended)
+}
+
+async fn head_from_events<C: ConnectionTrait>(conn: &C, chain: Uuid) -> Result<Option<(i64, String)>, AuditError> {
+    let row = conn
+        .query_one(stmt(
+            conn,
+            "SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+            vec![chain.into()],
+        ))
+        .await?;
+    Ok(match row {
+        Some(r) => Some((r.try_get("", "seq")?, r.try_get("", "hash")?)),
+        None => None,
+    })
+}
+
+/// Which events of a chain to read.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub category: Option<Category>,
+    pub actor: Option<Uuid>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Cursor: only events before this position (the previous page's last `seq`).
+    pub before_seq: Option<i64>,
+}
+
+/// Most events one page returns.
+pub const MAX_PAGE: u64 = 200;
+
+const COLUMNS: &str =
+    "id, tenant_id, seq, occurred_at, category, action, actor_id, request_id, payload, prev_hash, hash";
+
+/// The newest events of `chain` matching `filter`, newest first, at most `limit` (1 to
+/// [`MAX_PAGE`]). On PostgreSQL the row policy decides what the caller may see.
+pub async fn list<C: ConnectionTrait>(
+    conn: &C,
+    chain: Uuid,
+    filter: &Filter,
+    limit: u64,
+) -> Result<Vec<Event>, AuditError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM audit_events WHERE tenant_id = $1");
+    let mut values: Vec<sea_orm::Value> = vec![chain.into()];
+    let mut push = |clause: &str, value: sea_orm::Value| {
+        values.push(value);
+        sql.push_str(&format!(" AND {clause} ${}", values.len()));
+    };
+    if let Some(c) = filter.category {
+        push("category =", c.as_str().into());
+    }
+    if let Some(a) = filter.actor {
+        push("actor_id =", a.into());
+    }
+    if let Some(t) = filter.since {
+        push("occurred_at >=", t.into());
+    }
+    if let Some(t) = filter.until {
+        push("occurred_at <", t.into());
+    }
+    if let Some(s) = filter.before_seq {
+        push("seq <", s.into());
+    }
+    values.push(limit.clamp(1, MAX_PAGE).into());
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", values.len()));
+    let rows = conn.query_all(stmt(conn, &sql, values)).await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+pub(crate) fn event_from_row(row: &QueryResult) -> Result<Event, AuditError> {
+    Ok(Event {
+        id: row.try_get("", "id")?,
+        chain: row.try_get("", "tenant_id")?,
+        seq: row.try_get("", "seq")?,
+        occurred_at: row.try_get("", "occurred_at")?,
+        category: row.try_get("", "category")?,
+        action: row.try_get("", "action")?,
+        actor: row.try_get("", "actor_id")?,
+        request_id: row.try_get("", "request_id")?,
+        payload: row.try_get("", "payload")?,
+        prev_hash: row.try_get("", "prev_hash")?,
+        hash: row.try_get("", "hash")?,
+    })
+}
+
+/// Every chain that has events (what the connection may see of them).
+pub async fn chains<C: ConnectionTrait>(conn: &C) -> Result<Vec<Uuid>, AuditError> {
+    let rows =
+        conn.query_all(stmt(conn, "SELECT DISTINCT tenant_id FROM audit_events ORDER BY tenant_id", vec![])).await?;
+    rows.iter().map(|r| Ok(r.try_get("", "tenant_id")?)).collect()
+}
+
+/// The role that reads every chain and alone may purge (PostgreSQL).
+pub const AUDIT_ROLE: &str = "rampart_audit";
+
+/// Opens a read-only view of every chain, for verification and operators: on PostgreSQL a
+/// transaction as the `rampart_audit` role (the connection must be a member of it, as the owner
+/// role is); on SQLite a plain transaction.
+pub async fn begin_auditor<C: TransactionTrait>(db: &C) -> Result<sea_orm::DatabaseTransaction, AuditError> {
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        txn.execute_unprepared(&format!("SET LOCAL ROLE {AUDIT_ROLE}")).await?;
+        txn.execute_unprepared("SET TRANSACTION READ ONLY").await?;
+    }
+    Ok(txn)
+}
+
+/// What a retention purge removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    /// (chain, events removed) for every chain that was shortened.
+    pub chains: Vec<(Uuid, u64)>,
+}
+
+/// Removes, in each chain, the oldest events recorded before `now - retention_days` — always a
+/// prefix of the chain — and records each purge in the chain it shortened (with the hash of the
+/// last removed event, from which the rest verifies). `retention_days` below
+/// [`MIN_RETENTION_DAYS`] is refused.
+///
+/// On PostgreSQL this runs as the `rampart_audit` role (`SET LOCAL ROLE`), so the connection must
+/// be a member of it: the owner role is (`deploy/postgres/bootstrap-roles.sql`), the server's
+/// runtime role never is.
+pub async fn purge<C: TransactionTrait>(
+    db: &C,
+    retention_days: i64,
+    now: DateTime<Utc>,
+) -> Result<PurgeReport, AuditError> {
+    if retention_days < MIN_RETENTION_DAYS {
+        return Err(AuditError::Invalid("audit retention must be at least 365 days"));
+    }
+    let cutoff = truncate_micros(now) - chrono::Duration::days(retention_days);
+    let txn = db.begin().await?;
+    let postgres = txn.get_database_backend() == DatabaseBackend::Postgres;
+    if postgres {
+        txn.execute_unprepared(&format!("SET LOCAL ROLE {AUDIT_ROLE}")).await?;
+    }
+    let mut report = PurgeReport::default();
+    for chain in chains(&txn).await? {
+        let bound = txn
+            .query_one(stmt(
+                &txn,
+                "SELECT (SELECT min(seq) FROM audit_events WHERE tenant_id = $1 AND occurred_at >= $2) AS young,
+                        (SELECT max(seq) FROM audit_events WHERE tenant_id = $1) AS newest,
+                        (SELECT min(seq) FROM audit_events WHERE tenant_id = $1) AS oldest",
+                vec![chain.into(), cutoff.into()],
+            ))
+            .await?;
+        let Some(bound) = bound else { continue };
+        let young: Option<i64> = bound.try_get("", "young")?;
+        let newest: Option<i64> = bound.try_get("", "newest")?;
+        let oldest: Option<i64> = bound.try_get("", "oldest")?;
+        let (Some(newest), Some(oldest)) = (newest, oldest) else { continue };
+        let through = young.map_or(newest, |y| y - 1);
+        if through < oldest {
+            continue;
+        }
+        let last = txn
+            .query_one(stmt(
+                &txn,
+                "SELECT hash FROM audit_events WHERE tenant_id = $1 AND seq = $2",
+                vec![chain.into(), through.into()],
+            ))
+            .await?;
+        let anchor: String = match last {
+            Some(r) => r.try_get("", "hash")?,
+            None => continue,
+        };
+        let head = head_from_events(&txn, chain).await?;
+        let deleted = txn
+            .execute(stmt(
+                &txn,
+                "DELETE FROM audit_events WHERE tenant_id = $1 AND seq <= $2",
+                vec![chain.into(), through.into()],
+            ))
+            .await?
+            .rows_affected();
+        if !postgres {
+            // PostgreSQL records the purge itself (a statement trigger); here this crate does.
+            let payload =
+                serde_json::json!({ "through_seq": through, "anchor_hash": anchor, "deleted": deleted }).to_string();
+            let (seq, prev_hash) = head.map_or((1, GENESIS_HASH.to_owned()), |(s, h)| (s + 1, h));
+            insert_after(&txn, chain, seq, &prev_hash, &payload, truncate_micros(now)).await?;
+        }
+        report.chains.push((chain, deleted));
+    }
+    txn.commit().await?;
+    Ok(report)
+}
+
+/// SQLite: the purge record, linked after the chain's newest event (which may just have been
+/// removed, when the whole chain was past retention).
+async fn insert_after<C: ConnectionTrait>(
+    conn: &C,
+    chain: Uuid,
+    seq: i64,
+    prev_hash: &str,
+    payload: &str,
+    now: DateTime<Utc>,
+) -> Result<(), AuditError> {
+    let id = Uuid::new_v4();
+    let (category, action) = (Category::Retention.as_str(), "retention.purged");
+    let hash = link_hash(&Link {
+        chain,
+        seq,
+        prev_hash,
+        id,
+        occurred_at: now,
+        category,
+        action,
+        actor: None,
+        request_id: None,
+        payload,
+    });
+    conn.execute(stmt(
+        conn,
+        "INSERT INTO audit_events (id, tenant_id, seq, occurred_at, category, action, actor_id, request_id, payload, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, $8, $9)",
+        vec![
+            id.into(),
+            chain.into(),
+            seq.into(),
+            now.into(),
+            category.into(),
+            action.into(),
+            payload.into(),
+            prev_hash.into(),
+            hash.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Event {
+        Event {
+            id: Uuid::from_u128(1),
+            chain: Uuid::from_u128(2),
+            seq: 1,
+            occurred_at: DateTime::from_timestamp_micros(1_764_619_551_123_456).unwrap(),
+            category: "membership".into(),
+            action: "member.role_changed".into(),
+            actor: Some(Uuid::from_u128(3)),
+            request_id: Some("req-1".into()),
+            payload: r#"{"role":"Admin"}"#.into(),
+            prev_hash: GENESIS_HASH.into(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_field_changes_the_link_hash() {
+        let base = sample().computed_hash();
+        let mutations: Vec<fn(&mut Event)> = vec![
+            |e| e.id = Uuid::from_u128(9),
+            |e| e.chain = Uuid::from_u128(9),
+            |e| e.seq = 2,
+            |e| e.occurred_at += chrono::Duration::microseconds(1),
+            |e| e.category = "workspace".into(),
+            |e| e.action = "member.removed".into(),
+            |e| e.actor = None,
+            |e| e.request_id = None,
+            |e| e.payload = r#"{"role":"Owner"}"#.into(),
+            |e| e.prev_hash = "1".repeat(64),
+        ];
+        for mutate in mutations {
+            let mut e = sample();
+            mutate(&mut e);
+            assert_ne!(e.computed_hash(), base);
+        }
+    }
+
+    #[test]
+    fn an_absent_value_and_an_empty_one_hash_differently() {
+        let mut a = sample();
+        a.request_id = None;
+        let mut b = sample();
+        b.request_id = Some(String::new());
+        assert_ne!(a.computed_hash(), b.computed_hash());
+    }
+
+    #[test]
+    fn the_link_hash_is_sha256_of_the_documented_encoding() {
+        let e = sample();
+        let text = format!(
+            "rampart-audit-v1\n36:{}\n1:1\n64:{}\n36:{}\n16:1764619551123456\n10:membership\n19:member.role_changed\n36:{}\n5:req-1\n16:{{\"role\":\"Admin\"}}\n",
+            e.chain,
+            GENESIS_HASH,
+            e.id,
+            e.actor.unwrap()
+        );
+        assert_eq!(e.computed_hash(), hex::encode(Sha256::digest(text.as_bytes())));
+    }
+
+    #[test]
+    fn actions_are_lowercase_dotted_names() {
+        assert!(check_action("auth.signin_failed").is_ok());
+        for bad in ["", "Auth.signin", "1auth", "auth signin", "auth;drop", &"a".repeat(65)] {
+            assert!(check_action(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn categories_round_trip_through_their_names() {
+        for c in Category::ALL {
+            assert_eq!(Category::parse(c.as_str()), Some(c));
+            assert_eq!(serde_json::to_value(c).unwrap(), serde_json::Value::String(c.as_str().into()));
+        }
+        assert_eq!(Category::parse("nope"), None);
+    }
+}

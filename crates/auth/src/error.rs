@@ -27,6 +27,8 @@ pub enum AuthError {
     Store(String),
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
+    #[error("audit trail: {0}")]
+    Audit(#[from] audit::AuditError),
     #[error("outbox error: {0}")]
     Outbox(#[from] scheduler::OutboxError),
     #[error("token error: {0}")]

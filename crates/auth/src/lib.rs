@@ -7,6 +7,7 @@ pub mod access;
 pub mod email;
 mod error;
 pub mod jwt;
+pub mod metrics;
 pub mod password;
 pub mod service;
 pub mod store;

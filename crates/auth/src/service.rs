@@ -186,21 +186,16 @@ impl AuthService {
         meta: &RequestMeta,
         detail: serde_json::Value,
     ) -> Result<(), AuthError> {
-        conn.execute(stmt(
-            conn,
-            "INSERT INTO auth_events (id, occurred_at, kind, user_id, ip, user_agent, request_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            vec![
-                Uuid::new_v4().into(),
-                self.clock.now().into(),
-                kind.into(),
-                user.into(),
-                meta.ip.clone().into(),
-                meta.user_agent.clone().into(),
-                meta.request_id.clone().into(),
-                detail.to_string().into(),
-            ],
-        ))
-        .await?;
+        // Network details are part of the security record (ASVS 5.0 V16.2.1: who, where, when);
+        // the secret parts of a request never are.
+        let payload = serde_json::json!({ "ip": meta.ip, "user_agent": meta.user_agent, "detail": detail });
+        let event = audit::NewEvent::new(audit::Category::Authentication, format!("auth.{kind}"), payload)
+            .by(user)
+            .request(meta.request_id.clone());
+        audit::append(conn, audit::PLATFORM_CHAIN, &event, self.clock.now()).await?;
+        if kind == events::SIGNIN_FAILED {
+            crate::metrics::signin_failed(event.payload["detail"]["reason"].as_str().unwrap_or("other"));
+        }
         tracing::info!(auth.event = kind, user.id = ?user, "authentication event");
         Ok(())
     }

@@ -123,6 +123,20 @@ pub struct SecretsConfig {
     pub jwt_previous_keys: Vec<SecretString>,
 }
 
+/// The audit trail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Days an audit event is kept before `rampart audit purge` may remove it; at least 365.
+    pub retention_days: i64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { retention_days: audit::MIN_RETENTION_DAYS }
+    }
+}
+
 /// The whole configuration, validated once at start-up and then split per crate.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -137,6 +151,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub auth: AuthConfig,
     pub mail: MailConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
 }
 
@@ -152,6 +167,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             auth: AuthConfig::default(),
             mail: MailConfig::default(),
+            audit: AuditConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -245,6 +261,12 @@ impl Config {
             problems.push(
                 "auth.attempts_per_minute and http.rate_limit_per_client_per_sec must not be 0 in production".into(),
             );
+        }
+        if self.audit.retention_days < audit::MIN_RETENTION_DAYS {
+            problems.push(format!(
+                "audit.retention_days must be at least {} (audit events are kept at least a year)",
+                audit::MIN_RETENTION_DAYS
+            ));
         }
         if prod && self.mail.smtp_url.is_none() {
             problems.push("mail.smtp_url is missing: production sends verification and reset mail over SMTP (RAMPART__MAIL__SMTP_URL)".into());

@@ -1,6 +1,7 @@
 //! `rampart`: the server binary. Parses the command line, loads and validates configuration, and
 //! runs `serve`, `migrate` or `openapi`.
 
+mod audit_cli;
 mod config;
 mod keys;
 
@@ -41,6 +42,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// The audit trail: verify the hash chains, purge what is past retention.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cli::AuditCommand,
     },
     /// Print the OpenAPI description of the HTTP API.
     Openapi {
@@ -96,6 +102,7 @@ fn main() -> ExitCode {
             Command::Serve { .. } => serve(cfg).await,
             Command::Migrate => migrate(cfg).await,
             Command::Healthcheck => healthcheck(&cfg).await,
+            Command::Audit { command } => audit_cli::run(&cfg, command).await,
             Command::Openapi { .. } | Command::Keys { .. } => Ok(()),
         }
     });

@@ -213,3 +213,58 @@ async fn on_postgres_serve_refuses_an_unmigrated_schema() {
     assert_ne!(code, 0);
     assert!(log.contains("rampart migrate"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_audit_verify_passes_an_intact_chain_and_names_the_link_a_superuser_edited() {
+    use testkit::storage::{ConnectionTrait, Statement, TransactionTrait};
+    let db = TestDb::new(Backend::Postgres).await;
+    let runtime = testkit::storage::Db::connect(&db.runtime_url, 1).await.unwrap();
+    let chain = uuid::Uuid::new_v4();
+    let txn = runtime.conn().begin().await.unwrap();
+    let pg = testkit::storage::DatabaseBackend::Postgres;
+    let context =
+        Statement::from_sql_and_values(pg, "SELECT set_config('app.tenant_id', $1, true)", [chain.to_string().into()]);
+    txn.execute(context).await.unwrap();
+    for n in 0..3 {
+        let event = audit::NewEvent::new(audit::Category::Membership, "member.removed", serde_json::json!({ "n": n }));
+        audit::append(&txn, chain, &event, storage_now()).await.unwrap();
+    }
+    txn.commit().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let verify = || {
+        rampart(dir.path())
+            .args(["audit", "verify"])
+            .env("DATABASE_URL", db.runtime_url.expose_secret())
+            .env("DATABASE_MIGRATE_URL", db.owner_url.expose_secret())
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("chain {chain}: 3 events intact; head 3 ")), "{stdout}");
+
+    let admin = testkit::storage::Db::connect(&db.admin_url().unwrap().into(), 1).await.unwrap();
+    admin.conn().execute_unprepared("SET session_replication_role = replica").await.unwrap();
+    let edit = Statement::from_sql_and_values(
+        pg,
+        "UPDATE audit_events SET payload = '{\"n\":7}' WHERE tenant_id = $1 AND seq = 2",
+        [chain.into()],
+    );
+    assert_eq!(admin.conn().execute(edit).await.unwrap().rows_affected(), 1);
+    let out = verify();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "a broken chain fails the command");
+    assert!(stdout.contains(&format!("chain {chain}: BROKEN at event 2")) && stdout.contains("altered"), "{stdout}");
+
+    // The runtime role alone cannot run it: it may not read every chain.
+    let out =
+        rampart(dir.path()).args(["audit", "verify"]).env("DATABASE_URL", db.runtime_url.expose_secret()).output();
+    let out = out.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("migrate_url"));
+}
+
+fn storage_now() -> chrono::DateTime<chrono::Utc> {
+    testkit::storage::Clock::now(&testkit::storage::SystemClock)
+}

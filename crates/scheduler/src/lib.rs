@@ -54,6 +54,39 @@ pub async fn enqueue<C: ConnectionTrait>(
     Ok(id)
 }
 
+/// The outbox at a glance, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OutboxStats {
+    /// Actions whose time has come and that are not done.
+    pub due: u64,
+    /// Seconds since the oldest due action's time (0 when none is due).
+    pub lag_secs: f64,
+    /// Actions that exhausted their attempts.
+    pub dead: u64,
+}
+
+/// Counts due and dead actions and measures the oldest due action's wait, at `now`.
+pub async fn stats<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<OutboxStats, OutboxError> {
+    let row = conn
+        .query_one(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT (SELECT COUNT(*) FROM scheduled_actions WHERE status IN ('pending', 'running') AND run_at <= $1) AS due,
+                    (SELECT MIN(run_at) FROM scheduled_actions WHERE status IN ('pending', 'running') AND run_at <= $1) AS oldest,
+                    (SELECT COUNT(*) FROM scheduled_actions WHERE status = 'dead') AS dead",
+            [now.into()],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Ok(OutboxStats::default());
+    };
+    let oldest: Option<DateTime<Utc>> = row.try_get("", "oldest")?;
+    Ok(OutboxStats {
+        due: u64::try_from(row.try_get::<i64>("", "due")?).unwrap_or(0),
+        lag_secs: oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
+        dead: u64::try_from(row.try_get::<i64>("", "dead")?).unwrap_or(0),
+    })
+}
+
 /// Enqueues `kind` unless an action of that kind is already pending or running: for recurring
 /// maintenance that reschedules itself. Two replicas starting at once may both enqueue; the
 /// actions this is used for are idempotent.

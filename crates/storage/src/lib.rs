@@ -16,7 +16,7 @@ pub use migrate::{
     expected_schema_version, migrate, schema_version, Migration, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE,
 };
 pub use roles::{check_runtime_role, RoleReport, RUNTIME_GROUP_ROLE};
-pub use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionTrait};
+pub use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, TransactionTrait};
 
 use std::time::Duration;
 

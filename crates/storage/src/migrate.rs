@@ -49,6 +49,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 2, "identity"),
     migration!("postgres", 3, "tenancy"),
     migration!("postgres", 4, "rbac"),
+    migration!("postgres", 5, "audit"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
@@ -57,6 +58,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     migration!("sqlite", 2, "identity"),
     migration!("sqlite", 3, "tenancy"),
     migration!("sqlite", 4, "rbac"),
+    migration!("sqlite", 5, "audit"),
 ];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {

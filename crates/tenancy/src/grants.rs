@@ -96,7 +96,13 @@ pub async fn create(
         Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))) => {
             Err(TenancyError::Invalid("no such grantee workspace"))
         }
-        other => other.map(|_| grant).map_err(Into::into),
+        Err(e) => Err(e.into()),
+        Ok(_) => {
+            let payload =
+                serde_json::json!({ "grant": grant.id, "grantee": grantee.0, "permission": grant.permission });
+            tx.record(audit::Category::Membership, "grant.created", payload, now).await?;
+            Ok(grant)
+        }
     }
 }
 
@@ -134,5 +140,5 @@ pub async fn revoke(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<(), T
     if done.rows_affected() == 0 {
         return Err(TenancyError::NotFound);
     }
-    Ok(())
+    tx.record(audit::Category::Membership, "grant.revoked", serde_json::json!({ "grant": id }), now).await
 }

@@ -84,6 +84,9 @@ pub async fn create(
             ],
         ))
         .await?;
+    // The invitation's id and role, not the invited address: personal data stays out of the chain.
+    let payload = serde_json::json!({ "invitation": invitation.id, "role": invitation.role });
+    tx.record(audit::Category::Membership, "invitation.created", payload, now).await?;
     Ok(invitation)
 }
 
@@ -118,7 +121,7 @@ pub async fn revoke(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<(), T
     if done.rows_affected() == 0 {
         return Err(TenancyError::NotFound);
     }
-    Ok(())
+    tx.record(audit::Category::Membership, "invitation.revoked", serde_json::json!({ "invitation": id }), now).await
 }
 
 /// Accepts the invitation to `tenant` whose token hashes to `token_hash`, for `user`, whose
@@ -152,12 +155,13 @@ async fn accept_in(
               WHERE tenant_id = $3 AND token_hash = $4 AND email = $5
                 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $1
                 AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = $3 AND w.deleted_at IS NULL)
-             RETURNING role",
+             RETURNING id, role",
             vec![now.into(), tx.user().0.into(), tx.tenant().0.into(), token_hash.into(), principal_email.into()],
         ))
         .await?
         .ok_or(TenancyError::NotFound)?;
     let role: String = row.try_get("", "role")?;
+    let invitation: Uuid = row.try_get("", "id")?;
     let inserted = tx
         .conn()
         .execute(stmt(
@@ -170,5 +174,7 @@ async fn accept_in(
         Err(e) if crate::is_unique_violation(&e) => return Err(TenancyError::Conflict("already a member")),
         other => other?,
     };
+    let payload = serde_json::json!({ "invitation": invitation, "role": role });
+    tx.record(audit::Category::Membership, "invitation.accepted", payload, now).await?;
     Ok(members::Member { user_id: tx.user().0, email: principal_email.to_owned(), role, joined_at: now })
 }

@@ -45,6 +45,8 @@ pub enum TenancyError {
     Forbidden(#[from] rbac::RbacError),
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
+    #[error("audit trail: {0}")]
+    Audit(#[from] audit::AuditError),
     /// A side effect of the operation (such as queueing its mail) failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -63,6 +65,7 @@ pub struct TenantTx {
     tenant: TenantId,
     user: UserId,
     access: Option<Access>,
+    request_id: Option<String>,
 }
 
 impl TenantTx {
@@ -82,7 +85,32 @@ impl TenantTx {
     async fn open(db: &Db, tenant: TenantId, user: UserId, keep_context: bool) -> Result<TenantTx, TenancyError> {
         let txn = db.conn().begin().await?;
         let access = access::enter(&txn, tenant, user, keep_context).await?;
-        Ok(TenantTx { txn, tenant, user, access })
+        Ok(TenantTx { txn, tenant, user, access, request_id: None })
+    }
+
+    /// Names the request this transaction serves; audit events written in it carry the id.
+    pub fn set_request_id(&mut self, request_id: impl Into<String>) {
+        self.request_id = Some(request_id.into());
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+
+    /// Appends an audit event to this tenant's chain, in this transaction: it commits or rolls
+    /// back with the change it records. The actor is the transaction's principal.
+    pub async fn record(
+        &self,
+        category: audit::Category,
+        action: &str,
+        payload: serde_json::Value,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), TenancyError> {
+        let event = audit::NewEvent::new(category, action, payload)
+            .by(Some(self.user.0).filter(|u| !u.is_nil()))
+            .request(self.request_id.clone());
+        audit::append(&self.txn, self.tenant.0, &event, now).await?;
+        Ok(())
     }
 
     pub fn tenant(&self) -> TenantId {

@@ -94,7 +94,12 @@ async fn ensure_an_owner_remains(tx: &TenantTx, leaving: UserId) -> Result<(), T
 
 /// Gives `member` the role `new_role` (`members.update_role`; the actor must outrank the member's
 /// current role and hold everything the new role carries).
-pub async fn change_role(tx: &TenantTx, member: UserId, new_role: &str) -> Result<Role, TenancyError> {
+pub async fn change_role(
+    tx: &TenantTx,
+    member: UserId,
+    new_role: &str,
+    now: DateTime<Utc>,
+) -> Result<Role, TenancyError> {
     let actor = acting_role(tx, &Permission::MEMBERS_UPDATE_ROLE)?.clone();
     let current = role_of(tx, member).await?;
     let new = roles::find(tx, new_role).await?;
@@ -114,12 +119,14 @@ pub async fn change_role(tx: &TenantTx, member: UserId, new_role: &str) -> Resul
     if done.rows_affected() == 0 {
         return Err(TenancyError::Conflict("the member's role changed meanwhile; try again"));
     }
+    let payload = serde_json::json!({ "member": member.0, "from": current.name, "to": new.name });
+    tx.record(audit::Category::Membership, "member.role_changed", payload, now).await?;
     Ok(new)
 }
 
 /// Removes `member` (`members.remove` and outranking them), or lets the principal leave. The last
 /// owner can do neither.
-pub async fn remove(tx: &TenantTx, member: UserId) -> Result<(), TenancyError> {
+pub async fn remove(tx: &TenantTx, member: UserId, now: DateTime<Utc>) -> Result<(), TenancyError> {
     let current = role_of(tx, member).await?;
     if member != tx.user() {
         let actor = acting_role(tx, &Permission::MEMBERS_REMOVE)?;
@@ -139,7 +146,9 @@ pub async fn remove(tx: &TenantTx, member: UserId) -> Result<(), TenancyError> {
     if done.rows_affected() == 0 {
         return Err(TenancyError::Conflict("the member's role changed meanwhile; try again"));
     }
-    Ok(())
+    let action = if member == tx.user() { "member.left" } else { "member.removed" };
+    tx.record(audit::Category::Membership, action, serde_json::json!({ "member": member.0, "role": current.name }), now)
+        .await
 }
 
 /// Checks that the principal may end `member`'s sessions: `sessions.revoke` and a level at least

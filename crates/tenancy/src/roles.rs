@@ -86,6 +86,12 @@ pub async fn create(
         .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => Err(TenancyError::Conflict("a role of that name exists")),
-        other => other.map(|_| role).map_err(Into::into),
+        Err(e) => Err(e.into()),
+        Ok(_) => {
+            let permissions = store_permissions(&role.permissions);
+            let payload = serde_json::json!({ "role": role.name, "level": level, "permissions": permissions });
+            tx.record(audit::Category::Membership, "role.created", payload, now).await?;
+            Ok(role)
+        }
     }
 }

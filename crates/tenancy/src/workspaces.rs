@@ -41,7 +41,7 @@ pub async fn create(db: &Db, owner: UserId, name: &str, now: DateTime<Utc>) -> R
                 vec![id.0.into(), owner.0.into(), now.into()],
             ))
             .await?;
-        Ok(())
+        tx.record(audit::Category::Workspace, "workspace.created", serde_json::json!({ "name": name }), now).await
     }
     .await;
     tx.settle(result).await?;
@@ -103,7 +103,7 @@ pub async fn get(tx: &TenantTx) -> Result<Workspace, TenancyError> {
 }
 
 /// Renames the workspace (`workspace.update`).
-pub async fn rename(tx: &TenantTx, name: &str) -> Result<Workspace, TenancyError> {
+pub async fn rename(tx: &TenantTx, name: &str, now: DateTime<Utc>) -> Result<Workspace, TenancyError> {
     tx.require_member(&Permission::WORKSPACE_UPDATE)?;
     let name = check_name(name)?;
     tx.conn()
@@ -113,6 +113,7 @@ pub async fn rename(tx: &TenantTx, name: &str) -> Result<Workspace, TenancyError
             vec![name.into(), tx.tenant().0.into()],
         ))
         .await?;
+    tx.record(audit::Category::Workspace, "workspace.renamed", serde_json::json!({ "name": name }), now).await?;
     get(tx).await
 }
 
@@ -131,7 +132,10 @@ pub async fn mark_deleted(tx: &TenantTx, now: DateTime<Utc>) -> Result<DateTime<
     if done.rows_affected() == 0 {
         return Err(TenancyError::NotFound);
     }
-    Ok(now + PURGE_AFTER)
+    let purge_at = now + PURGE_AFTER;
+    tx.record(audit::Category::Workspace, "workspace.deleted", serde_json::json!({ "purge_at": purge_at }), now)
+        .await?;
+    Ok(purge_at)
 }
 
 /// Removes a workspace deleted at least [`PURGE_AFTER`] before `now`, with everything that
@@ -148,6 +152,13 @@ pub async fn purge(db: &Db, id: TenantId, now: DateTime<Utc>) -> Result<bool, Te
         ))
         .await
         .map(|done| done.rows_affected() > 0)
-        .map_err(Into::into);
+        .map_err(TenancyError::from);
+    let result = match result {
+        // The chain outlives the workspace: its last event says the content is gone.
+        Ok(true) => {
+            tx.record(audit::Category::Workspace, "workspace.purged", serde_json::json!({}), now).await.map(|()| true)
+        }
+        other => other,
+    };
     tx.settle(result).await
 }

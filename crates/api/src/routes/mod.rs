@@ -1,5 +1,6 @@
 //! Route table, OpenAPI service and the documentation page.
 
+mod audit;
 mod auth;
 mod health;
 mod projects;
@@ -45,6 +46,8 @@ pub(crate) enum ApiTags {
     Projects,
     /// Activity: records private to their user.
     Activity,
+    /// The audit trail: append-only, hash-chained, readable by the tenant.
+    Audit,
 }
 
 /// 201 with the created resource.
@@ -63,12 +66,25 @@ pub(crate) enum NoContent {
     Done,
 }
 
-type Apis =
-    (health::HealthApi, well_known::WellKnownApi, auth::AuthApi, workspaces::WorkspacesApi, projects::ProjectsApi);
+type Apis = (
+    health::HealthApi,
+    well_known::WellKnownApi,
+    auth::AuthApi,
+    workspaces::WorkspacesApi,
+    projects::ProjectsApi,
+    audit::AuditApi,
+);
 
 fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (health::HealthApi, well_known::WellKnownApi, auth::AuthApi, workspaces::WorkspacesApi, projects::ProjectsApi),
+        (
+            health::HealthApi,
+            well_known::WellKnownApi,
+            auth::AuthApi,
+            workspaces::WorkspacesApi,
+            projects::ProjectsApi,
+            audit::AuditApi,
+        ),
         "Rampart API",
         env!("CARGO_PKG_VERSION"),
     )
@@ -95,6 +111,10 @@ pub fn build_app(state: AppState, http: &HttpConfig) -> BoxEndpoint<'static> {
     let route = Route::new()
         .at("/openapi.json", api.spec_endpoint())
         .at("/docs", docs)
+        .at(
+            "/metrics",
+            poem::get(crate::metrics::endpoint).data(crate::metrics::MetricsToken(http.metrics_token.clone())),
+        )
         .nest("/", api.into_endpoint())
         .with(poem::middleware::CookieJarManager::new());
     let allowed = Arc::new(http.cors_allowed_origins.clone());

@@ -30,8 +30,11 @@ impl<'a> Scope<'a> {
     }
 
     /// Begins the transaction: tenant context and the caller's access in one round trip.
+    /// Audit events written in it carry the request id.
     pub async fn begin(&self) -> poem::Result<TenantTx> {
-        TenantTx::begin(&self.state.db, self.tenant, self.user).await.map_err(|e| ApiError::from(e).into())
+        let mut tx = TenantTx::begin(&self.state.db, self.tenant, self.user).await.map_err(ApiError::from)?;
+        tx.set_request_id(crate::error::current_request_id());
+        Ok(tx)
     }
 
     /// Commits on success. On failure rolls back, records an authorization failure if it was one,

@@ -262,7 +262,7 @@ impl WorkspacesApi {
     ) -> poem::Result<Json<WorkspaceBody>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         let tx = scope.begin().await?;
-        let result = workspaces::rename(&tx, &body.name).await;
+        let result = workspaces::rename(&tx, &body.name, scope.now()).await;
         Ok(Json(scope.finish(tx, result).await?.into()))
     }
 
@@ -321,7 +321,7 @@ impl WorkspacesApi {
     ) -> poem::Result<Json<RoleBody>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         let tx = scope.begin().await?;
-        let result = members::change_role(&tx, UserId(user_id.0), &body.role).await;
+        let result = members::change_role(&tx, UserId(user_id.0), &body.role, scope.now()).await;
         Ok(Json(scope.finish(tx, result).await?.into()))
     }
 
@@ -337,7 +337,7 @@ impl WorkspacesApi {
     ) -> poem::Result<NoContent> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         let tx = scope.begin().await?;
-        let result = members::remove(&tx, UserId(user_id.0)).await;
+        let result = members::remove(&tx, UserId(user_id.0), scope.now()).await;
         scope.finish(tx, result).await?;
         Ok(NoContent::Done)
     }
