@@ -30,15 +30,15 @@ fn release_dir() -> PathBuf {
 }
 
 #[derive(Debug, Clone, Serialize)]
-struct Measurement {
-    requests_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
+pub(crate) struct Measurement {
+    pub(crate) requests_per_sec: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) errors: u64,
 }
 
 #[derive(Debug, Serialize)]
-struct Entry {
+pub(crate) struct Entry {
     name: String,
     subject: String,
     baseline: String,
@@ -189,7 +189,7 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
     write_report(&report, Path::new("bench-report"))
 }
 
-fn entry(
+pub(crate) fn entry(
     name: &str,
     subject: &str,
     baseline: &str,
@@ -209,7 +209,7 @@ fn entry(
     }
 }
 
-fn best(runs: Vec<Measurement>) -> Measurement {
+pub(crate) fn best(runs: Vec<Measurement>) -> Measurement {
     runs.into_iter().max_by(|a, b| a.requests_per_sec.total_cmp(&b.requests_per_sec)).expect("at least one run")
 }
 
@@ -350,7 +350,7 @@ async fn load(addr: SocketAddr, spec: Spec, connections: usize, duration: Durati
 }
 
 /// Throughput and latency percentiles of the completions inside a window of `duration`.
-fn summarise(mut all: Vec<Duration>, errors: u64, duration: Duration) -> Measurement {
+pub(crate) fn summarise(mut all: Vec<Duration>, errors: u64, duration: Duration) -> Measurement {
     all.sort();
     let pct = |p: f64| -> f64 {
         if all.is_empty() {
@@ -622,6 +622,7 @@ fn tenancy_entries(rt: &tokio::runtime::Runtime, exe_dir: &Path, duration: Durat
             "<= 1.10x (latency)",
             rls.p50_ms / plain.p50_ms.max(f64::MIN_POSITIVE),
         ));
+        entries.extend(crate::bench_audit::entries(&superuser_url, &owner_url, &app_url, duration).await?);
         anyhow::Ok(entries)
     })
 }

@@ -8,6 +8,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod bench;
+mod bench_audit;
 mod services;
 
 use std::process::Command;
