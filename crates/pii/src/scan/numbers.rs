@@ -1,0 +1,450 @@
+//! Number-shaped findings: IBANs (which start with two letters but are triggered by their check
+//! digits), IPv4 and IPv6 addresses, payment cards, US SSNs and phone numbers.
+//!
+//! A number token is digit groups joined by single separators (` `, `-`, `.`), optionally with a
+//! leading `+`, parenthesised groups (`(555) 123-4567`) and a phone extension. The whole token is
+//! classified first (IPv4, card, SSN, phone); failing that, runs of its groups are tried for the
+//! strongly validated kinds only (IPv4, Luhn-checked cards, SSNs).
+
+use super::{is_word, Cx};
+use crate::{validate, Kind};
+
+/// At most this many groups form one token; a longer run is split.
+const MAX_GROUPS: usize = 8;
+/// A digit run longer than this is no card, SSN, IP or phone group (IBANs are handled apart).
+const MAX_GROUP_DIGITS: usize = 19;
+
+/// Words that make a bare digit run or a two-group number a phone number (Presidio's phone
+/// recognizer context words, trimmed).
+const PHONE_CONTEXT: &[&str] = &["phone", "tel", "call", "mobile", "cell", "fax", "contact", "whatsapp", "sms", "dial"];
+/// Words that make a bare nine-digit run an SSN (Presidio's SSN context words).
+const SSN_CONTEXT: &[&str] = &["ssn", "social security", "social sec", "ssa number", "ss#", "ssid"];
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Group {
+    /// Offsets of the digits (without parentheses).
+    start: usize,
+    end: usize,
+    /// The separator before this group (0 for the first; `)` after a parenthesised group with
+    /// nothing between).
+    sep: u8,
+    paren: bool,
+}
+
+impl Group {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+struct Token {
+    /// Offset of the first byte (`+`, `(` or a digit).
+    start: usize,
+    /// Offset one past the last digit or `)`.
+    end: usize,
+    plus: bool,
+    groups: [Group; MAX_GROUPS],
+    n: usize,
+}
+
+impl Token {
+    fn groups(&self) -> &[Group] {
+        &self.groups[..self.n]
+    }
+}
+
+pub(super) fn at_digit(cx: &mut Cx<'_, '_>, p: usize) {
+    if p < cx.num_skip {
+        return;
+    }
+    if iban(cx, p) {
+        return;
+    }
+    let Some(token) = parse_token(cx, p) else { return };
+    cx.num_skip = token.end;
+    classify(cx, &token);
+}
+
+/// Reads the token whose first digit is at `p`. `None` (with the skip mark moved) when `p` is not
+/// the start of a standalone number.
+fn parse_token(cx: &mut Cx<'_, '_>, p: usize) -> Option<Token> {
+    let prev = cx.before(p);
+    // A leading `(` counts only when its digits are closed by `)`.
+    let digits_at_p = count_digits(cx, p);
+    let mut start = p;
+    let mut first_paren = false;
+    if prev == b'(' && cx.at(p + digits_at_p) == b')' && p - 1 >= cx.cursor {
+        start = p - 1;
+        first_paren = true;
+    }
+    let mut plus = false;
+    if cx.before(start) == b'+' && start - 1 >= cx.cursor {
+        start -= 1;
+        plus = true;
+    }
+    let mut token = Token { start, end: p, plus, groups: [Group::default(); MAX_GROUPS], n: 0 };
+    let mut i = p;
+    let mut sep = 0u8;
+    let mut paren = first_paren;
+    loop {
+        let len = count_digits(cx, i);
+        if len == 0 {
+            break;
+        }
+        let end = i + len;
+        if len > MAX_GROUP_DIGITS {
+            // A long digit run: nothing here, and nothing inside it either.
+            cx.num_skip = end;
+            return None;
+        }
+        let group_end = if paren { end + 1 } else { end };
+        token.groups[token.n] = Group { start: i, end, sep, paren };
+        token.n += 1;
+        token.end = group_end;
+        if token.n == MAX_GROUPS {
+            break;
+        }
+        let c = cx.at(group_end);
+        let next = cx.at(group_end + 1);
+        let (next_start, next_sep) = if matches!(c, b' ' | b'-' | b'.') && (next.is_ascii_digit() || next == b'(') {
+            (group_end + 1, c)
+        } else if paren && c.is_ascii_digit() {
+            (group_end, b')')
+        } else {
+            break;
+        };
+        sep = next_sep;
+        paren = cx.at(next_start) == b'(';
+        i = if paren { next_start + 1 } else { next_start };
+        if paren && cx.at(i + count_digits(cx, i)) != b')' {
+            break;
+        }
+    }
+    // Standalone on the left: not glued to a word.
+    let left = cx.before(token.start);
+    if is_word(left) || (left == b'.' || left == b'-') && cx.before(token.start - 1).is_ascii_digit() {
+        cx.num_skip = token.end;
+        return None;
+    }
+    Some(token)
+}
+
+fn count_digits(cx: &Cx<'_, '_>, from: usize) -> usize {
+    cx.b.get(from..).map_or(0, |rest| rest.iter().take_while(|b| b.is_ascii_digit()).count())
+}
+
+/// The token's digits (without separators) into `buf`; returns how many.
+fn digits_of(cx: &Cx<'_, '_>, groups: &[Group], buf: &mut [u8; MAX_GROUPS * MAX_GROUP_DIGITS]) -> usize {
+    let mut n = 0;
+    for g in groups {
+        if let Some(d) = cx.b.get(g.start..g.end) {
+            buf[n..n + d.len()].copy_from_slice(d);
+            n += d.len();
+        }
+    }
+    n
+}
+
+fn classify(cx: &mut Cx<'_, '_>, t: &Token) {
+    let right = cx.at(t.end);
+    let glued_right = is_word(right) || right == b'@';
+    let groups = t.groups();
+    let mut buf = [0u8; MAX_GROUPS * MAX_GROUP_DIGITS];
+    let nd = digits_of(cx, groups, &mut buf);
+    let digits = &buf[..nd];
+
+    if !glued_right {
+        if !t.plus && ipv4(cx, groups) {
+            cx.push(Kind::IpAddress, t.start, t.end);
+            return;
+        }
+        if !t.plus && card(groups, digits) {
+            cx.push(Kind::CreditCard, t.start, t.end);
+            return;
+        }
+        match ssn(cx, t, groups, digits) {
+            Some(true) => {
+                cx.push(Kind::UsSsn, t.start, t.end);
+                return;
+            }
+            // SSN-shaped but invalid: not a phone number either.
+            Some(false) => return,
+            None => {}
+        }
+    }
+    // Phones may carry an extension glued on the right (`x123`, `ext. 123`).
+    let ext_end = extension(cx, t.end);
+    let after = cx.at(ext_end.unwrap_or(t.end));
+    if !(is_word(after) || after == b'@') && phone(cx, t, groups, digits) {
+        cx.push(Kind::PhoneNumber, t.start, ext_end.unwrap_or(t.end));
+        return;
+    }
+    if groups.len() >= 2 {
+        sub_ranges(cx, t);
+    }
+}
+
+/// Runs of groups inside a token that failed as a whole: IPv4, cards and SSNs only.
+fn sub_ranges(cx: &mut Cx<'_, '_>, t: &Token) {
+    let groups = t.groups();
+    let n = groups.len();
+    for i in 0..n {
+        for j in (i + 1..=n).rev() {
+            if i == 0 && j == n {
+                continue;
+            }
+            let run = &groups[i..j];
+            if run.iter().any(|g| g.paren) || (i == 0 && t.plus) {
+                continue;
+            }
+            let (start, end) = (run[0].start, run[run.len() - 1].end);
+            // Dotted runs inside longer dotted runs are versions or OIDs, not addresses.
+            let dotted_outside = (i > 0 && groups[i].sep == b'.') || (j < n && groups[j].sep == b'.');
+            let mut copy = [Group::default(); MAX_GROUPS];
+            copy[..run.len()].copy_from_slice(run);
+            copy[0].sep = 0;
+            let run0 = &copy[..run.len()];
+            let mut buf = [0u8; MAX_GROUPS * MAX_GROUP_DIGITS];
+            let nd = digits_of(cx, run0, &mut buf);
+            let digits = &buf[..nd];
+            let kind = if !dotted_outside && ipv4(cx, run0) {
+                Some(Kind::IpAddress)
+            } else if card(run0, digits) {
+                Some(Kind::CreditCard)
+            } else if run0.len() == 3 && ssn_shape(run0) && validate::us_ssn(digits) {
+                Some(Kind::UsSsn)
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                cx.push(kind, start, end);
+                // The groups after the run are read again as a token of their own.
+                cx.num_skip = end;
+                return;
+            }
+        }
+    }
+}
+
+fn uniform_sep(groups: &[Group], allowed: &[u8]) -> bool {
+    let Some(first) = groups.get(1) else { return true };
+    allowed.contains(&first.sep) && groups[1..].iter().all(|g| g.sep == first.sep)
+}
+
+fn ipv4(cx: &Cx<'_, '_>, groups: &[Group]) -> bool {
+    groups.len() == 4
+        && groups.iter().all(|g| !g.paren && (1..=3).contains(&g.len()))
+        && uniform_sep(groups, b".")
+        && groups.iter().all(|g| group_value(cx, g) <= 255)
+}
+
+fn group_value(cx: &Cx<'_, '_>, g: &Group) -> u64 {
+    cx.b.get(g.start..g.end).map_or(u64::MAX, |d| d.iter().fold(0u64, |a, &b| a * 10 + u64::from(b - b'0')))
+}
+
+/// Payment cards: 13–19 digits, in one run or in groups of the printed layouts (first group of 4,
+/// then groups of 3–6) joined by one kind of separator, space or hyphen; issuer and Luhn checked.
+fn card(groups: &[Group], digits: &[u8]) -> bool {
+    if groups.iter().any(|g| g.paren) || !uniform_sep(groups, b" -") {
+        return false;
+    }
+    if groups.len() > 1 && (groups[0].len() != 4 || groups[1..].iter().any(|g| !(3..=6).contains(&g.len()))) {
+        return false;
+    }
+    validate::card_number(digits)
+}
+
+fn ssn_shape(groups: &[Group]) -> bool {
+    groups.len() == 3
+        && groups[0].len() == 3
+        && groups[1].len() == 2
+        && groups[2].len() == 4
+        && uniform_sep(groups, b"- .")
+        && !groups.iter().any(|g| g.paren)
+}
+
+/// `Some(valid)` when the token is shaped like an SSN: `ddd-dd-dddd` with one kind of separator
+/// (`-`, space or `.`), or — only after a context word such as "SSN" — nine bare digits,
+/// `ddd-dddddd` or `ddddd-dddd` (Presidio's weak patterns).
+fn ssn(cx: &Cx<'_, '_>, t: &Token, groups: &[Group], digits: &[u8]) -> Option<bool> {
+    if t.plus {
+        return None;
+    }
+    if ssn_shape(groups) {
+        return Some(validate::us_ssn(digits));
+    }
+    let weak = match groups {
+        [g] => g.len() == 9,
+        [a, b] => b.sep == b'-' && ((a.len() == 3 && b.len() == 6) || (a.len() == 5 && b.len() == 4)),
+        _ => false,
+    };
+    if weak && cx.context_before(t.start, 40, SSN_CONTEXT) {
+        return Some(validate::us_ssn(digits));
+    }
+    None
+}
+
+/// An extension after a phone number: `x123`, ` x123`, `ext123`, `ext. 123`, `#123`. Returns its
+/// end.
+fn extension(cx: &Cx<'_, '_>, end: usize) -> Option<usize> {
+    let rest = cx.b.get(end..)?;
+    let lower = |i: usize| rest.get(i).map_or(0, u8::to_ascii_lowercase);
+    let mut i = usize::from(lower(0) == b' ');
+    if lower(i) == b'x' || lower(i) == b'#' {
+        i += 1;
+    } else if lower(i) == b'e' && lower(i + 1) == b'x' && lower(i + 2) == b't' {
+        i += 3;
+        if lower(i) == b'.' {
+            i += 1;
+        }
+        if lower(i) == b' ' {
+            i += 1;
+        }
+    } else {
+        return None;
+    }
+    let digits = rest.get(i..)?.iter().take_while(|b| b.is_ascii_digit()).count();
+    (1..=6).contains(&digits).then_some(end + i + digits)
+}
+
+/// Phone numbers in international and national formats.
+fn phone(cx: &Cx<'_, '_>, t: &Token, groups: &[Group], digits: &[u8]) -> bool {
+    let n = groups.len();
+    let d = digits.len();
+    // A time follows (`2024-05-01 14:30`): the token is a timestamp.
+    if cx.at(t.end) == b':' && cx.at(t.end + 1).is_ascii_digit() {
+        return false;
+    }
+    if cx.before(t.start) == b'$' || looks_like_date(cx, groups) || year_list(cx, groups) {
+        return false;
+    }
+    // E.164 numbers have at most 15 digits (ITU-T E.164 §6.1); the shortest national numbers 7.
+    if t.plus {
+        return if n == 1 { (8..=15).contains(&d) } else { (7..=15).contains(&d) };
+    }
+    if n > 1 && groups[1..].iter().any(|g| g.len() < 2) && !(n == 2 && groups[0].paren) {
+        return false;
+    }
+    let first = groups[0];
+    let first_digits = cx.b.get(first.start..first.end).unwrap_or_default();
+    // International call prefixes: 00 (ITU-T E.164 Annex) and 011 (North America).
+    let intl = first_digits.starts_with(b"00") || first_digits == b"011";
+    if intl {
+        return n >= 2 && (9..=18).contains(&d);
+    }
+    let context = || cx.context_before(t.start, 32, PHONE_CONTEXT);
+    let trunk = first_digits.first() == Some(&b'0');
+    let paren = groups.iter().any(|g| g.paren);
+    let long_groups_ok = paren || trunk;
+    if !(7..=13).contains(&d) {
+        return false;
+    }
+    if n == 1 {
+        return (8..=12).contains(&d) && context();
+    }
+    if groups.iter().any(|g| g.len() > 5) && !(long_groups_ok || context()) {
+        return false;
+    }
+    if n == 2 {
+        let [a, b] = [groups[0], groups[1]];
+        return a.paren || (b.sep == b'-' && a.len() == 3 && b.len() == 4) || context();
+    }
+    // Amounts with thousands separators: 1 234 567, 1.234.567 (no trunk zero).
+    if !trunk && uniform_sep(groups, b" .") && first.len() <= 3 && groups[1..].iter().all(|g| g.len() == 3) {
+        return false;
+    }
+    // A dotted triple of short groups is a version number.
+    if uniform_sep(groups, b".") && groups.iter().all(|g| g.len() <= 2) {
+        return false;
+    }
+    true
+}
+
+/// Dates: `yyyy-mm-dd`, `dd.mm.yyyy`, `mm-dd-yyyy` and the like, with one separator.
+fn looks_like_date(cx: &Cx<'_, '_>, groups: &[Group]) -> bool {
+    let Some(g) = groups.get(..3) else { return false };
+    if !uniform_sep(g, b"-. /") {
+        return false;
+    }
+    let v = [group_value(cx, &g[0]), group_value(cx, &g[1]), group_value(cx, &g[2])];
+    let year = |i: usize| g[i].len() == 4 && (1900..=2099).contains(&v[i]);
+    let day_or_month = |i: usize| g[i].len() <= 2 && (1..=31).contains(&v[i]);
+    (year(0) && day_or_month(1) && day_or_month(2)) || (day_or_month(0) && day_or_month(1) && year(2))
+}
+
+/// Two or more four-digit years in a row: `2019 2020 2021`.
+fn year_list(cx: &Cx<'_, '_>, groups: &[Group]) -> bool {
+    groups.iter().filter(|g| g.len() == 4 && (1900..=2099).contains(&group_value(cx, g))).count() >= 2
+}
+
+/// IBANs: two upper-case letters then the check digits at `p`, in compact form or printed in
+/// groups of four joined by one kind of separator (space or hyphen).
+fn iban(cx: &mut Cx<'_, '_>, p: usize) -> bool {
+    if p < 2 || p - 2 < cx.cursor {
+        return false;
+    }
+    let start = p - 2;
+    if !cx.at(start).is_ascii_uppercase() || !cx.at(start + 1).is_ascii_uppercase() || is_word(cx.before(start)) {
+        return false;
+    }
+    let Some(expected) = validate::iban_length(&cx.b[start..p]) else { return false };
+    let mut chars = [0u8; 34];
+    let mut n = 0usize;
+    let mut i = start;
+    let mut group = 0usize;
+    let mut sep = 0u8;
+    let mut end = start;
+    while n < expected {
+        let c = cx.at(i);
+        if c.is_ascii_digit() || c.is_ascii_uppercase() {
+            chars[n] = c;
+            n += 1;
+            group += 1;
+            i += 1;
+            end = i;
+        } else if matches!(c, b' ' | b'-') && group == 4 && (sep == 0 || sep == c) {
+            sep = c;
+            group = 0;
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if n != expected || is_word(cx.at(end)) {
+        return false;
+    }
+    validate::iban(&chars[..n]) && cx.push(Kind::Iban, start, end)
+}
+
+/// IPv6 addresses around a `:` (RFC 4291 §2.2 text forms, parsed by the standard library).
+pub(super) fn ipv6_at_colon(cx: &mut Cx<'_, '_>, p: usize) -> bool {
+    // The longest text form (with an embedded IPv4 address) is 45 characters.
+    const MAX: usize = 45;
+    let is_v6 = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
+    let lo = cx.cursor.max(p.saturating_sub(MAX));
+    let mut s = p;
+    while s > lo && is_v6(cx.at(s - 1)) {
+        s -= 1;
+    }
+    let hi = cx.b.len().min(p + MAX);
+    let mut e = p;
+    while e < hi && is_v6(cx.at(e)) {
+        e += 1;
+    }
+    while e > p && cx.at(e - 1) == b'.' {
+        e -= 1;
+    }
+    if e > p + 1 && cx.at(e - 1) == b':' && cx.at(e - 2) != b':' {
+        e -= 1;
+    }
+    let left = cx.before(s);
+    if is_word(left) || left == b':' || left == b'.' || is_word(cx.at(e)) || (s == lo && lo > cx.cursor) {
+        return false;
+    }
+    let Some(candidate) = cx.text.get(s..e) else { return false };
+    let colons = candidate.bytes().filter(|&b| b == b':').count();
+    if colons < 2 || candidate.len() < 3 || !candidate.bytes().any(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    candidate.parse::<std::net::Ipv6Addr>().is_ok() && cx.push(Kind::IpAddress, s, e)
+}

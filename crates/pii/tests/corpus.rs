@@ -1,0 +1,65 @@
+//! Precision and recall per kind on the labelled corpora: Presidio's generated sentences and the
+//! project's own generated cases. Floors are asserted; the numbers are printed for tuning.
+
+use pii::eval::{evaluate, kind_for_label, Labelled, Score};
+use pii::{CharSpan, Kind};
+
+fn load(json: &str) -> Vec<(String, Vec<CharSpan>)> {
+    let records: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
+    records
+        .iter()
+        .map(|r| {
+            let text = r["full_text"].as_str().unwrap().to_owned();
+            let spans = r["spans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|s| {
+                    let kind = kind_for_label(s["entity_type"].as_str()?)?;
+                    let start = s["start_position"].as_u64()? as usize;
+                    let end = s["end_position"].as_u64()? as usize;
+                    Some(CharSpan { kind, start, end })
+                })
+                .collect();
+            (text, spans)
+        })
+        .collect()
+}
+
+fn score(json: &str) -> Vec<Score> {
+    let owned = load(json);
+    let records: Vec<Labelled<'_>> =
+        owned.iter().map(|(text, spans)| Labelled { text, spans: spans.clone() }).collect();
+    let (scores, mistakes) = evaluate(&records);
+    for m in &mistakes {
+        let what = if m.false_positive { "false positive" } else { "missed" };
+        eprintln!("{what} {}: {:?} (record {})", m.kind, m.value, m.record);
+    }
+    for s in &scores {
+        eprintln!(
+            "{:<13} precision {:.3} recall {:.3} (tp {} fp {} fn {})",
+            s.kind.as_str(),
+            s.precision(),
+            s.recall(),
+            s.true_positives,
+            s.false_positives,
+            s.false_negatives
+        );
+    }
+    scores
+}
+
+fn get(scores: &[Score], kind: Kind) -> Score {
+    *scores.iter().find(|s| s.kind == kind).unwrap()
+}
+
+#[test]
+fn presidios_generated_sentences_are_scanned_with_high_precision_and_recall() {
+    let scores = score(include_str!("data/presidio_generated_small.json"));
+    for kind in [Kind::Email, Kind::CreditCard, Kind::UsSsn, Kind::IpAddress] {
+        let s = get(&scores, kind);
+        assert!(s.recall() >= 1.0 && s.precision() >= 1.0, "{s:?}");
+    }
+    let phone = get(&scores, Kind::PhoneNumber);
+    assert!(phone.recall() >= 0.9 && phone.precision() >= 0.9, "{phone:?}");
+}
