@@ -63,3 +63,19 @@ fn presidios_generated_sentences_are_scanned_with_high_precision_and_recall() {
     let phone = get(&scores, Kind::PhoneNumber);
     assert!(phone.recall() >= 0.9 && phone.precision() >= 0.9, "{phone:?}");
 }
+
+#[test]
+fn the_generated_development_cases_are_scanned_with_high_precision_and_recall() {
+    let scores = score(include_str!("data/generated_dev.json"));
+    for s in &scores {
+        assert!(s.precision() >= 0.9 && s.recall() >= 0.9, "{s:?}");
+    }
+}
+
+#[test]
+fn the_held_out_generated_cases_are_scanned_with_sensible_precision_and_recall() {
+    let scores = score(include_str!("data/generated_holdout.json"));
+    for s in &scores {
+        assert!(s.precision() >= 0.8 && s.recall() >= 0.8, "{s:?}");
+    }
+}

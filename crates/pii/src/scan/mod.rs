@@ -186,6 +186,19 @@ impl Cx<'_, '_> {
         let lower = &lower[..n];
         words.iter().any(|w| memchr::memmem::find(lower, w.as_bytes()).is_some())
     }
+
+    /// Whether one of `words` occurs, in any case, in the `window` bytes after `pos`.
+    fn context_after(&self, pos: usize, window: usize, words: &[&str]) -> bool {
+        let to = self.b.len().min(pos.saturating_add(window));
+        let Some(hay) = self.b.get(pos..to) else { return false };
+        let mut lower = [0u8; 64];
+        let n = hay.len().min(lower.len());
+        for (d, s) in lower.iter_mut().zip(hay) {
+            *d = s.to_ascii_lowercase();
+        }
+        let lower = &lower[..n];
+        words.iter().any(|w| memchr::memmem::find(lower, w.as_bytes()).is_some())
+    }
 }
 
 /// ASCII letter, digit or underscore.

@@ -110,6 +110,8 @@ fn parse_token(cx: &mut Cx<'_, '_>, p: usize) -> Option<Token> {
             (group_end + 1, c)
         } else if paren && c.is_ascii_digit() {
             (group_end, b')')
+        } else if c == b'(' && next.is_ascii_digit() {
+            (group_end, b'(')
         } else {
             break;
         };
@@ -332,25 +334,31 @@ fn phone(cx: &Cx<'_, '_>, t: &Token, groups: &[Group], digits: &[u8]) -> bool {
     if intl {
         return n >= 2 && (9..=18).contains(&d);
     }
-    let context = || cx.context_before(t.start, 32, PHONE_CONTEXT);
+    let context = || cx.context_before(t.start, 32, PHONE_CONTEXT) || cx.context_after(t.end, 24, PHONE_CONTEXT);
     let trunk = first_digits.first() == Some(&b'0');
     let paren = groups.iter().any(|g| g.paren);
     let long_groups_ok = paren || trunk;
-    if !(7..=13).contains(&d) {
+    if !(7..=13).contains(&d) && !(n == 1 && (8..=15).contains(&d)) {
         return false;
     }
     if n == 1 {
-        return (8..=12).contains(&d) && context();
+        return context();
     }
     if groups.iter().any(|g| g.len() > 5) && !(long_groups_ok || context()) {
         return false;
     }
     if n == 2 {
         let [a, b] = [groups[0], groups[1]];
-        return a.paren || (b.sep == b'-' && a.len() == 3 && b.len() == 4) || context();
+        return a.paren || trunk && d >= 8 || (b.sep == b'-' && a.len() == 3 && b.len() == 4) || context();
     }
-    // Amounts with thousands separators: 1 234 567, 1.234.567 (no trunk zero).
-    if !trunk && uniform_sep(groups, b" .") && first.len() <= 3 && groups[1..].iter().all(|g| g.len() == 3) {
+    // Amounts with thousands separators: 1 234 567, 1.234.567 (no trunk zero, no area code).
+    if !trunk
+        && !paren
+        && uniform_sep(groups, b" .")
+        && first.len() <= 3
+        && groups[1..].iter().all(|g| g.len() == 3)
+        && !context()
+    {
         return false;
     }
     // A dotted triple of short groups is a version number.
@@ -360,10 +368,14 @@ fn phone(cx: &Cx<'_, '_>, t: &Token, groups: &[Group], digits: &[u8]) -> bool {
     true
 }
 
-/// Dates: `yyyy-mm-dd`, `dd.mm.yyyy`, `mm-dd-yyyy` and the like, with one separator.
+/// Dates anywhere in the token: `yyyy-mm-dd`, `dd.mm.yyyy`, `mm-dd-yyyy` and the like, with one
+/// separator.
 fn looks_like_date(cx: &Cx<'_, '_>, groups: &[Group]) -> bool {
-    let Some(g) = groups.get(..3) else { return false };
-    if !uniform_sep(g, b"-. /") {
+    groups.windows(3).any(|g| date(cx, g))
+}
+
+fn date(cx: &Cx<'_, '_>, g: &[Group]) -> bool {
+    if g[1].sep != g[2].sep || !b"-. /".contains(&g[1].sep) {
         return false;
     }
     let v = [group_value(cx, &g[0]), group_value(cx, &g[1]), group_value(cx, &g[2])];

@@ -261,12 +261,19 @@ fn classes(v: &[u8]) -> usize {
         + usize::from(v.iter().any(u8::is_ascii_digit))
 }
 
-/// Values that stand for "no value" or for one that is already hidden.
+/// Values that stand for "no value", for one that is already hidden, or for a template slot:
+/// `null`, `***`, `[SECRET]`, `<password>`, `${DB_PASSWORD}`, `{{ token }}`, `%s`, `%(pw)s`.
 fn placeholder(v: &[u8]) -> bool {
     const WORDS: &[&[u8]] = &[b"null", b"none", b"nil", b"true", b"false", b"undefined", b"redacted", b"hidden", b"empty"];
-    matches!(v.first(), Some(b'*' | b'<' | b'$' | b'{' | b'[' | b'%' | b'(' | b'#'))
-        || WORDS.iter().any(|w| v.eq_ignore_ascii_case(w))
+    let wrapped = |open: &[u8], close: u8| v.starts_with(open) && v.last() == Some(&close);
+    WORDS.iter().any(|w| v.eq_ignore_ascii_case(w))
         || v.iter().all(|&b| b == v[0])
+        || wrapped(b"<", b'>')
+        || wrapped(b"[", b']')
+        || wrapped(b"${", b'}')
+        || wrapped(b"{{", b'}')
+        || wrapped(b"%(", b's')
+        || v == b"%s"
 }
 
 fn looks_secret(class: KeyClass, v: &[u8]) -> bool {
@@ -343,6 +350,8 @@ pub(super) fn key_value(cx: &mut Cx<'_, '_>, p: usize) {
     }
     let stop = |b: u8| match quote {
         Some(q) => b == q || b == b'\\' || b == b'\n',
+        // Passwords may hold any symbol: only white space and quotes end them.
+        None if class == KeyClass::Password => b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'<' | b'>' | b'`'),
         None => b.is_ascii_whitespace() || matches!(b, b',' | b';' | b'&' | b'?' | b'"' | b'\'' | b'<' | b'>' | b'`' | b')' | b']' | b'}' | b'\\'),
     };
     let mut e = v + run(cx, v, MAX_VALUE, |b| !stop(b));
@@ -351,7 +360,7 @@ pub(super) fn key_value(cx: &mut Cx<'_, '_>, p: usize) {
     }
     cx.kv_skip = e;
     // A sentence may end right after the value.
-    while e > v && quote.is_none() && matches!(cx.at(e - 1), b'.' | b':' | b'!' | b'?') {
+    while e > v && quote.is_none() && matches!(cx.at(e - 1), b'.' | b':' | b'!' | b'?' | b',' | b';' | b')') {
         e -= 1;
     }
     let value = cx.b.get(v..e).unwrap_or_default();
