@@ -23,4 +23,4 @@ pub mod validate;
 
 pub use kind::{char_spans, CharSpan, Finding, Kind};
 pub use redact::{normalise, scrub, HashKey, Mode, Redacted, Redactor};
-pub use scan::{scan, scanner, BuildError, Scanner};
+pub use scan::{scan, scanner, Scanner};

@@ -1,6 +1,12 @@
-//! The single-pass scanner. One Aho-Corasick automaton finds trigger literals (digits, `@`, `:`,
-//! `=`, provider key prefixes, `eyJ`, `-----BEGIN `, `Bearer `); a validator looks around each
-//! trigger and either records a finding or lets the scan go on.
+//! The single-pass scanner. One loop skips every byte that cannot start anything (a 256-entry
+//! class table) and stops at trigger bytes: digits, `@`, `:`, `=`, and the bytes that anchor
+//! the literal prefixes of secrets (`_` of `ghp_`, `-` of `xoxb-` and `-----BEGIN `, `J` of
+//! `eyJ`, `A` of `AKIA`, `B` of `Bearer `…). At each trigger a validator looks around it and
+//! either records a finding or lets the scan go on.
+//!
+//! A hand-written class table rather than one Aho-Corasick automaton over every literal: with ten
+//! single-digit patterns among them the automaton gets no prefilter and ran at under 300 MB/s on
+//! plain prose, where the table loop runs at memory speed.
 //!
 //! Linear time: every validator either reads a bounded window around its trigger, or reads a
 //! token that starts at a word boundary and then moves a skip mark past it, so no byte is read by
@@ -10,71 +16,72 @@ mod email;
 mod numbers;
 mod secrets;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-
 use crate::{Finding, Kind};
 
-/// What a trigger literal starts.
+/// What a literal starts.
 #[derive(Debug, Clone, Copy)]
-enum Trigger {
-    Digit,
-    At,
-    /// `:` — an IPv6 address, or `key: value`.
-    Colon,
-    /// `=` — `key=value`.
-    Equals,
+enum Literal {
     /// A provider key prefix (index into [`secrets::PREFIXES`]).
     Prefix(usize),
     /// `eyJ`, the base64url of `{"`: a JWT header.
     Jwt,
     /// `-----BEGIN `: a PEM block.
     PemBegin,
-    /// `Bearer ` (three spellings).
+    /// `Bearer ` / `BEARER `.
     Bearer,
 }
+
+const DIGIT: u8 = 1;
+const AT: u8 = 2;
+const COLON: u8 = 3;
+const EQUALS: u8 = 4;
+/// A byte that only anchors literals.
+const ANCHOR: u8 = 5;
 
 /// The scanner: build once ([`Scanner::new`] or the shared [`scanner`]), use from any thread.
 #[derive(Debug, Clone)]
 pub struct Scanner {
-    automaton: AhoCorasick,
-    triggers: Vec<Trigger>,
+    class: [u8; 256],
+    /// For each byte, the literals it anchors: (index into `literals`, offset of the byte in it).
+    anchors: Vec<Vec<(usize, usize)>>,
+    literals: Vec<(&'static [u8], Literal)>,
 }
 
-/// The automaton could not be built (it never fails with the built-in patterns; a test proves it).
-#[derive(Debug, thiserror::Error)]
-#[error("the pii scanner automaton could not be built: {0}")]
-pub struct BuildError(#[from] aho_corasick::BuildError);
+impl Default for Scanner {
+    fn default() -> Scanner {
+        Scanner::new()
+    }
+}
 
 impl Scanner {
-    /// Builds the automaton over every trigger literal.
-    pub fn new() -> Result<Scanner, BuildError> {
-        let mut patterns: Vec<&'static str> = Vec::new();
-        let mut triggers = Vec::new();
-        let mut add = |p: &'static str, t: Trigger| {
-            patterns.push(p);
-            triggers.push(t);
-        };
-        for d in ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"] {
-            add(d, Trigger::Digit);
+    /// Builds the class table and the literal anchors.
+    pub fn new() -> Scanner {
+        let mut class = [0u8; 256];
+        for d in b'0'..=b'9' {
+            class[usize::from(d)] = DIGIT;
         }
-        add("@", Trigger::At);
-        add(":", Trigger::Colon);
-        add("=", Trigger::Equals);
-        // Prefixes come after the single digits in the list but start earlier in the text, so
-        // leftmost-first matching still reports them first.
-        for (i, prefix) in secrets::PREFIXES.iter().enumerate() {
-            add(prefix.literal, Trigger::Prefix(i));
+        class[usize::from(b'@')] = AT;
+        class[usize::from(b':')] = COLON;
+        class[usize::from(b'=')] = EQUALS;
+        // Anchors: bytes rare in prose that every literal contains.
+        for b in [b'_', b'-', b'.', b'A', b'B', b'J'] {
+            class[usize::from(b)] = ANCHOR;
         }
-        add("eyJ", Trigger::Jwt);
-        add("-----BEGIN ", Trigger::PemBegin);
-        for b in ["Bearer ", "bearer ", "BEARER "] {
-            add(b, Trigger::Bearer);
+        let mut literals: Vec<(&'static [u8], Literal)> =
+            secrets::PREFIXES.iter().enumerate().map(|(i, p)| (p.literal.as_bytes(), Literal::Prefix(i))).collect();
+        literals.push((b"eyJ", Literal::Jwt));
+        literals.push((b"-----BEGIN ", Literal::PemBegin));
+        literals.push((b"Bearer ", Literal::Bearer));
+        literals.push((b"BEARER ", Literal::Bearer));
+        let mut anchors = vec![Vec::new(); 256];
+        for (i, (lit, _)) in literals.iter().enumerate() {
+            // A literal is anchored at its first trigger byte, so no earlier trigger inside it
+            // can be mistaken for the start of something else.
+            if let Some(off) = lit.iter().position(|&b| class[usize::from(b)] != 0) {
+                anchors[usize::from(lit[off])].push((i, off));
+            }
         }
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostFirst)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&patterns)?;
-        Ok(Scanner { automaton, triggers })
+        Scanner { class, anchors, literals }
     }
 
     /// Every finding in `text`, in order, non-overlapping, on character boundaries.
@@ -88,45 +95,84 @@ impl Scanner {
     /// many texts can reuse one allocation.
     pub fn scan_into(&self, text: &str, out: &mut Vec<Finding>) {
         out.clear();
-        let mut cx = Cx { b: text.as_bytes(), text, out, cursor: 0, num_skip: 0, kv_skip: 0, pem_end: None };
-        for m in self.automaton.find_iter(text) {
-            let p = m.start();
-            if p < cx.cursor {
+        let b = text.as_bytes();
+        let mut cx = Cx { b, text, out, cursor: 0, num_skip: 0, kv_skip: 0, pem_end: None };
+        let mut i = 0;
+        while let Some(q) = self.next_trigger(b, i) {
+            i = q + 1;
+            let byte = b[q];
+            if self.literal_at(&mut cx, q, byte) {
+                i = i.max(cx.cursor);
                 continue;
             }
-            let Some(&trigger) = self.triggers.get(m.pattern().as_usize()) else { continue };
-            match trigger {
-                Trigger::Digit => numbers::at_digit(&mut cx, p),
-                Trigger::At => email::at_sign(&mut cx, p),
-                Trigger::Colon => {
-                    if !numbers::ipv6_at_colon(&mut cx, p) {
-                        secrets::key_value(&mut cx, p);
+            match self.class[usize::from(byte)] {
+                DIGIT => {
+                    numbers::at_digit(&mut cx, q);
+                    i = i.max(cx.num_skip);
+                }
+                AT => email::at_sign(&mut cx, q),
+                COLON => {
+                    if !numbers::ipv6_at_colon(&mut cx, q) {
+                        secrets::key_value(&mut cx, q);
                     }
                 }
-                Trigger::Equals => secrets::key_value(&mut cx, p),
-                Trigger::Prefix(i) => secrets::prefixed(&mut cx, p, i),
-                Trigger::Jwt => secrets::jwt(&mut cx, p),
-                Trigger::PemBegin => secrets::pem(&mut cx, p),
-                Trigger::Bearer => secrets::bearer(&mut cx, p, m.end()),
+                EQUALS => secrets::key_value(&mut cx, q),
+                _ => {}
             }
+            i = i.max(cx.cursor);
         }
     }
-}
 
-/// The shared scanner, built on first use. `None` only if the automaton could not be built.
-pub fn scanner() -> Option<&'static Scanner> {
-    static SHARED: std::sync::OnceLock<Option<Scanner>> = std::sync::OnceLock::new();
-    SHARED.get_or_init(|| Scanner::new().ok()).as_ref()
-}
-
-/// Scans with the shared scanner. Fails closed: should the scanner be unavailable, the whole text
-/// is one [`Kind::Secret`] finding, so redaction removes everything rather than nothing.
-pub fn scan(text: &str) -> Vec<Finding> {
-    match scanner() {
-        Some(s) => s.scan(text),
-        None if text.is_empty() => Vec::new(),
-        None => vec![Finding { kind: Kind::Secret, start: 0, end: text.len() }],
+    /// The offset of the first trigger byte at or after `from`: eight bytes at a time while none
+    /// of them is one.
+    fn next_trigger(&self, b: &[u8], from: usize) -> Option<usize> {
+        let rest = b.get(from..)?;
+        let class = |x: u8| self.class[usize::from(x)];
+        let mut chunks = rest.chunks_exact(8);
+        let mut skipped = 0;
+        for c in &mut chunks {
+            let any = class(c[0]) | class(c[1]) | class(c[2]) | class(c[3]) | class(c[4]) | class(c[5]) | class(c[6]) | class(c[7]);
+            if any != 0 {
+                break;
+            }
+            skipped += 8;
+        }
+        rest[skipped..].iter().position(|&x| class(x) != 0).map(|k| from + skipped + k)
     }
+
+    /// Tries the literals anchored at byte `q`; true when one recorded a finding.
+    fn literal_at(&self, cx: &mut Cx<'_, '_>, q: usize, byte: u8) -> bool {
+        let Some(anchored) = self.anchors.get(usize::from(byte)) else { return false };
+        for &(index, off) in anchored {
+            let Some(start) = q.checked_sub(off) else { continue };
+            let Some(&(lit, literal)) = self.literals.get(index) else { continue };
+            if start < cx.cursor || !cx.b.get(start..).is_some_and(|rest| rest.starts_with(lit)) {
+                continue;
+            }
+            let found = cx.out.len();
+            match literal {
+                Literal::Prefix(i) => secrets::prefixed(cx, start, i),
+                Literal::Jwt => secrets::jwt(cx, start),
+                Literal::PemBegin => secrets::pem(cx, start),
+                Literal::Bearer => secrets::bearer(cx, start, start + lit.len()),
+            }
+            if cx.out.len() > found {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// The shared scanner, built on first use.
+pub fn scanner() -> &'static Scanner {
+    static SHARED: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
+    SHARED.get_or_init(Scanner::new)
+}
+
+/// Scans `text` with the shared scanner.
+pub fn scan(text: &str) -> Vec<Finding> {
+    scanner().scan(text)
 }
 
 /// Scan state shared by the validators.
@@ -184,7 +230,7 @@ impl Cx<'_, '_> {
             *d = s.to_ascii_lowercase();
         }
         let lower = &lower[..n];
-        words.iter().any(|w| memchr::memmem::find(lower, w.as_bytes()).is_some())
+        words.iter().any(|w| contains(lower, w.as_bytes()))
     }
 
     /// Whether one of `words` occurs, in any case, in the `window` bytes after `pos`.
@@ -197,7 +243,16 @@ impl Cx<'_, '_> {
             *d = s.to_ascii_lowercase();
         }
         let lower = &lower[..n];
-        words.iter().any(|w| memchr::memmem::find(lower, w.as_bytes()).is_some())
+        words.iter().any(|w| contains(lower, w.as_bytes()))
+    }
+}
+
+/// Substring test for the short haystacks of context windows and key names (a searcher would
+/// cost more to build than this costs to run).
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    match needle.first() {
+        None => true,
+        Some(&first) => hay.windows(needle.len()).any(|w| w[0] == first && w == needle),
     }
 }
 

@@ -60,14 +60,25 @@ pub(super) fn at_digit(cx: &mut Cx<'_, '_>, p: usize) {
     if iban(cx, p) {
         return;
     }
-    let Some(token) = parse_token(cx, p) else { return };
-    cx.num_skip = token.end;
-    classify(cx, &token);
+    // Fast path: a short number standing alone (`42 `, `2024,`) is nothing; most digits in prose
+    // end here.
+    let run = count_digits(cx, p);
+    let (c, next) = (cx.at(p + run), cx.at(p + run + 1));
+    let continues = matches!(c, b' ' | b'-' | b'.' | b'(') && (next.is_ascii_digit() || next == b'(');
+    if run < 7 && !continues && c != b')' {
+        cx.num_skip = p + run;
+        return;
+    }
+    let mut token = Token { start: p, end: p, plus: false, groups: [Group::default(); MAX_GROUPS], n: 0 };
+    if parse_token(cx, p, &mut token) {
+        cx.num_skip = token.end;
+        classify(cx, &token);
+    }
 }
 
-/// Reads the token whose first digit is at `p`. `None` (with the skip mark moved) when `p` is not
-/// the start of a standalone number.
-fn parse_token(cx: &mut Cx<'_, '_>, p: usize) -> Option<Token> {
+/// Reads the token whose first digit is at `p` into `token`. False (with the skip mark moved)
+/// when `p` is not the start of a standalone number.
+fn parse_token(cx: &mut Cx<'_, '_>, p: usize, token: &mut Token) -> bool {
     let prev = cx.before(p);
     // A leading `(` counts only when its digits are closed by `)`.
     let digits_at_p = count_digits(cx, p);
@@ -82,7 +93,8 @@ fn parse_token(cx: &mut Cx<'_, '_>, p: usize) -> Option<Token> {
         start -= 1;
         plus = true;
     }
-    let mut token = Token { start, end: p, plus, groups: [Group::default(); MAX_GROUPS], n: 0 };
+    token.start = start;
+    token.plus = plus;
     let mut i = p;
     let mut sep = 0u8;
     let mut paren = first_paren;
@@ -95,7 +107,7 @@ fn parse_token(cx: &mut Cx<'_, '_>, p: usize) -> Option<Token> {
         if len > MAX_GROUP_DIGITS {
             // A long digit run: nothing here, and nothing inside it either.
             cx.num_skip = end;
-            return None;
+            return false;
         }
         let group_end = if paren { end + 1 } else { end };
         token.groups[token.n] = Group { start: i, end, sep, paren };
@@ -126,9 +138,9 @@ fn parse_token(cx: &mut Cx<'_, '_>, p: usize) -> Option<Token> {
     let left = cx.before(token.start);
     if is_word(left) || (left == b'.' || left == b'-') && cx.before(token.start - 1).is_ascii_digit() {
         cx.num_skip = token.end;
-        return None;
+        return false;
     }
-    Some(token)
+    true
 }
 
 fn count_digits(cx: &Cx<'_, '_>, from: usize) -> usize {
@@ -182,52 +194,56 @@ fn classify(cx: &mut Cx<'_, '_>, t: &Token) {
         return;
     }
     if groups.len() >= 2 {
-        sub_ranges(cx, t);
+        sub_ranges(cx, t, digits);
     }
 }
 
 /// Runs of groups inside a token that failed as a whole: IPv4, cards and SSNs only.
-fn sub_ranges(cx: &mut Cx<'_, '_>, t: &Token) {
+fn sub_ranges(cx: &mut Cx<'_, '_>, t: &Token, digits: &[u8]) {
     let groups = t.groups();
     let n = groups.len();
+    // Digits before each group, so a run's digits are one slice.
+    let mut offsets = [0usize; MAX_GROUPS + 1];
+    for (k, g) in groups.iter().enumerate() {
+        offsets[k + 1] = offsets[k] + g.len();
+    }
+    let dotted = groups.iter().any(|g| g.sep == b'.');
+    if !dotted && digits.len() < 9 {
+        return;
+    }
     for i in 0..n {
         for j in (i + 1..=n).rev() {
-            if i == 0 && j == n {
+            if (i == 0 && j == n) || (i == 0 && t.plus) {
                 continue;
             }
             let run = &groups[i..j];
-            if run.iter().any(|g| g.paren) || (i == 0 && t.plus) {
+            let run_digits = digits.get(offsets[i]..offsets[j]).unwrap_or_default();
+            if run.iter().any(|g| g.paren) || (run_digits.len() < 9 && !dotted) {
                 continue;
             }
-            let (start, end) = (run[0].start, run[run.len() - 1].end);
             // Dotted runs inside longer dotted runs are versions or OIDs, not addresses.
             let dotted_outside = (i > 0 && groups[i].sep == b'.') || (j < n && groups[j].sep == b'.');
-            let mut copy = [Group::default(); MAX_GROUPS];
-            copy[..run.len()].copy_from_slice(run);
-            copy[0].sep = 0;
-            let run0 = &copy[..run.len()];
-            let mut buf = [0u8; MAX_GROUPS * MAX_GROUP_DIGITS];
-            let nd = digits_of(cx, run0, &mut buf);
-            let digits = &buf[..nd];
-            let kind = if !dotted_outside && ipv4(cx, run0) {
+            let kind = if !dotted_outside && ipv4(cx, run) {
                 Some(Kind::IpAddress)
-            } else if card(run0, digits) {
+            } else if card(run, run_digits) {
                 Some(Kind::CreditCard)
-            } else if run0.len() == 3 && ssn_shape(run0) && validate::us_ssn(digits) {
+            } else if ssn_shape(run) && validate::us_ssn(run_digits) {
                 Some(Kind::UsSsn)
             } else {
                 None
             };
             if let Some(kind) = kind {
-                cx.push(kind, start, end);
+                cx.push(kind, run[0].start, run[run.len() - 1].end);
                 // The groups after the run are read again as a token of their own.
-                cx.num_skip = end;
+                cx.num_skip = run[run.len() - 1].end;
                 return;
             }
         }
     }
 }
 
+/// Whether the separators between `groups` are one and the same, from `allowed` (the first
+/// group's own separator does not count).
 fn uniform_sep(groups: &[Group], allowed: &[u8]) -> bool {
     let Some(first) = groups.get(1) else { return true };
     allowed.contains(&first.sep) && groups[1..].iter().all(|g| g.sep == first.sep)
@@ -350,6 +366,12 @@ fn phone(cx: &Cx<'_, '_>, t: &Token, groups: &[Group], digits: &[u8]) -> bool {
     if n == 2 {
         let [a, b] = [groups[0], groups[1]];
         return a.paren || trunk && d >= 8 || (b.sep == b'-' && a.len() == 3 && b.len() == 4) || context();
+    }
+    // Space-separated short numbers are more often tables and lists than phone numbers: without a
+    // trunk zero, an area code or context, demand nine digits or more, not all in pairs.
+    let spaces_only = groups[1..].iter().all(|g| g.sep == b' ');
+    if spaces_only && !trunk && !paren && (d < 9 || groups.iter().all(|g| g.len() == 2)) && !context() {
+        return false;
     }
     // Amounts with thousands separators: 1 234 567, 1.234.567 (no trunk zero, no area code).
     if !trunk

@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 
-use super::{is_word, Cx};
+use super::{contains, is_word, Cx};
 use crate::{validate, Kind};
 
 /// Which characters a key's body may hold.
@@ -240,7 +240,7 @@ fn key_class(name: &[u8]) -> KeyClass {
         *d = s.to_ascii_lowercase();
     }
     let name = &buf[..n];
-    let has = |w: &[u8]| memchr::memmem::find(name, w).is_some();
+    let has = |w: &[u8]| contains(name, w);
     if has(b"password") || has(b"passwd") || has(b"passphrase") || has(b"pwd") || name.ends_with(b"pass") {
         KeyClass::Password
     } else if ["secret", "token", "apikey", "api_key", "api-key", "auth", "credential", "signature", "private", "session"]
