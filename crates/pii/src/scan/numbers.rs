@@ -291,6 +291,12 @@ fn ssn(cx: &Cx<'_, '_>, t: &Token, groups: &[Group], digits: &[u8]) -> Option<bo
     if ssn_shape(groups) {
         return Some(validate::us_ssn(digits));
     }
+    // `ddd-dd.dddd`: SSN digits with mixed separators, which Presidio refuses; no phone either.
+    if let [a, b, c] = groups {
+        if a.len() == 3 && b.len() == 2 && c.len() == 4 && !groups.iter().any(|g| g.paren) {
+            return Some(false);
+        }
+    }
     let weak = match groups {
         [g] => g.len() == 9,
         [a, b] => b.sep == b'-' && ((a.len() == 3 && b.len() == 6) || (a.len() == 5 && b.len() == 4)),
