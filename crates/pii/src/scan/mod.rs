@@ -230,7 +230,7 @@ impl Cx<'_, '_> {
             *d = s.to_ascii_lowercase();
         }
         let lower = &lower[..n];
-        words.iter().any(|w| contains(lower, w.as_bytes()))
+        words.iter().any(|w| contains_word(lower, w.as_bytes()))
     }
 
     /// Whether one of `words` occurs, in any case, in the `window` bytes after `pos`.
@@ -243,17 +243,25 @@ impl Cx<'_, '_> {
             *d = s.to_ascii_lowercase();
         }
         let lower = &lower[..n];
-        words.iter().any(|w| contains(lower, w.as_bytes()))
+        words.iter().any(|w| contains_word(lower, w.as_bytes()))
     }
 }
 
-/// Substring test for the short haystacks of context windows and key names (a searcher would
-/// cost more to build than this costs to run).
+/// Substring test for the short haystacks of key names (a searcher would cost more to build than
+/// this costs to run).
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     match needle.first() {
         None => true,
         Some(&first) => hay.windows(needle.len()).any(|w| w[0] == first && w == needle),
     }
+}
+
+/// Whether `word` starts a word somewhere in `hay` ("tel" in "Tel:" but not in "hotel").
+fn contains_word(hay: &[u8], word: &[u8]) -> bool {
+    let Some(&first) = word.first() else { return true };
+    hay.windows(word.len())
+        .enumerate()
+        .any(|(i, w)| w[0] == first && w == word && (i == 0 || !hay[i - 1].is_ascii_alphabetic()))
 }
 
 /// ASCII letter, digit or underscore.

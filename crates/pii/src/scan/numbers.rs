@@ -198,7 +198,9 @@ fn classify(cx: &mut Cx<'_, '_>, t: &Token) {
     }
 }
 
-/// Runs of groups inside a token that failed as a whole: IPv4, cards and SSNs only.
+/// Runs of groups inside a token that failed as a whole: the leftmost-longest run that is an
+/// IPv4 address, card or SSN, and before it a leading run that is a phone number in international
+/// form, with an area code or a trunk zero (`+44 20 7946 0958 4111 1111 1111 1111`).
 fn sub_ranges(cx: &mut Cx<'_, '_>, t: &Token, digits: &[u8]) {
     let groups = t.groups();
     let n = groups.len();
@@ -207,9 +209,69 @@ fn sub_ranges(cx: &mut Cx<'_, '_>, t: &Token, digits: &[u8]) {
     for (k, g) in groups.iter().enumerate() {
         offsets[k + 1] = offsets[k] + g.len();
     }
+    let strong = strong_run(cx, t, digits, &offsets);
+    let limit = strong.map_or(n - 1, |(i, _, _)| i);
+    let first = cx.b.get(groups[0].start..groups[0].end).unwrap_or_default();
+    let phone_like = t.plus || groups[0].paren || first.first() == Some(&b'0');
+    if phone_like && strong.is_none() && !looks_like_date(cx, groups) {
+        // Two phone numbers in a row: split where both halves are one.
+        for j in 2..n.saturating_sub(1) {
+            let (head, tail) = (sub_token(t, 0, j), sub_token(t, j, n));
+            if phone(cx, &head, head.groups(), digits.get(..offsets[j]).unwrap_or_default())
+                && phone(cx, &tail, tail.groups(), digits.get(offsets[j]..).unwrap_or_default())
+            {
+                cx.push(Kind::PhoneNumber, head.start, head.end);
+                let end = extension(cx, tail.end).unwrap_or(tail.end);
+                cx.push(Kind::PhoneNumber, tail.start, end);
+                cx.num_skip = end;
+                return;
+            }
+        }
+    }
+    if phone_like && !looks_like_date(cx, groups) {
+        for j in (2..=limit).rev() {
+            let head = sub_token(t, 0, j);
+            let head_digits = digits.get(..offsets[j]).unwrap_or_default();
+            if extension(cx, head.end).is_none() && phone(cx, &head, head.groups(), head_digits) {
+                cx.push(Kind::PhoneNumber, head.start, head.end);
+                cx.num_skip = head.end;
+                break;
+            }
+        }
+    }
+    if let Some((i, j, kind)) = strong {
+        let (start, end) = (groups[i].start, groups[j - 1].end);
+        cx.push(kind, start, end);
+        // The groups after the run are read again as a token of their own.
+        cx.num_skip = end;
+    }
+}
+
+/// Groups `i..j` of `t` as a token of their own.
+fn sub_token(t: &Token, i: usize, j: usize) -> Token {
+    let groups = t.groups();
+    let mut sub = Token { start: groups[i].start, end: groups[j - 1].end, plus: i == 0 && t.plus, groups: [Group::default(); MAX_GROUPS], n: j - i };
+    sub.groups[..j - i].copy_from_slice(&groups[i..j]);
+    sub.groups[0].sep = 0;
+    if i == 0 {
+        sub.start = t.start;
+    } else if groups[i].paren {
+        sub.start -= 1;
+    }
+    if groups[j - 1].paren {
+        sub.end += 1;
+    }
+    sub
+}
+
+/// The leftmost-longest run of groups (not the whole token) that is an IPv4 address, a card or an
+/// SSN: (first group, one past the last, kind).
+fn strong_run(cx: &Cx<'_, '_>, t: &Token, digits: &[u8], offsets: &[usize; MAX_GROUPS + 1]) -> Option<(usize, usize, Kind)> {
+    let groups = t.groups();
+    let n = groups.len();
     let dotted = groups.iter().any(|g| g.sep == b'.');
     if !dotted && digits.len() < 9 {
-        return;
+        return None;
     }
     for i in 0..n {
         for j in (i + 1..=n).rev() {
@@ -223,23 +285,16 @@ fn sub_ranges(cx: &mut Cx<'_, '_>, t: &Token, digits: &[u8]) {
             }
             // Dotted runs inside longer dotted runs are versions or OIDs, not addresses.
             let dotted_outside = (i > 0 && groups[i].sep == b'.') || (j < n && groups[j].sep == b'.');
-            let kind = if !dotted_outside && ipv4(cx, run) {
-                Some(Kind::IpAddress)
+            if !dotted_outside && ipv4(cx, run) {
+                return Some((i, j, Kind::IpAddress));
             } else if card(run, run_digits) {
-                Some(Kind::CreditCard)
+                return Some((i, j, Kind::CreditCard));
             } else if ssn_shape(run) && validate::us_ssn(run_digits) {
-                Some(Kind::UsSsn)
-            } else {
-                None
-            };
-            if let Some(kind) = kind {
-                cx.push(kind, run[0].start, run[run.len() - 1].end);
-                // The groups after the run are read again as a token of their own.
-                cx.num_skip = run[run.len() - 1].end;
-                return;
+                return Some((i, j, Kind::UsSsn));
             }
         }
     }
+    None
 }
 
 /// Whether the separators between `groups` are one and the same, from `allowed` (the first
