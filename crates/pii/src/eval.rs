@@ -16,6 +16,42 @@ pub struct Labelled<'a> {
     pub spans: Vec<CharSpan>,
 }
 
+/// A record of a labelled corpus in Presidio-research's format (`full_text`, `spans` with
+/// `entity_type`, `start_position`, `end_position` in code points), as read with any serde
+/// deserializer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Record {
+    /// The text.
+    pub full_text: String,
+    /// Its labels, of every entity type.
+    pub spans: Vec<RecordSpan>,
+}
+
+/// One label of a [`Record`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct RecordSpan {
+    /// Presidio's entity name (`EMAIL_ADDRESS`, …) or `SECRET`.
+    pub entity_type: String,
+    /// First character.
+    pub start_position: usize,
+    /// One past the last character.
+    pub end_position: usize,
+}
+
+impl Record {
+    /// The record with the labels of the kinds the scanner looks for.
+    pub fn labelled(&self) -> Labelled<'_> {
+        let spans = self
+            .spans
+            .iter()
+            .filter_map(|s| {
+                Some(CharSpan { kind: kind_for_label(&s.entity_type)?, start: s.start_position, end: s.end_position })
+            })
+            .collect();
+        Labelled { text: &self.full_text, spans }
+    }
+}
+
 /// Counts and rates for one kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Score {

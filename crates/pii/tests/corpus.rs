@@ -1,36 +1,13 @@
 //! Precision and recall per kind on the labelled corpora: Presidio's generated sentences and the
 //! project's own generated cases. Floors are asserted; the numbers are printed for tuning.
 
-use pii::eval::{evaluate, kind_for_label, Labelled, Score};
-use pii::{CharSpan, Kind};
-
-fn load(json: &str) -> Vec<(String, Vec<CharSpan>)> {
-    let records: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
-    records
-        .iter()
-        .map(|r| {
-            let text = r["full_text"].as_str().unwrap().to_owned();
-            let spans = r["spans"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(|s| {
-                    let kind = kind_for_label(s["entity_type"].as_str()?)?;
-                    let start = s["start_position"].as_u64()? as usize;
-                    let end = s["end_position"].as_u64()? as usize;
-                    Some(CharSpan { kind, start, end })
-                })
-                .collect();
-            (text, spans)
-        })
-        .collect()
-}
+use pii::eval::{evaluate, Labelled, Record, Score};
+use pii::Kind;
 
 fn score(json: &str) -> Vec<Score> {
-    let owned = load(json);
-    let records: Vec<Labelled<'_>> =
-        owned.iter().map(|(text, spans)| Labelled { text, spans: spans.clone() }).collect();
-    let (scores, mistakes) = evaluate(&records);
+    let records: Vec<Record> = serde_json::from_str(json).unwrap();
+    let labelled: Vec<Labelled<'_>> = records.iter().map(Record::labelled).collect();
+    let (scores, mistakes) = evaluate(&labelled);
     for m in &mistakes {
         let what = if m.false_positive { "false positive" } else { "missed" };
         eprintln!("{what} {}: {:?} (record {})", m.kind, m.value, m.record);

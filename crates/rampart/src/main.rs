@@ -1,8 +1,9 @@
 //! `rampart`: the server binary. Parses the command line, loads and validates configuration, and
-//! runs `serve`, `migrate` or `openapi`.
+//! runs `serve`, `migrate`, `openapi` or `pii scan`.
 
 mod config;
 mod keys;
+mod pii_cli;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -42,12 +43,23 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Personal data and secrets.
+    Pii {
+        #[command(subcommand)]
+        command: PiiCommand,
+    },
     /// Print the OpenAPI description of the HTTP API.
     Openapi {
         /// Write to this file instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PiiCommand {
+    /// Read JSON lines {"id", "text"} on stdin; write {"id", "findings", "redacted"} per line.
+    Scan,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +75,9 @@ fn main() -> ExitCode {
             use std::io::Write;
             let _ = std::io::stdout().write_all(env.as_bytes());
         }));
+    }
+    if let Command::Pii { command: PiiCommand::Scan } = &cli.command {
+        return pii_cli::run();
     }
     if let Command::Openapi { output } = &cli.command {
         return report(write_openapi(output.as_deref()));
@@ -96,7 +111,7 @@ fn main() -> ExitCode {
             Command::Serve { .. } => serve(cfg).await,
             Command::Migrate => migrate(cfg).await,
             Command::Healthcheck => healthcheck(&cfg).await,
-            Command::Openapi { .. } | Command::Keys { .. } => Ok(()),
+            Command::Openapi { .. } | Command::Keys { .. } | Command::Pii { .. } => Ok(()),
         }
     });
     report(result)
