@@ -15,6 +15,8 @@ use serde::Serialize;
 
 /// Bytes of generated text per subject.
 const TEXT_BYTES: usize = 4 << 20;
+/// One PII value after this many words: about 1 % of the bytes.
+const PII_EVERY: usize = 300;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -49,7 +51,7 @@ pub struct PiiReport {
 pub fn run(seconds: u64) -> anyhow::Result<PiiReport> {
     let budget = Duration::from_secs(seconds.clamp(1, 10));
     let clean = generate(TEXT_BYTES, None);
-    let with_pii = generate(TEXT_BYTES, Some(100));
+    let with_pii = generate(TEXT_BYTES, Some(PII_EVERY));
     let pii_bytes: usize = pii::scan(&with_pii).iter().map(|f| f.end - f.start).sum();
     let share = 100.0 * pii_bytes as f64 / with_pii.len() as f64;
     let dir = tempfile::tempdir()?;
@@ -210,7 +212,7 @@ const LOG_LINES: &[&str] = &[
 
 /// Generated text of about `bytes` bytes: prose with occasional numbers, times, versions and
 /// percentages, and one log line in ten. With `pii_every = Some(n)`, one PII value or secret
-/// after every `n` words (about 1 % of the bytes for n = 100).
+/// after every `n` words (about 1 % of the bytes for n = 300).
 fn generate(bytes: usize, pii_every: Option<usize>) -> String {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut s = String::with_capacity(bytes + 256);
@@ -402,7 +404,7 @@ mod tests {
     #[test]
     fn the_generated_pii_text_holds_about_one_percent_pii_and_the_clean_text_none_to_speak_of() {
         let clean = generate(1 << 20, None);
-        let with_pii = generate(1 << 20, Some(100));
+        let with_pii = generate(1 << 20, Some(PII_EVERY));
         let share = |t: &str| pii::scan(t).iter().map(|f| f.end - f.start).sum::<usize>() as f64 / t.len() as f64;
         assert!(share(&clean) < 0.001, "{}", share(&clean));
         assert!((0.005..0.02).contains(&share(&with_pii)), "{}", share(&with_pii));

@@ -1,7 +1,7 @@
 //! The single-pass scanner. One loop skips every byte that cannot start anything (a 256-entry
 //! class table) and stops at trigger bytes: digits, `@`, `:`, `=`, and the bytes that anchor
 //! the literal prefixes of secrets (`_` of `ghp_`, `-` of `xoxb-` and `-----BEGIN `, `J` of
-//! `eyJ`, `A` of `AKIA`, `B` of `Bearer `…). At each trigger a validator looks around it and
+//! `eyJ`, `A` of `AKIA`, `B` of `Bearer `, `G` of `SG.`…). At each trigger a validator looks around it and
 //! either records a finding or lets the scan go on.
 //!
 //! A hand-written class table rather than one Aho-Corasick automaton over every literal: with ten
@@ -64,7 +64,7 @@ impl Scanner {
         class[usize::from(b':')] = COLON;
         class[usize::from(b'=')] = EQUALS;
         // Anchors: bytes rare in prose that every literal contains.
-        for b in [b'_', b'-', b'.', b'A', b'B', b'J'] {
+        for b in [b'_', b'-', b'A', b'B', b'G', b'J'] {
             class[usize::from(b)] = ANCHOR;
         }
         let mut literals: Vec<(&'static [u8], Literal)> =

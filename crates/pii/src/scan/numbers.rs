@@ -431,6 +431,10 @@ fn phone(cx: &Cx<'_, '_>, t: &Token, groups: &[Group], digits: &[u8]) -> bool {
     // Space-separated short numbers are more often tables and lists than phone numbers: without a
     // trunk zero, an area code or context, demand nine digits or more, not all in pairs.
     let spaces_only = groups[1..].iter().all(|g| g.sep == b' ');
+    // A year among space-separated numbers (`in 2019 42 people`) is prose, not a phone number.
+    if spaces_only && !paren && groups.iter().any(|g| g.len() == 4 && (1900..=2099).contains(&group_value(cx, g))) && !context() {
+        return false;
+    }
     if spaces_only && !trunk && !paren && (d < 9 || groups.iter().all(|g| g.len() == 2)) && !context() {
         return false;
     }
@@ -516,6 +520,12 @@ pub(super) fn ipv6_at_colon(cx: &mut Cx<'_, '_>, p: usize) -> bool {
     // The longest text form (with an embedded IPv4 address) is 45 characters.
     const MAX: usize = 45;
     let is_v6 = |b: u8| b.is_ascii_hexdigit() || b == b':' || b == b'.';
+    // Quick refusal: an address has a second colon within five bytes of this one (groups are at
+    // most four hex digits), and this colon is its first unless an earlier one failed already.
+    let near = |from: usize, to: usize| cx.b.get(from..to.min(cx.b.len())).is_some_and(|w| w.contains(&b':'));
+    if !near(p + 1, p + 6) && !near(p.saturating_sub(5), p) {
+        return false;
+    }
     let lo = cx.cursor.max(p.saturating_sub(MAX));
     let mut s = p;
     while s > lo && is_v6(cx.at(s - 1)) {

@@ -322,7 +322,7 @@ pub(super) fn key_value(cx: &mut Cx<'_, '_>, p: usize) {
     if k == key_end {
         return;
     }
-    let class = key_class(cx.b.get(k..key_end).unwrap_or_default());
+    let key = k..key_end;
     // The value, past spaces and an opening quote.
     let mut v = p + 1;
     if cx.at(p) == b':' && cx.at(v) == b':' {
@@ -339,15 +339,20 @@ pub(super) fn key_value(cx: &mut Cx<'_, '_>, p: usize) {
         }
         _ => None,
     };
-    if class != KeyClass::Other {
-        // `Authorization: Bearer <token>`: the credential is what follows the scheme.
-        for scheme in [&b"bearer "[..], b"basic ", b"token ", b"digest "] {
-            if cx.b.get(v..v + scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme)) {
-                v += scheme.len();
-                break;
-            }
+    // `Authorization: Bearer <token>`: the credential is what follows the scheme.
+    for scheme in [&b"bearer "[..], b"basic ", b"token ", b"digest "] {
+        if cx.b.get(v..v + scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme)) {
+            v += scheme.len();
+            break;
         }
     }
+    // Values shorter than six bytes are never secret: most `key: value` pairs in prose and logs
+    // end here, before the key is classed.
+    if quote.is_none() && run(cx, v, 6, |b| !b.is_ascii_whitespace() && !matches!(b, b'"' | b'\'')) < 6 {
+        cx.kv_skip = v;
+        return;
+    }
+    let class = key_class(cx.b.get(key).unwrap_or_default());
     let stop = |b: u8| match quote {
         Some(q) => b == q || b == b'\\' || b == b'\n',
         // Passwords may hold any symbol: only white space and quotes end them.
