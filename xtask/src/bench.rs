@@ -15,6 +15,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
+#[path = "bench_pii.rs"]
+mod bench_pii;
+
 /// Concurrent keep-alive connections the load generator opens.
 const CONNECTIONS: usize = 32;
 
@@ -56,6 +59,7 @@ struct Report {
     seconds_per_run: u64,
     connections: usize,
     entries: Vec<Entry>,
+    pii: bench_pii::PiiReport,
 }
 
 /// Kills a child process when dropped.
@@ -73,6 +77,8 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 }
 
 pub fn run(seconds: u64) -> anyhow::Result<()> {
+    // CPU-bound and single-threaded: measured before the servers start.
+    let pii = bench_pii::run(seconds)?;
     let exe_dir = std::env::current_exe()?.parent().context("exe dir")?.to_path_buf();
     let data = tempfile::tempdir()?;
 
@@ -185,6 +191,7 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
         seconds_per_run: seconds,
         connections: CONNECTIONS,
         entries,
+        pii,
     };
     write_report(&report, Path::new("bench-report"))
 }
@@ -248,6 +255,7 @@ fn write_report(report: &Report, dir: &Path) -> anyhow::Result<()> {
         md.push_str(&format!("\n- **{}**: subject = {}; baseline = {}.", e.name, e.subject, e.baseline));
     }
     md.push('\n');
+    md.push_str(&bench_pii::markdown(&report.pii));
     std::fs::write(dir.join("report.md"), &md)?;
     println!("{md}");
     println!("(written to {}/report.md and report.json)", dir.display());

@@ -1,9 +1,10 @@
 //! `rampart`: the server binary. Parses the command line, loads and validates configuration, and
-//! runs `serve`, `migrate` or `openapi`.
+//! runs `serve`, `migrate`, `openapi`, `audit` or `pii scan`.
 
 mod audit_cli;
 mod config;
 mod keys;
+mod pii_cli;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -48,12 +49,23 @@ enum Command {
         #[command(subcommand)]
         command: audit_cli::AuditCommand,
     },
+    /// Personal data and secrets.
+    Pii {
+        #[command(subcommand)]
+        command: PiiCommand,
+    },
     /// Print the OpenAPI description of the HTTP API.
     Openapi {
         /// Write to this file instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PiiCommand {
+    /// Read JSON lines {"id", "text"} on stdin; write {"id", "findings", "redacted"} per line.
+    Scan,
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +81,9 @@ fn main() -> ExitCode {
             use std::io::Write;
             let _ = std::io::stdout().write_all(env.as_bytes());
         }));
+    }
+    if let Command::Pii { command: PiiCommand::Scan } = &cli.command {
+        return pii_cli::run();
     }
     if let Command::Openapi { output } = &cli.command {
         return report(write_openapi(output.as_deref()));
@@ -103,7 +118,7 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(cfg).await,
             Command::Healthcheck => healthcheck(&cfg).await,
             Command::Audit { command } => audit_cli::run(&cfg, command).await,
-            Command::Openapi { .. } | Command::Keys { .. } => Ok(()),
+            Command::Openapi { .. } | Command::Keys { .. } | Command::Pii { .. } => Ok(()),
         }
     });
     report(result)

@@ -106,14 +106,21 @@ async fn serve_with_no_configuration_runs_on_embedded_sqlite_with_generated_deve
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
+    // Paths are logged; personal data and tokens in them are scrubbed from the line.
+    let jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJsb2djaGVjayJ9.c2lnbmF0dXJlLW9mLWEtdG9rZW4";
+    for path in ["/lookup/logcheck@example.com".to_owned(), format!("/tokens/{jwt}")] {
+        let resp = client.get(format!("{}{path}", server.base_url)).send().await.unwrap();
+        assert_eq!(resp.status(), 404);
+    }
 
     // SIGTERM drains and exits cleanly.
     let (status, log) = server.stop();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
     assert!(log.contains("request served"), "the access log was captured: {log}");
-    for leaked in [secret, "wrong passphrase entirely", "$rampart-bcrypt", "$2b$"] {
+    for leaked in [secret, "wrong passphrase entirely", "$rampart-bcrypt", "$2b$", "logcheck@example.com", jwt] {
         assert!(!log.contains(leaked), "`{leaked}` reached the log");
     }
+    assert!(log.contains("/lookup/[EMAIL]"), "the scrubbed path is still logged: {log}");
 }
 
 #[test]
