@@ -60,9 +60,15 @@ pub(super) fn at_digit(cx: &mut Cx<'_, '_>, p: usize) {
     if iban(cx, p) {
         return;
     }
+    // Glued to a word on the left (`T09`, `id5f0c`): not a number of its own; its digits are
+    // skipped, and what follows a separator is judged as glued too (see `parse_token`).
+    let run = count_digits(cx, p);
+    if is_word(cx.before(p)) {
+        cx.num_skip = p + run;
+        return;
+    }
     // Fast path: a short number standing alone (`42 `, `2024,`) is nothing; most digits in prose
     // end here.
-    let run = count_digits(cx, p);
     let (c, next) = (cx.at(p + run), cx.at(p + run + 1));
     let continues = matches!(c, b' ' | b'-' | b'.' | b'(') && (next.is_ascii_digit() || next == b'(');
     if run < 7 && !continues && c != b')' {
@@ -250,7 +256,13 @@ fn sub_ranges(cx: &mut Cx<'_, '_>, t: &Token, digits: &[u8]) {
 /// Groups `i..j` of `t` as a token of their own.
 fn sub_token(t: &Token, i: usize, j: usize) -> Token {
     let groups = t.groups();
-    let mut sub = Token { start: groups[i].start, end: groups[j - 1].end, plus: i == 0 && t.plus, groups: [Group::default(); MAX_GROUPS], n: j - i };
+    let mut sub = Token {
+        start: groups[i].start,
+        end: groups[j - 1].end,
+        plus: i == 0 && t.plus,
+        groups: [Group::default(); MAX_GROUPS],
+        n: j - i,
+    };
     sub.groups[..j - i].copy_from_slice(&groups[i..j]);
     sub.groups[0].sep = 0;
     if i == 0 {
@@ -266,7 +278,12 @@ fn sub_token(t: &Token, i: usize, j: usize) -> Token {
 
 /// The leftmost-longest run of groups (not the whole token) that is an IPv4 address, a card or an
 /// SSN: (first group, one past the last, kind).
-fn strong_run(cx: &Cx<'_, '_>, t: &Token, digits: &[u8], offsets: &[usize; MAX_GROUPS + 1]) -> Option<(usize, usize, Kind)> {
+fn strong_run(
+    cx: &Cx<'_, '_>,
+    t: &Token,
+    digits: &[u8],
+    offsets: &[usize; MAX_GROUPS + 1],
+) -> Option<(usize, usize, Kind)> {
     let groups = t.groups();
     let n = groups.len();
     let dotted = groups.iter().any(|g| g.sep == b'.');
@@ -432,7 +449,11 @@ fn phone(cx: &Cx<'_, '_>, t: &Token, groups: &[Group], digits: &[u8]) -> bool {
     // trunk zero, an area code or context, demand nine digits or more, not all in pairs.
     let spaces_only = groups[1..].iter().all(|g| g.sep == b' ');
     // A year among space-separated numbers (`in 2019 42 people`) is prose, not a phone number.
-    if spaces_only && !paren && groups.iter().any(|g| g.len() == 4 && (1900..=2099).contains(&group_value(cx, g))) && !context() {
+    if spaces_only
+        && !paren
+        && groups.iter().any(|g| g.len() == 4 && (1900..=2099).contains(&group_value(cx, g)))
+        && !context()
+    {
         return false;
     }
     if spaces_only && !trunk && !paren && (d < 9 || groups.iter().all(|g| g.len() == 2)) && !context() {
@@ -548,7 +569,8 @@ pub(super) fn ipv6_at_colon(cx: &mut Cx<'_, '_>, p: usize) -> bool {
     }
     let Some(candidate) = cx.text.get(s..e) else { return false };
     let colons = candidate.bytes().filter(|&b| b == b':').count();
-    if colons < 2 || candidate.len() < 3 || !candidate.bytes().any(|b| b.is_ascii_hexdigit()) {
+    // Eight groups, or fewer with `::` (RFC 4291 §2.2): times such as 09:26:53 end here.
+    if colons < 2 || (colons < 7 && !candidate.contains("::")) || !candidate.bytes().any(|b| b.is_ascii_hexdigit()) {
         return false;
     }
     candidate.parse::<std::net::Ipv6Addr>().is_ok() && cx.push(Kind::IpAddress, s, e)
