@@ -2,10 +2,13 @@
 //! each reported. Pure: the item's time is an input, the user's allowed windows and the hashes
 //! already seen are supplied by the caller.
 //!
-//! 1. sensitive-application exclusion (a configurable list), 2. private/incognito window
-//! exclusion, 3. time-window check (allowed windows per user), 4. PII stripping (tag mode),
-//! 5. title cut to 200 characters, 6. text cut to 5,000 characters (both on character
-//! boundaries), 7. de-duplication by a hash of the cleaned content.
+//! 1. sensitive-application exclusion (a configurable list);
+//! 2. private/incognito window exclusion;
+//! 3. time-window check (allowed windows per user);
+//! 4. PII stripping (tag mode);
+//! 5. title cut to 200 characters;
+//! 6. text cut to 5,000 characters (both cuts on character boundaries);
+//! 7. de-duplication by a hash of the cleaned content.
 
 use std::collections::{BTreeSet, HashSet};
 

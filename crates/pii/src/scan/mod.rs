@@ -112,11 +112,7 @@ impl Scanner {
                     i = i.max(cx.num_skip);
                 }
                 AT => email::at_sign(&mut cx, q),
-                COLON => {
-                    if !numbers::ipv6_at_colon(&mut cx, q) {
-                        secrets::key_value(&mut cx, q);
-                    }
-                }
+                COLON if !numbers::ipv6_at_colon(&mut cx, q) => secrets::key_value(&mut cx, q),
                 EQUALS => secrets::key_value(&mut cx, q),
                 _ => {}
             }

@@ -90,12 +90,12 @@ fn parse_token(cx: &mut Cx<'_, '_>, p: usize, token: &mut Token) -> bool {
     let digits_at_p = count_digits(cx, p);
     let mut start = p;
     let mut first_paren = false;
-    if prev == b'(' && cx.at(p + digits_at_p) == b')' && p - 1 >= cx.cursor {
+    if prev == b'(' && cx.at(p + digits_at_p) == b')' && p > cx.cursor {
         start = p - 1;
         first_paren = true;
     }
     let mut plus = false;
-    if cx.before(start) == b'+' && start - 1 >= cx.cursor {
+    if cx.before(start) == b'+' && start > cx.cursor {
         start -= 1;
         plus = true;
     }
@@ -221,6 +221,7 @@ fn sub_ranges(cx: &mut Cx<'_, '_>, t: &Token, digits: &[u8]) {
     let phone_like = t.plus || groups[0].paren || first.first() == Some(&b'0');
     if phone_like && strong.is_none() && !looks_like_date(cx, groups) {
         // Two phone numbers in a row: split where both halves are one.
+        #[allow(clippy::needless_range_loop)] // `j` splits both `groups` and `offsets`.
         for j in 2..n.saturating_sub(1) {
             let (head, tail) = (sub_token(t, 0, j), sub_token(t, j, n));
             if phone(cx, &head, head.groups(), digits.get(..offsets[j]).unwrap_or_default())
@@ -292,7 +293,7 @@ fn strong_run(
     }
     for i in 0..n {
         for j in (i + 1..=n).rev() {
-            if (i == 0 && j == n) || (i == 0 && t.plus) {
+            if i == 0 && (j == n || t.plus) {
                 continue;
             }
             let run = &groups[i..j];
@@ -432,7 +433,7 @@ fn phone(cx: &Cx<'_, '_>, t: &Token, groups: &[Group], digits: &[u8]) -> bool {
     let trunk = first_digits.first() == Some(&b'0');
     let paren = groups.iter().any(|g| g.paren);
     let long_groups_ok = paren || trunk;
-    if !(7..=13).contains(&d) && !(n == 1 && (8..=15).contains(&d)) {
+    if !((7..=13).contains(&d) || n == 1 && (8..=15).contains(&d)) {
         return false;
     }
     if n == 1 {
