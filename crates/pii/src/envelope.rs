@@ -66,7 +66,8 @@ pub fn wrap(untrusted: &str, random: [u8; 16]) -> Envelope {
 
 /// Replaces every occurrence (any case) of the tag name and of `boundary` in `text`.
 fn neutralise<'t>(text: &'t str, boundary: &str) -> Cow<'t, str> {
-    let Ok(ac) = AhoCorasick::builder().ascii_case_insensitive(true).match_kind(MatchKind::LeftmostFirst).build([TAG, boundary])
+    let Ok(ac) =
+        AhoCorasick::builder().ascii_case_insensitive(true).match_kind(MatchKind::LeftmostFirst).build([TAG, boundary])
     else {
         // Building over two literals does not fail; if it did, keep nothing rather than the raw text.
         return Cow::Borrowed("[untrusted content removed]");
@@ -167,7 +168,8 @@ fn normalise(text: &str) -> String {
     out.push('\n');
     let mut space = false;
     for c in text.chars() {
-        if matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{ad}') {
+        if matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{ad}')
+        {
             continue;
         }
         if c == '\n' || c == '\r' {
@@ -224,7 +226,10 @@ mod tests {
         let e = wrap("hello", RANDOM);
         let b = "07070707070707070707070707070707";
         assert_eq!(e.boundary.as_str(), b);
-        assert_eq!(e.wrapped, format!("<untrusted_content boundary=\"{b}\">\nhello\n</untrusted_content boundary=\"{b}\">"));
+        assert_eq!(
+            e.wrapped,
+            format!("<untrusted_content boundary=\"{b}\">\nhello\n</untrusted_content boundary=\"{b}\">")
+        );
         assert!(e.system_instruction.contains(&format!("</untrusted_content boundary=\"{b}\">")));
     }
 

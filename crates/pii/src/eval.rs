@@ -143,7 +143,12 @@ pub fn evaluate(records: &[Labelled<'_>]) -> (Vec<Score>, Vec<Mistake>) {
                 }
                 None => {
                     score.false_negatives += 1;
-                    mistakes.push(Mistake { record: index, kind: gold.kind, value: value(gold), false_positive: false });
+                    mistakes.push(Mistake {
+                        record: index,
+                        kind: gold.kind,
+                        value: value(gold),
+                        false_positive: false,
+                    });
                 }
             }
         }

@@ -2,10 +2,13 @@
 //! each reported. Pure: the item's time is an input, the user's allowed windows and the hashes
 //! already seen are supplied by the caller.
 //!
-//! 1. sensitive-application exclusion (a configurable list), 2. private/incognito window
-//! exclusion, 3. time-window check (allowed windows per user), 4. PII stripping (tag mode),
-//! 5. title cut to 200 characters, 6. text cut to 5,000 characters (both on character
-//! boundaries), 7. de-duplication by a hash of the cleaned content.
+//! 1. sensitive-application exclusion (a configurable list);
+//! 2. private/incognito window exclusion;
+//! 3. time-window check (allowed windows per user);
+//! 4. PII stripping (tag mode);
+//! 5. title cut to 200 characters;
+//! 6. text cut to 5,000 characters (both cuts on character boundaries);
+//! 7. de-duplication by a hash of the cleaned content.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -130,7 +133,6 @@ impl Schedule {
         })
     }
 }
-
 
 /// The stages, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -350,11 +352,23 @@ mod tests {
 
     #[test]
     fn a_clean_item_passes_all_seven_stages_in_order() {
-        let p = Pipeline::new(Config::default()).process(item("Editor", "notes", "hello"), &Schedule::always(), &nobody_seen());
+        let p = Pipeline::new(Config::default()).process(
+            item("Editor", "notes", "hello"),
+            &Schedule::always(),
+            &nobody_seen(),
+        );
         let order: Vec<Stage> = p.reports.iter().map(|r| r.stage).collect();
         assert_eq!(
             order,
-            [Stage::SensitiveApp, Stage::PrivateWindow, Stage::TimeWindow, Stage::PiiStrip, Stage::TitleCut, Stage::TextCut, Stage::Dedup]
+            [
+                Stage::SensitiveApp,
+                Stage::PrivateWindow,
+                Stage::TimeWindow,
+                Stage::PiiStrip,
+                Stage::TitleCut,
+                Stage::TextCut,
+                Stage::Dedup
+            ]
         );
         assert!(p.reports.iter().all(|r| r.outcome == Outcome::Kept));
         assert_eq!(p.item.unwrap().text, "hello");
@@ -363,7 +377,11 @@ mod tests {
 
     #[test]
     fn sensitive_applications_are_dropped_first_and_nothing_else_runs() {
-        let p = Pipeline::new(Config::default()).process(item("com.1Password.mac", "vault", "x"), &Schedule::always(), &nobody_seen());
+        let p = Pipeline::new(Config::default()).process(
+            item("com.1Password.mac", "vault", "x"),
+            &Schedule::always(),
+            &nobody_seen(),
+        );
         assert_eq!(stages(&p), [(Stage::SensitiveApp, true)]);
         assert!(p.item.is_none() && p.content_hash.is_none());
         let custom = Config { sensitive_apps: vec!["Banking".into()], ..Config::default() };
@@ -378,7 +396,11 @@ mod tests {
         flagged.private_window = true;
         let p = pipeline.process(flagged, &Schedule::always(), &nobody_seen());
         assert_eq!(stages(&p), [(Stage::SensitiveApp, false), (Stage::PrivateWindow, true)]);
-        let p = pipeline.process(item("Chrome", "Search - Google Chrome (Incognito)", ""), &Schedule::always(), &nobody_seen());
+        let p = pipeline.process(
+            item("Chrome", "Search - Google Chrome (Incognito)", ""),
+            &Schedule::always(),
+            &nobody_seen(),
+        );
         assert_eq!(p.reports.last().unwrap().stage, Stage::PrivateWindow);
         assert!(p.item.is_none());
     }
@@ -397,13 +419,23 @@ mod tests {
         // 10:00 UTC is 10:00 in London and 19:00 in Tokyo.
         assert!(pipeline.process(item("Editor", "", ""), &nine_to_five(0), &nobody_seen()).item.is_some());
         let p = pipeline.process(item("Editor", "", ""), &nine_to_five(9), &nobody_seen());
-        assert_eq!(p.reports.last().unwrap(), &StageReport { stage: Stage::TimeWindow, outcome: Outcome::Dropped("captured outside the user's allowed windows".into()) });
+        assert_eq!(
+            p.reports.last().unwrap(),
+            &StageReport {
+                stage: Stage::TimeWindow,
+                outcome: Outcome::Dropped("captured outside the user's allowed windows".into())
+            }
+        );
         let mut saturday = item("Editor", "", "");
         saturday.at = Utc.with_ymd_and_hms(2025, 1, 18, 10, 0, 0).unwrap();
         assert!(pipeline.process(saturday, &nine_to_five(0), &nobody_seen()).item.is_none());
         let night = Schedule {
             offset: FixedOffset::east_opt(0).unwrap(),
-            windows: vec![Window { days: Days::of(&[Weekday::Tue]), start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(), end: NaiveTime::from_hms_opt(11, 0, 0).unwrap() }],
+            windows: vec![Window {
+                days: Days::of(&[Weekday::Tue]),
+                start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
+                end: NaiveTime::from_hms_opt(11, 0, 0).unwrap(),
+            }],
         };
         // Wednesday 10:00 is inside Tuesday's window running past midnight.
         assert!(pipeline.process(item("Editor", "", ""), &night, &nobody_seen()).item.is_some());
@@ -428,12 +460,22 @@ mod tests {
     fn titles_and_texts_are_cut_on_character_boundaries() {
         let title = "é".repeat(250);
         let text = "日本".repeat(3000);
-        let p = Pipeline::new(Config::default()).process(item("Editor", &title, &text), &Schedule::always(), &nobody_seen());
+        let p = Pipeline::new(Config::default()).process(
+            item("Editor", &title, &text),
+            &Schedule::always(),
+            &nobody_seen(),
+        );
         let out = p.item.unwrap();
         assert_eq!(out.title.chars().count(), TITLE_MAX_CHARS);
         assert_eq!(out.text.chars().count(), TEXT_MAX_CHARS);
-        assert!(p.reports.contains(&StageReport { stage: Stage::TitleCut, outcome: Outcome::Altered("cut from 250 to 200 characters".into()) }));
-        assert!(p.reports.contains(&StageReport { stage: Stage::TextCut, outcome: Outcome::Altered("cut from 6000 to 5000 characters".into()) }));
+        assert!(p.reports.contains(&StageReport {
+            stage: Stage::TitleCut,
+            outcome: Outcome::Altered("cut from 250 to 200 characters".into())
+        }));
+        assert!(p.reports.contains(&StageReport {
+            stage: Stage::TextCut,
+            outcome: Outcome::Altered("cut from 6000 to 5000 characters".into())
+        }));
     }
 
     #[test]
@@ -446,8 +488,12 @@ mod tests {
         let again = pipeline.process(item("Mail", "t", "mail b@example.org"), &Schedule::always(), &seen);
         assert!(again.item.is_none());
         assert_eq!(again.content_hash, first.content_hash);
-        assert!(matches!(again.reports.last().unwrap(), StageReport { stage: Stage::Dedup, outcome: Outcome::Dropped(_) }));
-        let other = pipeline.process(item("Mail", "t", "different"), &Schedule::always(), &|h: &ContentHash| seen.contains(h));
+        assert!(matches!(
+            again.reports.last().unwrap(),
+            StageReport { stage: Stage::Dedup, outcome: Outcome::Dropped(_) }
+        ));
+        let other =
+            pipeline.process(item("Mail", "t", "different"), &Schedule::always(), &|h: &ContentHash| seen.contains(h));
         assert!(other.item.is_some());
     }
 }

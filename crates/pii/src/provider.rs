@@ -224,7 +224,8 @@ mod tests {
 
     #[test]
     fn a_metered_call_returns_usage_and_a_limited_one_sends_nothing() {
-        let request = ModelRequest { model: "m".into(), system: String::new(), prompt: "abcd".into(), max_output_tokens: 8 };
+        let request =
+            ModelRequest { model: "m".into(), system: String::new(), prompt: "abcd".into(), max_output_tokens: 8 };
         let mut limiter = Limiter::new(RateLimit { max_calls: 1, per: Duration::minutes(5) });
         let answer = block(call(&Echo, &mut limiter, &1u32, t(0), &request)).unwrap();
         assert_eq!(answer.usage, Usage { model: "m".into(), input_tokens: 1, output_tokens: 1, cost_micro_usd: 1 });

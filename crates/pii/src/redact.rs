@@ -132,7 +132,9 @@ pub fn normalise(kind: Kind, value: &str) -> Cow<'_, str> {
             let plus = if value.starts_with('+') { "+" } else { "" };
             Cow::Owned(format!("{plus}{}", value.chars().filter(char::is_ascii_digit).collect::<String>()))
         }
-        Kind::Iban => Cow::Owned(value.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_uppercase()).collect()),
+        Kind::Iban => {
+            Cow::Owned(value.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_uppercase()).collect())
+        }
         Kind::IpAddress => match value.parse::<std::net::IpAddr>() {
             Ok(ip) => Cow::Owned(ip.to_string()),
             Err(_) => Cow::Borrowed(value),

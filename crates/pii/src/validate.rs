@@ -32,9 +32,8 @@ pub fn card_number(digits: &[u8]) -> bool {
     if !(13..=19).contains(&digits.len()) {
         return false;
     }
-    let prefix = |n: usize| -> u32 {
-        digits.iter().take(n).fold(0u32, |acc, &b| acc * 10 + u32::from(b.wrapping_sub(b'0')))
-    };
+    let prefix =
+        |n: usize| -> u32 { digits.iter().take(n).fold(0u32, |acc, &b| acc * 10 + u32::from(b.wrapping_sub(b'0'))) };
     let issuer = match digits.first() {
         Some(b'4' | b'6' | b'3') => true,
         Some(b'5') => (50..=55).contains(&prefix(2)),

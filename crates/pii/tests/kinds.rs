@@ -46,7 +46,9 @@ fn ssns_follow_the_ssa_rules_and_bare_digits_need_context() {
     check("My SSN is 078051123", &[(UsSsn, "078051123")]);
     check("SSN: 078-051123", &[(UsSsn, "078-051123")]);
     check("license 078051123", &[]);
-    for invalid in ["000-12-3456", "666-12-3456", "900-12-3456", "078-00-1123", "078-05-0000", "078-05-1120", "123-45-6789"] {
+    for invalid in
+        ["000-12-3456", "666-12-3456", "900-12-3456", "078-00-1123", "078-05-0000", "078-05-1120", "123-45-6789"]
+    {
         check(&format!("ssn {invalid}"), &[]);
     }
     check("ssn 693-09.4444", &[]);
@@ -71,7 +73,10 @@ fn phone_numbers_are_found_in_international_and_national_formats() {
     check("fax 001-825-741-0957x5184", &[(PhoneNumber, "001-825-741-0957x5184")]);
     check("(96) 627-277 or (07) 5331 0577", &[(PhoneNumber, "(96) 627-277"), (PhoneNumber, "(07) 5331 0577")]);
     check("Desk: 986.291.2294x751", &[(PhoneNumber, "986.291.2294x751")]);
-    check("+44 20 7946 0958 and +44(0)20 7946 0958", &[(PhoneNumber, "+44 20 7946 0958"), (PhoneNumber, "+44(0)20 7946 0958")]);
+    check(
+        "+44 20 7946 0958 and +44(0)20 7946 0958",
+        &[(PhoneNumber, "+44 20 7946 0958"), (PhoneNumber, "+44(0)20 7946 0958")],
+    );
     check("+33 6 12 34 56 78; 06 12 34 56 78", &[(PhoneNumber, "+33 6 12 34 56 78"), (PhoneNumber, "06 12 34 56 78")]);
     check("+49 30 901820 and +14155552671", &[(PhoneNumber, "+49 30 901820"), (PhoneNumber, "+14155552671")]);
     check("(555) 123-4567 or 555-1234", &[(PhoneNumber, "(555) 123-4567"), (PhoneNumber, "555-1234")]);
@@ -95,7 +100,10 @@ fn numbers_that_are_not_phone_numbers_are_left_alone() {
 fn ibans_are_found_compact_or_in_groups_of_four_and_checksummed() {
     check("IBAN DE89370400440532013000.", &[(Iban, "DE89370400440532013000")]);
     check("to DE89 3704 0044 0532 0130 00 by Friday", &[(Iban, "DE89 3704 0044 0532 0130 00")]);
-    check("GB29NWBK60161331926819 and NL91ABNA0417164300", &[(Iban, "GB29NWBK60161331926819"), (Iban, "NL91ABNA0417164300")]);
+    check(
+        "GB29NWBK60161331926819 and NL91ABNA0417164300",
+        &[(Iban, "GB29NWBK60161331926819"), (Iban, "NL91ABNA0417164300")],
+    );
     check("FR14 2004 1010 0505 0001 3M02 606", &[(Iban, "FR14 2004 1010 0505 0001 3M02 606")]);
     check("DE89 3704 0044 0532 0130 01", &[]);
     check("GB29 1WBK 6016 1331 9268 19", &[]);
@@ -116,13 +124,17 @@ fn provider_keys_tokens_and_private_keys_are_secrets() {
     let openai = "sk-proj-Abc123def456ghi789jkl012mno345";
     check(&format!("use {openai}."), &[(Secret, openai)]);
     check("a risk-free task-list and sk-short", &[]);
-    let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+    let jwt =
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
     check(&format!("Authorization: Bearer {jwt}"), &[(Secret, jwt)]);
     check(&format!("id_token={jwt}&state=1"), &[(Secret, jwt)]);
     check("Bearer abcdefghijklmnopqrstuvwx1234", &[(Secret, "abcdefghijklmnopqrstuvwx1234")]);
     let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1234\nabcd==\n-----END RSA PRIVATE KEY-----";
     check(&format!("key:\n{pem}\nend"), &[(Secret, pem)]);
-    check("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC", &[(Secret, "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC")]);
+    check(
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+        &[(Secret, "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC")],
+    );
     check("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----", &[]);
 }
 
@@ -133,7 +145,10 @@ fn values_under_secret_keys_are_secrets_and_ordinary_values_are_not() {
     check(r#"{\"password\":\"S3cr3t!x\"}"#, &[(Secret, "S3cr3t!x")]);
     check("DB_PASS=A&Ex8wq@AukWS next", &[(Secret, "A&Ex8wq@AukWS")]);
     check("api_key=3f7a9c0e5b1d4f6a8c2e0b9d7f5a3c1e", &[(Secret, "3f7a9c0e5b1d4f6a8c2e0b9d7f5a3c1e")]);
-    check("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", &[(Secret, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")]);
+    check(
+        "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        &[(Secret, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")],
+    );
     check("Authorization: Basic dXNlcjpwYXNzd29yZDEyMw==", &[(Secret, "dXNlcjpwYXNzd29yZDEyMw==")]);
     check("blob=Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MEFCQ0RFRkdI", &[(Secret, "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MEFCQ0RFRkdI")]);
     check("password: incorrect, try again", &[]);

@@ -27,28 +27,37 @@ const VALUES: &[&str] = &[
 ];
 
 fn filler() -> impl Strategy<Value = String> {
-    prop_oneof!["[a-zA-Z]{1,12}", Just("é".to_owned()), Just("日本".to_owned()), Just("—".to_owned()), Just("ok,".to_owned())]
+    prop_oneof![
+        "[a-zA-Z]{1,12}",
+        Just("é".to_owned()),
+        Just("日本".to_owned()),
+        Just("—".to_owned()),
+        Just("ok,".to_owned())
+    ]
 }
 
 fn mixed_text() -> impl Strategy<Value = (String, Vec<&'static str>)> {
-    prop::collection::vec(prop_oneof![3 => filler().prop_map(Err), 1 => prop::sample::select(VALUES).prop_map(Ok)], 0..24)
-        .prop_map(|parts| {
-            let mut text = String::new();
-            let mut values = Vec::new();
-            for p in parts {
-                if !text.is_empty() {
-                    text.push(' ');
-                }
-                match p {
-                    Ok(v) => {
-                        values.push(v);
-                        text.push_str(v);
-                    }
-                    Err(w) => text.push_str(&w),
-                }
+    prop::collection::vec(
+        prop_oneof![3 => filler().prop_map(Err), 1 => prop::sample::select(VALUES).prop_map(Ok)],
+        0..24,
+    )
+    .prop_map(|parts| {
+        let mut text = String::new();
+        let mut values = Vec::new();
+        for p in parts {
+            if !text.is_empty() {
+                text.push(' ');
             }
-            (text, values)
-        })
+            match p {
+                Ok(v) => {
+                    values.push(v);
+                    text.push_str(v);
+                }
+                Err(w) => text.push_str(&w),
+            }
+        }
+        (text, values)
+    })
 }
 
 proptest! {

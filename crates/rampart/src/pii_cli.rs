@@ -94,7 +94,8 @@ pub fn scan(mut input: impl BufRead, out: &mut impl Write, errors: &mut impl Wri
 /// The id and text of one input line, or the id (null when unknown) and what is wrong.
 fn parse(line: &[u8]) -> Result<(serde_json::Value, String), (serde_json::Value, String)> {
     let null = serde_json::Value::Null;
-    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| (null.clone(), format!("not JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| (null.clone(), format!("not JSON: {e}")))?;
     let serde_json::Value::Object(mut object) = value else {
         return Err((null, "expected an object {\"id\": ..., \"text\": ...}".into()));
     };

@@ -42,8 +42,9 @@ const ANCHOR: u8 = 5;
 #[derive(Debug, Clone)]
 pub struct Scanner {
     class: [u8; 256],
-    /// For each byte, the literals it anchors: (index into `literals`, offset of the byte in it).
-    anchors: Vec<Vec<(usize, usize)>>,
+    /// For each byte, the literals it anchors: (index into `literals`, offset of the byte in it,
+    /// the literal's first byte).
+    anchors: Vec<Vec<(usize, usize, u8)>>,
     literals: Vec<(&'static [u8], Literal)>,
 }
 
@@ -78,7 +79,7 @@ impl Scanner {
             // A literal is anchored at its first trigger byte, so no earlier trigger inside it
             // can be mistaken for the start of something else.
             if let Some(off) = lit.iter().position(|&b| class[usize::from(b)] != 0) {
-                anchors[usize::from(lit[off])].push((i, off));
+                anchors[usize::from(lit[off])].push((i, off, lit[0]));
             }
         }
         Scanner { class, anchors, literals }
@@ -111,11 +112,7 @@ impl Scanner {
                     i = i.max(cx.num_skip);
                 }
                 AT => email::at_sign(&mut cx, q),
-                COLON => {
-                    if !numbers::ipv6_at_colon(&mut cx, q) {
-                        secrets::key_value(&mut cx, q);
-                    }
-                }
+                COLON if !numbers::ipv6_at_colon(&mut cx, q) => secrets::key_value(&mut cx, q),
                 EQUALS => secrets::key_value(&mut cx, q),
                 _ => {}
             }
@@ -123,30 +120,50 @@ impl Scanner {
         }
     }
 
-    /// The offset of the first trigger byte at or after `from`: eight bytes at a time while none
-    /// of them is one.
+    /// The offset of the first trigger byte at or after `from`. Eight bytes at a time, a word-wide
+    /// test (SWAR) skips every word holding no byte in `-`..=`J` (digits, `:`, `=`, `@`, capitals
+    /// A–J…) and no `_`: a superset of the trigger bytes, so only candidates reach the table.
     fn next_trigger(&self, b: &[u8], from: usize) -> Option<usize> {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+        const LOW7: u64 = u64::from_ne_bytes([0x7f; 8]);
+        // Bytes strictly between 0x2c and 0x4b, and bytes equal to `_` (Hacker's Delight 6-1;
+        // bytes of 0x80 and above never match, as no trigger is outside ASCII).
+        let candidates = |x: u64| {
+            let low = x & LOW7;
+            let between = (ONES * (127 + 0x4b) - low) & !x & (low + ONES * (127 - 0x2c)) & HIGH;
+            let y = x ^ (ONES * u64::from(b'_'));
+            let underscore = y.wrapping_sub(ONES) & !y & HIGH;
+            between | underscore
+        };
         let rest = b.get(from..)?;
-        let class = |x: u8| self.class[usize::from(x)];
+        let is_trigger = |x: &u8| self.class[usize::from(*x)] != 0;
         let mut chunks = rest.chunks_exact(8);
-        let mut skipped = 0;
-        for c in &mut chunks {
-            let any = class(c[0]) | class(c[1]) | class(c[2]) | class(c[3]) | class(c[4]) | class(c[5]) | class(c[6]) | class(c[7]);
-            if any != 0 {
-                break;
+        let mut offset = 0;
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if candidates(u64::from_le_bytes(word)) != 0 {
+                if let Some(k) = chunk.iter().position(is_trigger) {
+                    return Some(from + offset + k);
+                }
             }
-            skipped += 8;
+            offset += 8;
         }
-        rest[skipped..].iter().position(|&x| class(x) != 0).map(|k| from + skipped + k)
+        chunks.remainder().iter().position(is_trigger).map(|k| from + offset + k)
     }
 
     /// Tries the literals anchored at byte `q`; true when one recorded a finding.
     fn literal_at(&self, cx: &mut Cx<'_, '_>, q: usize, byte: u8) -> bool {
         let Some(anchored) = self.anchors.get(usize::from(byte)) else { return false };
-        for &(index, off) in anchored {
+        for &(index, off, first) in anchored {
+            // The first byte alone refutes almost every candidate.
             let Some(start) = q.checked_sub(off) else { continue };
+            if start < cx.cursor || cx.at(start) != first {
+                continue;
+            }
             let Some(&(lit, literal)) = self.literals.get(index) else { continue };
-            if start < cx.cursor || !cx.b.get(start..).is_some_and(|rest| rest.starts_with(lit)) {
+            if !cx.b.get(start..).is_some_and(|r| r.starts_with(lit)) {
                 continue;
             }
             let found = cx.out.len();

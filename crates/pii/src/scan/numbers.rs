@@ -60,9 +60,15 @@ pub(super) fn at_digit(cx: &mut Cx<'_, '_>, p: usize) {
     if iban(cx, p) {
         return;
     }
+    // Glued to a word on the left (`T09`, `id5f0c`): not a number of its own; its digits are
+    // skipped, and what follows a separator is judged as glued too (see `parse_token`).
+    let run = count_digits(cx, p);
+    if is_word(cx.before(p)) {
+        cx.num_skip = p + run;
+        return;
+    }
     // Fast path: a short number standing alone (`42 `, `2024,`) is nothing; most digits in prose
     // end here.
-    let run = count_digits(cx, p);
     let (c, next) = (cx.at(p + run), cx.at(p + run + 1));
     let continues = matches!(c, b' ' | b'-' | b'.' | b'(') && (next.is_ascii_digit() || next == b'(');
     if run < 7 && !continues && c != b')' {
@@ -84,12 +90,12 @@ fn parse_token(cx: &mut Cx<'_, '_>, p: usize, token: &mut Token) -> bool {
     let digits_at_p = count_digits(cx, p);
     let mut start = p;
     let mut first_paren = false;
-    if prev == b'(' && cx.at(p + digits_at_p) == b')' && p - 1 >= cx.cursor {
+    if prev == b'(' && cx.at(p + digits_at_p) == b')' && p > cx.cursor {
         start = p - 1;
         first_paren = true;
     }
     let mut plus = false;
-    if cx.before(start) == b'+' && start - 1 >= cx.cursor {
+    if cx.before(start) == b'+' && start > cx.cursor {
         start -= 1;
         plus = true;
     }
@@ -215,6 +221,7 @@ fn sub_ranges(cx: &mut Cx<'_, '_>, t: &Token, digits: &[u8]) {
     let phone_like = t.plus || groups[0].paren || first.first() == Some(&b'0');
     if phone_like && strong.is_none() && !looks_like_date(cx, groups) {
         // Two phone numbers in a row: split where both halves are one.
+        #[allow(clippy::needless_range_loop)] // `j` splits both `groups` and `offsets`.
         for j in 2..n.saturating_sub(1) {
             let (head, tail) = (sub_token(t, 0, j), sub_token(t, j, n));
             if phone(cx, &head, head.groups(), digits.get(..offsets[j]).unwrap_or_default())
@@ -250,7 +257,13 @@ fn sub_ranges(cx: &mut Cx<'_, '_>, t: &Token, digits: &[u8]) {
 /// Groups `i..j` of `t` as a token of their own.
 fn sub_token(t: &Token, i: usize, j: usize) -> Token {
     let groups = t.groups();
-    let mut sub = Token { start: groups[i].start, end: groups[j - 1].end, plus: i == 0 && t.plus, groups: [Group::default(); MAX_GROUPS], n: j - i };
+    let mut sub = Token {
+        start: groups[i].start,
+        end: groups[j - 1].end,
+        plus: i == 0 && t.plus,
+        groups: [Group::default(); MAX_GROUPS],
+        n: j - i,
+    };
     sub.groups[..j - i].copy_from_slice(&groups[i..j]);
     sub.groups[0].sep = 0;
     if i == 0 {
@@ -266,7 +279,12 @@ fn sub_token(t: &Token, i: usize, j: usize) -> Token {
 
 /// The leftmost-longest run of groups (not the whole token) that is an IPv4 address, a card or an
 /// SSN: (first group, one past the last, kind).
-fn strong_run(cx: &Cx<'_, '_>, t: &Token, digits: &[u8], offsets: &[usize; MAX_GROUPS + 1]) -> Option<(usize, usize, Kind)> {
+fn strong_run(
+    cx: &Cx<'_, '_>,
+    t: &Token,
+    digits: &[u8],
+    offsets: &[usize; MAX_GROUPS + 1],
+) -> Option<(usize, usize, Kind)> {
     let groups = t.groups();
     let n = groups.len();
     let dotted = groups.iter().any(|g| g.sep == b'.');
@@ -275,7 +293,7 @@ fn strong_run(cx: &Cx<'_, '_>, t: &Token, digits: &[u8], offsets: &[usize; MAX_G
     }
     for i in 0..n {
         for j in (i + 1..=n).rev() {
-            if (i == 0 && j == n) || (i == 0 && t.plus) {
+            if i == 0 && (j == n || t.plus) {
                 continue;
             }
             let run = &groups[i..j];
@@ -415,7 +433,7 @@ fn phone(cx: &Cx<'_, '_>, t: &Token, groups: &[Group], digits: &[u8]) -> bool {
     let trunk = first_digits.first() == Some(&b'0');
     let paren = groups.iter().any(|g| g.paren);
     let long_groups_ok = paren || trunk;
-    if !(7..=13).contains(&d) && !(n == 1 && (8..=15).contains(&d)) {
+    if !((7..=13).contains(&d) || n == 1 && (8..=15).contains(&d)) {
         return false;
     }
     if n == 1 {
@@ -432,7 +450,11 @@ fn phone(cx: &Cx<'_, '_>, t: &Token, groups: &[Group], digits: &[u8]) -> bool {
     // trunk zero, an area code or context, demand nine digits or more, not all in pairs.
     let spaces_only = groups[1..].iter().all(|g| g.sep == b' ');
     // A year among space-separated numbers (`in 2019 42 people`) is prose, not a phone number.
-    if spaces_only && !paren && groups.iter().any(|g| g.len() == 4 && (1900..=2099).contains(&group_value(cx, g))) && !context() {
+    if spaces_only
+        && !paren
+        && groups.iter().any(|g| g.len() == 4 && (1900..=2099).contains(&group_value(cx, g)))
+        && !context()
+    {
         return false;
     }
     if spaces_only && !trunk && !paren && (d < 9 || groups.iter().all(|g| g.len() == 2)) && !context() {
@@ -548,7 +570,8 @@ pub(super) fn ipv6_at_colon(cx: &mut Cx<'_, '_>, p: usize) -> bool {
     }
     let Some(candidate) = cx.text.get(s..e) else { return false };
     let colons = candidate.bytes().filter(|&b| b == b':').count();
-    if colons < 2 || candidate.len() < 3 || !candidate.bytes().any(|b| b.is_ascii_hexdigit()) {
+    // Eight groups, or fewer with `::` (RFC 4291 §2.2): times such as 09:26:53 end here.
+    if colons < 2 || (colons < 7 && !candidate.contains("::")) || !candidate.bytes().any(|b| b.is_ascii_hexdigit()) {
         return false;
     }
     candidate.parse::<std::net::Ipv6Addr>().is_ok() && cx.push(Kind::IpAddress, s, e)

@@ -187,7 +187,8 @@ pub(super) fn pem(cx: &mut Cx<'_, '_>, p: usize) {
     let found = match cx.pem_end {
         Some((from, found)) if from <= body_from && found.is_none_or(|f| f >= body_from) => found,
         _ => {
-            let found = cx.b.get(body_from..).and_then(|h| memchr::memmem::find(h, b"-----END ")).map(|i| body_from + i);
+            let found =
+                cx.b.get(body_from..).and_then(|h| memchr::memmem::find(h, b"-----END ")).map(|i| body_from + i);
             cx.pem_end = Some((body_from, found));
             found
         }
@@ -202,7 +203,8 @@ pub(super) fn pem(cx: &mut Cx<'_, '_>, p: usize) {
             }
         }
         None => {
-            let body = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\r' | b'\n' | b' ' | b'\\');
+            let body =
+                |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\r' | b'\n' | b' ' | b'\\');
             body_from + run(cx, body_from, usize::MAX, body)
         }
     };
@@ -243,9 +245,20 @@ fn key_class(name: &[u8]) -> KeyClass {
     let has = |w: &[u8]| contains(name, w);
     if has(b"password") || has(b"passwd") || has(b"passphrase") || has(b"pwd") || name.ends_with(b"pass") {
         KeyClass::Password
-    } else if ["secret", "token", "apikey", "api_key", "api-key", "auth", "credential", "signature", "private", "session"]
-        .iter()
-        .any(|w| has(w.as_bytes()))
+    } else if [
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "api-key",
+        "auth",
+        "credential",
+        "signature",
+        "private",
+        "session",
+    ]
+    .iter()
+    .any(|w| has(w.as_bytes()))
         || name.ends_with(b"key")
     {
         KeyClass::Secretish
@@ -264,7 +277,8 @@ fn classes(v: &[u8]) -> usize {
 /// Values that stand for "no value", for one that is already hidden, or for a template slot:
 /// `null`, `***`, `[SECRET]`, `<password>`, `${DB_PASSWORD}`, `{{ token }}`, `%s`, `%(pw)s`.
 fn placeholder(v: &[u8]) -> bool {
-    const WORDS: &[&[u8]] = &[b"null", b"none", b"nil", b"true", b"false", b"undefined", b"redacted", b"hidden", b"empty"];
+    const WORDS: &[&[u8]] =
+        &[b"null", b"none", b"nil", b"true", b"false", b"undefined", b"redacted", b"hidden", b"empty"];
     let wrapped = |open: &[u8], close: u8| v.starts_with(open) && v.last() == Some(&close);
     WORDS.iter().any(|w| v.eq_ignore_ascii_case(w))
         || v.iter().all(|&b| b == v[0])
@@ -285,7 +299,9 @@ fn looks_secret(class: KeyClass, v: &[u8]) -> bool {
         // Plain lower-case words after "password:" are usually prose ("password: incorrect").
         KeyClass::Password => {
             v.len() >= 6
-                && (v.len() >= 12 || v.iter().any(|b| b.is_ascii_digit() || b.is_ascii_uppercase() || b.is_ascii_punctuation()) || !v.is_ascii())
+                && (v.len() >= 12
+                    || v.iter().any(|b| b.is_ascii_digit() || b.is_ascii_uppercase() || b.is_ascii_punctuation())
+                    || !v.is_ascii())
         }
         // Hex, base64 and similar: 16+ characters of two classes with ≥ 3 bits of entropy per
         // character, or 10+ of all three classes.
@@ -307,22 +323,6 @@ pub(super) fn key_value(cx: &mut Cx<'_, '_>, p: usize) {
     if p < cx.kv_skip {
         return;
     }
-    // The key, read leftwards past closing quotes and spaces.
-    let mut k = p;
-    let mut skipped = 0;
-    while k > cx.cursor && skipped < 3 && matches!(cx.at(k - 1), b'"' | b'\'' | b'\\' | b' ') {
-        k -= 1;
-        skipped += 1;
-    }
-    let key_end = k;
-    let lo = cx.cursor.max(k.saturating_sub(64));
-    while k > lo && (is_word(cx.at(k - 1)) || matches!(cx.at(k - 1), b'-' | b'.')) {
-        k -= 1;
-    }
-    if k == key_end {
-        return;
-    }
-    let key = k..key_end;
     // The value, past spaces and an opening quote.
     let mut v = p + 1;
     if cx.at(p) == b':' && cx.at(v) == b':' {
@@ -339,6 +339,29 @@ pub(super) fn key_value(cx: &mut Cx<'_, '_>, p: usize) {
         }
         _ => None,
     };
+    // Values shorter than six bytes are never secret: most `key: value` pairs in prose and logs
+    // (`10:30`, `status=200`) end here, before the key is read.
+    let short = run(cx, v, 6, |b| !b.is_ascii_whitespace() && !matches!(b, b'"' | b'\'')) < 6;
+    if quote.is_none() && short && !matches!(cx.at(v) | 0x20, b'b' | b't' | b'd') {
+        cx.kv_skip = v;
+        return;
+    }
+    // The key, read leftwards past closing quotes and spaces.
+    let mut k = p;
+    let mut skipped = 0;
+    while k > cx.cursor && skipped < 3 && matches!(cx.at(k - 1), b'"' | b'\'' | b'\\' | b' ') {
+        k -= 1;
+        skipped += 1;
+    }
+    let key_end = k;
+    let lo = cx.cursor.max(k.saturating_sub(64));
+    while k > lo && (is_word(cx.at(k - 1)) || matches!(cx.at(k - 1), b'-' | b'.')) {
+        k -= 1;
+    }
+    if k == key_end {
+        return;
+    }
+    let key = k..key_end;
     // `Authorization: Bearer <token>`: the credential is what follows the scheme.
     for scheme in [&b"bearer "[..], b"basic ", b"token ", b"digest "] {
         if cx.b.get(v..v + scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme)) {
@@ -346,18 +369,29 @@ pub(super) fn key_value(cx: &mut Cx<'_, '_>, p: usize) {
             break;
         }
     }
-    // Values shorter than six bytes are never secret: most `key: value` pairs in prose and logs
-    // end here, before the key is classed.
-    if quote.is_none() && run(cx, v, 6, |b| !b.is_ascii_whitespace() && !matches!(b, b'"' | b'\'')) < 6 {
-        cx.kv_skip = v;
+    // A value that is no password under the most lenient rule (six characters with a digit, a
+    // capital, a symbol or beyond ASCII) is no secret under any key: decided before the key is
+    // classed.
+    let widest =
+        v + run(cx, v, MAX_VALUE, |b| !b.is_ascii_whitespace() && !matches!(b, b'"' | b'\'' | b'<' | b'>' | b'`'));
+    if quote.is_none() && !looks_secret(KeyClass::Password, cx.b.get(v..widest).unwrap_or_default()) {
+        cx.kv_skip = widest;
         return;
     }
     let class = key_class(cx.b.get(key).unwrap_or_default());
     let stop = |b: u8| match quote {
         Some(q) => b == q || b == b'\\' || b == b'\n',
         // Passwords may hold any symbol: only white space and quotes end them.
-        None if class == KeyClass::Password => b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'<' | b'>' | b'`'),
-        None => b.is_ascii_whitespace() || matches!(b, b',' | b';' | b'&' | b'?' | b'"' | b'\'' | b'<' | b'>' | b'`' | b')' | b']' | b'}' | b'\\'),
+        None if class == KeyClass::Password => {
+            b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'<' | b'>' | b'`')
+        }
+        None => {
+            b.is_ascii_whitespace()
+                || matches!(
+                    b,
+                    b',' | b';' | b'&' | b'?' | b'"' | b'\'' | b'<' | b'>' | b'`' | b')' | b']' | b'}' | b'\\'
+                )
+        }
     };
     let mut e = v + run(cx, v, MAX_VALUE, |b| !stop(b));
     while e > v && !cx.text.is_char_boundary(e) {
