@@ -28,7 +28,12 @@ enum Chain {
 
 /// `connections` writers, each appending to its own tenant's chain: BEGIN; set the tenant
 /// context; one event; COMMIT — what a request that changes something adds.
-async fn append_load(url: &str, chain: Chain, connections: usize, duration: Duration) -> anyhow::Result<(Measurement, Vec<uuid::Uuid>)> {
+async fn append_load(
+    url: &str,
+    chain: Chain,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<(Measurement, Vec<uuid::Uuid>)> {
     let db = storage::Db::connect(&secrecy::SecretString::from(url.to_owned()), connections as u32).await?;
     let warmup = Duration::from_secs(1);
     let measure_from = Instant::now() + warmup;
@@ -131,12 +136,18 @@ async fn verify_speed(owner_url: &str, chains: &[uuid::Uuid]) -> anyhow::Result<
     let read_secs = started.elapsed().as_secs_f64();
     txn.commit().await?;
     db.close().await?;
-    let rate = |n: u64, s: f64| Measurement { requests_per_sec: n as f64 / s.max(1e-9), p50_ms: 0.0, p99_ms: 0.0, errors: 0 };
+    let rate =
+        |n: u64, s: f64| Measurement { requests_per_sec: n as f64 / s.max(1e-9), p50_ms: 0.0, p99_ms: 0.0, errors: 0 };
     Ok((rate(events, verify_secs), rate(read, read_secs)))
 }
 
 /// The audit entries, on the tenancy bench's PostgreSQL database.
-pub(crate) async fn entries(superuser_url: &str, owner_url: &str, app_url: &str, duration: Duration) -> anyhow::Result<Vec<Entry>> {
+pub(crate) async fn entries(
+    superuser_url: &str,
+    owner_url: &str,
+    app_url: &str,
+    duration: Duration,
+) -> anyhow::Result<Vec<Entry>> {
     let admin = storage::Db::connect(&secrecy::SecretString::from(superuser_url.to_owned()), 1).await?;
     admin.conn().execute_unprepared(UNCHAINED).await?;
     admin.close().await?;
