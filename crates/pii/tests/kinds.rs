@@ -164,3 +164,23 @@ fn text_in_any_language_and_odd_bytes_scan_without_trouble() {
     check("\u{0}\u{1}@@@:::===---___...", &[]);
     check("é@é.fr a@é.com", &[]);
 }
+
+#[test]
+fn values_written_one_after_another_are_each_found() {
+    check(
+        "078-05-1123 2001:db8::8a2e:370:7334 (555) 123-4567",
+        &[(UsSsn, "078-05-1123"), (IpAddress, "2001:db8::8a2e:370:7334"), (PhoneNumber, "(555) 123-4567")],
+    );
+    check(
+        "+44 20 7946 0958 (555) 123-4567 371449635398431",
+        &[(PhoneNumber, "+44 20 7946 0958"), (PhoneNumber, "(555) 123-4567"), (CreditCard, "371449635398431")],
+    );
+    check(
+        "4111 1111 1111 1111 078-05-1123 4111 1111 1111 1111",
+        &[(CreditCard, "4111 1111 1111 1111"), (UsSsn, "078-05-1123"), (CreditCard, "4111 1111 1111 1111")],
+    );
+    check(
+        "+44 20 7946 0958 4111 1111 1111 1111",
+        &[(PhoneNumber, "+44 20 7946 0958"), (CreditCard, "4111 1111 1111 1111")],
+    );
+}

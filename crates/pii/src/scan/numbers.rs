@@ -140,6 +140,16 @@ fn parse_token(cx: &mut Cx<'_, '_>, p: usize, token: &mut Token) -> bool {
             break;
         }
     }
+    // A full token that goes on: end it at its last space, so what follows starts a token of
+    // its own instead of being cut mid-number.
+    let goes_on = matches!(cx.at(token.end), b' ' | b'-' | b'.') && cx.at(token.end + 1).is_ascii_digit();
+    if token.n == MAX_GROUPS && goes_on {
+        if let Some(k) = (1..token.n).rev().find(|&k| token.groups[k].sep == b' ') {
+            let last = token.groups[k - 1];
+            token.n = k;
+            token.end = if last.paren { last.end + 1 } else { last.end };
+        }
+    }
     // Standalone on the left: not glued to a word.
     let left = cx.before(token.start);
     if is_word(left) || (left == b'.' || left == b'-') && cx.before(token.start - 1).is_ascii_digit() {
@@ -236,13 +246,15 @@ fn sub_ranges(cx: &mut Cx<'_, '_>, t: &Token, digits: &[u8]) {
         }
     }
     if phone_like && !looks_like_date(cx, groups) {
-        for j in (2..=limit).rev() {
+        // Split only at a space, so the rest is read again as a token of its own (which may hold
+        // the strong run, or another phone number before it).
+        for j in (2..=limit).rev().filter(|&j| groups[j].sep == b' ') {
             let head = sub_token(t, 0, j);
             let head_digits = digits.get(..offsets[j]).unwrap_or_default();
             if extension(cx, head.end).is_none() && phone(cx, &head, head.groups(), head_digits) {
                 cx.push(Kind::PhoneNumber, head.start, head.end);
                 cx.num_skip = head.end;
-                break;
+                return;
             }
         }
     }
@@ -299,6 +311,14 @@ fn strong_run(
             let run = &groups[i..j];
             let run_digits = digits.get(offsets[i]..offsets[j]).unwrap_or_default();
             if run.iter().any(|g| g.paren) || (run_digits.len() < 9 && !dotted) {
+                continue;
+            }
+            // A run never ends where its edge group is bound more tightly (`-`, `.`) to the group
+            // outside than to its own neighbours by spaces: `… 1111 078-05-1123` is no card
+            // ending in 078.
+            let inner = run.get(1).map_or(0, |g| g.sep);
+            let tighter = |edge: u8| matches!(edge, b'-' | b'.') && inner != edge;
+            if (i > 0 && tighter(groups[i].sep)) || (j < n && tighter(groups[j].sep)) {
                 continue;
             }
             // Dotted runs inside longer dotted runs are versions or OIDs, not addresses.
@@ -408,11 +428,15 @@ fn extension(cx: &Cx<'_, '_>, end: usize) -> Option<usize> {
 fn phone(cx: &Cx<'_, '_>, t: &Token, groups: &[Group], digits: &[u8]) -> bool {
     let n = groups.len();
     let d = digits.len();
-    // A time follows (`2024-05-01 14:30`): the token is a timestamp.
-    if cx.at(t.end) == b':' && cx.at(t.end + 1).is_ascii_digit() {
+    // A time follows (`2024-05-01 14:30`), or an IPv6 address goes on (`… 2001:db8::1`).
+    if cx.at(t.end) == b':' && cx.at(t.end + 1).is_ascii_alphanumeric() {
         return false;
     }
     if cx.before(t.start) == b'$' || looks_like_date(cx, groups) || year_list(cx, groups) {
+        return false;
+    }
+    // An area code in parentheses comes first or after the country code, never last.
+    if groups.iter().skip(2).any(|g| g.paren) || (n > 1 && groups[n - 1].paren) {
         return false;
     }
     // E.164 numbers have at most 15 digits (ITU-T E.164 §6.1); the shortest national numbers 7.
