@@ -323,8 +323,9 @@ fn policy_template(table: &Table, command: &str) -> String {
         "UPDATE" => format!("{using} {check}"),
         _ => using.to_owned(),
     };
+    let never = if command == "INSERT" { "WITH CHECK (false)" } else { "USING (false)" };
     format!(
-        "CREATE POLICY {name}_{lower} ON {table} FOR {command} {clause}; (or `USING (false)` if the command is never allowed)",
+        "CREATE POLICY {name}_{lower} ON {table} FOR {command} {clause}; (or `{never}` if the command is never allowed)",
         name = table.name,
         lower = command.to_ascii_lowercase(),
         table = table.qualified()

@@ -143,14 +143,11 @@ pub fn parse_reasons(text: &str, section: &str) -> anyhow::Result<Vec<(String, S
 /// Runs every check, prints what it found, and fails when anything was found.
 pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     let checks: Vec<(&str, Outcome)> = vec![
-        (
-            "RLS and secrets at rest",
-            catalogue::gate(root).unwrap_or_else(|e| Outcome::failed(&e, "database catalogue")),
-        ),
-        ("Dependencies", deps::gate(root, opts).unwrap_or_else(|e| Outcome::failed(&e, "dependencies"))),
-        ("API surface", api::gate(root).unwrap_or_else(|e| Outcome::failed(&e, "openapi/openapi.json"))),
-        ("Architecture", arch::gate(root).unwrap_or_else(|e| Outcome::failed(&e, "cargo metadata"))),
-        ("SBOM", sbom::gate(root, &opts.sbom).unwrap_or_else(|e| Outcome::failed(&e, "SBOM"))),
+        ("database", catalogue::gate(root).unwrap_or_else(|e| Outcome::failed(&e, "database catalogue"))),
+        ("dependencies", deps::gate(root, opts).unwrap_or_else(|e| Outcome::failed(&e, "dependencies"))),
+        ("api", api::gate(root).unwrap_or_else(|e| Outcome::failed(&e, "openapi/openapi.json"))),
+        ("architecture", arch::gate(root).unwrap_or_else(|e| Outcome::failed(&e, "cargo metadata"))),
+        ("sbom", sbom::gate(root, &opts.sbom).unwrap_or_else(|e| Outcome::failed(&e, "SBOM"))),
     ];
     let mut total = 0;
     for (name, outcome) in &checks {
