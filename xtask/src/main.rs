@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's automation. `test` runs every test against SQLite and against
 //! throwaway PostgreSQL and Redis servers; `openapi` regenerates the committed API description;
-//! `bench` measures the server against baselines run side by side.
+//! `bench` measures the server against baselines run side by side; `security-gate` fails the
+//! build on a missing policy, a vulnerable dependency or a drifted API description.
 
 // A command-line tool: standard output is its interface.
 #![allow(clippy::print_stdout)]
@@ -9,6 +10,7 @@
 
 mod bench;
 mod bench_audit;
+mod gate;
 mod services;
 
 use std::process::Command;
@@ -37,6 +39,20 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Check RLS coverage, secrets at rest, dependencies, the API surface and the architecture,
+    /// and write the SBOM. Prints every violation with its fix; exits non-zero on any.
+    SecurityGate {
+        /// A local copy of the RustSec advisory database (default: RAMPART_ADVISORY_DB, else
+        /// `shared/advisory-db` or `advisory-db` beside the workspace).
+        #[arg(long)]
+        advisory_db: Option<std::path::PathBuf>,
+        /// No network: skip the yanked-crate check (it needs cargo to refresh its index).
+        #[arg(long)]
+        offline: bool,
+        /// Where to write the CycloneDX bill of materials of the `rampart` binary.
+        #[arg(long)]
+        sbom: Option<std::path::PathBuf>,
+    },
     /// Build release binaries and measure the server against baselines in the same run.
     Bench {
         /// Seconds of measurement per subject.
@@ -59,8 +75,21 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    std::env::set_current_dir(workspace_root())?;
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
     match cli.command {
+        Cmd::SecurityGate { advisory_db, offline, sbom } => {
+            let env = std::env::var_os("RAMPART_ADVISORY_DB").map(std::path::PathBuf::from);
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            let opts = gate::Options {
+                advisory_db: gate::default_advisory_db(&root, advisory_db, env),
+                offline,
+                sbom: sbom.unwrap_or_else(|| target.join("sbom/rampart.cdx.json")),
+            };
+            gate::run(&root, &opts)
+        }
         Cmd::Test { args } => test(&args),
         Cmd::Openapi { check } => openapi(check),
         Cmd::Bench { seconds } => bench::build_and_run(seconds),
@@ -169,20 +198,26 @@ fn summarise_by_backend(envs: &[(&str, String)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn openapi(check: bool) -> anyhow::Result<()> {
+/// The API description as the code generates it (`rampart openapi`).
+pub(crate) fn generate_openapi() -> anyhow::Result<Vec<u8>> {
     let out = cargo().args(["run", "--quiet", "-p", "rampart", "--", "openapi"]).output()?;
     if !out.status.success() {
         bail!("rampart openapi failed: {}", String::from_utf8_lossy(&out.stderr));
     }
+    Ok(out.stdout)
+}
+
+fn openapi(check: bool) -> anyhow::Result<()> {
+    let generated = generate_openapi()?;
     let path = std::path::Path::new("openapi/openapi.json");
     if check {
         let committed = std::fs::read(path).unwrap_or_default();
-        if committed != out.stdout {
+        if committed != generated {
             bail!("openapi/openapi.json is out of date: run `cargo xtask openapi` and commit the result");
         }
         println!("openapi/openapi.json matches the code");
     } else {
-        std::fs::write(path, &out.stdout)?;
+        std::fs::write(path, &generated)?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -238,6 +238,23 @@ fn check_action(action: &str) -> Result<(), AuditError> {
     }
 }
 
+/// Personal data and secrets in a payload's strings become type tags (`[EMAIL]`, `[SECRET]`…)
+/// before the event is hashed, so the chain never holds them and erasing a person never means
+/// rewriting it. IP addresses stay: a security event's source address is part of the record
+/// (OWASP ASVS 5.0 V16.2.1), kept for the retention period like the rest of it.
+pub fn scrub_value(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => {
+            if let std::borrow::Cow::Owned(clean) = pii::scrub_keeping(text, &[pii::Kind::IpAddress]) {
+                *text = clean;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(scrub_value),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(scrub_value),
+        _ => {}
+    }
+}
+
 /// Microsecond precision: what both stores keep, so the hash of a read-back event matches.
 fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
@@ -260,7 +277,9 @@ pub async fn append<C: ConnectionTrait>(
 ) -> Result<Uuid, AuditError> {
     check_action(&event.action)?;
     let id = Uuid::new_v4();
-    let payload = event.payload.to_string();
+    let mut payload = event.payload.clone();
+    scrub_value(&mut payload);
+    let payload = payload.to_string();
     let occurred_at = truncate_micros(now);
     match conn.get_database_backend() {
         DatabaseBackend::Postgres => {
@@ -652,6 +671,24 @@ mod tests {
             e.actor.unwrap()
         );
         assert_eq!(e.computed_hash(), hex::encode(Sha256::digest(text.as_bytes())));
+    }
+
+    #[test]
+    fn personal_data_in_payload_strings_is_tagged_but_addresses_and_ids_stay() {
+        let member = Uuid::from_u128(42);
+        let mut payload = serde_json::json!({
+            "note": "invited carol@example.com",
+            "nested": [{"contact": "write to dave@example.org"}],
+            "ip": "203.0.113.7",
+            "member": member,
+            "count": 3,
+        });
+        scrub_value(&mut payload);
+        let text = payload.to_string();
+        assert!(!text.contains("carol@example.com") && !text.contains("dave@example.org"), "{text}");
+        assert_eq!(payload["ip"], "203.0.113.7");
+        assert_eq!(payload["member"], member.to_string());
+        assert_eq!(payload["count"], 3);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod audit_cli;
 mod config;
 mod keys;
+mod log_scrub;
 mod pii_cli;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
@@ -149,14 +150,14 @@ fn write_openapi(output: Option<&std::path::Path>) -> anyhow::Result<()> {
 }
 
 /// Structured logs on stderr through a background writer, so a request never waits on the log
-/// pipe. Not lossy: when the buffer is full, writers wait rather than drop lines. The guard
+/// pipe; every line passes the PII and secret scrubber first. Not lossy: when the buffer is full, writers wait rather than drop lines. The guard
 /// flushes on drop; keep it alive for the life of the process.
 fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) =
         tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(log_scrub::Scrubbing(writer));
     let _ = match cfg.log.format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Text => builder.try_init(),
