@@ -139,6 +139,8 @@ CREATE POLICY audit_events_select ON audit_events FOR SELECT TO rampart_runtime
 CREATE POLICY audit_events_insert ON audit_events FOR INSERT
     WITH CHECK (tenant_id = app_tenant_id() OR tenant_id = '00000000-0000-0000-0000-000000000000'::uuid);
 CREATE POLICY audit_events_update ON audit_events FOR UPDATE USING (false);
+-- The server never deletes an event (it holds no DELETE privilege either).
+CREATE POLICY audit_events_delete_runtime ON audit_events FOR DELETE TO rampart_runtime USING (false);
 -- The retention role reads every chain (verification) and deletes only what is past retention.
 CREATE POLICY audit_events_audit_select ON audit_events FOR SELECT TO rampart_audit USING (true);
 CREATE POLICY audit_events_delete ON audit_events FOR DELETE TO rampart_audit

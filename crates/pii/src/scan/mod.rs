@@ -118,6 +118,10 @@ impl Scanner {
             }
             i = i.max(cx.cursor);
         }
+        // Digit groups inside a UUID (RFC 9562) are an identifier, not a phone, SSN or card.
+        out.retain(|f| {
+            !(matches!(f.kind, Kind::PhoneNumber | Kind::UsSsn | Kind::CreditCard) && inside_uuid(b, f.start, f.end))
+        });
     }
 
     /// The offset of the first trigger byte at or after `from`. Eight bytes at a time, a word-wide
@@ -185,6 +189,25 @@ impl Scanner {
 pub fn scanner() -> &'static Scanner {
     static SHARED: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
     SHARED.get_or_init(Scanner::new)
+}
+
+/// Whether `start..end` lies within a token shaped like a UUID: 8-4-4-4-12 hexadecimal digits.
+fn inside_uuid(b: &[u8], start: usize, end: usize) -> bool {
+    let part = |c: u8| c.is_ascii_hexdigit() || c == b'-';
+    let mut from = start;
+    while from > 0 && part(b[from - 1]) {
+        from -= 1;
+    }
+    let mut to = end;
+    while to < b.len() && part(b[to]) {
+        to += 1;
+    }
+    let token = &b[from..to];
+    token.len() == 36
+        && token
+            .iter()
+            .enumerate()
+            .all(|(i, &c)| if matches!(i, 8 | 13 | 18 | 23) { c == b'-' } else { c.is_ascii_hexdigit() })
 }
 
 /// Scans `text` with the shared scanner.
