@@ -26,21 +26,21 @@ enum Chain {
     Off,
 }
 
-/// `connections` writers, each appending to its own tenant's chain: BEGIN; set the tenant
-/// context; one event; COMMIT — what a request that changes something adds.
+/// One writer per entry of `tenants`, each appending to that tenant's chain (give one tenant
+/// several times to make writers share a chain): BEGIN; set the tenant context; one event;
+/// COMMIT — what a request that changes something adds.
 async fn append_load(
     url: &str,
     chain: Chain,
-    connections: usize,
+    tenants: &[uuid::Uuid],
     duration: Duration,
-) -> anyhow::Result<(Measurement, Vec<uuid::Uuid>)> {
-    let db = storage::Db::connect(&secrecy::SecretString::from(url.to_owned()), connections as u32).await?;
+) -> anyhow::Result<Measurement> {
+    let db = storage::Db::connect(&secrecy::SecretString::from(url.to_owned()), tenants.len() as u32).await?;
     let warmup = Duration::from_secs(1);
     let measure_from = Instant::now() + warmup;
     let end = measure_from + duration;
     let mut tasks = Vec::new();
-    let tenants: Vec<uuid::Uuid> = (0..connections).map(|_| uuid::Uuid::new_v4()).collect();
-    for tenant in tenants.clone() {
+    for &tenant in tenants {
         let conn = db.conn().clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -99,7 +99,7 @@ async fn append_load(
         all.extend(t.await??);
     }
     db.close().await?;
-    Ok((summarise(all, 0, duration), tenants))
+    Ok(summarise(all, 0, duration))
 }
 
 /// Events per second through `audit::verify` (recomputing every link) against reading the same
@@ -153,10 +153,10 @@ pub(crate) async fn entries(
     admin.close().await?;
     let (mut on_runs, mut off_runs, mut chains) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..2 {
-        let (on, tenants) = append_load(app_url, Chain::On, 4, duration).await?;
+        let tenants: Vec<uuid::Uuid> = (0..4).map(|_| uuid::Uuid::new_v4()).collect();
+        on_runs.push(append_load(app_url, Chain::On, &tenants, duration).await?);
+        off_runs.push(append_load(app_url, Chain::Off, &tenants, duration).await?);
         chains.extend(tenants);
-        on_runs.push(on);
-        off_runs.push(append_load(app_url, Chain::Off, 4, duration).await?.0);
     }
     let (on, off) = (crate::bench::best(on_runs), crate::bench::best(off_runs));
     let mut out = vec![entry(
@@ -169,7 +169,7 @@ pub(crate) async fn entries(
         on.requests_per_sec / off.requests_per_sec.max(f64::MIN_POSITIVE),
     )];
     // One tenant, four writers: the head row lock serialises them; the worst case for one chain.
-    let (single, _) = append_contended(app_url, duration).await?;
+    let single = append_load(app_url, Chain::On, &[uuid::Uuid::new_v4(); 4], duration).await?;
     out.push(entry(
         "audit appends per second, 4 connections writing one tenant's chain",
         "runtime role, one chain (writers wait on its head row lock)",
@@ -190,38 +190,4 @@ pub(crate) async fn entries(
         verify.requests_per_sec / read.requests_per_sec.max(f64::MIN_POSITIVE),
     ));
     Ok(out)
-}
-
-async fn append_contended(app_url: &str, duration: Duration) -> anyhow::Result<(Measurement, uuid::Uuid)> {
-    let db = storage::Db::connect(&secrecy::SecretString::from(app_url.to_owned()), 4).await?;
-    let tenant = uuid::Uuid::new_v4();
-    let end = Instant::now() + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let conn = db.conn().clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < end {
-                let start = Instant::now();
-                let txn = conn.begin().await?;
-                txn.execute(Statement::from_sql_and_values(
-                    Postgres,
-                    "SELECT set_config('app.tenant_id', $1, true)",
-                    [tenant.to_string().into()],
-                ))
-                .await?;
-                let event = audit::NewEvent::new(audit::Category::Membership, "member.removed", serde_json::json!({}));
-                audit::append(&txn, tenant, &event, storage::Clock::now(&storage::SystemClock)).await?;
-                txn.commit().await?;
-                latencies.push(start.elapsed());
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    db.close().await?;
-    Ok((summarise(all, 0, duration), tenant))
 }

@@ -336,47 +336,52 @@ const LINK_ATTEMPTS: usize = 5;
 /// SQLite: reads the chain's newest link, links the row to it and inserts it.
 async fn append_linked<C: ConnectionTrait>(conn: &C, row: &Row<'_>) -> Result<(), AuditError> {
     for _ in 0..LINK_ATTEMPTS {
-        let (seq, prev_hash) =
-            head_from_events(conn, row.chain).await?.map_or((1, GENESIS_HASH.to_owned()), |(s, h)| (s + 1, h));
-        let hash = link_hash(&Link {
-            chain: row.chain,
-            seq,
-            prev_hash: &prev_hash,
-            id: row.id,
-            occurred_at: row.occurred_at,
-            category: row.category,
-            action: row.action,
-            actor: row.actor,
-            request_id: row.request_id,
-            payload: row.payload,
-        });
-        let inserted = conn
-            .execute(stmt(
-                conn,
-                "INSERT INTO audit_events (id, tenant_id, seq, occurred_at, category, action, actor_id, request_id, payload, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                vec![
-                    row.id.into(),
-                    row.chain.into(),
-                    seq.into(),
-                    row.occurred_at.into(),
-                    row.category.into(),
-                    row.action.into(),
-                    row.actor.into(),
-                    row.request_id.map(str::to_owned).into(),
-                    row.payload.into(),
-                    prev_hash.into(),
-                    hash.into(),
-                ],
-            ))
-            .await;
-        match inserted {
-            Ok(_) => return Ok(()),
+        let head = head_from_events(conn, row.chain).await?;
+        match insert_link(conn, row, head).await {
+            Ok(()) => return Ok(()),
             Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => continue,
             Err(e) => return Err(e.into()),
         }
     }
     Err(AuditError::Contended)
+}
+
+/// SQLite: inserts `row` as the link after `head` (the chain's newest (seq, hash), `None` for an
+/// empty chain), with its position, previous hash and own hash.
+async fn insert_link<C: ConnectionTrait>(conn: &C, row: &Row<'_>, head: Option<(i64, String)>) -> Result<(), DbErr> {
+    let (seq, prev_hash) = head.map_or((1, GENESIS_HASH.to_owned()), |(s, h)| (s + 1, h));
+    let hash = link_hash(&Link {
+        chain: row.chain,
+        seq,
+        prev_hash: &prev_hash,
+        id: row.id,
+        occurred_at: row.occurred_at,
+        category: row.category,
+        action: row.action,
+        actor: row.actor,
+        request_id: row.request_id,
+        payload: row.payload,
+    });
+    conn.execute(stmt(
+        conn,
+        "INSERT INTO audit_events (id, tenant_id, seq, occurred_at, category, action, actor_id, request_id, payload, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        vec![
+            row.id.into(),
+            row.chain.into(),
+            seq.into(),
+            row.occurred_at.into(),
+            row.category.into(),
+            row.action.into(),
+            row.actor.into(),
+            row.request_id.map(str::to_owned).into(),
+            row.payload.into(),
+            prev_hash.into(),
+            hash.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
 }
 
 async fn head_from_events<C: ConnectionTrait>(conn: &C, chain: Uuid) -> Result<Option<(i64, String)>, AuditError> {
@@ -461,10 +466,14 @@ pub(crate) fn event_from_row(row: &QueryResult) -> Result<Event, AuditError> {
     })
 }
 
-/// Every chain that has events (what the connection may see of them).
+/// Every chain (what the connection may see of them). PostgreSQL keeps one head row per chain,
+/// so this reads those rather than scanning the events.
 pub async fn chains<C: ConnectionTrait>(conn: &C) -> Result<Vec<Uuid>, AuditError> {
-    let rows =
-        conn.query_all(stmt(conn, "SELECT DISTINCT tenant_id FROM audit_events ORDER BY tenant_id", vec![])).await?;
+    let sql = match conn.get_database_backend() {
+        DatabaseBackend::Postgres => "SELECT tenant_id FROM audit_heads ORDER BY tenant_id",
+        _ => "SELECT DISTINCT tenant_id FROM audit_events ORDER BY tenant_id",
+    };
+    let rows = conn.query_all(stmt(conn, sql, vec![])).await?;
     rows.iter().map(|r| Ok(r.try_get("", "tenant_id")?)).collect()
 }
 
@@ -532,18 +541,22 @@ pub async fn purge<C: TransactionTrait>(
         if through < oldest {
             continue;
         }
-        let last = txn
-            .query_one(stmt(
-                &txn,
-                "SELECT hash FROM audit_events WHERE tenant_id = $1 AND seq = $2",
-                vec![chain.into(), through.into()],
-            ))
-            .await?;
-        let anchor: String = match last {
-            Some(r) => r.try_get("", "hash")?,
-            None => continue,
+        // PostgreSQL records the purge itself (a statement trigger, with the anchor); on SQLite
+        // this crate does, so it reads the anchor and the head before they go.
+        let record = if postgres {
+            None
+        } else {
+            let anchor = txn
+                .query_one(stmt(
+                    &txn,
+                    "SELECT hash FROM audit_events WHERE tenant_id = $1 AND seq = $2",
+                    vec![chain.into(), through.into()],
+                ))
+                .await?
+                .map(|r| r.try_get::<String>("", "hash"))
+                .transpose()?;
+            Some((anchor, head_from_events(&txn, chain).await?))
         };
-        let head = head_from_events(&txn, chain).await?;
         let deleted = txn
             .execute(stmt(
                 &txn,
@@ -552,61 +565,25 @@ pub async fn purge<C: TransactionTrait>(
             ))
             .await?
             .rows_affected();
-        if !postgres {
-            // PostgreSQL records the purge itself (a statement trigger); here this crate does.
+        if let Some((anchor, head)) = record {
             let payload =
                 serde_json::json!({ "through_seq": through, "anchor_hash": anchor, "deleted": deleted }).to_string();
-            let (seq, prev_hash) = head.map_or((1, GENESIS_HASH.to_owned()), |(s, h)| (s + 1, h));
-            insert_after(&txn, chain, seq, &prev_hash, &payload, truncate_micros(now)).await?;
+            let row = Row {
+                id: Uuid::new_v4(),
+                chain,
+                occurred_at: truncate_micros(now),
+                category: Category::Retention.as_str(),
+                action: "retention.purged",
+                actor: None,
+                request_id: None,
+                payload: &payload,
+            };
+            insert_link(&txn, &row, head).await?;
         }
         report.chains.push((chain, deleted));
     }
     txn.commit().await?;
     Ok(report)
-}
-
-/// SQLite: the purge record, linked after the chain's newest event (which may just have been
-/// removed, when the whole chain was past retention).
-async fn insert_after<C: ConnectionTrait>(
-    conn: &C,
-    chain: Uuid,
-    seq: i64,
-    prev_hash: &str,
-    payload: &str,
-    now: DateTime<Utc>,
-) -> Result<(), AuditError> {
-    let id = Uuid::new_v4();
-    let (category, action) = (Category::Retention.as_str(), "retention.purged");
-    let hash = link_hash(&Link {
-        chain,
-        seq,
-        prev_hash,
-        id,
-        occurred_at: now,
-        category,
-        action,
-        actor: None,
-        request_id: None,
-        payload,
-    });
-    conn.execute(stmt(
-        conn,
-        "INSERT INTO audit_events (id, tenant_id, seq, occurred_at, category, action, actor_id, request_id, payload, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL, $7, $8, $9)",
-        vec![
-            id.into(),
-            chain.into(),
-            seq.into(),
-            now.into(),
-            category.into(),
-            action.into(),
-            payload.into(),
-            prev_hash.into(),
-            hash.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]
