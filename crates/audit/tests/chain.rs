@@ -205,6 +205,18 @@ async fn an_edited_event_and_a_rehashed_one_are_both_reported_at_the_right_link(
     assert!(broken.reason.contains("previous hash"), "{}", broken.reason);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_recent_event_can_be_neither_updated_nor_deleted() {
+    let s = stores(Backend::Sqlite).await;
+    let chain = Uuid::new_v4();
+    append_committed(&s.runtime, chain, 2, now()).await;
+    for statement in ["UPDATE audit_events SET payload = '{}'", "DELETE FROM audit_events"] {
+        let err = sql(&s.owner, statement).await.unwrap_err().to_string();
+        assert!(err.contains("append-only"), "{statement}: {err}");
+    }
+    assert_eq!(verify(&s.owner, chain).await.events, 2);
+}
+
 backend_tests!(
     committed_events_chain_in_order_and_a_rolled_back_one_leaves_nothing,
     chains_are_per_tenant_and_filters_select_by_category_actor_and_cursor,
@@ -253,6 +265,12 @@ async fn on_postgres_neither_the_runtime_role_nor_the_owner_may_update_delete_or
     for statement in ["DELETE FROM audit_events", "TRUNCATE audit_events"] {
         let err = sql(&s.owner, statement).await.unwrap_err().to_string();
         assert!(err.contains("append-only"), "owner, {statement}: {err}");
+    }
+    // A superuser passes every policy, so the statement reaches the rows: the trigger refuses.
+    let admin = Db::connect(&s.test_db.admin_url().unwrap().into(), 1).await.unwrap();
+    for statement in ["UPDATE audit_events SET payload = '{}'", "DELETE FROM audit_events", "TRUNCATE audit_events"] {
+        let err = sql(&admin, statement).await.unwrap_err().to_string();
+        assert!(err.contains("append-only"), "superuser, {statement}: {err}");
     }
     assert!(verify(&s.owner, chain).await.is_intact());
     // Even as the retention role, a recent event stays.
