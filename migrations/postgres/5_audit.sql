@@ -35,7 +35,9 @@ CREATE INDEX audit_events_tenant_category ON audit_events (tenant_id, category, 
 CREATE TABLE audit_heads (
     tenant_id uuid PRIMARY KEY,
     seq bigint NOT NULL,
-    hash text NOT NULL
+    hash text NOT NULL,
+    -- The link before `hash`: kept so one UPDATE both moves the head and returns what it was.
+    prev_hash text NOT NULL
 );
 
 -- One field of the hashed text: its byte length, a colon, the value and a newline; `~` for NULL.
@@ -54,23 +56,35 @@ CREATE FUNCTION audit_link_hash(chain uuid, seq bigint, prev_hash text, id uuid,
         || audit_field(category) || audit_field(action) || audit_field(actor_id::text)
         || audit_field(request_id) || audit_field(payload), 'UTF8')), 'hex') $$;
 
--- Numbers and links a new event, whatever the inserter put in seq, prev_hash and hash.
+-- Numbers and links a new event, whatever the inserter put in seq, prev_hash and hash. One
+-- UPDATE of the head row takes its lock, computes the new link from the old head (SET reads the
+-- old values) and returns both; only a chain's first event inserts the head row.
 CREATE FUNCTION audit_events_chain() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, public AS $$
-DECLARE
-    head_seq bigint;
-    head_hash text;
 BEGIN
     NEW.occurred_at := date_trunc('microseconds', NEW.occurred_at);
-    INSERT INTO audit_heads AS h (tenant_id, seq, hash) VALUES (NEW.tenant_id, 1, repeat('0', 64))
-        ON CONFLICT (tenant_id) DO UPDATE SET seq = h.seq + 1
-        RETURNING h.seq, h.hash INTO head_seq, head_hash;
-    NEW.seq := head_seq;
-    NEW.prev_hash := head_hash;
-    NEW.hash := audit_link_hash(NEW.tenant_id, NEW.seq, NEW.prev_hash, NEW.id, NEW.occurred_at, NEW.category,
-                                NEW.action, NEW.actor_id, NEW.request_id, NEW.payload);
-    UPDATE audit_heads SET hash = NEW.hash WHERE tenant_id = NEW.tenant_id;
-    RETURN NEW;
+    LOOP
+        UPDATE audit_heads h
+           SET seq = h.seq + 1,
+               prev_hash = h.hash,
+               hash = audit_link_hash(NEW.tenant_id, h.seq + 1, h.hash, NEW.id, NEW.occurred_at, NEW.category,
+                                      NEW.action, NEW.actor_id, NEW.request_id, NEW.payload)
+         WHERE h.tenant_id = NEW.tenant_id
+        RETURNING h.seq, h.prev_hash, h.hash INTO NEW.seq, NEW.prev_hash, NEW.hash;
+        IF FOUND THEN
+            RETURN NEW;
+        END IF;
+        NEW.seq := 1;
+        NEW.prev_hash := repeat('0', 64);
+        NEW.hash := audit_link_hash(NEW.tenant_id, 1, NEW.prev_hash, NEW.id, NEW.occurred_at, NEW.category,
+                                    NEW.action, NEW.actor_id, NEW.request_id, NEW.payload);
+        INSERT INTO audit_heads (tenant_id, seq, hash, prev_hash) VALUES (NEW.tenant_id, 1, NEW.hash, NEW.prev_hash)
+            ON CONFLICT (tenant_id) DO NOTHING;
+        IF FOUND THEN
+            RETURN NEW;
+        END IF;
+        -- Another writer created the head first: link after its event instead.
+    END LOOP;
 END $$;
 CREATE TRIGGER audit_events_chain BEFORE INSERT ON audit_events
     FOR EACH ROW EXECUTE FUNCTION audit_events_chain();
