@@ -1,12 +1,25 @@
-//! Key material and (in time) AES-256-GCM envelope encryption. A pure library: no I/O, no
-//! environment access; keys are handed in by the binary's configuration loader.
+//! Key material and AES-256-GCM envelope encryption of secrets at rest. A pure library: no I/O,
+//! no environment access; keys are handed in by the binary's configuration loader, and the
+//! database work (storing wrapped data keys and sealed values) belongs to `tenancy::secrets`.
+//!
+//! - [`envelope`]: the sealed-value format, bound to its (tenant, table, column, row).
+//! - [`KeyProvider`] / [`LocalKeyProvider`]: key-encryption keys from outside the database, one
+//!   per purpose, per-tenant keys brought by a tenant, and older keys kept for unwrapping.
+//! - [`Vault`]: data keys created, unwrapped (cached for their exact wrapped bytes) and re-wrapped.
+//! - [`seal()`]/[`open()`]: the outbox's small text format (version 1).
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod envelope;
+mod provider;
 mod seal;
+mod vault;
 
+pub use envelope::{DataKey, Header, Place, Purpose};
+pub use provider::{KekId, KeyProvider, LocalKeyProvider};
 pub use seal::{open, seal};
+pub use vault::{KeyName, Vault, WrappedKey};
 
 use secrecy::{ExposeSecret, SecretBox};
 
@@ -25,6 +38,14 @@ pub enum VaultError {
     Malformed,
     #[error("sealed value does not open with this key and associated data")]
     Crypto,
+    /// The value names another tenant's key, or another purpose or version than the key given.
+    #[error("sealed value belongs to another key")]
+    WrongKey,
+    /// The key-encryption key that wrapped a data key is not configured (any more).
+    #[error("the key-encryption key of this data key is not available")]
+    UnknownKek,
+    #[error("key configuration: {0}")]
+    Config(&'static str),
 }
 
 /// A 256-bit symmetric key. Zeroized on drop; `Debug` prints `[REDACTED]`.
@@ -36,6 +57,11 @@ impl KeyMaterial {
         let mut bytes = Box::new([0u8; KEY_LEN]);
         rand::Rng::fill(&mut rand::rngs::OsRng, &mut bytes[..]);
         KeyMaterial(SecretBox::new(bytes))
+    }
+
+    /// Takes ownership of raw key bytes (the caller zeroizes its copy).
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> KeyMaterial {
+        KeyMaterial(SecretBox::new(Box::new(bytes)))
     }
 
     /// Parses a key written as 64 hex characters. Refuses obviously non-random keys.
