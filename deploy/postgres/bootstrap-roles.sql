@@ -13,6 +13,9 @@
 --                 verify`) and is the only role that may delete audit events, and only those past
 --                 the one-year retention (`rampart audit purge`, which the database records).
 --                 Granted to rampart_owner, used with SET ROLE; never to rampart_app.
+-- rampart_keys    NOLOGIN role of the key operators (`rampart keys rotate|rewrap|retire|shred`):
+--                 reads and replaces tenants' wrapped data keys and the sealed columns, nothing
+--                 else. Granted to rampart_owner, used with SET ROLE; never to rampart_app.
 --
 -- Safe to run again: existing roles are left as they are, then their attributes are re-asserted.
 DO $$
@@ -29,6 +32,9 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rampart_audit') THEN
     CREATE ROLE rampart_audit NOLOGIN;
   END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rampart_keys') THEN
+    CREATE ROLE rampart_keys NOLOGIN;
+  END IF;
 END
 $$;
 
@@ -38,3 +44,5 @@ ALTER ROLE rampart_app NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICA
 GRANT rampart_runtime TO rampart_app;
 ALTER ROLE rampart_audit NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOLOGIN;
 GRANT rampart_audit TO rampart_owner;
+ALTER ROLE rampart_keys NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOLOGIN;
+GRANT rampart_keys TO rampart_owner;

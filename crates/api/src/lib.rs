@@ -12,10 +12,11 @@ pub mod error;
 pub mod metrics;
 mod middleware;
 pub mod principal;
+mod probe;
 mod routes;
 pub mod server;
 mod state;
 
 pub use config::{HttpConfig, SecurityTxtConfig};
 pub use routes::{build_app, openapi_json, render_security_txt};
-pub use state::{AppState, Assembly};
+pub use state::{AppState, Assembly, Egress};

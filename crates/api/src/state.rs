@@ -18,6 +18,31 @@ pub struct AppState {
     /// Authentication attempts per minute per client address and per account (0 disables, for
     /// benchmarks only).
     pub auth_attempts_per_minute: u64,
+    /// Envelope encryption of secrets at rest (tenants' data keys, KEKs from configuration).
+    pub vault: Arc<crypto_vault::Vault>,
+    /// Outbound requests of connection tests: the resolver every address is checked after.
+    pub egress: Egress,
+}
+
+/// How connection tests reach providers.
+#[derive(Clone)]
+pub struct Egress {
+    pub resolver: Arc<dyn egress::Resolver>,
+    /// Exact addresses let through the private-address refusal: for tests only (empty in
+    /// production; `rampart serve` has no setting for it).
+    pub exceptions: Vec<std::net::SocketAddr>,
+}
+
+impl std::fmt::Debug for Egress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Egress").field("exceptions", &self.exceptions).finish_non_exhaustive()
+    }
+}
+
+impl Default for Egress {
+    fn default() -> Egress {
+        Egress { resolver: Arc::new(egress::SystemResolver), exceptions: Vec::new() }
+    }
 }
 
 /// Everything needed to build the state; shared by the binary and the test harness so both
@@ -38,6 +63,8 @@ pub struct Assembly {
     pub hash_concurrency: usize,
     pub security_txt: String,
     pub auth_attempts_per_minute: u64,
+    pub vault: crypto_vault::Vault,
+    pub egress: Egress,
 }
 
 impl AppState {
@@ -68,6 +95,8 @@ impl AppState {
             keyring: Arc::new(a.keyring),
             auth,
             auth_attempts_per_minute: a.auth_attempts_per_minute,
+            vault: Arc::new(a.vault),
+            egress: a.egress,
         })
     }
 

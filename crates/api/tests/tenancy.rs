@@ -564,7 +564,140 @@ async fn bad_input_gets_a_clear_4xx_with_a_stable_code(backend: Backend) {
     assert_eq!(get(app, alice, "/api/v1/workspaces/not-a-uuid").await.0, 400);
 }
 
+// Connections: write-only secrets, read-only by default, guarded tests.
+
+fn slack_connection(token: &str) -> Value {
+    json!({"provider": "slack", "name": "Team bot", "secret": {"bot_token": token}})
+}
+
+async fn connections_keep_their_secrets_write_only_and_start_read_only(backend: Backend) {
+    let app = testkit::spawn_app(backend).await;
+    let alice = app.new_user().await;
+    let ws = workspace(&app, &alice, "Connected").await;
+    let [manager] = joined(&app, &alice, &ws, ["Manager"]).await;
+    let stranger = app.new_user().await;
+    let token = "xoxb-1234-5678-write-only-secret";
+    let base = format!("/api/v1/workspaces/{ws}/connections");
+    let (status, created) = post(&app, &alice, &base, slack_connection(token)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["secret_hint"], "…cret");
+    assert_eq!(created["scopes"], json!(["channels:history", "channels:read", "users:read"]));
+    assert_eq!(created["write_enabled"], false);
+    assert!(created.get("secret").is_none());
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, listed) = get(&app, &manager, &base).await;
+    assert_eq!(status, 200, "connections.read lists");
+    assert_eq!(listed[0]["id"], id.as_str());
+    for body in [&created, &listed] {
+        assert!(!body.to_string().contains("write-only-secret"), "{body}");
+    }
+    // Write scopes only through the explicit call; bad input has its own codes.
+    let mut with_write = slack_connection(token);
+    with_write["scopes"] = json!(["channels:read", "chat:write"]);
+    let (status, body) = post(&app, &alice, &base, with_write).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("write_scope_not_enabled")), "{body}");
+    let (status, body) = post(
+        &app,
+        &alice,
+        &base,
+        json!({"provider": "slack", "name": "x", "secret": {"bot_token": token, "extra": "x"}}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("unknown_field")), "{body}");
+    let (status, body) = post(&app, &alice, &base, json!({"provider": "s3", "name": "x", "config": {"bucket": "169.254.169.254", "region": "us-east-1"}, "secret": {"access_key_id": "a", "secret_access_key": "b"}})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_field")), "{body}");
+    // connections.manage is needed to change anything; a stranger sees nothing.
+    let (status, _) = post(&app, &manager, &base, slack_connection(token)).await;
+    assert_eq!(status, 403);
+    let (status, _) =
+        send(&app, &manager, Method::PUT, &format!("{base}/{id}/scopes"), Some(json!({"scopes": ["chat:write"]})))
+            .await;
+    assert_eq!(status, 403);
+    let (status, _) = get(&app, &stranger, &format!("{base}/{id}")).await;
+    assert_eq!(status, 404);
+    let (status, body) = send(
+        &app,
+        &alice,
+        Method::PUT,
+        &format!("{base}/{id}/scopes"),
+        Some(json!({"scopes": ["channels:read", "chat:write"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["write_enabled"], true);
+    let (status, body) = send(
+        &app,
+        &alice,
+        Method::PUT,
+        &format!("{base}/{id}/secret"),
+        Some(json!({"secret": {"bot_token": "xoxb-9999-rotated-secret-abcd"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["secret_hint"], "…abcd");
+    let (_, trail) = get(&app, &alice, &format!("/api/v1/workspaces/{ws}/audit-events?category=secret")).await;
+    let actions: Vec<&str> =
+        trail["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for action in ["connection.created", "connection.write_enabled", "connection.secret_rotated"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    assert!(!trail.to_string().contains("secret-abcd") && !trail.to_string().contains("write-only-secret"));
+    let (status, _) = send(&app, &alice, Method::DELETE, &format!("{base}/{id}"), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = get(&app, &alice, &format!("{base}/{id}")).await;
+    assert_eq!(status, 404);
+}
+
+/// The provider's name resolves (by a resolver standing in for DNS, since no DNS server for
+/// slack.com can run here) to a loopback listener, or Google's token endpoint to the cloud
+/// metadata address: the test is refused after resolution, nothing connects, and the outcome
+/// is stored.
+async fn connection_tests_refuse_provider_names_that_resolve_to_private_addresses(backend: Backend) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let trap = listener.local_addr().unwrap();
+    let resolver = egress::StaticResolver::new()
+        .with("slack.com", [trap])
+        .with("oauth2.googleapis.com", ["169.254.169.254:443".parse().unwrap()]);
+    let app = testkit::spawn_app_adjusted(
+        backend,
+        auth::SignupMode::Open,
+        |_| {},
+        |state| {
+            state.egress = api::Egress { resolver: std::sync::Arc::new(resolver), exceptions: Vec::new() };
+        },
+    )
+    .await;
+    let alice = app.new_user().await;
+    let ws = workspace(&app, &alice, "Probed").await;
+    let base = format!("/api/v1/workspaces/{ws}/connections");
+    let (_, slack) = post(&app, &alice, &base, slack_connection("xoxb-1234-5678-probe-secret")).await;
+    let (_, google) = post(
+        &app,
+        &alice,
+        &base,
+        json!({"provider": "google", "name": "Drive", "secret": {"access_token": "ya29.a0-probe-token-value"}}),
+    )
+    .await;
+    for conn in [&slack, &google] {
+        let id = conn["id"].as_str().unwrap();
+        let (status, result) = post(&app, &alice, &format!("{base}/{id}/test"), json!({})).await;
+        assert_eq!(status, 200, "{result}");
+        assert_eq!(result["ok"], false);
+        assert_eq!(result["outcome"], "egress_forbidden_address", "{result}");
+        let (_, stored) = get(&app, &alice, &format!("{base}/{id}")).await;
+        assert_eq!(stored["last_test_outcome"], "egress_forbidden_address");
+    }
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "nothing connected to the trap"
+    );
+}
+
 backend_tests!(
+    connections_keep_their_secrets_write_only_and_start_read_only,
+    connection_tests_refuse_provider_names_that_resolve_to_private_addresses,
     a_principal_of_workspace_a_reaches_nothing_of_workspace_b,
     roles_decide_what_each_member_may_do_with_projects,
     refused_attempts_are_recorded_with_endpoint_user_and_required_and_actual_permission,

@@ -30,8 +30,8 @@ pub enum AuditCommand {
     Purge,
 }
 
-/// A connection that may read every chain.
-async fn connect(cfg: &Config) -> anyhow::Result<storage::Db> {
+/// A connection that may read every chain (and act as the key operators' role).
+pub(crate) async fn connect(cfg: &Config) -> anyhow::Result<storage::Db> {
     let url = match (&cfg.database.migrate_url, &cfg.database.url) {
         (Some(owner), _) => owner.clone(),
         (None, Some(url)) if storage::Backend::from_url(url.expose_secret())? == storage::Backend::Postgres => {

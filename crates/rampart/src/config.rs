@@ -121,6 +121,13 @@ pub struct SecretsConfig {
     pub jwt_signing_key: Option<SecretString>,
     /// Keys being rotated out, same form; their tokens keep verifying until they expire.
     pub jwt_previous_keys: Vec<SecretString>,
+    /// Earlier `vault_key`s: they still unwrap data keys until `rampart keys rewrap` has moved
+    /// every data key to the current `vault_key`; remove them after that.
+    pub vault_previous_keys: Vec<SecretString>,
+    /// Keys brought by tenants (bring your own key), by workspace id: that workspace's data keys
+    /// are wrapped by its own key alone. Removing one makes that workspace's sealed data
+    /// unreadable, in backups too.
+    pub tenant_vault_keys: std::collections::BTreeMap<uuid::Uuid, SecretString>,
 }
 
 /// The audit trail.
@@ -249,6 +256,16 @@ impl Config {
         for key in &self.secrets.jwt_previous_keys {
             if let Err(err) = crate::keys::parse_jwt_key(key.expose_secret()) {
                 problems.push(format!("secrets.jwt_previous_keys: {err}"));
+            }
+        }
+        for key in &self.secrets.vault_previous_keys {
+            if let Err(err) = crypto_vault::KeyMaterial::from_hex(key.expose_secret()) {
+                problems.push(format!("secrets.vault_previous_keys: {err}"));
+            }
+        }
+        for (tenant, key) in &self.secrets.tenant_vault_keys {
+            if let Err(err) = crypto_vault::KeyMaterial::from_hex(key.expose_secret()) {
+                problems.push(format!("secrets.tenant_vault_keys.{tenant}: {err}"));
             }
         }
         if self.auth.bcrypt_cost < auth::password::MIN_BCRYPT_COST || self.auth.bcrypt_cost > 16 {

@@ -55,6 +55,23 @@ pub fn parse_jwt_key(text: &str) -> anyhow::Result<SigningKey> {
 pub struct Keys {
     pub keyring: Keyring,
     pub jwt: JwtKeys,
+    /// Envelope encryption: `vault_key` (and earlier ones, and tenants' own) as key-encryption keys.
+    pub vault: crypto_vault::Vault,
+}
+
+/// The vault over the configured key-encryption keys: the keyring's `vault_kek` wraps new data
+/// keys, `vault_previous_keys` only unwrap, `tenant_vault_keys` wrap their tenant's.
+fn vault(keyring: &Keyring, secrets: &SecretsConfig) -> anyhow::Result<crypto_vault::Vault> {
+    let previous = secrets
+        .vault_previous_keys
+        .iter()
+        .map(|k| KeyMaterial::from_hex(k.expose_secret()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut provider = crypto_vault::LocalKeyProvider::new(&keyring.vault_kek, &previous)?;
+    for (tenant, key) in &secrets.tenant_vault_keys {
+        provider = provider.with_tenant_key(*tenant, &KeyMaterial::from_hex(key.expose_secret())?)?;
+    }
+    Ok(crypto_vault::Vault::new(std::sync::Arc::new(provider)))
 }
 
 /// Uses the configured keys when all are present; otherwise loads or creates the development
@@ -68,13 +85,15 @@ pub fn resolve(secrets: &SecretsConfig, data_dir: &Path) -> anyhow::Result<Keys>
     if let (Some(token), Some(vault), Some(pepper), Some(jwt)) =
         (&secrets.token_hmac_key, &secrets.vault_key, &secrets.password_pepper, &secrets.jwt_signing_key)
     {
+        let keyring = Keyring {
+            token_hmac: KeyMaterial::from_hex(token.expose_secret())?,
+            vault_kek: KeyMaterial::from_hex(vault.expose_secret())?,
+            password_pepper: KeyMaterial::from_hex(pepper.expose_secret())?,
+            source: KeySource::Configured,
+        };
         return Ok(Keys {
-            keyring: Keyring {
-                token_hmac: KeyMaterial::from_hex(token.expose_secret())?,
-                vault_kek: KeyMaterial::from_hex(vault.expose_secret())?,
-                password_pepper: KeyMaterial::from_hex(pepper.expose_secret())?,
-                source: KeySource::Configured,
-            },
+            vault: self::vault(&keyring, secrets)?,
+            keyring,
             jwt: JwtKeys::new(parse_jwt_key(jwt.expose_secret())?, previous)?,
         });
     }
@@ -88,13 +107,15 @@ pub fn resolve(secrets: &SecretsConfig, data_dir: &Path) -> anyhow::Result<Keys>
         file
     };
     tracing::warn!(path = %path.display(), "using development keys from the data directory; configure every secrets.* key for real deployments");
+    let keyring = Keyring {
+        token_hmac: KeyMaterial::from_hex(&file.token_hmac_key)?,
+        vault_kek: KeyMaterial::from_hex(&file.vault_key)?,
+        password_pepper: KeyMaterial::from_hex(&file.password_pepper)?,
+        source: KeySource::GeneratedForDevelopment,
+    };
     Ok(Keys {
-        keyring: Keyring {
-            token_hmac: KeyMaterial::from_hex(&file.token_hmac_key)?,
-            vault_kek: KeyMaterial::from_hex(&file.vault_key)?,
-            password_pepper: KeyMaterial::from_hex(&file.password_pepper)?,
-            source: KeySource::GeneratedForDevelopment,
-        },
+        vault: vault(&keyring, secrets)?,
+        keyring,
         jwt: JwtKeys::new(parse_jwt_key(&file.jwt_signing_key)?, previous)?,
     })
 }

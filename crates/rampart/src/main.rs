@@ -4,6 +4,7 @@
 mod audit_cli;
 mod config;
 mod keys;
+mod keys_cli;
 mod log_scrub;
 mod pii_cli;
 
@@ -43,7 +44,7 @@ enum Command {
     /// Key management.
     Keys {
         #[command(subcommand)]
-        command: KeysCommand,
+        command: keys_cli::KeysCommand,
     },
     /// The audit trail: verify the hash chains, purge what is past retention.
     Audit {
@@ -69,15 +70,9 @@ enum PiiCommand {
     Scan,
 }
 
-#[derive(Debug, Subcommand)]
-enum KeysCommand {
-    /// Print a fresh set of production secrets as environment lines (keep them in a secret store).
-    Generate,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Keys { command: KeysCommand::Generate } = &cli.command {
+    if let Command::Keys { command: keys_cli::KeysCommand::Generate } = &cli.command {
         return report(keys::generate_env().map(|env| {
             use std::io::Write;
             let _ = std::io::stdout().write_all(env.as_bytes());
@@ -119,7 +114,8 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(cfg).await,
             Command::Healthcheck => healthcheck(&cfg).await,
             Command::Audit { command } => audit_cli::run(&cfg, command).await,
-            Command::Openapi { .. } | Command::Keys { .. } | Command::Pii { .. } => Ok(()),
+            Command::Keys { command } => keys_cli::run(&cfg, command).await,
+            Command::Openapi { .. } | Command::Pii { .. } => Ok(()),
         }
     });
     report(result)
@@ -272,6 +268,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         security_txt,
         auth_attempts_per_minute: cfg.auth.attempts_per_minute,
+        vault: keys.vault,
+        egress: api::Egress::default(),
     })?;
 
     state.auth.schedule_purge().await.context("scheduling the purge job")?;

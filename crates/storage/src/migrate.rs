@@ -50,6 +50,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 3, "tenancy"),
     migration!("postgres", 4, "rbac"),
     migration!("postgres", 5, "audit"),
+    migration!("postgres", 6, "vault"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
@@ -59,6 +60,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     migration!("sqlite", 3, "tenancy"),
     migration!("sqlite", 4, "rbac"),
     migration!("sqlite", 5, "audit"),
+    migration!("sqlite", 6, "vault"),
 ];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {

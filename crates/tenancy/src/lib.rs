@@ -9,11 +9,13 @@
 pub mod access;
 pub mod activity;
 pub mod authz;
+pub mod connections;
 pub mod grants;
 pub mod invitations;
 pub mod members;
 pub mod projects;
 pub mod roles;
+pub mod secrets;
 pub mod workspaces;
 
 pub use access::{Access, Via};
@@ -47,6 +49,12 @@ pub enum TenancyError {
     Db(#[from] sea_orm::DbErr),
     #[error("audit trail: {0}")]
     Audit(#[from] audit::AuditError),
+    /// Input refused with its own stable code (for example `write_scope_not_enabled`).
+    #[error("{message}")]
+    Rejected { code: &'static str, message: &'static str },
+    /// A sealed value or data key did not open, or no key-encryption key is configured for it.
+    #[error("vault: {0}")]
+    Vault(#[from] crypto_vault::VaultError),
     /// A side effect of the operation (such as queueing its mail) failed.
     #[error("internal error: {0}")]
     Internal(String),

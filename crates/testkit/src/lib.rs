@@ -333,11 +333,23 @@ pub async fn spawn_app_with_signup(
     signup: auth::SignupMode,
     configure: impl FnOnce(&mut api::HttpConfig),
 ) -> TestApp {
+    spawn_app_adjusted(backend, signup, configure, |_| {}).await
+}
+
+/// Starts the server after `adjust` changed the assembled state (for example its egress
+/// resolver).
+pub async fn spawn_app_adjusted(
+    backend: Backend,
+    signup: auth::SignupMode,
+    configure: impl FnOnce(&mut api::HttpConfig),
+    adjust: impl FnOnce(&mut api::AppState),
+) -> TestApp {
     let db = TestDb::new(backend).await;
     let mut http = api::HttpConfig { listen: "127.0.0.1:0".parse().expect("address"), ..Default::default() };
     configure(&mut http);
     let clock = Arc::new(storage::ManualClock::new(storage::Clock::now(&storage::SystemClock)));
-    let state = app_state(&db, clock.clone(), signup).await;
+    let mut state = app_state(&db, clock.clone(), signup).await;
+    adjust(&mut state);
     let (smtp, _) = smtp_sink();
     let mailer = scheduler::mail::Mailer::smtp(&smtp, "Rampart <no-reply@example.com>").expect("mailer");
     let worker = state.worker(mailer, clock.clone());
@@ -378,13 +390,16 @@ pub async fn app_state(db: &TestDb, clock: Arc<storage::ManualClock>, signup: au
         "https://api.example.com/.well-known/security.txt",
         now + chrono::Duration::days(180),
     );
+    let vault_kek = crypto_vault::KeyMaterial::generate();
     api::AppState::assemble(api::Assembly {
         db: conn,
         redis,
         redis_prefix: format!("rampart-test:{}:", uuid::Uuid::new_v4().simple()),
+        vault: vault(&vault_kek),
+        egress: api::Egress::default(),
         keyring: crypto_vault::Keyring {
             token_hmac: crypto_vault::KeyMaterial::generate(),
-            vault_kek: crypto_vault::KeyMaterial::generate(),
+            vault_kek,
             password_pepper: crypto_vault::KeyMaterial::generate(),
             source: crypto_vault::KeySource::Configured,
         },
@@ -399,6 +414,11 @@ pub async fn app_state(db: &TestDb, clock: Arc<storage::ManualClock>, signup: au
         auth_attempts_per_minute: 10,
     })
     .expect("assembling the state")
+}
+
+/// A vault whose only key-encryption key is `kek`.
+pub fn vault(kek: &crypto_vault::KeyMaterial) -> crypto_vault::Vault {
+    crypto_vault::Vault::new(Arc::new(crypto_vault::LocalKeyProvider::new(kek, &[]).expect("a valid key")))
 }
 
 /// Declares each listed `async fn name(backend: Backend)` as two tests, `on_sqlite::name` and

@@ -2,6 +2,7 @@
 
 mod audit;
 mod auth;
+mod connections;
 mod health;
 mod projects;
 mod scope;
@@ -48,6 +49,8 @@ pub(crate) enum ApiTags {
     Activity,
     /// The audit trail: append-only, hash-chained, readable by the tenant.
     Audit,
+    /// Connections to external providers, with write-only secrets sealed at rest.
+    Connections,
 }
 
 /// 201 with the created resource.
@@ -73,6 +76,7 @@ type Apis = (
     workspaces::WorkspacesApi,
     projects::ProjectsApi,
     audit::AuditApi,
+    connections::ConnectionsApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -84,6 +88,7 @@ fn service() -> OpenApiService<Apis, ()> {
             workspaces::WorkspacesApi,
             projects::ProjectsApi,
             audit::AuditApi,
+            connections::ConnectionsApi,
         ),
         "Rampart API",
         env!("CARGO_PKG_VERSION"),
