@@ -34,7 +34,7 @@ CREATE TABLE connections (
     created_by uuid NOT NULL REFERENCES users (id),
     created_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL,
-    secret_rotated_at timestamptz NOT NULL,
+    rotated_at timestamptz NOT NULL,
     last_tested_at timestamptz,
     last_test_outcome text
 );

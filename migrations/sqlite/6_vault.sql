@@ -25,7 +25,7 @@ CREATE TABLE connections (
     created_by TEXT NOT NULL REFERENCES users (id),
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    secret_rotated_at TEXT NOT NULL,
+    rotated_at TEXT NOT NULL,
     last_tested_at TEXT,
     last_test_outcome TEXT
 );

@@ -204,7 +204,7 @@ mod tests {
         let (wrapped, key) = block_on(vault(&old, &[]).create_key(name(tenant, 1))).unwrap();
         let at = Place { tenant, table: "t", column: "c", row: Uuid::new_v4() };
         let sealed = key.seal(&at, b"value").unwrap();
-        let rotated = vault(&new, &[old.clone()]);
+        let rotated = vault(&new, std::slice::from_ref(&old));
         let rewrapped = block_on(rotated.rewrap_key(name(tenant, 1), &wrapped)).unwrap().unwrap();
         assert_ne!(rewrapped.kek, wrapped.kek);
         assert_eq!(block_on(rotated.rewrap_key(name(tenant, 1), &rewrapped)).unwrap(), None);

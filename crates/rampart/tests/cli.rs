@@ -275,3 +275,111 @@ async fn on_postgres_audit_verify_passes_an_intact_chain_and_names_the_link_a_su
 fn storage_now() -> chrono::DateTime<chrono::Utc> {
     testkit::storage::Clock::now(&testkit::storage::SystemClock)
 }
+
+/// `rampart keys rotate`, `rewrap` (with progress), `retire`, and a key-encryption-key rotation
+/// through `secrets.vault_previous_keys`, against a connection the server sealed: every step
+/// leaves the secret readable, and after the last one only the new key opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_key_commands_rotate_reencrypt_and_retire_leaving_every_secret_readable() {
+    use tenancy::connections::{self, NewConnection, Provider, SecretFields};
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rampart(dir.path()).args(["keys", "generate"]).output().unwrap();
+    let env: Vec<(String, String)> = String::from_utf8(generated.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let old_kek = env.iter().find(|(k, _)| k == "RAMPART__SECRETS__VAULT_KEY").unwrap().1.clone();
+    let vault_of = |active: &str, previous: &[&str]| {
+        let previous: Vec<_> = previous.iter().map(|k| crypto_vault::KeyMaterial::from_hex(k).unwrap()).collect();
+        let provider =
+            crypto_vault::LocalKeyProvider::new(&crypto_vault::KeyMaterial::from_hex(active).unwrap(), &previous)
+                .unwrap();
+        crypto_vault::Vault::new(std::sync::Arc::new(provider))
+    };
+
+    let runtime = testkit::storage::Db::connect(&db.runtime_url, 1).await.unwrap();
+    let user = tenancy::UserId(uuid::Uuid::new_v4());
+    let backend = testkit::storage::DatabaseBackend::Postgres;
+    testkit::storage::ConnectionTrait::execute(
+        runtime.conn(),
+        testkit::storage::Statement::from_sql_and_values(
+            backend,
+            "INSERT INTO users (id, email, status, failed_signins, lockouts, created_at, updated_at) VALUES ($1, $2, 'active', 0, 0, $3, $3)",
+            [user.0.into(), format!("{}@example.com", user.0).into(), storage_now().into()],
+        ),
+    )
+    .await
+    .unwrap();
+    let ws = tenancy::workspaces::create(&runtime, user, "Keys", storage_now()).await.unwrap().id;
+    let server_vault = vault_of(&old_kek, &[]);
+    let tx = tenancy::TenantTx::begin(&runtime, ws, user).await.unwrap();
+    let secret = SecretFields([("bot_token".to_owned(), "xoxb-cli-rotation-secret".to_owned().into())].into());
+    let new = NewConnection {
+        provider: Provider::Slack,
+        name: "bot".into(),
+        config: Default::default(),
+        secret,
+        scopes: None,
+    };
+    let id = connections::create(&tx, &server_vault, new, storage_now()).await.unwrap().id;
+    tx.commit().await.unwrap();
+    let read_back = |vault: crypto_vault::Vault| {
+        let runtime = runtime.clone();
+        async move {
+            let tx = tenancy::TenantTx::begin(&runtime, ws, user).await.unwrap();
+            let opened = connections::open_for_test(&tx, &vault, id).await;
+            tx.rollback().await.unwrap();
+            opened.map(|o| o.secret.get("bot_token").map(str::to_owned))
+        }
+    };
+
+    let keys = |args: &[&str], extra: &[(&str, &str)]| {
+        let mut cmd = rampart(dir.path());
+        cmd.arg("keys").args(args).envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.env("DATABASE_URL", db.runtime_url.expose_secret())
+            .env("DATABASE_MIGRATE_URL", db.owner_url.expose_secret());
+        cmd.envs(extra.iter().copied());
+        let out = cmd.output().unwrap();
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "keys {args:?}: {stdout}{stderr}");
+        (stdout, stderr)
+    };
+    let (out, _) = keys(&["rotate"], &[]);
+    assert!(out.contains(&format!("workspace {} integration_tokens: version 2 is now active", ws.0)), "{out}");
+    let (out, progress) = keys(&["rewrap", "--batch", "1"], &[]);
+    assert!(progress.contains("connections.secret_ciphertext: 0/1 values re-encrypted"), "{progress}");
+    assert!(progress.contains("connections.secret_ciphertext: 1/1 values re-encrypted"), "{progress}");
+    assert!(out.contains("re-encrypted 1 values"), "{out}");
+    let (out, _) = keys(&["retire"], &[]);
+    assert!(out.contains("deleted versions [1]; minimum decrypt version is now 2"), "{out}");
+    assert_eq!(read_back(vault_of(&old_kek, &[])).await.unwrap().as_deref(), Some("xoxb-cli-rotation-secret"));
+
+    // A new key-encryption key, the old one kept as previous until the data keys are re-wrapped.
+    let new_kek = crypto_vault::KeyMaterial::generate().to_hex().to_string();
+    let previous = format!("[\"{old_kek}\"]");
+    let (out, _) = keys(
+        &["rewrap"],
+        &[
+            ("RAMPART__SECRETS__VAULT_KEY", new_kek.as_str()),
+            ("RAMPART__SECRETS__VAULT_PREVIOUS_KEYS", previous.as_str()),
+        ],
+    );
+    assert!(out.contains("re-wrapped 1 data keys"), "{out}");
+    assert_eq!(read_back(vault_of(&new_kek, &[])).await.unwrap().as_deref(), Some("xoxb-cli-rotation-secret"));
+    assert!(read_back(vault_of(&old_kek, &[])).await.is_err(), "the old key-encryption key opens nothing any more");
+
+    // Shredding needs --confirm, then nothing opens.
+    let mut cmd = rampart(dir.path());
+    cmd.args(["keys", "shred", "--workspace", &ws.0.to_string()])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let refused = cmd.env("DATABASE_MIGRATE_URL", db.owner_url.expose_secret()).output().unwrap();
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--confirm"));
+    keys(
+        &["shred", "--workspace", &ws.0.to_string(), "--confirm"],
+        &[("RAMPART__SECRETS__VAULT_KEY", new_kek.as_str())],
+    );
+    assert!(read_back(vault_of(&new_kek, &[])).await.is_err());
+}

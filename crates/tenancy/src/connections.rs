@@ -321,7 +321,7 @@ pub struct Connection {
     pub last_test_outcome: Option<String>,
 }
 
-const COLUMNS: &str = "id, tenant_id, provider, name, config, display_hint, scopes, created_by, created_at, updated_at, secret_rotated_at, last_tested_at, last_test_outcome";
+const COLUMNS: &str = "id, tenant_id, provider, name, config, display_hint, scopes, created_by, created_at, updated_at, rotated_at, last_tested_at, last_test_outcome";
 
 fn from_row(row: &QueryResult) -> Result<Connection, TenancyError> {
     let provider: String = row.try_get("", "provider")?;
@@ -346,7 +346,7 @@ fn from_row(row: &QueryResult) -> Result<Connection, TenancyError> {
         created_by: row.try_get("", "created_by")?,
         created_at: row.try_get("", "created_at")?,
         updated_at: row.try_get("", "updated_at")?,
-        secret_rotated_at: row.try_get("", "secret_rotated_at")?,
+        secret_rotated_at: row.try_get("", "rotated_at")?,
         last_tested_at: row.try_get("", "last_tested_at")?,
         last_test_outcome: row.try_get("", "last_test_outcome")?,
     })
@@ -459,7 +459,7 @@ pub async fn create(
             tx,
             &format!(
                 "INSERT INTO connections (id, tenant_id, provider, name, config, secret_ciphertext, ciphertext_version, display_hint,
-                                          scopes, created_by, created_at, updated_at, secret_rotated_at)
+                                          scopes, created_by, created_at, updated_at, rotated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11) RETURNING {COLUMNS}"
             ),
             vec![
@@ -542,7 +542,7 @@ pub async fn rotate_secret(
         .query_one(stmt(
             tx,
             &format!(
-                "UPDATE connections SET secret_ciphertext = $1, ciphertext_version = $2, display_hint = $3, secret_rotated_at = $4, updated_at = $4
+                "UPDATE connections SET secret_ciphertext = $1, ciphertext_version = $2, display_hint = $3, rotated_at = $4, updated_at = $4
                   WHERE tenant_id = $5 AND id = $6 RETURNING {COLUMNS}"
             ),
             vec![sealed.into(), secrets::version_value(version), secret.hint(spec).into(), now.into(), tx.tenant().0.into(), id.into()],
