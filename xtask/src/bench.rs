@@ -79,6 +79,7 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 pub fn run(seconds: u64) -> anyhow::Result<()> {
     // CPU-bound and single-threaded: measured before the servers start.
     let pii = bench_pii::run(seconds)?;
+    let vault_crypto = crate::bench_vault::crypto_entries(seconds)?;
     let exe_dir = std::env::current_exe()?.parent().context("exe dir")?.to_path_buf();
     let data = tempfile::tempdir()?;
 
@@ -184,6 +185,7 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     entries.extend(tenancy_entries(&rt, &exe_dir, duration)?);
+    entries.extend(vault_crypto);
 
     let report = Report {
         generated_at: chrono::Utc::now().to_rfc3339(),
@@ -631,6 +633,7 @@ fn tenancy_entries(rt: &tokio::runtime::Runtime, exe_dir: &Path, duration: Durat
             rls.p50_ms / plain.p50_ms.max(f64::MIN_POSITIVE),
         ));
         entries.extend(crate::bench_audit::entries(&superuser_url, &owner_url, &app_url, duration).await?);
+        entries.extend(crate::bench_vault::rewrap_entries(&owner_url, &app_url).await?);
         anyhow::Ok(entries)
     })
 }

@@ -10,6 +10,7 @@
 
 mod bench;
 mod bench_audit;
+mod bench_vault;
 mod gate;
 mod services;
 
