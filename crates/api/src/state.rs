@@ -22,6 +22,9 @@ pub struct AppState {
     pub vault: Arc<crypto_vault::Vault>,
     /// Outbound requests of connection tests: the resolver every address is checked after.
     pub egress: Egress,
+    /// The activity ingestion pipeline (its default sensitive-application and private-window
+    /// lists).
+    pub pipeline: Arc<pii::pipeline::Pipeline>,
 }
 
 /// How connection tests reach providers.
@@ -97,6 +100,7 @@ impl AppState {
             auth_attempts_per_minute: a.auth_attempts_per_minute,
             vault: Arc::new(a.vault),
             egress: a.egress,
+            pipeline: Arc::new(pii::pipeline::Pipeline::new(pii::pipeline::Config::default())),
         })
     }
 

@@ -99,7 +99,7 @@ async fn world(backend: Backend) -> World {
     let activity = json!({"app": "editor", "title": "draft", "body": "secret of B"});
     let (status, body) = post(&app, &bob, &format!("/api/v1/workspaces/{b}/activity"), activity).await;
     assert_eq!(status, 201, "{body}");
-    let activity_b = body["id"].as_str().unwrap().to_owned();
+    let activity_b = body["activity"]["id"].as_str().unwrap().to_owned();
     let role = json!({"name": "Auditor", "level": 30, "permissions": ["audit.read"]});
     assert_eq!(post(&app, &bob, &format!("/api/v1/workspaces/{b}/roles"), role).await.0, 201);
     let invitation = json!({"email": testkit::unique_email(), "role": "Member"});
@@ -338,8 +338,8 @@ async fn activity_is_private_to_its_user_even_from_the_workspace_owner(backend: 
     let activity = format!("/api/v1/workspaces/{a}/activity");
     let (status, body) = post(app, &member, &activity, json!({"app": "mail", "title": "t", "body": "private"})).await;
     assert_eq!(status, 201, "{body}");
-    let id = body["id"].as_str().unwrap().to_owned();
-    assert_eq!(body["content_hash"].as_str().unwrap().len(), 64);
+    let id = body["activity"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(body["activity"]["content_hash"].as_str().unwrap().len(), 64);
     let (_, owners) = get(app, alice, &activity).await;
     assert_eq!(owners.as_array().unwrap().len(), 0, "{owners}");
     assert_eq!(get(app, alice, &format!("{activity}/{id}")).await.0, 404);
@@ -695,7 +695,98 @@ async fn connection_tests_refuse_provider_names_that_resolve_to_private_addresse
     );
 }
 
+async fn activity_ingestion_strips_pii_drops_what_it_must_and_reports_every_stage(backend: Backend) {
+    let app = testkit::spawn_app(backend).await;
+    let alice = app.new_user().await;
+    let ws = workspace(&app, &alice, "Activity").await;
+    let path = format!("/api/v1/workspaces/{ws}/activity");
+    let capture = |app_name: &str, title: &str, body: &str| json!({"app": app_name, "title": title, "body": body});
+    let long_title = "t".repeat(300);
+    let (status, stored) =
+        post(&app, &alice, &path, capture("Mail", &long_title, "write to jane.doe@example.com today")).await;
+    assert_eq!(status, 201, "{stored}");
+    assert_eq!(stored["stored"], true);
+    assert_eq!(stored["activity"]["body"], "write to [EMAIL] today");
+    assert_eq!(stored["activity"]["title"].as_str().unwrap().chars().count(), 200);
+    let stages: Vec<(&str, &str)> = stored["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("sensitive_app", "kept"),
+            ("private_window", "kept"),
+            ("time_window", "kept"),
+            ("pii_strip", "altered"),
+            ("title_cut", "altered"),
+            ("text_cut", "kept"),
+            ("dedup", "kept")
+        ]
+    );
+    assert!(!stored.to_string().contains("jane.doe"), "{stored}");
+    // The same content again, a sensitive application, a private window: dropped, each at its stage.
+    let last_stage = |body: &Value| {
+        let stages = body["stages"].as_array().unwrap();
+        let last = stages.last().unwrap();
+        (last["stage"].as_str().unwrap().to_owned(), last["outcome"].as_str().unwrap().to_owned())
+    };
+    let (status, again) =
+        post(&app, &alice, &path, capture("Mail", &long_title, "write to jane.doe@example.com today")).await;
+    assert_eq!((status, again["stored"].as_bool()), (200, Some(false)), "{again}");
+    assert_eq!(last_stage(&again), ("dedup".to_owned(), "dropped".to_owned()));
+    let (status, vault) = post(&app, &alice, &path, capture("1Password 8", "Vault", "hunter2")).await;
+    assert_eq!(status, 200);
+    assert_eq!(last_stage(&vault), ("sensitive_app".to_owned(), "dropped".to_owned()));
+    let mut private = capture("Browser", "News", "reading");
+    private["private_window"] = json!(true);
+    let (status, private) = post(&app, &alice, &path, private).await;
+    assert_eq!(status, 200);
+    assert_eq!(last_stage(&private), ("private_window".to_owned(), "dropped".to_owned()));
+    // A window that excludes the current time (one minute long, twelve hours away from now).
+    let now = testkit::storage::Clock::now(app.clock.as_ref());
+    let start = (now + chrono::Duration::hours(12)).format("%H:%M").to_string();
+    let end = (now + chrono::Duration::hours(12) + chrono::Duration::minutes(1)).format("%H:%M").to_string();
+    let all_days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let windows = json!({"utc_offset_minutes": 0, "windows": [{"days": all_days, "start": start, "end": end}]});
+    let windows_path = format!("/api/v1/workspaces/{ws}/activity-windows");
+    let (status, set) = send(&app, &alice, Method::PUT, &windows_path, Some(windows.clone())).await;
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(get(&app, &alice, &windows_path).await.1, windows);
+    let (status, outside) = post(&app, &alice, &path, capture("Editor", "Notes", "a new note")).await;
+    assert_eq!(status, 200);
+    assert_eq!(last_stage(&outside), ("time_window".to_owned(), "dropped".to_owned()));
+    let bad = json!({"utc_offset_minutes": 0, "windows": [{"days": ["someday"], "start": "09:00", "end": "17:00"}]});
+    assert_eq!(send(&app, &alice, Method::PUT, &windows_path, Some(bad)).await.0, 400);
+    let (_, listed) = get(&app, &alice, &path).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "only the first capture was stored: {listed}");
+}
+
+async fn pii_redact_answers_findings_in_characters_for_a_signed_in_caller_only(backend: Backend) {
+    let app = testkit::spawn_app(backend).await;
+    let alice = app.new_user().await;
+    let text = "Café: mail jane@example.com or call +44 20 7946 0958";
+    let (status, body) = post(&app, &alice, "/api/v1/pii/redact", json!({"text": text})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["redacted"], "Café: mail [EMAIL] or call [PHONE_NUMBER]");
+    assert_eq!(body["findings"][0], json!({"kind": "email", "start": 11, "end": 27}));
+    assert_eq!(body["findings"][1]["kind"], "phone_number");
+    let (status, masked) =
+        post(&app, &alice, "/api/v1/pii/redact", json!({"text": "jane@example.com", "mode": "mask"})).await;
+    assert_eq!(status, 200);
+    assert!(!masked["redacted"].as_str().unwrap().contains("jane"), "{masked}");
+    let anonymous = app.client.post(app.url("/api/v1/pii/redact")).json(&json!({"text": text})).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let huge = "a".repeat(300 * 1024);
+    let (status, body) = post(&app, &alice, "/api/v1/pii/redact", json!({"text": huge})).await;
+    assert!(status == 400 || status == 413, "{status} {body}");
+}
+
 backend_tests!(
+    activity_ingestion_strips_pii_drops_what_it_must_and_reports_every_stage,
+    pii_redact_answers_findings_in_characters_for_a_signed_in_caller_only,
     connections_keep_their_secrets_write_only_and_start_read_only,
     connection_tests_refuse_provider_names_that_resolve_to_private_addresses,
     a_principal_of_workspace_a_reaches_nothing_of_workspace_b,

@@ -51,6 +51,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 4, "rbac"),
     migration!("postgres", 5, "audit"),
     migration!("postgres", 6, "vault"),
+    migration!("postgres", 7, "activity_windows"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
@@ -61,6 +62,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     migration!("sqlite", 4, "rbac"),
     migration!("sqlite", 5, "audit"),
     migration!("sqlite", 6, "vault"),
+    migration!("sqlite", 7, "activity_windows"),
 ];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {

@@ -521,7 +521,27 @@ async fn on_postgres_unfiltered_sql_under_a_context_reaches_no_row_of_b_in_any_t
     roles::create(&tx, "Auditor", 30, &["audit.read".to_owned()], now()).await.unwrap();
     invitations::create(&tx, "someone@example.com", "Member", "pending-hash", now()).await.unwrap();
     tenancy::grants::create(&tx, c, "projects.read", now()).await.unwrap();
-    tenancy::activity::record(&tx, "app", "title", "body", now()).await.unwrap();
+    let pipeline = pii::pipeline::Pipeline::new(pii::pipeline::Config::default());
+    let new = tenancy::activity::NewActivity {
+        app: "app".into(),
+        title: "title".into(),
+        body: "body".into(),
+        private_window: false,
+    };
+    assert!(tenancy::activity::record(&tx, &pipeline, new, now()).await.unwrap().activity.is_some());
+    let windows = tenancy::activity::Windows { utc_offset_minutes: 60, windows: Vec::new() };
+    tenancy::activity::set_windows(&tx, windows, now()).await.unwrap();
+    let vault = testkit::vault(&crypto_vault::KeyMaterial::generate());
+    let secret =
+        tenancy::connections::SecretFields([("bot_token".to_owned(), "xoxb-b-0000000000000".to_owned().into())].into());
+    let new = tenancy::connections::NewConnection {
+        provider: tenancy::connections::Provider::Slack,
+        name: "bot".into(),
+        config: Default::default(),
+        secret,
+        scopes: None,
+    };
+    tenancy::connections::create(&tx, &vault, new, now()).await.unwrap();
     tx.commit().await.unwrap();
     let refusal = tenancy::authz::Refusal {
         endpoint: "GET /x",
@@ -534,11 +554,14 @@ async fn on_postgres_unfiltered_sql_under_a_context_reaches_no_row_of_b_in_any_t
     // `audit_heads` is not listed: the runtime role holds no privilege on it at all.
     let tables = [
         "activity",
+        "activity_windows",
         "audit_events",
+        "connections",
         "invitations",
         "memberships",
         "projects",
         "roles",
+        "tenant_keys",
         "workspace_grants",
         "workspaces",
     ];
@@ -547,7 +570,18 @@ async fn on_postgres_unfiltered_sql_under_a_context_reaches_no_row_of_b_in_any_t
         let seen = exec(&tx, &format!("SELECT 1 FROM {table} WHERE tenant_id = $1"), vec![w.b.0.into()]).await.unwrap();
         assert_eq!(seen, 0, "{table}: A sees none of B's rows");
     }
-    for table in ["activity", "invitations", "memberships", "projects", "roles", "workspace_grants", "workspaces"] {
+    // `tenant_keys` is not listed: the runtime role may not update or delete data keys at all.
+    for table in [
+        "activity",
+        "activity_windows",
+        "connections",
+        "invitations",
+        "memberships",
+        "projects",
+        "roles",
+        "workspace_grants",
+        "workspaces",
+    ] {
         let sql = format!("UPDATE {table} SET tenant_id = tenant_id WHERE tenant_id = $1");
         let sql =
             if table == "workspaces" { "UPDATE workspaces SET name = name WHERE id = $1".to_owned() } else { sql };

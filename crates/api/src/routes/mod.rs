@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod connections;
 mod health;
+mod pii;
 mod projects;
 mod scope;
 mod well_known;
@@ -51,6 +52,8 @@ pub(crate) enum ApiTags {
     Audit,
     /// Connections to external providers, with write-only secrets sealed at rest.
     Connections,
+    /// Personal data and secrets: find and redact.
+    Pii,
 }
 
 /// 201 with the created resource.
@@ -77,6 +80,7 @@ type Apis = (
     projects::ProjectsApi,
     audit::AuditApi,
     connections::ConnectionsApi,
+    pii::PiiApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -89,6 +93,7 @@ fn service() -> OpenApiService<Apis, ()> {
             projects::ProjectsApi,
             audit::AuditApi,
             connections::ConnectionsApi,
+            pii::PiiApi,
         ),
         "Rampart API",
         env!("CARGO_PKG_VERSION"),

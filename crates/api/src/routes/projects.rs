@@ -63,7 +63,7 @@ struct ActivityBody {
     app: String,
     title: String,
     body: String,
-    /// SHA-256 of `body`, hex.
+    /// The ingestion pipeline's content hash (SHA-256 over the cleaned app, title and body), hex.
     content_hash: String,
     occurred_at: DateTime<Utc>,
 }
@@ -81,13 +81,96 @@ impl From<activity::Activity> for ActivityBody {
     }
 }
 
-/// A new activity record.
+/// A captured activity. It is stored only if it passes the ingestion pipeline, stripped of
+/// personal data and secrets, with the title cut to 200 and the body to 5,000 characters.
 #[derive(Debug, Object)]
 struct NewActivity {
     app: String,
     title: String,
     /// At most 16 KiB.
     body: String,
+    /// Whether the capturing client saw a private or incognito window (never stored).
+    #[oai(default)]
+    private_window: bool,
+}
+
+/// What one pipeline stage did (never the content).
+#[derive(Debug, Object)]
+struct StageBody {
+    /// `sensitive_app`, `private_window`, `time_window`, `pii_strip`, `title_cut`, `text_cut`, `dedup`.
+    stage: String,
+    /// `kept`, `altered` or `dropped`.
+    outcome: String,
+    detail: Option<String>,
+}
+
+/// The outcome of ingesting one activity.
+#[derive(Debug, Object)]
+struct IngestedBody {
+    /// Whether the record was stored.
+    stored: bool,
+    /// The stored record, as cleaned by the pipeline.
+    activity: Option<ActivityBody>,
+    /// Every stage that ran, in order; the last one of a dropped record says why.
+    stages: Vec<StageBody>,
+}
+
+fn stage_body(r: pii::pipeline::StageReport) -> StageBody {
+    use pii::pipeline::{Outcome, Stage};
+    let stage = match r.stage {
+        Stage::SensitiveApp => "sensitive_app",
+        Stage::PrivateWindow => "private_window",
+        Stage::TimeWindow => "time_window",
+        Stage::PiiStrip => "pii_strip",
+        Stage::TitleCut => "title_cut",
+        Stage::TextCut => "text_cut",
+        Stage::Dedup => "dedup",
+    };
+    let (outcome, detail) = match r.outcome {
+        Outcome::Kept => ("kept", None),
+        Outcome::Altered(d) => ("altered", Some(d)),
+        Outcome::Dropped(d) => ("dropped", Some(d)),
+    };
+    StageBody { stage: stage.into(), outcome: outcome.into(), detail }
+}
+
+/// Activity ingestion answers 201 when the record was stored and 200 when a stage dropped it.
+#[derive(poem_openapi::ApiResponse)]
+enum IngestResponse {
+    /// Stored.
+    #[oai(status = 201)]
+    Stored(Json<IngestedBody>),
+    /// Dropped by a stage (nothing stored).
+    #[oai(status = 200)]
+    Dropped(Json<IngestedBody>),
+}
+
+/// One allowed capture window.
+#[derive(Debug, Object)]
+struct WindowBody {
+    /// `mon` … `sun`.
+    days: Vec<String>,
+    /// `HH:MM`, local time.
+    start: String,
+    /// `HH:MM`, local time, exclusive; not after `start` means past midnight.
+    end: String,
+}
+
+/// My allowed activity capture windows in a workspace; none means always.
+#[derive(Debug, Object)]
+struct WindowsBody {
+    /// My offset from UTC in minutes (-840 to 840).
+    utc_offset_minutes: i32,
+    windows: Vec<WindowBody>,
+}
+
+impl From<activity::Windows> for WindowsBody {
+    fn from(w: activity::Windows) -> Self {
+        WindowsBody {
+            utc_offset_minutes: w.utc_offset_minutes,
+            windows: w.windows.into_iter().map(|w| WindowBody { days: w.days, start: w.start, end: w.end }).collect(),
+        }
+    }
 }
 
 #[OpenApi(prefix_path = "/api/v1")]
@@ -225,7 +308,10 @@ impl ProjectsApi {
         Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
     }
 
-    /// Record activity of mine.
+    /// Record activity of mine, through the ingestion pipeline: sensitive applications, private
+    /// windows and captures outside my allowed windows are dropped; personal data and secrets are
+    /// stripped; the title is cut to 200 and the body to 5,000 characters; content identical to a
+    /// stored record is dropped. Each stage is reported.
     #[oai(
         path = "/workspaces/:workspace_id/activity",
         method = "post",
@@ -239,11 +325,75 @@ impl ProjectsApi {
         auth: Auth,
         workspace_id: Path<Uuid>,
         body: Json<NewActivity>,
-    ) -> poem::Result<Created<ActivityBody>> {
+    ) -> poem::Result<IngestResponse> {
+        let Json(body) = body;
+        let new = activity::NewActivity {
+            app: body.app,
+            title: body.title,
+            body: body.body,
+            private_window: body.private_window,
+        };
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         let tx = scope.begin().await?;
-        let result = activity::record(&tx, &body.app, &body.title, &body.body, scope.now()).await;
-        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+        let result = activity::record(&tx, &state.pipeline, new, scope.now()).await;
+        let ingested = scope.finish(tx, result).await?;
+        let stored = ingested.activity.is_some();
+        let body = IngestedBody {
+            stored,
+            activity: ingested.activity.map(Into::into),
+            stages: ingested.stages.into_iter().map(stage_body).collect(),
+        };
+        Ok(if stored { IngestResponse::Stored(Json(body)) } else { IngestResponse::Dropped(Json(body)) })
+    }
+
+    /// My allowed activity capture windows in this workspace.
+    #[oai(
+        path = "/workspaces/:workspace_id/activity-windows",
+        method = "get",
+        operation_id = "getActivityWindows",
+        tag = "ApiTags::Activity"
+    )]
+    async fn get_windows(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+    ) -> poem::Result<Json<WindowsBody>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = activity::get_windows(&tx).await;
+        Ok(Json(scope.finish(tx, result).await?.into()))
+    }
+
+    /// Set my allowed activity capture windows in this workspace (at most 20; none means always).
+    #[oai(
+        path = "/workspaces/:workspace_id/activity-windows",
+        method = "put",
+        operation_id = "setActivityWindows",
+        tag = "ApiTags::Activity"
+    )]
+    async fn set_windows(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        body: Json<WindowsBody>,
+    ) -> poem::Result<Json<WindowsBody>> {
+        let Json(body) = body;
+        let windows = activity::Windows {
+            utc_offset_minutes: body.utc_offset_minutes,
+            windows: body
+                .windows
+                .into_iter()
+                .map(|w| activity::WindowSpec { days: w.days, start: w.start, end: w.end })
+                .collect(),
+        };
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = activity::set_windows(&tx, windows, scope.now()).await;
+        Ok(Json(scope.finish(tx, result).await?.into()))
     }
 
     /// One of my activity records.
