@@ -52,6 +52,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 5, "audit"),
     migration!("postgres", 6, "vault"),
     migration!("postgres", 7, "activity_windows"),
+    migration!("postgres", 8, "webhooks"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
@@ -63,6 +64,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     migration!("sqlite", 5, "audit"),
     migration!("sqlite", 6, "vault"),
     migration!("sqlite", 7, "activity_windows"),
+    migration!("sqlite", 8, "webhooks"),
 ];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {

@@ -31,12 +31,21 @@ pub struct SealedColumn {
 
 /// Every sealed column. A new one is added here, or `rampart keys retire` would delete keys it
 /// still needs (a test compares this list with the schema's `*_ciphertext` columns).
-pub const SEALED_COLUMNS: &[SealedColumn] = &[SealedColumn {
-    table: "connections",
-    column: "secret_ciphertext",
-    version_column: "ciphertext_version",
-    purpose_sql: crate::connections::purpose_sql,
-}];
+pub const SEALED_COLUMNS: &[SealedColumn] = &[
+    SealedColumn {
+        table: "connections",
+        column: "secret_ciphertext",
+        version_column: "ciphertext_version",
+        purpose_sql: crate::connections::purpose_sql,
+    },
+    // Inbound webhook sources' signing secrets (the `webhooks` crate seals them through here).
+    SealedColumn {
+        table: "webhook_sources",
+        column: "secrets_ciphertext",
+        version_column: "ciphertext_version",
+        purpose_sql: |_| "'integration_tokens'".to_owned(),
+    },
+];
 
 /// Seals `plaintext` for `place` (which must be in the transaction's tenant) with the tenant's
 /// active data key of `purpose`, creating the tenant's first key if it has none. Returns the
@@ -137,6 +146,7 @@ pub(crate) fn version_of(row: &QueryResult) -> Result<u32, TenancyError> {
     u32::try_from(version).map_err(|_| TenancyError::Internal("a data key version out of range".into()))
 }
 
-pub(crate) fn version_value(version: u32) -> sea_orm::Value {
+/// A data key version as a database value.
+pub fn version_value(version: u32) -> sea_orm::Value {
     i32::try_from(version).unwrap_or(i32::MAX).into()
 }

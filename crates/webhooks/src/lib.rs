@@ -1,5 +1,5 @@
 //! Inbound webhook verification (Stripe, Standard Webhooks, Twilio, generic HMAC) and signed
-//! outbound delivery.
+//! outbound delivery; [`inbound`] holds a workspace's sources and the persistent inbox.
 //!
 //! The scheme modules are pure: every function takes the raw body bytes, the header values and,
 //! where the scheme carries a timestamp, `now` as an argument. Nothing here reads a clock, the
@@ -17,6 +17,7 @@
 
 mod error;
 pub mod generic;
+pub mod inbound;
 mod mac;
 pub mod standard;
 pub mod stripe;

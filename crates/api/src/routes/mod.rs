@@ -7,6 +7,7 @@ mod health;
 mod pii;
 mod projects;
 mod scope;
+mod webhooks;
 mod well_known;
 mod workspaces;
 
@@ -54,6 +55,8 @@ pub(crate) enum ApiTags {
     Connections,
     /// Personal data and secrets: find and redact.
     Pii,
+    /// Inbound webhooks: deliveries and sources.
+    Webhooks,
 }
 
 /// 201 with the created resource.
@@ -81,6 +84,7 @@ type Apis = (
     audit::AuditApi,
     connections::ConnectionsApi,
     pii::PiiApi,
+    webhooks::WebhooksApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -94,6 +98,7 @@ fn service() -> OpenApiService<Apis, ()> {
             audit::AuditApi,
             connections::ConnectionsApi,
             pii::PiiApi,
+            webhooks::WebhooksApi,
         ),
         "Rampart API",
         env!("CARGO_PKG_VERSION"),

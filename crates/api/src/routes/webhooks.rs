@@ -1,0 +1,326 @@
+//! Inbound webhooks: the public delivery endpoint (signature checked before anything runs) and
+//! the administration of a workspace's sources (`webhooks.manage`). Secrets are write-only.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use poem::{http::StatusCode, Request};
+use poem_openapi::{
+    param::Path,
+    payload::{Binary, Json},
+    Enum, Object, OpenApi,
+};
+use secrecy::SecretString;
+use uuid::Uuid;
+use webhooks::inbound::{self, Kind, ReceiveError, Received, Settings, SourceSecrets};
+
+use super::scope::Scope;
+use super::{ApiTags, Created, NoContent};
+use crate::{error::ApiError, principal::Auth, AppState};
+
+pub(crate) struct WebhooksApi;
+
+/// A signing scheme.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "lowercase")]
+enum KindName {
+    /// `Stripe-Signature: t=…,v1=…` (HMAC-SHA256, 300 s tolerance).
+    Stripe,
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`, `whsec_` secrets).
+    Standard,
+    /// `X-Twilio-Signature` (HMAC-SHA1 over the configured URL and the parameters).
+    Twilio,
+    /// HMAC-SHA256 in a configurable header (hex or base64, optional prefix and timestamp).
+    Generic,
+}
+
+impl From<KindName> for Kind {
+    fn from(k: KindName) -> Kind {
+        match k {
+            KindName::Stripe => Kind::Stripe,
+            KindName::Standard => Kind::Standard,
+            KindName::Twilio => Kind::Twilio,
+            KindName::Generic => Kind::Generic,
+        }
+    }
+}
+
+impl From<Kind> for KindName {
+    fn from(k: Kind) -> KindName {
+        match k {
+            Kind::Stripe => KindName::Stripe,
+            Kind::Standard => KindName::Standard,
+            Kind::Twilio => KindName::Twilio,
+            Kind::Generic => KindName::Generic,
+        }
+    }
+}
+
+/// Non-secret settings of a source.
+#[derive(Debug, Object, Default)]
+struct SettingsBody {
+    /// Twilio: the exact https URL configured at Twilio.
+    url: Option<String>,
+    /// Generic: the signature header.
+    signature_header: Option<String>,
+    /// Generic: `hex` (default) or `base64`.
+    encoding: Option<String>,
+    /// Generic: a prefix before the signature, such as `sha256=`.
+    prefix: Option<String>,
+    /// Generic: a unix-timestamp header, signed as `{timestamp}.{body}`, 300 s tolerance.
+    timestamp_header: Option<String>,
+    /// Generic: a header with the sender's event id (otherwise the body's SHA-256 is the id).
+    id_header: Option<String>,
+}
+
+impl From<SettingsBody> for Settings {
+    fn from(s: SettingsBody) -> Settings {
+        Settings {
+            url: s.url,
+            signature_header: s.signature_header,
+            encoding: s.encoding,
+            prefix: s.prefix,
+            timestamp_header: s.timestamp_header,
+            id_header: s.id_header,
+        }
+    }
+}
+
+impl From<Settings> for SettingsBody {
+    fn from(s: Settings) -> SettingsBody {
+        SettingsBody {
+            url: s.url,
+            signature_header: s.signature_header,
+            encoding: s.encoding,
+            prefix: s.prefix,
+            timestamp_header: s.timestamp_header,
+            id_header: s.id_header,
+        }
+    }
+}
+
+/// A source, without its secrets.
+#[derive(Debug, Object)]
+struct SourceBody {
+    id: Uuid,
+    workspace_id: Uuid,
+    kind: KindName,
+    name: String,
+    settings: SettingsBody,
+    /// Where the sender delivers: `POST` this path on the public URL.
+    delivery_path: String,
+    /// Secrets configured (0: every delivery is refused with 500 until one is set).
+    secrets: u64,
+    accepted: i64,
+    signature_failures: i64,
+    last_failure_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<inbound::Source> for SourceBody {
+    fn from(s: inbound::Source) -> Self {
+        SourceBody {
+            delivery_path: format!("/api/v1/inbound/{}/{}", s.tenant.0, s.id),
+            id: s.id,
+            workspace_id: s.tenant.0,
+            kind: s.kind.into(),
+            name: s.name,
+            settings: s.settings.into(),
+            secrets: s.secrets as u64,
+            accepted: s.accepted,
+            signature_failures: s.signature_failures,
+            last_failure_at: s.last_failure_at,
+            created_at: s.created_at,
+        }
+    }
+}
+
+/// A new source.
+#[derive(Debug, Object)]
+struct NewSourceBody {
+    kind: KindName,
+    name: String,
+    #[oai(default)]
+    settings: SettingsBody,
+    /// Signing secrets (write-only), newest first; may be set later.
+    #[oai(write_only)]
+    secrets: Option<Vec<String>>,
+}
+
+/// New secrets for a source (write-only).
+#[derive(Debug, Object)]
+struct SecretsBody {
+    #[oai(write_only)]
+    secrets: Vec<String>,
+    /// Keep the secrets already configured after these (while the sender rotates).
+    #[oai(default)]
+    keep_previous: bool,
+}
+
+/// The answer to a delivery.
+#[derive(Debug, Object)]
+struct DeliveryBody {
+    /// `accepted`, or `duplicate` for an event already processed.
+    status: String,
+    event_id: String,
+}
+
+fn secrets_of(list: Vec<String>) -> SourceSecrets {
+    SourceSecrets(list.into_iter().map(SecretString::from).collect())
+}
+
+#[OpenApi(prefix_path = "/api/v1")]
+impl WebhooksApi {
+    /// Receive a webhook delivery (public: the signature is the authentication). Verified before
+    /// anything runs: a missing, malformed, stale, future or wrong signature is 401; a source
+    /// without secrets is 500 and processes nothing. An event already received is acknowledged
+    /// with 200 `duplicate` and not processed again.
+    #[oai(
+        path = "/inbound/:workspace_id/:source_id",
+        method = "post",
+        operation_id = "receiveWebhook",
+        tag = "ApiTags::Webhooks"
+    )]
+    async fn receive(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        workspace_id: Path<Uuid>,
+        source_id: Path<Uuid>,
+        body: Binary<Vec<u8>>,
+    ) -> poem::Result<Json<DeliveryBody>> {
+        let headers: BTreeMap<String, String> = req
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_owned())))
+            .collect();
+        let delivery = inbound::Delivery { headers: &headers, body: &body.0 };
+        let tenant = tenancy::TenantId(workspace_id.0);
+        match inbound::receive(&state.db, &state.vault, tenant, source_id.0, &delivery, state.auth.now()).await {
+            Ok((_, Received::Accepted { event_id })) => Ok(Json(DeliveryBody { status: "accepted".into(), event_id })),
+            Ok((_, Received::Duplicate { event_id })) => {
+                Ok(Json(DeliveryBody { status: "duplicate".into(), event_id }))
+            }
+            Err(ReceiveError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found.").into()),
+            Err(ReceiveError::Verify(_, err)) if err.is_configuration_error() => {
+                tracing::error!(workspace.id = %workspace_id.0, source.id = %source_id.0, "webhook source has no secret configured: delivery refused");
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    err.code(),
+                    "This source has no signing secret configured.",
+                )
+                .into())
+            }
+            Err(ReceiveError::Verify(kind, err)) => {
+                metrics::counter!(webhooks::SIGNATURE_FAILURES_METRIC, "source" => kind.as_str()).increment(1);
+                tracing::warn!(workspace.id = %workspace_id.0, source.id = %source_id.0, code = err.code(), "webhook signature refused");
+                Err(ApiError::new(StatusCode::UNAUTHORIZED, err.code(), err.to_string()).into())
+            }
+            Err(ReceiveError::Tenancy(err)) => Err(ApiError::from(err).into()),
+        }
+    }
+
+    /// The workspace's webhook sources (`webhooks.manage`), without secrets.
+    #[oai(
+        path = "/workspaces/:workspace_id/webhook-sources",
+        method = "get",
+        operation_id = "listWebhookSources",
+        tag = "ApiTags::Webhooks"
+    )]
+    async fn list(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+    ) -> poem::Result<Json<Vec<SourceBody>>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = inbound::list(&tx).await;
+        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+    }
+
+    /// Add a webhook source (`webhooks.manage`).
+    #[oai(
+        path = "/workspaces/:workspace_id/webhook-sources",
+        method = "post",
+        operation_id = "createWebhookSource",
+        tag = "ApiTags::Webhooks"
+    )]
+    async fn create(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        body: Json<NewSourceBody>,
+    ) -> poem::Result<Created<SourceBody>> {
+        let Json(body) = body;
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = inbound::create(
+            &tx,
+            &state.vault,
+            body.kind.into(),
+            &body.name,
+            body.settings.into(),
+            body.secrets.map(secrets_of),
+            scope.now(),
+        )
+        .await;
+        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+    }
+
+    /// Replace a source's secrets (`webhooks.manage`), optionally keeping the previous ones.
+    #[oai(
+        path = "/workspaces/:workspace_id/webhook-sources/:source_id/secrets",
+        method = "put",
+        operation_id = "setWebhookSourceSecrets",
+        tag = "ApiTags::Webhooks"
+    )]
+    async fn set_secrets(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        source_id: Path<Uuid>,
+        body: Json<SecretsBody>,
+    ) -> poem::Result<Json<SourceBody>> {
+        let Json(body) = body;
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = inbound::set_secrets(
+            &tx,
+            &state.vault,
+            source_id.0,
+            secrets_of(body.secrets),
+            body.keep_previous,
+            scope.now(),
+        )
+        .await;
+        Ok(Json(scope.finish(tx, result).await?.into()))
+    }
+
+    /// Delete a webhook source and its inbox (`webhooks.manage`).
+    #[oai(
+        path = "/workspaces/:workspace_id/webhook-sources/:source_id",
+        method = "delete",
+        operation_id = "deleteWebhookSource",
+        tag = "ApiTags::Webhooks"
+    )]
+    async fn delete(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        source_id: Path<Uuid>,
+    ) -> poem::Result<NoContent> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = inbound::delete(&tx, source_id.0, scope.now()).await;
+        scope.finish(tx, result).await?;
+        Ok(NoContent::Done)
+    }
+}

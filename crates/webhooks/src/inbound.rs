@@ -1,0 +1,630 @@
+//! Inbound webhooks of a workspace: sources (a provider scheme and its secrets, sealed with the
+//! workspace's data key) and the persistent inbox. A delivery is verified before anything else
+//! runs; an accepted event is recorded in the inbox (unique on source and event id) in the same
+//! transaction as its processing — an audit event in the workspace's chain — so a replay, also
+//! after a restart or on another replica, is acknowledged and not processed again.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use crypto_vault::{Place, Purpose, Vault};
+use rbac::Permission;
+use sea_orm::{ConnectionTrait, QueryResult, Statement};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tenancy::{secrets, TenancyError, TenantId, TenantTx, UserId};
+use uuid::Uuid;
+
+use crate::{generic, standard, stripe, twilio, VerifyError};
+
+const TABLE: &str = "webhook_sources";
+const SECRETS_COLUMN: &str = "secrets_ciphertext";
+/// Secrets a source holds at most (the current one and those being rotated out).
+pub const MAX_SECRETS: usize = 5;
+
+/// A provider's signing scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Stripe,
+    Standard,
+    Twilio,
+    Generic,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Stripe => "stripe",
+            Kind::Standard => "standard",
+            Kind::Twilio => "twilio",
+            Kind::Generic => "generic",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        [Kind::Stripe, Kind::Standard, Kind::Twilio, Kind::Generic].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Non-secret settings of a source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Twilio: the exact public URL configured at Twilio (signatures cover it; never taken from
+    /// the request's Host header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Generic: the header carrying the signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_header: Option<String>,
+    /// Generic: `hex` (default) or `base64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// Generic: a prefix before the signature, such as `sha256=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Generic: a header carrying a unix timestamp that is signed as `{timestamp}.{body}` and
+    /// must be within 300 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_header: Option<String>,
+    /// Generic: a header carrying the sender's event id (otherwise the body's SHA-256 is the id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_header: Option<String>,
+}
+
+fn header_name_ok(h: &str) -> bool {
+    !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Settings {
+    fn check(&self, kind: Kind) -> Result<(), TenancyError> {
+        let generic_fields = self.signature_header.is_some()
+            || self.encoding.is_some()
+            || self.prefix.is_some()
+            || self.timestamp_header.is_some()
+            || self.id_header.is_some();
+        let bad = |message| Err(TenancyError::Rejected { code: "invalid_settings", message });
+        match kind {
+            Kind::Twilio => match &self.url {
+                Some(u) if url::Url::parse(u).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some()) => {}
+                _ => return bad("twilio sources need the https url configured at Twilio"),
+            },
+            Kind::Generic => {
+                if !self.signature_header.as_deref().is_some_and(header_name_ok) {
+                    return bad("generic sources need a signature_header");
+                }
+                if !matches!(self.encoding.as_deref(), None | Some("hex") | Some("base64")) {
+                    return bad("encoding is hex or base64");
+                }
+                if [&self.timestamp_header, &self.id_header].into_iter().flatten().any(|h| !header_name_ok(h)) {
+                    return bad("header names are letters, digits, - and _");
+                }
+                if self.prefix.as_ref().is_some_and(|p| p.len() > 32 || p.chars().any(char::is_control)) {
+                    return bad("prefix is at most 32 characters");
+                }
+            }
+            Kind::Stripe | Kind::Standard => {}
+        }
+        if kind != Kind::Twilio && self.url.is_some() || kind != Kind::Generic && generic_fields {
+            return bad("a setting this scheme does not take");
+        }
+        Ok(())
+    }
+
+    fn scheme(&self) -> generic::Scheme {
+        let encoding =
+            if self.encoding.as_deref() == Some("base64") { generic::Encoding::Base64 } else { generic::Encoding::Hex };
+        let mut scheme = generic::Scheme::new(self.signature_header.clone().unwrap_or_default(), encoding);
+        if let Some(prefix) = &self.prefix {
+            scheme = scheme.with_prefix(prefix.clone());
+        }
+        if let Some(header) = &self.timestamp_header {
+            scheme = scheme.with_timestamp(header.clone(), standard::DEFAULT_TOLERANCE);
+        }
+        scheme
+    }
+}
+
+/// A source as its workspace's administrators see it: never its secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub id: Uuid,
+    pub tenant: TenantId,
+    pub kind: Kind,
+    pub name: String,
+    pub settings: Settings,
+    /// How many secrets are configured (0: deliveries answer 500 and nothing is processed).
+    pub secrets: usize,
+    pub accepted: i64,
+    pub signature_failures: i64,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+fn stmt(tx: &TenantTx, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(tx.conn().get_database_backend(), sql, values)
+}
+
+const COLUMNS: &str = "s.id, s.tenant_id, s.kind, s.name, s.settings, s.secret_count, s.created_at,
+    COALESCE(st.accepted, 0) AS accepted, COALESCE(st.signature_failures, 0) AS signature_failures, st.last_failure_at";
+const FROM: &str = "webhook_sources s LEFT JOIN webhook_source_stats st ON st.source_id = s.id";
+
+fn from_row(row: &QueryResult) -> Result<Source, TenancyError> {
+    let kind: String = row.try_get("", "kind")?;
+    let settings: String = row.try_get("", "settings")?;
+    let count: i32 = row.try_get("", "secret_count")?;
+    Ok(Source {
+        id: row.try_get("", "id")?,
+        tenant: TenantId(row.try_get("", "tenant_id")?),
+        kind: Kind::parse(&kind).ok_or_else(|| TenancyError::Internal(format!("unknown webhook kind {kind:?}")))?,
+        name: row.try_get("", "name")?,
+        settings: serde_json::from_str(&settings)
+            .map_err(|_| TenancyError::Internal("webhook settings are not JSON".into()))?,
+        secrets: usize::try_from(count).unwrap_or(0),
+        accepted: row.try_get("", "accepted")?,
+        signature_failures: row.try_get("", "signature_failures")?,
+        last_failure_at: row.try_get("", "last_failure_at")?,
+        created_at: row.try_get("", "created_at")?,
+    })
+}
+
+/// Secrets of a source, newest first. `Debug` prints how many, never them.
+pub struct SourceSecrets(pub Vec<SecretString>);
+
+impl std::fmt::Debug for SourceSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SourceSecrets({} secrets)", self.0.len())
+    }
+}
+
+impl SourceSecrets {
+    /// Each secret must parse for the scheme; 1 to [`MAX_SECRETS`] of them.
+    fn check(&self, kind: Kind) -> Result<(), TenancyError> {
+        if self.0.is_empty() || self.0.len() > MAX_SECRETS {
+            return Err(TenancyError::Rejected { code: "invalid_secrets", message: "a source holds 1 to 5 secrets" });
+        }
+        for s in &self.0 {
+            let s = s.expose_secret();
+            let ok = match kind {
+                Kind::Stripe => stripe::SigningSecret::parse(s).is_ok(),
+                Kind::Standard => standard::Secret::parse(s).is_ok(),
+                Kind::Twilio => twilio::AuthToken::parse(s).is_ok(),
+                Kind::Generic => generic::Secret::parse(s).is_ok(),
+            };
+            if !ok || s.len() > 1024 {
+                return Err(TenancyError::Rejected {
+                    code: "invalid_secrets",
+                    message: "a secret this scheme cannot use",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn to_json(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let list: Vec<&str> = self.0.iter().map(|s| s.expose_secret()).collect();
+        zeroize::Zeroizing::new(serde_json::to_vec(&list).unwrap_or_default())
+    }
+
+    fn from_json(bytes: &[u8]) -> Result<SourceSecrets, TenancyError> {
+        let list: Vec<String> = serde_json::from_slice(bytes)
+            .map_err(|_| TenancyError::Internal("sealed webhook secrets are not JSON".into()))?;
+        Ok(SourceSecrets(list.into_iter().map(SecretString::from).collect()))
+    }
+}
+
+async fn seal(
+    tx: &TenantTx,
+    vault: &Vault,
+    id: Uuid,
+    secrets: &SourceSecrets,
+    now: DateTime<Utc>,
+) -> Result<(Vec<u8>, u32), TenancyError> {
+    let place = Place { tenant: tx.tenant().0, table: TABLE, column: SECRETS_COLUMN, row: id };
+    secrets::seal(tx, vault, Purpose::IntegrationTokens, &place, &secrets.to_json(), now).await
+}
+
+/// Creates a source (`webhooks.manage`). Without secrets it exists but refuses every delivery
+/// with 500 until secrets are set (fail closed).
+pub async fn create(
+    tx: &TenantTx,
+    vault: &Vault,
+    kind: Kind,
+    name: &str,
+    settings: Settings,
+    secrets: Option<SourceSecrets>,
+    now: DateTime<Utc>,
+) -> Result<Source, TenancyError> {
+    tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(TenancyError::Invalid("name must be 1 to 200 characters without control characters"));
+    }
+    settings.check(kind)?;
+    let id = Uuid::new_v4();
+    let (sealed, version, count) = match &secrets {
+        Some(s) => {
+            s.check(kind)?;
+            let (sealed, version) = seal(tx, vault, id, s, now).await?;
+            (Some(sealed), Some(secrets::version_value(version)), s.0.len())
+        }
+        None => (None, None, 0),
+    };
+    let settings_json = serde_json::to_string(&settings).map_err(|e| TenancyError::Internal(e.to_string()))?;
+    tx.conn()
+        .execute(stmt(
+            tx,
+            "INSERT INTO webhook_sources (id, tenant_id, kind, name, settings, secrets_ciphertext, ciphertext_version, secret_count, created_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+            vec![
+                id.into(),
+                tx.tenant().0.into(),
+                kind.as_str().into(),
+                name.into(),
+                settings_json.into(),
+                sealed.into(),
+                version.unwrap_or(sea_orm::Value::Int(None)),
+                i32::try_from(count).unwrap_or(0).into(),
+                tx.user().0.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    tx.record(
+        audit::Category::Webhook,
+        "webhook_source.created",
+        serde_json::json!({ "source_id": id, "kind": kind.as_str(), "name": name, "secrets": count }),
+        now,
+    )
+    .await?;
+    get(tx, id).await
+}
+
+/// The workspace's sources (`webhooks.manage`).
+pub async fn list(tx: &TenantTx) -> Result<Vec<Source>, TenancyError> {
+    tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
+    let rows = tx
+        .conn()
+        .query_all(stmt(
+            tx,
+            &format!("SELECT {COLUMNS} FROM {FROM} WHERE s.tenant_id = $1 ORDER BY s.created_at, s.id"),
+            vec![tx.tenant().0.into()],
+        ))
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// One source (`webhooks.manage`).
+pub async fn get(tx: &TenantTx, id: Uuid) -> Result<Source, TenancyError> {
+    tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
+    let row = tx
+        .conn()
+        .query_one(stmt(
+            tx,
+            &format!("SELECT {COLUMNS} FROM {FROM} WHERE s.tenant_id = $1 AND s.id = $2"),
+            vec![tx.tenant().0.into(), id.into()],
+        ))
+        .await?
+        .ok_or(TenancyError::NotFound)?;
+    from_row(&row)
+}
+
+/// Replaces the secrets (`webhooks.manage`): `secrets` first, then — when `keep_previous` — the
+/// ones already configured (so deliveries signed with either verify while the sender rotates),
+/// at most [`MAX_SECRETS`] in all.
+pub async fn set_secrets(
+    tx: &TenantTx,
+    vault: &Vault,
+    id: Uuid,
+    new: SourceSecrets,
+    keep_previous: bool,
+    now: DateTime<Utc>,
+) -> Result<Source, TenancyError> {
+    let source = get(tx, id).await?;
+    let mut all = new;
+    if keep_previous {
+        if let Some(old) = open_secrets(tx, vault, id).await? {
+            all.0.extend(old.0);
+        }
+        all.0.truncate(MAX_SECRETS);
+    }
+    all.check(source.kind)?;
+    let (sealed, version) = seal(tx, vault, id, &all, now).await?;
+    tx.conn()
+        .execute(stmt(
+            tx,
+            "UPDATE webhook_sources SET secrets_ciphertext = $1, ciphertext_version = $2, secret_count = $3, updated_at = $4
+              WHERE tenant_id = $5 AND id = $6",
+            vec![
+                sealed.into(),
+                secrets::version_value(version),
+                i32::try_from(all.0.len()).unwrap_or(0).into(),
+                now.into(),
+                tx.tenant().0.into(),
+                id.into(),
+            ],
+        ))
+        .await?;
+    tx.record(
+        audit::Category::Webhook,
+        "webhook_source.secrets_rotated",
+        serde_json::json!({ "source_id": id, "secrets": all.0.len(), "kept_previous": keep_previous }),
+        now,
+    )
+    .await?;
+    get(tx, id).await
+}
+
+/// Deletes a source and its inbox (`webhooks.manage`).
+pub async fn delete(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<(), TenancyError> {
+    tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
+    let done = tx
+        .conn()
+        .execute(stmt(
+            tx,
+            "DELETE FROM webhook_sources WHERE tenant_id = $1 AND id = $2",
+            vec![tx.tenant().0.into(), id.into()],
+        ))
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(TenancyError::NotFound);
+    }
+    tx.record(audit::Category::Webhook, "webhook_source.deleted", serde_json::json!({ "source_id": id }), now).await
+}
+
+async fn open_secrets(tx: &TenantTx, vault: &Vault, id: Uuid) -> Result<Option<SourceSecrets>, TenancyError> {
+    let row = tx
+        .conn()
+        .query_one(stmt(
+            tx,
+            "SELECT secrets_ciphertext FROM webhook_sources WHERE tenant_id = $1 AND id = $2",
+            vec![tx.tenant().0.into(), id.into()],
+        ))
+        .await?
+        .ok_or(TenancyError::NotFound)?;
+    let sealed: Option<Vec<u8>> = row.try_get("", "secrets_ciphertext")?;
+    let Some(sealed) = sealed else { return Ok(None) };
+    let place = Place { tenant: tx.tenant().0, table: TABLE, column: SECRETS_COLUMN, row: id };
+    Ok(Some(SourceSecrets::from_json(&secrets::open(tx, vault, &place, &sealed).await?)?))
+}
+
+/// One inbound delivery as the HTTP layer received it.
+#[derive(Debug)]
+pub struct Delivery<'a> {
+    /// Header lookup by lower-case name.
+    pub headers: &'a BTreeMap<String, String>,
+    pub body: &'a [u8],
+}
+
+impl Delivery<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Authentic and new: recorded and processed.
+    Accepted { event_id: String },
+    /// Authentic, already processed: acknowledged, nothing done.
+    Duplicate { event_id: String },
+}
+
+/// Why a delivery was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// No such live source in that workspace.
+    #[error("not found")]
+    NotFound,
+    /// The signature check for a source of `kind` failed (or no secret is configured:
+    /// `VerifyError::SecretMissing`).
+    #[error("{1}")]
+    Verify(Kind, VerifyError),
+    #[error(transparent)]
+    Tenancy(#[from] TenancyError),
+}
+
+/// Receives one delivery for `source` of `tenant`: verifies it against the source's secrets at
+/// `now` in a read-only transaction, then — in one transaction whose first statement is the
+/// inbox insert — records it in the inbox and processes it, or finds it there already. A failed
+/// check is counted on the source and processes nothing.
+pub async fn receive(
+    db: &tenancy::Db,
+    vault: &Vault,
+    tenant: TenantId,
+    source: Uuid,
+    delivery: &Delivery<'_>,
+    now: DateTime<Utc>,
+) -> Result<(Kind, Received), ReceiveError> {
+    // No principal: the policies let a tenant-context transaction read sources and write the
+    // inbox, its statistics and the audit trail, nothing else.
+    let tx = TenantTx::begin_claiming(db, tenant, UserId(Uuid::nil())).await?;
+    let checked = check(&tx, vault, source, delivery, now).await;
+    let (kind, event_id, event_type) = match checked {
+        Ok(ok) => {
+            tx.commit().await?;
+            ok
+        }
+        Err(ReceiveError::Verify(kind, err)) if !err.is_configuration_error() => {
+            let counted = bump(&tx, source, "signature_failures", Some(now)).await;
+            tx.settle(counted).await?;
+            return Err(ReceiveError::Verify(kind, err));
+        }
+        Err(err) => {
+            tx.rollback().await?;
+            return Err(err);
+        }
+    };
+    // Writing first takes SQLite's write lock before anything is read, so concurrent copies
+    // queue instead of failing on a stale snapshot; on PostgreSQL the primary key makes the
+    // second copy wait for the first and then find it.
+    let mut attempt = 0;
+    loop {
+        let tx = TenantTx::begin_claiming(db, tenant, UserId(Uuid::nil())).await?;
+        let result = record(&tx, kind, source, &event_id, event_type.clone(), delivery, now).await;
+        match tx.settle(result).await {
+            // SQLite refuses a write whose read snapshot another writer has since moved past
+            // (`SQLITE_BUSY`); the transaction was rolled back whole, so it is simply run again.
+            Err(err) if attempt < SQLITE_BUSY_RETRIES && is_sqlite_busy(&err) => attempt += 1,
+            other => return Ok((kind, other?)),
+        }
+    }
+}
+
+/// Times a webhook's recording transaction is run again after SQLite's `SQLITE_BUSY`.
+const SQLITE_BUSY_RETRIES: u32 = 16;
+
+fn is_sqlite_busy(err: &TenancyError) -> bool {
+    let text = match err {
+        TenancyError::Db(e) => e.to_string(),
+        TenancyError::Audit(e) => e.to_string(),
+        _ => return false,
+    };
+    text.contains("database is locked") || text.contains("(code: 5)") || text.contains("(code: 517)")
+}
+
+/// Reads the source and verifies the delivery: its kind, event id and event type.
+async fn check(
+    tx: &TenantTx,
+    vault: &Vault,
+    source: Uuid,
+    delivery: &Delivery<'_>,
+    now: DateTime<Utc>,
+) -> Result<(Kind, String, Option<String>), ReceiveError> {
+    let row = tx
+        .conn()
+        .query_one(stmt(
+            tx,
+            "SELECT s.kind, s.settings FROM webhook_sources s JOIN workspaces w ON w.id = s.tenant_id
+              WHERE s.tenant_id = $1 AND s.id = $2 AND w.deleted_at IS NULL",
+            vec![tx.tenant().0.into(), source.into()],
+        ))
+        .await
+        .map_err(TenancyError::from)?
+        .ok_or(ReceiveError::NotFound)?;
+    let kind: String = row.try_get("", "kind").map_err(TenancyError::from)?;
+    let kind = Kind::parse(&kind).ok_or(ReceiveError::NotFound)?;
+    let settings: String = row.try_get("", "settings").map_err(TenancyError::from)?;
+    let settings: Settings =
+        serde_json::from_str(&settings).map_err(|_| TenancyError::Internal("webhook settings are not JSON".into()))?;
+    let secrets = open_secrets(tx, vault, source).await?.unwrap_or(SourceSecrets(Vec::new()));
+    let (event_id, event_type) =
+        verify(kind, &settings, &secrets, delivery, now).map_err(|e| ReceiveError::Verify(kind, e))?;
+    Ok((kind, event_id, event_type))
+}
+
+/// Inserts a verified event into the inbox and processes it, unless it is there already.
+async fn record(
+    tx: &TenantTx,
+    kind: Kind,
+    source: Uuid,
+    event_id: &str,
+    event_type: Option<String>,
+    delivery: &Delivery<'_>,
+    now: DateTime<Utc>,
+) -> Result<Received, TenancyError> {
+    let inserted = tx
+        .conn()
+        .execute(stmt(
+            tx,
+            "INSERT INTO webhook_inbox (tenant_id, source_id, event_id, event_type, body_sha256, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (source_id, event_id) DO NOTHING",
+            vec![
+                tx.tenant().0.into(),
+                source.into(),
+                event_id.into(),
+                event_type.clone().into(),
+                hex::encode(Sha256::digest(delivery.body)).into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(Received::Duplicate { event_id: event_id.to_owned() });
+    }
+    // Processing: the event enters the workspace's audit trail (never its body).
+    tx.record(
+        audit::Category::Webhook,
+        "webhook.received",
+        serde_json::json!({ "source_id": source, "kind": kind.as_str(), "event_id": event_id, "event_type": event_type }),
+        now,
+    )
+    .await?;
+    bump(tx, source, "accepted", None).await?;
+    Ok(Received::Accepted { event_id: event_id.to_owned() })
+}
+
+/// Checks the delivery's signature; the event id (and type) it carries.
+fn verify(
+    kind: Kind,
+    settings: &Settings,
+    secrets: &SourceSecrets,
+    d: &Delivery<'_>,
+    now: DateTime<Utc>,
+) -> Result<(String, Option<String>), VerifyError> {
+    let body_id = || format!("sha256:{}", hex::encode(Sha256::digest(d.body)));
+    let json_field = |field: &str| {
+        serde_json::from_slice::<serde_json::Value>(d.body)
+            .ok()
+            .and_then(|v| v.get(field).and_then(|f| f.as_str()).map(|s| s.chars().take(200).collect::<String>()))
+    };
+    let raw: Vec<&str> = secrets.0.iter().map(|s| s.expose_secret()).collect();
+    match kind {
+        Kind::Stripe => {
+            let keys = raw.iter().filter_map(|s| stripe::SigningSecret::parse(s).ok()).collect::<Vec<_>>();
+            stripe::verify(d.header(stripe::SIGNATURE_HEADER), d.body, &keys, now)?;
+            Ok((json_field("id").unwrap_or_else(body_id), json_field("type")))
+        }
+        Kind::Standard => {
+            let keys = raw.iter().filter_map(|s| standard::Secret::parse(s).ok()).collect::<Vec<_>>();
+            let headers = standard::Headers {
+                id: d.header(standard::ID_HEADER),
+                timestamp: d.header(standard::TIMESTAMP_HEADER),
+                signature: d.header(standard::SIGNATURE_HEADER),
+            };
+            standard::verify(&headers, d.body, &keys, now)?;
+            Ok((headers.id.unwrap_or_default().to_owned(), json_field("type")))
+        }
+        Kind::Twilio => {
+            let keys = raw.iter().filter_map(|s| twilio::AuthToken::parse(s).ok()).collect::<Vec<_>>();
+            let url = settings.url.as_deref().unwrap_or_default();
+            twilio::verify(d.header(twilio::SIGNATURE_HEADER), url, d.body, &keys)?;
+            let id = d.header("i-twilio-idempotency-token").map(str::to_owned).unwrap_or_else(body_id);
+            Ok((id, None))
+        }
+        Kind::Generic => {
+            let keys = raw.iter().filter_map(|s| generic::Secret::parse(s).ok()).collect::<Vec<_>>();
+            let scheme = settings.scheme();
+            let headers = generic::Headers {
+                signature: settings.signature_header.as_deref().and_then(|h| d.header(h)),
+                timestamp: settings.timestamp_header.as_deref().and_then(|h| d.header(h)),
+            };
+            generic::verify(&scheme, &headers, d.body, &keys, now)?;
+            let id = settings.id_header.as_deref().and_then(|h| d.header(h)).map(str::to_owned).unwrap_or_else(body_id);
+            Ok((id, None))
+        }
+    }
+}
+
+/// Adds one to a source's counter (`accepted` or `signature_failures`).
+async fn bump(
+    tx: &TenantTx,
+    source: Uuid,
+    counter: &'static str,
+    failed_at: Option<DateTime<Utc>>,
+) -> Result<(), TenancyError> {
+    let (accepted, failures) = if counter == "accepted" { (1i64, 0i64) } else { (0, 1) };
+    tx.conn()
+        .execute(stmt(
+            tx,
+            "INSERT INTO webhook_source_stats (source_id, tenant_id, accepted, signature_failures, last_failure_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (source_id) DO UPDATE SET accepted = webhook_source_stats.accepted + excluded.accepted,
+                 signature_failures = webhook_source_stats.signature_failures + excluded.signature_failures,
+                 last_failure_at = COALESCE(excluded.last_failure_at, webhook_source_stats.last_failure_at)",
+            vec![source.into(), tx.tenant().0.into(), accepted.into(), failures.into(), failed_at.into()],
+        ))
+        .await?;
+    Ok(())
+}
