@@ -11,7 +11,7 @@ CREATE TABLE webhook_sources (
     -- closed with 500).
     secrets_ciphertext bytea,
     ciphertext_version integer,
-    secret_count integer NOT NULL DEFAULT 0,
+    sealed_count integer NOT NULL DEFAULT 0,
     created_by uuid NOT NULL REFERENCES users (id),
     created_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL

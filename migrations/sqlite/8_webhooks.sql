@@ -9,7 +9,7 @@ CREATE TABLE webhook_sources (
     settings TEXT NOT NULL,
     secrets_ciphertext BLOB,
     ciphertext_version INTEGER,
-    secret_count INTEGER NOT NULL DEFAULT 0,
+    sealed_count INTEGER NOT NULL DEFAULT 0,
     created_by TEXT NOT NULL REFERENCES users (id),
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL

@@ -145,14 +145,14 @@ fn stmt(tx: &TenantTx, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     Statement::from_sql_and_values(tx.conn().get_database_backend(), sql, values)
 }
 
-const COLUMNS: &str = "s.id, s.tenant_id, s.kind, s.name, s.settings, s.secret_count, s.created_at,
+const COLUMNS: &str = "s.id, s.tenant_id, s.kind, s.name, s.settings, s.sealed_count, s.created_at,
     COALESCE(st.accepted, 0) AS accepted, COALESCE(st.signature_failures, 0) AS signature_failures, st.last_failure_at";
 const FROM: &str = "webhook_sources s LEFT JOIN webhook_source_stats st ON st.source_id = s.id";
 
 fn from_row(row: &QueryResult) -> Result<Source, TenancyError> {
     let kind: String = row.try_get("", "kind")?;
     let settings: String = row.try_get("", "settings")?;
-    let count: i32 = row.try_get("", "secret_count")?;
+    let count: i32 = row.try_get("", "sealed_count")?;
     Ok(Source {
         id: row.try_get("", "id")?,
         tenant: TenantId(row.try_get("", "tenant_id")?),
@@ -254,7 +254,7 @@ pub async fn create(
     tx.conn()
         .execute(stmt(
             tx,
-            "INSERT INTO webhook_sources (id, tenant_id, kind, name, settings, secrets_ciphertext, ciphertext_version, secret_count, created_by, created_at, updated_at)
+            "INSERT INTO webhook_sources (id, tenant_id, kind, name, settings, secrets_ciphertext, ciphertext_version, sealed_count, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
             vec![
                 id.into(),
@@ -333,7 +333,7 @@ pub async fn set_secrets(
     tx.conn()
         .execute(stmt(
             tx,
-            "UPDATE webhook_sources SET secrets_ciphertext = $1, ciphertext_version = $2, secret_count = $3, updated_at = $4
+            "UPDATE webhook_sources SET secrets_ciphertext = $1, ciphertext_version = $2, sealed_count = $3, updated_at = $4
               WHERE tenant_id = $5 AND id = $6",
             vec![
                 sealed.into(),
