@@ -493,12 +493,18 @@ async fn on_postgres_every_table_with_tenant_data_forces_rls_with_a_policy_per_c
         names,
         [
             "activity",
+            "activity_windows",
             "audit_events",
             "audit_heads",
+            "connections",
             "invitations",
             "memberships",
             "projects",
             "roles",
+            "tenant_keys",
+            "webhook_inbox",
+            "webhook_source_stats",
+            "webhook_sources",
             "workspace_grants",
             "workspaces"
         ]
