@@ -72,6 +72,9 @@ pub struct UserView {
     pub email: String,
     pub email_verified: bool,
     pub created_at: DateTime<Utc>,
+    /// Standing across the whole platform (`rbac::PlatformLevel`'s value: 100 super admin …
+    /// 20 viewer), read with the user on every request.
+    pub platform_level: u8,
 }
 
 /// A session just created: the token goes to the client once and is never stored.
@@ -516,7 +519,7 @@ impl AuthService {
             .conn()
             .query_one(stmt(
                 self.db.conn(),
-                "SELECT id, email, email_verified_at, created_at FROM users WHERE id = $1 AND status = 'active'",
+                "SELECT id, email, email_verified_at, created_at, platform_level FROM users WHERE id = $1 AND status = 'active'",
                 vec![user.into()],
             ))
             .await?
@@ -526,6 +529,7 @@ impl AuthService {
             email: row.try_get("", "email")?,
             email_verified: row.try_get::<Option<DateTime<Utc>>>("", "email_verified_at")?.is_some(),
             created_at: row.try_get("", "created_at")?,
+            platform_level: u8::try_from(row.try_get::<i16>("", "platform_level")?.clamp(0, 100)).unwrap_or(0),
         })
     }
 

@@ -6,6 +6,7 @@ mod config;
 mod keys;
 mod keys_cli;
 mod log_scrub;
+mod outbox_cli;
 mod pii_cli;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
@@ -50,6 +51,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit_cli::AuditCommand,
+    },
+    /// Durable side effects: list, retry dead or cancelled actions, cancel pending ones.
+    Outbox {
+        #[command(subcommand)]
+        command: outbox_cli::OutboxCommand,
     },
     /// Personal data and secrets.
     Pii {
@@ -115,6 +121,7 @@ fn main() -> ExitCode {
             Command::Healthcheck => healthcheck(&cfg).await,
             Command::Audit { command } => audit_cli::run(&cfg, command).await,
             Command::Keys { command } => keys_cli::run(&cfg, command).await,
+            Command::Outbox { command } => outbox_cli::run(&cfg, command).await,
             Command::Openapi { .. } | Command::Pii { .. } => Ok(()),
         }
     });

@@ -383,3 +383,46 @@ async fn on_postgres_key_commands_rotate_reencrypt_and_retire_leaving_every_secr
     );
     assert!(read_back(vault_of(&new_kek, &[])).await.is_err());
 }
+
+/// `rampart outbox list | cancel | retry` on the embedded store: the list shows actions without
+/// their payloads, a pending action is cancelled, a cancelled one is queued again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_commands_list_cancel_and_retry_actions_without_showing_payloads() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let conn = testkit::storage::Db::connect(&db.runtime_url, 1).await.unwrap();
+    let key = crypto_vault::KeyMaterial::generate();
+    let payload = serde_json::json!({"link": "https://app.example.com/verify?token=outbox-secret-token"});
+    let later = storage_now() + chrono::Duration::days(1);
+    let id = scheduler::enqueue(conn.conn(), &key, "send_email", &payload, later, storage_now()).await.unwrap();
+    conn.close().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = |args: &[&str]| {
+        let out = rampart(dir.path())
+            .arg("outbox")
+            .args(args)
+            .env("DATABASE_URL", db.runtime_url.expose_secret())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, listed, err) = outbox(&["list"]);
+    assert!(ok, "{err}");
+    assert!(listed.contains(&format!("{id} send_email pending attempts 0/8")), "{listed}");
+    assert!(!listed.contains("outbox-secret-token"));
+    let (ok, out, err) = outbox(&["cancel", &id.to_string()]);
+    assert!(ok && out.contains("cancelled"), "{out}{err}");
+    let (ok, _, err) = outbox(&["cancel", &id.to_string()]);
+    assert!(!ok && err.contains("not pending"), "{err}");
+    let (ok, json, _) = outbox(&["list", "--status", "cancelled", "--json"]);
+    assert!(ok);
+    let row: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!((row["id"].as_str(), row["status"].as_str()), (Some(id.to_string().as_str()), Some("cancelled")));
+    let (ok, out, err) = outbox(&["retry", &id.to_string()]);
+    assert!(ok && out.contains("pending again"), "{out}{err}");
+    let (ok, _, err) = outbox(&["list", "--status", "sleeping"]);
+    assert!(!ok && err.contains("--status is one of"), "{err}");
+}

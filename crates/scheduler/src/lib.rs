@@ -110,6 +110,85 @@ pub async fn ensure_pending<C: ConnectionTrait>(
     enqueue(conn, key, kind, &serde_json::json!({}), run_at, now).await.map(Some)
 }
 
+/// One action as operators see it: never its payload (sealed; it may hold secrets).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ActionInfo {
+    pub id: Uuid,
+    pub kind: String,
+    /// `pending`, `running`, `done`, `dead` or `cancelled`.
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Statuses an action can have.
+pub const STATUSES: [&str; 5] = ["pending", "running", "done", "dead", "cancelled"];
+
+/// The newest `limit` actions (1 to 1,000), optionally of one status, for operators.
+pub async fn list<C: ConnectionTrait>(
+    conn: &C,
+    status: Option<&str>,
+    limit: u64,
+) -> Result<Vec<ActionInfo>, OutboxError> {
+    let rows = conn
+        .query_all(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT id, kind, status, attempts, max_attempts, run_at, last_error, created_at, completed_at
+               FROM scheduled_actions WHERE ($1 IS NULL OR status = $1) ORDER BY created_at DESC, id LIMIT $2",
+            [status.map(str::to_owned).into(), i64::try_from(limit.clamp(1, 1000)).unwrap_or(1000).into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ActionInfo {
+                id: r.try_get("", "id")?,
+                kind: r.try_get("", "kind")?,
+                status: r.try_get("", "status")?,
+                attempts: r.try_get("", "attempts")?,
+                max_attempts: r.try_get("", "max_attempts")?,
+                run_at: r.try_get("", "run_at")?,
+                last_error: r.try_get("", "last_error")?,
+                created_at: r.try_get("", "created_at")?,
+                completed_at: r.try_get("", "completed_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Puts a dead or cancelled action back in the queue, due at `now`, with a fresh set of
+/// [`DEFAULT_MAX_ATTEMPTS`] attempts (its id, and so its idempotency key, stays). Returns
+/// whether it was requeued (a pending, running or done action is left alone).
+pub async fn retry<C: ConnectionTrait>(conn: &C, id: Uuid, now: DateTime<Utc>) -> Result<bool, OutboxError> {
+    let done = conn
+        .execute(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "UPDATE scheduled_actions SET status = 'pending', run_at = $2, max_attempts = attempts + $3,
+                    locked_until = NULL, completed_at = NULL
+              WHERE id = $1 AND status IN ('dead', 'cancelled')",
+            [id.into(), now.into(), DEFAULT_MAX_ATTEMPTS.into()],
+        ))
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Cancels a pending action so no worker runs it. A running action cannot be cancelled (its
+/// effect may be under way): returns false for it, as for done, dead and cancelled ones.
+pub async fn cancel<C: ConnectionTrait>(conn: &C, id: Uuid, now: DateTime<Utc>) -> Result<bool, OutboxError> {
+    let done = conn
+        .execute(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "UPDATE scheduled_actions SET status = 'cancelled', completed_at = $2, locked_until = NULL
+              WHERE id = $1 AND status = 'pending'",
+            [id.into(), now.into()],
+        ))
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// A claimed action, handed to its handler.
 #[derive(Debug, Clone)]
 pub struct Action {

@@ -1,5 +1,6 @@
 //! Route table, OpenAPI service and the documentation page.
 
+mod admin;
 mod audit;
 mod auth;
 mod connections;
@@ -57,6 +58,8 @@ pub(crate) enum ApiTags {
     Pii,
     /// Inbound webhooks: deliveries and sources.
     Webhooks,
+    /// Platform administration (platform level Admin or above).
+    Admin,
 }
 
 /// 201 with the created resource.
@@ -85,6 +88,7 @@ type Apis = (
     connections::ConnectionsApi,
     pii::PiiApi,
     webhooks::WebhooksApi,
+    admin::AdminApi,
 );
 
 fn service() -> OpenApiService<Apis, ()> {
@@ -99,6 +103,7 @@ fn service() -> OpenApiService<Apis, ()> {
             connections::ConnectionsApi,
             pii::PiiApi,
             webhooks::WebhooksApi,
+            admin::AdminApi,
         ),
         "Rampart API",
         env!("CARGO_PKG_VERSION"),
