@@ -253,18 +253,18 @@ impl Worker {
             for (action, max_attempts) in claimed {
                 match self.execute(&action).await {
                     Ok(()) => {
-                        self.finish(action.id, "done", None, None).await?;
+                        self.finish(action.id, action.attempt, "done", None, None).await?;
                         report.done += 1;
                     }
                     Err(err) if action.attempt >= max_attempts => {
                         tracing::error!(action.id = %action.id, action.kind = %action.kind, error = %err, "action is dead after its last attempt");
-                        self.finish(action.id, "dead", Some(&err), None).await?;
+                        self.finish(action.id, action.attempt, "dead", Some(&err), None).await?;
                         report.dead += 1;
                     }
                     Err(err) => {
                         let at = self.clock.now() + backoff(action.attempt);
                         tracing::warn!(action.id = %action.id, action.kind = %action.kind, attempt = action.attempt, error = %err, "action failed; will retry");
-                        self.finish(action.id, "pending", Some(&err), Some(at)).await?;
+                        self.finish(action.id, action.attempt, "pending", Some(&err), Some(at)).await?;
                         report.retried += 1;
                     }
                 }
@@ -317,27 +317,32 @@ impl Worker {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let id: Uuid = row.try_get("", "id")?;
+            let attempt: i32 = row.try_get("", "attempts")?;
             let sealed: String = row.try_get("", "payload_ciphertext")?;
             let payload = match crypto_vault::open(&self.key, id.as_bytes(), &sealed) {
                 Ok(bytes) => serde_json::from_slice(&bytes)?,
                 Err(err) => {
                     // A payload that does not open will never open: no retry.
                     tracing::error!(action.id = %id, error = %err, "action payload does not open; marking dead");
-                    self.finish(id, "dead", Some("payload does not open"), None).await?;
+                    self.finish(id, attempt, "dead", Some("payload does not open"), None).await?;
                     continue;
                 }
             };
             out.push((
-                Action { id, kind: row.try_get("", "kind")?, payload, attempt: row.try_get("", "attempts")? },
+                Action { id, kind: row.try_get("", "kind")?, payload, attempt },
                 row.try_get("", "max_attempts")?,
             ));
         }
         Ok(out)
     }
 
+    /// Records the outcome of the claim made at `attempt`. A worker whose lease ran out while the
+    /// handler ran has been overtaken (the new claim counted another attempt): its outcome is
+    /// dropped rather than overwrite the new claim's, which decides.
     async fn finish(
         &self,
         id: Uuid,
+        attempt: i32,
         status: &str,
         error: Option<&str>,
         run_at: Option<DateTime<Utc>>,
@@ -345,14 +350,18 @@ impl Worker {
         let conn = self.db.conn();
         let now = self.clock.now();
         let completed = if status == "done" || status == "dead" { Some(now) } else { None };
-        conn.execute(Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            "UPDATE scheduled_actions
-                SET status = $2, last_error = $3, locked_until = NULL, completed_at = $4, run_at = COALESCE($5, run_at)
-              WHERE id = $1",
-            [id.into(), status.into(), error.map(str::to_owned).into(), completed.into(), run_at.into()],
-        ))
-        .await?;
+        let done = conn
+            .execute(Statement::from_sql_and_values(
+                conn.get_database_backend(),
+                "UPDATE scheduled_actions
+                    SET status = $2, last_error = $3, locked_until = NULL, completed_at = $4, run_at = COALESCE($5, run_at)
+                  WHERE id = $1 AND status = 'running' AND attempts = $6",
+                [id.into(), status.into(), error.map(str::to_owned).into(), completed.into(), run_at.into(), attempt.into()],
+            ))
+            .await?;
+        if done.rows_affected() == 0 {
+            tracing::warn!(action.id = %id, attempt, "action was taken over after its lease ran out; this outcome is dropped");
+        }
         Ok(())
     }
 }

@@ -86,4 +86,55 @@ async fn a_dead_action_can_be_retried_and_a_pending_one_cancelled(backend: Backe
     assert_eq!(after.iter().map(|a| a.id).collect::<Vec<_>>(), [pending]);
 }
 
-backend_tests!(a_dead_action_can_be_retried_and_a_pending_one_cancelled);
+/// A worker whose lease runs out while its handler is still running is overtaken by another
+/// worker; when the first one finally reports, its outcome is dropped instead of overwriting the
+/// one that took over (which would run the action yet again).
+async fn a_worker_overtaken_after_its_lease_cannot_overwrite_the_new_claims_outcome(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = Db::connect(&test_db.runtime_url, 2).await.unwrap();
+    let key = crypto_vault::KeyMaterial::generate();
+    let clock = Arc::new(ManualClock::new(storage::Clock::now(&storage::SystemClock)));
+    let second_runs = Arc::new(AtomicUsize::new(0));
+    let second = {
+        let runs = second_runs.clone();
+        scheduler::Worker::new(db.clone(), key.clone(), clock.clone()).handle("test.slow", move |action| {
+            let runs = runs.clone();
+            async move {
+                assert_eq!(action.attempt, 2, "the takeover is the second attempt");
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+    };
+    let first = {
+        let (second, clock) = (second.clone(), clock.clone());
+        scheduler::Worker::new(db.clone(), key.clone(), clock.clone()).handle("test.slow", move |_| {
+            let (second, clock) = (second.clone(), clock.clone());
+            async move {
+                // The first handler stalls past its lease; meanwhile the other worker takes over.
+                clock.advance(scheduler::LEASE + chrono::Duration::seconds(1));
+                let report = second.run_due().await.map_err(|e| e.to_string())?;
+                assert_eq!(report.done, 1);
+                Err("timed out talking to the remote".to_owned())
+            }
+        })
+    };
+    let id = scheduler::enqueue(db.conn(), &key, "test.slow", &serde_json::json!({}), clock.now(), clock.now())
+        .await
+        .unwrap();
+    first.run_due().await.unwrap();
+    let all = scheduler::list(db.conn(), None, 10).await.unwrap();
+    let action = all.iter().find(|a| a.id == id).unwrap();
+    assert_eq!((action.status.as_str(), action.attempts), ("done", 2), "{action:?}");
+    assert_eq!(action.last_error, None, "the stale failure did not overwrite the outcome");
+    // Nothing is left to run, however late it gets.
+    clock.advance(chrono::Duration::days(1));
+    let again = first.run_due().await.unwrap();
+    assert_eq!((again.done, again.retried, again.dead), (0, 0, 0));
+    assert_eq!(second_runs.load(Ordering::SeqCst), 1);
+}
+
+backend_tests!(
+    a_dead_action_can_be_retried_and_a_pending_one_cancelled,
+    a_worker_overtaken_after_its_lease_cannot_overwrite_the_new_claims_outcome,
+);
