@@ -53,13 +53,19 @@ CREATE POLICY webhook_sources_update ON webhook_sources FOR UPDATE TO rampart_ru
     WITH CHECK (tenant_id = app_tenant_id() AND (SELECT app_can('webhooks.manage')));
 CREATE POLICY webhook_sources_delete ON webhook_sources FOR DELETE TO rampart_runtime
     USING (tenant_id = app_tenant_id() AND (SELECT app_can('webhooks.manage')));
--- The inbox only grows (a source's deletion removes its events by cascade).
+-- The inbox only grows (a source's deletion removes its events by cascade), and only for a source
+-- of the same tenant: the foreign key alone would let one tenant's transaction claim another
+-- tenant's event ids.
 CREATE POLICY webhook_inbox_select ON webhook_inbox FOR SELECT TO rampart_runtime USING (tenant_id = app_tenant_id());
-CREATE POLICY webhook_inbox_insert ON webhook_inbox FOR INSERT TO rampart_runtime WITH CHECK (tenant_id = app_tenant_id());
+CREATE POLICY webhook_inbox_insert ON webhook_inbox FOR INSERT TO rampart_runtime
+    WITH CHECK (tenant_id = app_tenant_id()
+                AND EXISTS (SELECT 1 FROM webhook_sources s WHERE s.id = source_id AND s.tenant_id = app_tenant_id()));
 CREATE POLICY webhook_inbox_update ON webhook_inbox FOR UPDATE TO rampart_runtime USING (false);
 CREATE POLICY webhook_inbox_delete ON webhook_inbox FOR DELETE TO rampart_runtime USING (false);
 CREATE POLICY webhook_source_stats_select ON webhook_source_stats FOR SELECT TO rampart_runtime USING (tenant_id = app_tenant_id());
-CREATE POLICY webhook_source_stats_insert ON webhook_source_stats FOR INSERT TO rampart_runtime WITH CHECK (tenant_id = app_tenant_id());
+CREATE POLICY webhook_source_stats_insert ON webhook_source_stats FOR INSERT TO rampart_runtime
+    WITH CHECK (tenant_id = app_tenant_id()
+                AND EXISTS (SELECT 1 FROM webhook_sources s WHERE s.id = source_id AND s.tenant_id = app_tenant_id()));
 CREATE POLICY webhook_source_stats_update ON webhook_source_stats FOR UPDATE TO rampart_runtime
     USING (tenant_id = app_tenant_id()) WITH CHECK (tenant_id = app_tenant_id());
 CREATE POLICY webhook_source_stats_delete ON webhook_source_stats FOR DELETE TO rampart_runtime USING (false);

@@ -109,6 +109,7 @@ impl AppState {
         let auth = self.auth.clone();
         let db = self.db.clone();
         scheduler::Worker::new(self.db.clone(), self.keyring.vault_kek.clone(), clock)
+            .with_previous_keys(self.keyring.vault_previous.clone())
             .handle(scheduler::mail::SEND_EMAIL, move |action| {
                 let mailer = mailer.clone();
                 async move {

@@ -106,6 +106,9 @@ pub struct Keyring {
     pub token_hmac: KeyMaterial,
     /// Key-encryption key for the AES-256-GCM envelope of secrets at rest.
     pub vault_kek: KeyMaterial,
+    /// Earlier `vault_kek`s, kept while a rotation is under way: they still open what they
+    /// sealed (data keys until re-wrapped, outbox payloads until run) and seal nothing new.
+    pub vault_previous: Vec<KeyMaterial>,
     /// Pepper of the password pre-hash (HMAC-SHA256 before bcrypt).
     pub password_pepper: KeyMaterial,
     /// Where the keys came from; production refuses [`KeySource::GeneratedForDevelopment`].

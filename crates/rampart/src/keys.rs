@@ -59,15 +59,18 @@ pub struct Keys {
     pub vault: crypto_vault::Vault,
 }
 
-/// The vault over the configured key-encryption keys: the keyring's `vault_kek` wraps new data
-/// keys, `vault_previous_keys` only unwrap, `tenant_vault_keys` wrap their tenant's.
-fn vault(keyring: &Keyring, secrets: &SecretsConfig) -> anyhow::Result<crypto_vault::Vault> {
-    let previous = secrets
+fn previous_vault_keys(secrets: &SecretsConfig) -> anyhow::Result<Vec<KeyMaterial>> {
+    Ok(secrets
         .vault_previous_keys
         .iter()
         .map(|k| KeyMaterial::from_hex(k.expose_secret()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut provider = crypto_vault::LocalKeyProvider::new(&keyring.vault_kek, &previous)?;
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The vault over the configured key-encryption keys: the keyring's `vault_kek` wraps new data
+/// keys, `vault_previous_keys` only unwrap, `tenant_vault_keys` wrap their tenant's.
+fn vault(keyring: &Keyring, secrets: &SecretsConfig) -> anyhow::Result<crypto_vault::Vault> {
+    let mut provider = crypto_vault::LocalKeyProvider::new(&keyring.vault_kek, &keyring.vault_previous)?;
     for (tenant, key) in &secrets.tenant_vault_keys {
         provider = provider.with_tenant_key(*tenant, &KeyMaterial::from_hex(key.expose_secret())?)?;
     }
@@ -88,6 +91,7 @@ pub fn resolve(secrets: &SecretsConfig, data_dir: &Path) -> anyhow::Result<Keys>
         let keyring = Keyring {
             token_hmac: KeyMaterial::from_hex(token.expose_secret())?,
             vault_kek: KeyMaterial::from_hex(vault.expose_secret())?,
+            vault_previous: previous_vault_keys(secrets)?,
             password_pepper: KeyMaterial::from_hex(pepper.expose_secret())?,
             source: KeySource::Configured,
         };
@@ -110,6 +114,7 @@ pub fn resolve(secrets: &SecretsConfig, data_dir: &Path) -> anyhow::Result<Keys>
     let keyring = Keyring {
         token_hmac: KeyMaterial::from_hex(&file.token_hmac_key)?,
         vault_kek: KeyMaterial::from_hex(&file.vault_key)?,
+        vault_previous: previous_vault_keys(secrets)?,
         password_pepper: KeyMaterial::from_hex(&file.password_pepper)?,
         source: KeySource::GeneratedForDevelopment,
     };

@@ -208,6 +208,7 @@ type HandlerFn = Arc<dyn Fn(Action) -> HandlerFuture + Send + Sync>;
 pub struct Worker {
     db: storage::Db,
     key: KeyMaterial,
+    previous_keys: Vec<KeyMaterial>,
     clock: Arc<dyn storage::Clock>,
     handlers: HashMap<String, HandlerFn>,
     batch: u64,
@@ -229,7 +230,14 @@ pub struct PassReport {
 
 impl Worker {
     pub fn new(db: storage::Db, key: KeyMaterial, clock: Arc<dyn storage::Clock>) -> Worker {
-        Worker { db, key, clock, handlers: HashMap::new(), batch: 32 }
+        Worker { db, key, previous_keys: Vec::new(), clock, handlers: HashMap::new(), batch: 32 }
+    }
+
+    /// Keys that sealed payloads before the current one (`secrets.vault_previous_keys`): actions
+    /// queued before a key rotation still open and run.
+    pub fn with_previous_keys(mut self, keys: Vec<KeyMaterial>) -> Worker {
+        self.previous_keys = keys;
+        self
     }
 
     /// Registers the handler for `kind`.
@@ -319,7 +327,12 @@ impl Worker {
             let id: Uuid = row.try_get("", "id")?;
             let attempt: i32 = row.try_get("", "attempts")?;
             let sealed: String = row.try_get("", "payload_ciphertext")?;
-            let payload = match crypto_vault::open(&self.key, id.as_bytes(), &sealed) {
+            let opened = std::iter::once(&self.key)
+                .chain(&self.previous_keys)
+                .map(|key| crypto_vault::open(key, id.as_bytes(), &sealed))
+                .find(Result::is_ok)
+                .unwrap_or_else(|| crypto_vault::open(&self.key, id.as_bytes(), &sealed));
+            let payload = match opened {
                 Ok(bytes) => serde_json::from_slice(&bytes)?,
                 Err(err) => {
                     // A payload that does not open will never open: no retry.

@@ -134,7 +134,46 @@ async fn a_worker_overtaken_after_its_lease_cannot_overwrite_the_new_claims_outc
     assert_eq!(second_runs.load(Ordering::SeqCst), 1);
 }
 
+/// After `secrets.vault_key` changes, actions queued under the old key (kept among the previous
+/// keys) still open and run; without it they would die.
+async fn actions_queued_before_a_key_rotation_still_run_with_the_previous_key(backend: Backend) {
+    let test_db = TestDb::new(backend).await;
+    let db = Db::connect(&test_db.runtime_url, 2).await.unwrap();
+    let clock = Arc::new(ManualClock::new(storage::Clock::now(&storage::SystemClock)));
+    let (old, new) = (crypto_vault::KeyMaterial::generate(), crypto_vault::KeyMaterial::generate());
+    let payload = serde_json::json!({"workspace_id": "w"});
+    let id = scheduler::enqueue(db.conn(), &old, "test.purge", &payload, clock.now(), clock.now()).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let worker = |previous: Vec<crypto_vault::KeyMaterial>| {
+        let seen = seen.clone();
+        scheduler::Worker::new(db.clone(), new.clone(), clock.clone()).with_previous_keys(previous).handle(
+            "test.purge",
+            move |a| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(a.payload);
+                    Ok(())
+                }
+            },
+        )
+    };
+    let report = worker(vec![old.clone()]).run_due().await.unwrap();
+    assert_eq!(report.done, 1);
+    assert_eq!(seen.lock().unwrap().as_slice(), [payload]);
+    let all = scheduler::list(db.conn(), None, 10).await.unwrap();
+    assert_eq!(all.iter().find(|a| a.id == id).map(|a| a.status.as_str()), Some("done"));
+    // Without the previous key the payload does not open: the action dies, never runs.
+    let stranded = scheduler::enqueue(db.conn(), &old, "test.purge", &serde_json::json!({}), clock.now(), clock.now())
+        .await
+        .unwrap();
+    worker(Vec::new()).run_due().await.unwrap();
+    let all = scheduler::list(db.conn(), None, 10).await.unwrap();
+    assert_eq!(all.iter().find(|a| a.id == stranded).map(|a| a.status.as_str()), Some("dead"));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
 backend_tests!(
+    actions_queued_before_a_key_rotation_still_run_with_the_previous_key,
     a_dead_action_can_be_retried_and_a_pending_one_cancelled,
     a_worker_overtaken_after_its_lease_cannot_overwrite_the_new_claims_outcome,
 );

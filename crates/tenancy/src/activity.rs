@@ -158,6 +158,10 @@ const DAYS: [(&str, chrono::Weekday); 7] = [
 ];
 
 fn schedule_of(w: &Windows) -> Result<pii::pipeline::Schedule, TenancyError> {
+    // UTC-14:00 to UTC+14:00, the range of real time zones (and of the table's CHECK).
+    if !(-840..=840).contains(&w.utc_offset_minutes) {
+        return Err(TenancyError::Invalid("utc_offset_minutes is between -840 and 840"));
+    }
     let offset = chrono::FixedOffset::east_opt(w.utc_offset_minutes * 60)
         .ok_or(TenancyError::Invalid("utc_offset_minutes is between -840 and 840"))?;
     let mut windows = Vec::new();

@@ -400,6 +400,7 @@ pub async fn app_state(db: &TestDb, clock: Arc<storage::ManualClock>, signup: au
         keyring: crypto_vault::Keyring {
             token_hmac: crypto_vault::KeyMaterial::generate(),
             vault_kek,
+            vault_previous: Vec::new(),
             password_pepper: crypto_vault::KeyMaterial::generate(),
             source: crypto_vault::KeySource::Configured,
         },

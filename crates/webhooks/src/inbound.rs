@@ -67,9 +67,6 @@ pub struct Settings {
     /// must be within 300 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_header: Option<String>,
-    /// Generic: a header carrying the sender's event id (otherwise the body's SHA-256 is the id).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_header: Option<String>,
 }
 
 fn header_name_ok(h: &str) -> bool {
@@ -81,8 +78,7 @@ impl Settings {
         let generic_fields = self.signature_header.is_some()
             || self.encoding.is_some()
             || self.prefix.is_some()
-            || self.timestamp_header.is_some()
-            || self.id_header.is_some();
+            || self.timestamp_header.is_some();
         let bad = |message| Err(TenancyError::Rejected { code: "invalid_settings", message });
         match kind {
             Kind::Twilio => match &self.url {
@@ -96,7 +92,7 @@ impl Settings {
                 if !matches!(self.encoding.as_deref(), None | Some("hex") | Some("base64")) {
                     return bad("encoding is hex or base64");
                 }
-                if [&self.timestamp_header, &self.id_header].into_iter().flatten().any(|h| !header_name_ok(h)) {
+                if self.timestamp_header.as_deref().is_some_and(|h| !header_name_ok(h)) {
                     return bad("header names are letters, digits, - and _");
                 }
                 if self.prefix.as_ref().is_some_and(|p| p.len() > 32 || p.chars().any(char::is_control)) {
@@ -590,8 +586,23 @@ fn verify(
             let keys = raw.iter().filter_map(|s| twilio::AuthToken::parse(s).ok()).collect::<Vec<_>>();
             let url = settings.url.as_deref().unwrap_or_default();
             twilio::verify(d.header(twilio::SIGNATURE_HEADER), url, d.body, &keys)?;
-            let id = d.header("i-twilio-idempotency-token").map(str::to_owned).unwrap_or_else(body_id);
-            Ok((id, None))
+            // Only signed material names the event: the URL and the parameters as signed (sorted,
+            // decoded), or the body that `bodySHA256` in the signed URL pins. An unsigned header
+            // such as `I-Twilio-Idempotency-Token`, or a re-encoded or reordered body, must not
+            // make a replay look new.
+            let signed = if url.contains(twilio::BODY_HASH_PARAMETER) {
+                d.body.to_vec()
+            } else {
+                let mut params: Vec<(String, String)> =
+                    url::form_urlencoded::parse(d.body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+                params.sort();
+                params.into_iter().flat_map(|(k, v)| [k, v]).collect::<Vec<_>>().join("\n").into_bytes()
+            };
+            let mut h = Sha256::new();
+            h.update(url.as_bytes());
+            h.update([0]);
+            h.update(&signed);
+            Ok((format!("sha256:{}", hex::encode(h.finalize())), None))
         }
         Kind::Generic => {
             let keys = raw.iter().filter_map(|s| generic::Secret::parse(s).ok()).collect::<Vec<_>>();
@@ -601,7 +612,17 @@ fn verify(
                 timestamp: settings.timestamp_header.as_deref().and_then(|h| d.header(h)),
             };
             generic::verify(&scheme, &headers, d.body, &keys, now)?;
-            let id = settings.id_header.as_deref().and_then(|h| d.header(h)).map(str::to_owned).unwrap_or_else(body_id);
+            // The signed material names the event: the timestamp (when signed) and the body.
+            let id = match headers.timestamp {
+                Some(t) => {
+                    let mut h = Sha256::new();
+                    h.update(t.as_bytes());
+                    h.update(b".");
+                    h.update(d.body);
+                    format!("sha256:{}", hex::encode(h.finalize()))
+                }
+                None => body_id(),
+            };
             Ok((id, None))
         }
     }

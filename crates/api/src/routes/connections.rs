@@ -104,7 +104,7 @@ impl From<connections::Connection> for ConnectionBody {
 }
 
 /// A new connection.
-#[derive(Debug, Object)]
+#[derive(Object)]
 struct NewConnectionBody {
     provider: ProviderName,
     /// 1 to 200 characters.
@@ -123,11 +123,30 @@ struct NewConnectionBody {
     scopes: Option<Vec<String>>,
 }
 
+impl std::fmt::Debug for NewConnectionBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never print.
+        f.debug_struct("NewConnectionBody")
+            .field("provider", &self.provider)
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
 /// New secret fields for a connection (write-only).
-#[derive(Debug, Object)]
+#[derive(Object)]
 struct SecretBody {
     #[oai(write_only)]
     secret: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for SecretBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never print.
+        f.debug_struct("SecretBody").finish_non_exhaustive()
+    }
 }
 
 /// The scopes a connection holds; write scopes included here are enabled, and recorded.

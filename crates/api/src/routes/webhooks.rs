@@ -67,10 +67,9 @@ struct SettingsBody {
     encoding: Option<String>,
     /// Generic: a prefix before the signature, such as `sha256=`.
     prefix: Option<String>,
-    /// Generic: a unix-timestamp header, signed as `{timestamp}.{body}`, 300 s tolerance.
+    /// Generic: a unix-timestamp header, signed as `{timestamp}.{body}`, 300 s tolerance. The
+    /// event id is the SHA-256 of what is signed (timestamp and body).
     timestamp_header: Option<String>,
-    /// Generic: a header with the sender's event id (otherwise the body's SHA-256 is the id).
-    id_header: Option<String>,
 }
 
 impl From<SettingsBody> for Settings {
@@ -81,7 +80,6 @@ impl From<SettingsBody> for Settings {
             encoding: s.encoding,
             prefix: s.prefix,
             timestamp_header: s.timestamp_header,
-            id_header: s.id_header,
         }
     }
 }
@@ -94,7 +92,6 @@ impl From<Settings> for SettingsBody {
             encoding: s.encoding,
             prefix: s.prefix,
             timestamp_header: s.timestamp_header,
-            id_header: s.id_header,
         }
     }
 }
@@ -136,7 +133,7 @@ impl From<inbound::Source> for SourceBody {
 }
 
 /// A new source.
-#[derive(Debug, Object)]
+#[derive(Object)]
 struct NewSourceBody {
     kind: KindName,
     name: String,
@@ -147,14 +144,32 @@ struct NewSourceBody {
     secrets: Option<Vec<String>>,
 }
 
+impl std::fmt::Debug for NewSourceBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never print.
+        f.debug_struct("NewSourceBody")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
 /// New secrets for a source (write-only).
-#[derive(Debug, Object)]
+#[derive(Object)]
 struct SecretsBody {
     #[oai(write_only)]
     secrets: Vec<String>,
     /// Keep the secrets already configured after these (while the sender rotates).
     #[oai(default)]
     keep_previous: bool,
+}
+
+impl std::fmt::Debug for SecretsBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never print.
+        f.debug_struct("SecretsBody").field("keep_previous", &self.keep_previous).finish_non_exhaustive()
+    }
 }
 
 /// The answer to a delivery.

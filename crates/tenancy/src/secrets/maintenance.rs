@@ -138,7 +138,8 @@ pub async fn rewrap<C: TransactionTrait>(
     progress: &mut (dyn FnMut(&Progress) + Send),
 ) -> Result<RewrapReport, TenancyError> {
     let batch = batch.clamp(1, 10_000);
-    let mut report = RewrapReport { keys_rewrapped: rewrap_keys(db, vault, now).await?, ..RewrapReport::default() };
+    let mut report = RewrapReport::default();
+    report.keys_rewrapped = rewrap_keys(db, vault, now, &mut report.failed).await?;
     for column in SEALED_COLUMNS {
         let stale = stale_values_sql(column);
         let txn = begin(db).await?;
@@ -233,16 +234,17 @@ async fn reencrypt_batch(
         .await;
         match reencrypted {
             Ok((value, version)) => {
-                txn.execute(statement(
-                    txn,
-                    &format!(
-                        "UPDATE {} SET {} = $1, {} = $2 WHERE id = $3 AND {} = $4",
-                        column.table, column.column, column.version_column, column.version_column
-                    ),
-                    vec![value.into(), version_value(version), id.into(), version_value(old_version)],
-                ))
-                .await?;
-                done += 1;
+                let written = txn
+                    .execute(statement(
+                        txn,
+                        &format!(
+                            "UPDATE {} SET {} = $1, {} = $2 WHERE id = $3 AND {} = $4",
+                            column.table, column.column, column.version_column, column.version_column
+                        ),
+                        vec![value.into(), version_value(version), id.into(), version_value(old_version)],
+                    ))
+                    .await?;
+                done += written.rows_affected();
             }
             Err(TenancyError::Vault(err)) => {
                 tracing::warn!(table = column.table, row.id = %id, tenant.id = %tenant, error = %err, "a sealed value did not open; left as it is");
@@ -286,7 +288,14 @@ async fn active_key(
 }
 
 /// Moves every data key to the key-encryption key now active for it; the number moved.
-async fn rewrap_keys<C: TransactionTrait>(db: &C, vault: &Vault, now: DateTime<Utc>) -> Result<u64, TenancyError> {
+/// A data key that does not unwrap (its tenant's own key was removed, or an older KEK dropped
+/// too early) is reported in `failed` as `tenant_keys` and the tenant, and left as it is.
+async fn rewrap_keys<C: TransactionTrait>(
+    db: &C,
+    vault: &Vault,
+    now: DateTime<Utc>,
+    failed: &mut Vec<(String, Uuid)>,
+) -> Result<u64, TenancyError> {
     let txn = begin(db).await?;
     let result = async {
         let rows = txn
@@ -304,7 +313,15 @@ async fn rewrap_keys<C: TransactionTrait>(db: &C, vault: &Vault, now: DateTime<U
                 version: version_of(row)?,
             };
             let old = wrapped(row)?;
-            if let Some(new) = vault.rewrap_key(name, &old).await? {
+            let rewrapped = match vault.rewrap_key(name, &old).await {
+                Ok(new) => new,
+                Err(err) => {
+                    tracing::warn!(tenant.id = %name.tenant, purpose = name.purpose.as_str(), version = name.version, error = %err, "a data key did not unwrap; left as it is");
+                    failed.push(("tenant_keys".to_owned(), name.tenant));
+                    continue;
+                }
+            };
+            if let Some(new) = rewrapped {
                 txn.execute(statement(
                     &txn,
                     "UPDATE tenant_keys SET kek_id = $1, key_ciphertext = $2
