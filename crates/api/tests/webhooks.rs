@@ -56,8 +56,10 @@ async fn received_events(app: &TestApp, owner: &TestUser, ws: &str) -> Vec<Value
     page["events"].as_array().unwrap().iter().filter(|e| e["action"] == "webhook.received").cloned().collect()
 }
 
+const METRICS_TOKEN: &str = "scrape-token-for-webhook-tests-0123456789";
+
 async fn stripe_deliveries_are_accepted_once_and_every_bad_signature_is_a_401(backend: Backend) {
-    let app = testkit::spawn_app(backend).await;
+    let app = testkit::spawn_app_with(backend, |http| http.metrics_token = Some(METRICS_TOKEN.to_owned().into())).await;
     let owner = app.new_user().await;
     let secret = "whsec_rampart_test_secret";
     let (ws, path) = source(&app, &owner, json!({"kind": "stripe", "name": "Stripe", "secrets": [secret]})).await;
@@ -100,6 +102,15 @@ async fn stripe_deliveries_are_accepted_once_and_every_bad_signature_is_a_401(ba
         assert_eq!((status, err["code"].as_str()), (401, Some(code)), "{case}: {err}");
     }
     assert_eq!(received_events(&app, &owner, &ws).await.len(), 1, "processed exactly once");
+    // Counted for the alert rules, by scheme.
+    let scrape =
+        app.client.get(app.url("/metrics")).bearer_auth(METRICS_TOKEN).send().await.unwrap().text().await.unwrap();
+    let counted = scrape
+        .lines()
+        .find(|l| l.starts_with("rampart_webhook_signature_failures_total{source=\"stripe\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok());
+    assert!(counted.is_some_and(|n| n >= 6.0), "{scrape}");
     let (_, listed) = call(&app, &owner, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-sources"), None).await;
     assert_eq!(listed[0]["accepted"], 1);
     assert_eq!(listed[0]["signature_failures"], 6);

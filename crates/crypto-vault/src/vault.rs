@@ -157,7 +157,12 @@ mod tests {
         let sealed = key.seal(&at, b"AKIA secret").unwrap();
         let elsewhere = block_on(vault(&kek, &[]).key(name(tenant, 1), &wrapped)).unwrap();
         assert_eq!(elsewhere.open(&at, &sealed).unwrap().as_slice(), b"AKIA secret");
-        assert!(!wrapped.ciphertext.windows(32).any(|w| w == KeyMaterial::generate().expose()));
+        // The wrapped form never holds the data key's bytes in clear.
+        let provider = LocalKeyProvider::new(&kek, &[]).unwrap();
+        let dek = KeyMaterial::generate();
+        let id = provider.active_kek(tenant, Purpose::StorageCredentials).unwrap();
+        let sealed = block_on(provider.wrap(&id, Purpose::StorageCredentials, b"aad", &dek)).unwrap();
+        assert!(!sealed.windows(crate::KEY_LEN).any(|w| w == dek.expose()));
     }
 
     #[test]

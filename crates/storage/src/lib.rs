@@ -147,3 +147,19 @@ impl Clock for ManualClock {
         self.0.lock().map(|now| *now).unwrap_or_default()
     }
 }
+
+/// Ends `txn` by the outcome of the work done in it: commits on `Ok`, rolls back at once on
+/// `Err` and returns that error. Rolling back explicitly matters on SQLite, where a dropped
+/// transaction holds the write lock until its connection is next used.
+pub async fn settle<T, E: From<DbErr>>(txn: sea_orm::DatabaseTransaction, result: Result<T, E>) -> Result<T, E> {
+    match result {
+        Ok(value) => {
+            txn.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            txn.rollback().await?;
+            Err(err)
+        }
+    }
+}

@@ -620,16 +620,17 @@ pub struct Opened {
 
 pub async fn open_for_test(tx: &TenantTx, vault: &Vault, id: Uuid) -> Result<Opened, TenancyError> {
     tx.require_member(&Permission::CONNECTIONS_MANAGE)?;
-    let connection = get(tx, id).await?;
+    // One read: the listed columns and the sealed secret of the same row.
     let row = tx
         .conn()
         .query_one(stmt(
             tx,
-            "SELECT secret_ciphertext FROM connections WHERE tenant_id = $1 AND id = $2",
+            &format!("SELECT {COLUMNS}, secret_ciphertext FROM connections WHERE tenant_id = $1 AND id = $2"),
             vec![tx.tenant().0.into(), id.into()],
         ))
         .await?
         .ok_or(TenancyError::NotFound)?;
+    let connection = from_row(&row)?;
     let sealed: Vec<u8> = row.try_get("", "secret_ciphertext")?;
     let place = Place { tenant: tx.tenant().0, table: TABLE, column: SECRET_COLUMN, row: id };
     let plaintext = secrets::open(tx, vault, &place, &sealed).await?;

@@ -161,6 +161,12 @@ impl TenantTx {
         Ok(access)
     }
 
+    /// A statement in this transaction's SQL dialect, for crates that keep tenant tables of their
+    /// own (webhooks) and must reach them only through a `TenantTx`.
+    pub fn statement(&self, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+        Statement::from_sql_and_values(self.txn.get_database_backend(), sql, values)
+    }
+
     /// The transaction, for statements of this crate (and tests that probe the database layer).
     pub fn conn(&self) -> &DatabaseTransaction {
         &self.txn
@@ -181,21 +187,12 @@ impl TenantTx {
     /// Ends the transaction by the outcome of the work done in it: commits on `Ok`, rolls back at
     /// once on `Err` (and returns that error). Every tenant transaction ends through here.
     pub async fn settle<T>(self, result: Result<T, TenancyError>) -> Result<T, TenancyError> {
-        match result {
-            Ok(value) => {
-                self.commit().await?;
-                Ok(value)
-            }
-            Err(err) => {
-                self.rollback().await?;
-                Err(err)
-            }
-        }
+        storage::settle(self.txn, result).await
     }
 }
 
 pub(crate) fn stmt(tx: &TenantTx, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    Statement::from_sql_and_values(tx.conn().get_database_backend(), sql, values)
+    tx.statement(sql, values)
 }
 
 pub(crate) fn is_postgres(tx: &TenantTx) -> bool {

@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use crypto_vault::{DataKey, Header, KeyName, Place, Purpose, Vault, WrappedKey};
-use sea_orm::{ConnectionTrait, QueryResult};
+use sea_orm::{ConnectionTrait, QueryResult, Statement};
+use uuid::Uuid;
 
 use crate::{stmt, TenancyError, TenantTx};
 
@@ -77,18 +78,54 @@ pub async fn open(
     }
     let header = Header::parse(sealed)?;
     let name = KeyName { tenant: place.tenant, purpose: header.purpose, version: header.version };
-    let row = tx
-        .conn()
-        .query_one(stmt(
-            tx,
-            "SELECT kek_id, key_ciphertext FROM tenant_keys WHERE tenant_id = $1 AND purpose = $2 AND version = $3",
-            vec![place.tenant.into(), header.purpose.as_str().into(), version_value(header.version)],
-        ))
-        .await?
-        // Retired below the minimum version, or shredded: the value cannot be opened any more.
-        .ok_or(TenancyError::Vault(crypto_vault::VaultError::UnknownKek))?;
-    let key = vault.key(name, &wrapped(&row)?).await?;
+    // Retired below the minimum version, or shredded: the value cannot be opened any more.
+    let key =
+        stored_key(tx.conn(), vault, name).await?.ok_or(TenancyError::Vault(crypto_vault::VaultError::UnknownKek))?;
     Ok(key.open(place, sealed)?)
+}
+
+/// The data key `name`, if its row is there (read on `conn`, unwrapped or served from the
+/// vault's cache for exactly those bytes). Shared by the server and the key maintenance.
+pub(crate) async fn stored_key<C: ConnectionTrait>(
+    conn: &C,
+    vault: &Vault,
+    name: KeyName,
+) -> Result<Option<Arc<DataKey>>, TenancyError> {
+    let row = conn
+        .query_one(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT kek_id, key_ciphertext FROM tenant_keys WHERE tenant_id = $1 AND purpose = $2 AND version = $3",
+            [name.tenant.into(), name.purpose.as_str().into(), version_value(name.version)],
+        ))
+        .await?;
+    match row {
+        Some(row) => Ok(Some(vault.key(name, &wrapped(&row)?).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The tenant's newest (active) data key of `purpose`, if it has one.
+pub(crate) async fn newest_key<C: ConnectionTrait>(
+    conn: &C,
+    vault: &Vault,
+    tenant: Uuid,
+    purpose: Purpose,
+) -> Result<Option<Arc<DataKey>>, TenancyError> {
+    let row = conn
+        .query_one(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "SELECT version, kek_id, key_ciphertext FROM tenant_keys WHERE tenant_id = $1 AND purpose = $2
+              ORDER BY version DESC LIMIT 1",
+            [tenant.into(), purpose.as_str().into()],
+        ))
+        .await?;
+    match row {
+        Some(row) => {
+            let name = KeyName { tenant, purpose, version: version_of(&row)? };
+            Ok(Some(vault.key(name, &wrapped(&row)?).await?))
+        }
+        None => Ok(None),
+    }
 }
 
 /// The tenant's newest data key of `purpose`; its first one is created here.
@@ -99,17 +136,8 @@ async fn active_key(
     now: DateTime<Utc>,
 ) -> Result<Arc<DataKey>, TenancyError> {
     let tenant = tx.tenant().0;
-    let select = || {
-        stmt(
-            tx,
-            "SELECT version, kek_id, key_ciphertext FROM tenant_keys WHERE tenant_id = $1 AND purpose = $2
-              ORDER BY version DESC LIMIT 1",
-            vec![tenant.into(), purpose.as_str().into()],
-        )
-    };
-    if let Some(row) = tx.conn().query_one(select()).await? {
-        let name = KeyName { tenant, purpose, version: version_of(&row)? };
-        return Ok(vault.key(name, &wrapped(&row)?).await?);
+    if let Some(key) = newest_key(tx.conn(), vault, tenant, purpose).await? {
+        return Ok(key);
     }
     let name = KeyName { tenant, purpose, version: 1 };
     let (stored, key) = vault.create_key(name).await?;
@@ -119,22 +147,14 @@ async fn active_key(
             tx,
             "INSERT INTO tenant_keys (tenant_id, purpose, version, kek_id, key_ciphertext, created_at)
              VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (tenant_id, purpose, version) DO NOTHING",
-            vec![
-                tenant.into(),
-                purpose.as_str().into(),
-                stored.kek.clone().into(),
-                stored.ciphertext.clone().into(),
-                now.into(),
-            ],
+            vec![tenant.into(), purpose.as_str().into(), stored.kek.into(), stored.ciphertext.into(), now.into()],
         ))
         .await?;
     if inserted.rows_affected() == 1 {
         return Ok(key);
     }
     // A concurrent first seal won: use its key.
-    let row = tx.conn().query_one(select()).await?.ok_or(TenancyError::NotFound)?;
-    let name = KeyName { tenant, purpose, version: version_of(&row)? };
-    Ok(vault.key(name, &wrapped(&row)?).await?)
+    newest_key(tx.conn(), vault, tenant, purpose).await?.ok_or(TenancyError::NotFound)
 }
 
 pub(crate) fn wrapped(row: &QueryResult) -> Result<WrappedKey, TenancyError> {

@@ -138,7 +138,7 @@ pub struct Source {
 }
 
 fn stmt(tx: &TenantTx, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    Statement::from_sql_and_values(tx.conn().get_database_backend(), sql, values)
+    tx.statement(sql, values)
 }
 
 const COLUMNS: &str = "s.id, s.tenant_id, s.kind, s.name, s.settings, s.sealed_count, s.created_at,

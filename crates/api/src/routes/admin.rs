@@ -54,6 +54,17 @@ fn backend_error(err: scheduler::OutboxError) -> poem::Error {
     internal(err)
 }
 
+/// What can fail while changing an action and recording the change.
+#[derive(Debug, thiserror::Error)]
+enum AdminError {
+    #[error(transparent)]
+    Outbox(#[from] scheduler::OutboxError),
+    #[error(transparent)]
+    Db(#[from] storage::DbErr),
+    #[error("audit trail: {0}")]
+    Audit(String),
+}
+
 fn internal(err: impl std::fmt::Display) -> poem::Error {
     tracing::error!(error = %err, "outbox administration failed");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", crate::error::OPAQUE_MESSAGE).into()
@@ -70,21 +81,28 @@ async fn change(
     use storage::TransactionTrait;
     let now = state.auth.now();
     let txn = state.db.conn().begin().await.map_err(internal)?;
-    let changed = match action {
-        "outbox.retried" => scheduler::retry(&txn, id, now).await,
-        _ => scheduler::cancel(&txn, id, now).await,
+    let work = async {
+        let changed = match action {
+            "outbox.retried" => scheduler::retry(&txn, id, now).await?,
+            _ => scheduler::cancel(&txn, id, now).await?,
+        };
+        if changed {
+            let event = audit::NewEvent::new(audit::Category::Action, action, serde_json::json!({ "action_id": id }))
+                .by(Some(auth.principal().user_id))
+                .request(Some(crate::error::current_request_id()));
+            audit::append(&txn, audit::PLATFORM_CHAIN, &event, now)
+                .await
+                .map_err(|e| AdminError::Audit(e.to_string()))?;
+        }
+        Ok::<bool, AdminError>(changed)
     }
-    .map_err(backend_error)?;
-    if !changed {
-        txn.rollback().await.map_err(internal)?;
-        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", refused).into());
+    .await;
+    // Nothing changed (wrong state) rolls back like a failure would; it commits nothing either way.
+    match storage::settle(txn, work).await {
+        Ok(true) => Ok(NoContent::Done),
+        Ok(false) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", refused).into()),
+        Err(err) => Err(internal(err)),
     }
-    let event = audit::NewEvent::new(audit::Category::Action, action, serde_json::json!({ "action_id": id }))
-        .by(Some(auth.principal().user_id))
-        .request(Some(crate::error::current_request_id()));
-    audit::append(&txn, audit::PLATFORM_CHAIN, &event, now).await.map_err(internal)?;
-    txn.commit().await.map_err(internal)?;
-    Ok(NoContent::Done)
 }
 
 #[OpenApi(prefix_path = "/api/v1")]

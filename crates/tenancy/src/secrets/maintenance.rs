@@ -11,9 +11,10 @@ use chrono::{DateTime, Utc};
 use crypto_vault::{DataKey, Header, KeyName, Place, Purpose, Vault};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, TransactionTrait};
 use serde::Serialize;
+use storage::settle;
 use uuid::Uuid;
 
-use super::{version_of, version_value, wrapped, SealedColumn, SEALED_COLUMNS};
+use super::{newest_key, stored_key, version_of, version_value, wrapped, SealedColumn, SEALED_COLUMNS};
 use crate::TenancyError;
 
 /// The role the key commands run as (deploy/postgres/bootstrap-roles.sql).
@@ -219,12 +220,13 @@ async fn reencrypt_batch(
         let place = Place { tenant, table: column.table, column: column.column, row: id };
         let reencrypted = async {
             let header = Header::parse(&sealed)?;
-            let old = key(txn, vault, KeyName { tenant, purpose: header.purpose, version: header.version }).await?;
+            let name = KeyName { tenant, purpose: header.purpose, version: header.version };
+            let old = stored_key(txn, vault, name).await?.ok_or_else(missing)?;
             let plaintext = old.open(&place, &sealed)?;
             let active = match keys.get(&(tenant, header.purpose)) {
                 Some(key) => key.clone(),
                 None => {
-                    let key = active_key(txn, vault, tenant, header.purpose).await?;
+                    let key = newest_key(txn, vault, tenant, header.purpose).await?.ok_or_else(missing)?;
                     keys.insert((tenant, header.purpose), key.clone());
                     key
                 }
@@ -256,35 +258,9 @@ async fn reencrypt_batch(
     Ok((last, done))
 }
 
-async fn key(txn: &DatabaseTransaction, vault: &Vault, name: KeyName) -> Result<Arc<DataKey>, TenancyError> {
-    let row = txn
-        .query_one(statement(
-            txn,
-            "SELECT kek_id, key_ciphertext FROM tenant_keys WHERE tenant_id = $1 AND purpose = $2 AND version = $3",
-            vec![name.tenant.into(), name.purpose.as_str().into(), version_value(name.version)],
-        ))
-        .await?
-        .ok_or(TenancyError::Vault(crypto_vault::VaultError::UnknownKek))?;
-    Ok(vault.key(name, &wrapped(&row)?).await?)
-}
-
-async fn active_key(
-    txn: &DatabaseTransaction,
-    vault: &Vault,
-    tenant: Uuid,
-    purpose: Purpose,
-) -> Result<Arc<DataKey>, TenancyError> {
-    let row = txn
-        .query_one(statement(
-            txn,
-            "SELECT version, kek_id, key_ciphertext FROM tenant_keys WHERE tenant_id = $1 AND purpose = $2
-              ORDER BY version DESC LIMIT 1",
-            vec![tenant.into(), purpose.as_str().into()],
-        ))
-        .await?
-        .ok_or(TenancyError::Vault(crypto_vault::VaultError::UnknownKek))?;
-    let name = KeyName { tenant, purpose, version: version_of(&row)? };
-    Ok(vault.key(name, &wrapped(&row)?).await?)
+/// A key the value names, or the active one, must exist while its values are re-encrypted.
+fn missing() -> TenancyError {
+    TenancyError::Vault(crypto_vault::VaultError::UnknownKek)
 }
 
 /// Moves every data key to the key-encryption key now active for it; the number moved.
@@ -432,23 +408,10 @@ pub async fn shred<C: TransactionTrait>(
             .await?
             .rows_affected();
         record(&txn, "keys.shredded", serde_json::json!({ "tenant_id": tenant, "keys": done }), now).await?;
-        Ok(done)
+        Ok::<_, TenancyError>(done)
     }
     .await;
     let done = settle(txn, result).await?;
     vault.forget_tenant(tenant);
     Ok(done)
-}
-
-async fn settle<T>(txn: DatabaseTransaction, result: Result<T, TenancyError>) -> Result<T, TenancyError> {
-    match result {
-        Ok(value) => {
-            txn.commit().await?;
-            Ok(value)
-        }
-        Err(err) => {
-            txn.rollback().await?;
-            Err(err)
-        }
-    }
 }
