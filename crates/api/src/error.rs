@@ -111,6 +111,7 @@ impl From<tenancy::TenancyError> for ApiError {
             E::Forbidden(R::LastOwner) => (StatusCode::CONFLICT, "last_owner"),
             E::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             E::Rejected { code, .. } => (StatusCode::BAD_REQUEST, *code),
+            E::StateConflict { code, .. } => (StatusCode::CONFLICT, *code),
             E::Db(_) | E::Audit(_) | E::Vault(_) | E::Internal(_) => {
                 tracing::error!(error = %err, "tenant data backend failure");
                 return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", OPAQUE_MESSAGE);

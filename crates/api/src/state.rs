@@ -108,6 +108,15 @@ impl AppState {
     pub fn worker(&self, mailer: scheduler::mail::Mailer, clock: Arc<dyn storage::Clock>) -> scheduler::Worker {
         let auth = self.auth.clone();
         let db = self.db.clone();
+        let deliverer = webhooks::outbound::Deliverer::new(
+            self.db.clone(),
+            self.vault.clone(),
+            self.keyring.vault_kek.clone(),
+            webhooks::outbound::delivery_policy(&self.egress.exceptions),
+            self.egress.resolver.clone(),
+            clock.clone(),
+        )
+        .map_err(|err| err.code().to_owned());
         scheduler::Worker::new(self.db.clone(), self.keyring.vault_kek.clone(), clock)
             .with_previous_keys(self.keyring.vault_previous.clone())
             .handle(scheduler::mail::SEND_EMAIL, move |action| {
@@ -130,6 +139,15 @@ impl AppState {
                 move |_| {
                     let auth = auth.clone();
                     async move { auth.handle_purge().await.map(|_| ()).map_err(|e| e.to_string()) }
+                }
+            })
+            .handle(webhooks::outbound::DELIVER_ACTION, move |action| {
+                let deliverer = deliverer.clone();
+                async move {
+                    match deliverer {
+                        Ok(deliverer) => deliverer.deliver(action).await,
+                        Err(code) => Err(format!("webhook delivery client could not be built: {code}")),
+                    }
                 }
             })
             .handle(crate::routes::WORKSPACE_PURGE_ACTION, move |action| {

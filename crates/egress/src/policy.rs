@@ -32,6 +32,10 @@ pub struct EgressPolicy {
     /// trailing dot ignored, ASCII (punycode) names. An empty list allows no host. IP addresses
     /// do not belong here: an IP-literal host is allowed only as one of the `exceptions`.
     pub allowed_domains: Vec<String>,
+    /// Allow every host name, not only `allowed_domains` (outbound webhooks go where a workspace
+    /// says). Resolved addresses still pass the forbidden-range filter, so this opens the public
+    /// internet only; IP literals stay refused.
+    pub any_public_domain: bool,
     /// Refuse `http` (the first URL and every redirect). May be false only while `exceptions`
     /// is non-empty, that is in tests.
     pub require_https: bool,
@@ -54,11 +58,18 @@ impl EgressPolicy {
     pub fn for_domains(domains: &[&str]) -> EgressPolicy {
         EgressPolicy {
             allowed_domains: domains.iter().map(|domain| (*domain).to_owned()).collect(),
+            any_public_domain: false,
             require_https: true,
             timeout: DEFAULT_TIMEOUT,
             max_redirects: DEFAULT_MAX_REDIRECTS,
             exceptions: Vec::new(),
         }
+    }
+
+    /// An https-only policy for any host name on the public internet (every resolved address is
+    /// still filtered), for destinations a tenant chooses such as webhook endpoints.
+    pub fn public_internet() -> EgressPolicy {
+        EgressPolicy { any_public_domain: true, ..EgressPolicy::for_domains(&[]) }
     }
 
     /// Adds an exception: for tests only, see [`EgressPolicy::exceptions`].
@@ -70,6 +81,10 @@ impl EgressPolicy {
     /// True when `host` is an allowed domain or a subdomain of one.
     pub fn allows_domain(&self, host: &str) -> bool {
         let host = normalise(host);
+        if self.any_public_domain {
+            // `localhost` names loopback by definition (RFC 6761 section 6.3), whatever DNS says.
+            return !host.is_empty() && host != "localhost" && !host.ends_with(".localhost");
+        }
         !host.is_empty()
             && self.allowed_domains.iter().any(|allowed| {
                 let allowed = normalise(allowed);
@@ -205,6 +220,25 @@ mod tests {
         for (host, allowed) in table {
             assert_eq!(policy.allows_domain(host), allowed, "{host}");
         }
+    }
+
+    #[test]
+    fn the_public_internet_policy_allows_host_names_but_not_localhost_ip_literals_or_http() {
+        let policy = EgressPolicy::public_internet();
+        for host in ["example.com", "hooks.customer.io", "Example.COM."] {
+            assert!(policy.allows_domain(host), "{host}");
+        }
+        for host in ["localhost", "LOCALHOST.", "api.localhost", ""] {
+            assert!(!policy.allows_domain(host), "{host}");
+        }
+        assert!(policy.check_url(&url("https://example.com/hook")).is_ok());
+        assert_eq!(policy.check_url(&url("http://example.com/hook")).unwrap_err().code(), "egress_scheme_not_allowed");
+        assert_eq!(policy.check_url(&url("https://8.8.8.8/hook")).unwrap_err().code(), "egress_domain_not_allowed");
+        assert_eq!(policy.check_url(&url("https://10.0.0.1/hook")).unwrap_err().code(), "egress_forbidden_address");
+        assert_eq!(
+            policy.check_url(&url("https://user:pw@example.com/hook")).unwrap_err().code(),
+            "egress_userinfo_not_allowed"
+        );
     }
 
     #[test]

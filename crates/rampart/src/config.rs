@@ -159,7 +159,36 @@ pub struct Config {
     pub auth: AuthConfig,
     pub mail: MailConfig,
     pub audit: AuditConfig,
+    pub outbox: OutboxConfig,
+    pub egress: EgressConfig,
     pub log: LogConfig,
+}
+
+/// The outbox workers (in `rampart serve` and in each `rampart worker`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Seconds a claimed action stays with its worker before another may take it over; at least
+    /// 20 (longer than a webhook delivery's 15 s deadline).
+    pub lease_secs: i64,
+    /// Milliseconds between passes over due actions.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig { lease_secs: scheduler::LEASE.num_seconds(), poll_interval_ms: 1000 }
+    }
+}
+
+/// Outbound requests (connection tests, webhook deliveries).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// Exact loopback addresses (`127.0.0.1:port`) let through the private-address refusal, and
+    /// with them plain http: only with `env = "test"`, for a test's local receiver; refused in
+    /// any other environment.
+    pub test_exceptions: Vec<std::net::SocketAddr>,
 }
 
 impl Default for Config {
@@ -175,6 +204,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             mail: MailConfig::default(),
             audit: AuditConfig::default(),
+            outbox: OutboxConfig::default(),
+            egress: EgressConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -206,6 +237,21 @@ impl Config {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let prod = self.env == Environment::Production;
+        if !self.egress.test_exceptions.is_empty() && self.env != Environment::Test {
+            problems.push("egress.test_exceptions is for tests only (env = \"test\"): remove it".into());
+        }
+        if self.egress.test_exceptions.iter().any(|a| !a.ip().is_loopback() || a.port() == 0) {
+            problems.push("egress.test_exceptions must be loopback addresses with their exact port".into());
+        }
+        if self.outbox.lease_secs < scheduler::MIN_LEASE.num_seconds() {
+            problems.push(format!(
+                "outbox.lease_secs must be at least {} (longer than a webhook delivery's deadline)",
+                scheduler::MIN_LEASE.num_seconds()
+            ));
+        }
+        if self.outbox.poll_interval_ms == 0 {
+            problems.push("outbox.poll_interval_ms must be at least 1".into());
+        }
 
         match &self.database.url {
             Some(url) => match storage::Backend::from_url(url.expose_secret()) {

@@ -1,5 +1,5 @@
 //! `rampart`: the server binary. Parses the command line, loads and validates configuration, and
-//! runs `serve`, `migrate`, `openapi`, `audit` or `pii scan`.
+//! runs `serve`, `worker`, `migrate`, `openapi`, `keys`, `audit`, `outbox` or `pii scan`.
 
 mod audit_cli;
 mod config;
@@ -37,6 +37,9 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Run outbox workers only (no HTTP): durable side effects such as mail and webhook
+    /// deliveries, shared with every other worker and server through the database.
+    Worker,
     /// Apply pending schema migrations (PostgreSQL: as the owner role from `database.migrate_url`).
     Migrate,
     /// Exit 0 when the local server answers `GET /healthz` with 200 (for container health checks;
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { .. } => serve(cfg).await,
+            Command::Worker => worker(cfg).await,
             Command::Migrate => migrate(cfg).await,
             Command::Healthcheck => healthcheck(&cfg).await,
             Command::Audit { command } => audit_cli::run(&cfg, command).await,
@@ -197,8 +201,10 @@ async fn migrate(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
-    ensure_data_dir(&cfg)?;
+/// The state `serve` and `worker` share: database (migrated on SQLite, checked on PostgreSQL),
+/// Redis, keys, mail and every service, exactly as the server runs them.
+async fn assemble(cfg: &Config) -> anyhow::Result<(api::AppState, scheduler::mail::Mailer, Arc<dyn storage::Clock>)> {
+    ensure_data_dir(cfg)?;
     let keys = keys::resolve(&cfg.secrets, &cfg.data_dir)?;
     let db = storage::Db::connect(&cfg.database_url(), cfg.database.max_connections)
         .await
@@ -235,14 +241,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!("security_txt.contact is not set; publishing a localhost placeholder");
     }
     let security_txt = api::render_security_txt(&security_txt_cfg, &canonical, expires);
-
-    let tls = match &cfg.http.tls {
-        Some(files) => Some(api::server::TlsPem {
-            cert: std::fs::read(&files.cert_path).with_context(|| format!("reading {}", files.cert_path.display()))?,
-            key: std::fs::read(&files.key_path).with_context(|| format!("reading {}", files.key_path.display()))?,
-        }),
-        None => None,
-    };
     let mailer = match &cfg.mail.smtp_url {
         Some(url) => scheduler::mail::Mailer::smtp(url.expose_secret(), &cfg.mail.from)?,
         None => {
@@ -276,13 +274,37 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         security_txt,
         auth_attempts_per_minute: cfg.auth.attempts_per_minute,
         vault: keys.vault,
-        egress: api::Egress::default(),
+        egress: api::Egress { exceptions: cfg.egress.test_exceptions.clone(), ..api::Egress::default() },
     })?;
-
     state.auth.schedule_purge().await.context("scheduling the purge job")?;
+    Ok((state, mailer, clock))
+}
+
+/// The outbox worker of this configuration.
+fn outbox_worker(
+    cfg: &Config,
+    state: &api::AppState,
+    mailer: scheduler::mail::Mailer,
+    clock: Arc<dyn storage::Clock>,
+) -> scheduler::Worker {
+    state.worker(mailer, clock).with_lease(chrono::Duration::seconds(cfg.outbox.lease_secs))
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let (state, mailer, clock) = assemble(&cfg).await?;
+    let tls = match &cfg.http.tls {
+        Some(files) => Some(api::server::TlsPem {
+            cert: std::fs::read(&files.cert_path).with_context(|| format!("reading {}", files.cert_path.display()))?,
+            key: std::fs::read(&files.key_path).with_context(|| format!("reading {}", files.key_path.display()))?,
+        }),
+        None => None,
+    };
     let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
-    let worker = state.worker(mailer, clock);
-    let worker_task = tokio::spawn(worker.run(std::time::Duration::from_secs(1), worker_stop));
+    let worker = outbox_worker(&cfg, &state, mailer, clock);
+    // The outbox loop is the one task spawned here: it only claims rows, so whatever it was doing
+    // when the process stops is taken over by another worker once the lease passes.
+    let worker_task =
+        tokio::spawn(worker.run(std::time::Duration::from_millis(cfg.outbox.poll_interval_ms), worker_stop));
 
     let mut http = cfg.http.clone();
     http.test_mode = cfg.env == Environment::Test;
@@ -295,6 +317,28 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let _ = stop_worker.send(true);
     let _ = worker_task.await;
     tracing::info!("rampart stopped");
+    Ok(())
+}
+
+/// A worker process: the outbox loop alone, until SIGTERM or Ctrl-C, after which the pass under
+/// way finishes. Run as many as needed beside the servers; they share the work through the
+/// claims in the database.
+async fn worker(cfg: Config) -> anyhow::Result<()> {
+    let (state, mailer, clock) = assemble(&cfg).await?;
+    let worker = outbox_worker(&cfg, &state, mailer, clock);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tracing::info!(lease_secs = cfg.outbox.lease_secs, "rampart worker running");
+    let interval = std::time::Duration::from_millis(cfg.outbox.poll_interval_ms);
+    let run = worker.run(interval, stopped);
+    tokio::pin!(run);
+    tokio::select! {
+        () = &mut run => {}
+        () = shutdown_signal() => {
+            let _ = stop.send(true);
+            run.await;
+        }
+    }
+    tracing::info!("rampart worker stopped");
     Ok(())
 }
 

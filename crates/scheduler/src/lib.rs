@@ -28,8 +28,11 @@ pub enum OutboxError {
     Json(#[from] serde_json::Error),
 }
 
-/// How long a claim lasts before another worker may take the action over.
+/// How long a claim lasts before another worker may take the action over (the default).
 pub const LEASE: Duration = Duration::seconds(60);
+/// The shortest lease a worker accepts: longer than the slowest handler's own deadline (a webhook
+/// delivery's 15 s), so a live worker is not overtaken while its handler still runs.
+pub const MIN_LEASE: Duration = Duration::seconds(20);
 /// Attempts before an action is declared dead.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
 
@@ -212,6 +215,7 @@ pub struct Worker {
     clock: Arc<dyn storage::Clock>,
     handlers: HashMap<String, HandlerFn>,
     batch: u64,
+    lease: Duration,
 }
 
 impl std::fmt::Debug for Worker {
@@ -230,7 +234,14 @@ pub struct PassReport {
 
 impl Worker {
     pub fn new(db: storage::Db, key: KeyMaterial, clock: Arc<dyn storage::Clock>) -> Worker {
-        Worker { db, key, previous_keys: Vec::new(), clock, handlers: HashMap::new(), batch: 32 }
+        Worker { db, key, previous_keys: Vec::new(), clock, handlers: HashMap::new(), batch: 32, lease: LEASE }
+    }
+
+    /// How long this worker's claims last (at least [`MIN_LEASE`]; shorter values are raised to
+    /// it). A crashed worker's actions are taken over once it has passed.
+    pub fn with_lease(mut self, lease: Duration) -> Worker {
+        self.lease = lease.max(MIN_LEASE);
+        self
     }
 
     /// Keys that sealed payloads before the current one (`secrets.vault_previous_keys`): actions
@@ -319,7 +330,7 @@ impl Worker {
             .query_all(Statement::from_sql_and_values(
                 backend,
                 &sql,
-                [now.into(), (now + LEASE).into(), self.batch.into()],
+                [now.into(), (now + self.lease).into(), self.batch.into()],
             ))
             .await?;
         let mut out = Vec::with_capacity(rows.len());

@@ -53,6 +53,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 6, "vault"),
     migration!("postgres", 7, "activity_windows"),
     migration!("postgres", 8, "webhooks"),
+    migration!("postgres", 9, "outbound_webhooks"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
@@ -65,6 +66,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     migration!("sqlite", 6, "vault"),
     migration!("sqlite", 7, "activity_windows"),
     migration!("sqlite", 8, "webhooks"),
+    migration!("sqlite", 9, "outbound_webhooks"),
 ];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {

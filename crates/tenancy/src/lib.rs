@@ -52,6 +52,10 @@ pub enum TenancyError {
     /// Input refused with its own stable code (for example `write_scope_not_enabled`).
     #[error("{message}")]
     Rejected { code: &'static str, message: &'static str },
+    /// The resource is in a state that forbids this, with its own stable code (for example
+    /// `endpoint_disabled`); answered 409.
+    #[error("{message}")]
+    StateConflict { code: &'static str, message: &'static str },
     /// A sealed value or data key did not open, or no key-encryption key is configured for it.
     #[error("vault: {0}")]
     Vault(#[from] crypto_vault::VaultError),

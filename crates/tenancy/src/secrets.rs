@@ -46,6 +46,13 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         version_column: "ciphertext_version",
         purpose_sql: |_| "'integration_tokens'".to_owned(),
     },
+    // Outbound webhook endpoints' Standard Webhooks secrets (sealed by `webhooks::outbound`).
+    SealedColumn {
+        table: "webhook_endpoints",
+        column: "secrets_ciphertext",
+        version_column: "ciphertext_version",
+        purpose_sql: |_| "'integration_tokens'".to_owned(),
+    },
 ];
 
 /// Seals `plaintext` for `place` (which must be in the transaction's tenant) with the tenant's

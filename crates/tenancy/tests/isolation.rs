@@ -502,6 +502,10 @@ async fn on_postgres_every_table_with_tenant_data_forces_rls_with_a_policy_per_c
             "projects",
             "roles",
             "tenant_keys",
+            "webhook_attempts",
+            "webhook_deliveries",
+            "webhook_endpoint_health",
+            "webhook_endpoints",
             "webhook_inbox",
             "webhook_source_stats",
             "webhook_sources",
@@ -550,6 +554,41 @@ async fn on_postgres_unfiltered_sql_under_a_context_reaches_no_row_of_b_in_any_t
         scopes: None,
     };
     tenancy::connections::create(&tx, &vault, new, now()).await.unwrap();
+    // The webhook tables, in the shapes the webhooks crate writes (it depends on this crate, so
+    // its rows are written here directly, as B's owner, through the same policies).
+    let (source, endpoint, delivery) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let b = || sea_orm::Value::from(w.b.0);
+    let at = || sea_orm::Value::from(now());
+    for (sql, values) in [
+        (
+            "INSERT INTO webhook_sources (id, tenant_id, kind, name, settings, created_by, created_at, updated_at)
+             VALUES ($1, $2, 'stripe', 'src', '{}', $3, $4, $4)",
+            vec![source.into(), b(), w.bob.0.into(), at()],
+        ),
+        (
+            "INSERT INTO webhook_inbox (tenant_id, source_id, event_id, body_sha256, received_at) VALUES ($1, $2, 'evt', 'h', $3)",
+            vec![b(), source.into(), at()],
+        ),
+        ("INSERT INTO webhook_source_stats (source_id, tenant_id) VALUES ($1, $2)", vec![source.into(), b()]),
+        (
+            "INSERT INTO webhook_endpoints (id, tenant_id, url, description, event_types, secrets_ciphertext, ciphertext_version, created_by, created_at, updated_at)
+             VALUES ($1, $2, 'https://hooks.example.com/', '', '[\"*\"]', $3, 1, $4, $5, $5)",
+            vec![endpoint.into(), b(), vec![0u8; 16].into(), w.bob.0.into(), at()],
+        ),
+        ("INSERT INTO webhook_endpoint_health (endpoint_id, tenant_id) VALUES ($1, $2)", vec![endpoint.into(), b()]),
+        (
+            "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_type, payload, status, created_at)
+             VALUES ($1, $2, $3, 'webhook.test', '{}', 'pending', $4)",
+            vec![delivery.into(), b(), endpoint.into(), at()],
+        ),
+        (
+            "INSERT INTO webhook_attempts (id, tenant_id, delivery_id, attempt, cause, started_at, duration_ms, outcome)
+             VALUES ($1, $2, $3, 1, 'scheduled', $4, 1, 'ok')",
+            vec![uuid::Uuid::new_v4().into(), b(), delivery.into(), at()],
+        ),
+    ] {
+        assert_eq!(exec(&tx, sql, values).await.unwrap(), 1, "{sql}");
+    }
     tx.commit().await.unwrap();
     let refusal = tenancy::authz::Refusal {
         endpoint: "GET /x",
@@ -570,6 +609,13 @@ async fn on_postgres_unfiltered_sql_under_a_context_reaches_no_row_of_b_in_any_t
         "projects",
         "roles",
         "tenant_keys",
+        "webhook_attempts",
+        "webhook_deliveries",
+        "webhook_endpoint_health",
+        "webhook_endpoints",
+        "webhook_inbox",
+        "webhook_source_stats",
+        "webhook_sources",
         "workspace_grants",
         "workspaces",
     ];
@@ -596,6 +642,22 @@ async fn on_postgres_unfiltered_sql_under_a_context_reaches_no_row_of_b_in_any_t
         assert_eq!(exec(&tx, &sql, vec![w.b.0.into()]).await.unwrap(), 0, "{table}: no update reaches B");
         if table != "workspace_grants" {
             // Grants are never deleted (the runtime role has no DELETE on them); revocation is recorded.
+            let sql = format!("DELETE FROM {table} WHERE tenant_id = $1");
+            assert_eq!(exec(&tx, &sql, vec![w.b.0.into()]).await.unwrap(), 0, "{table}: no delete reaches B");
+        }
+    }
+    // The webhook tables the runtime role may change at all (the inbox and attempts are
+    // insert-only; health, statistics and deliveries are never deleted but by cascade).
+    for (table, delete) in [
+        ("webhook_sources", true),
+        ("webhook_endpoints", true),
+        ("webhook_source_stats", false),
+        ("webhook_endpoint_health", false),
+        ("webhook_deliveries", false),
+    ] {
+        let sql = format!("UPDATE {table} SET tenant_id = tenant_id WHERE tenant_id = $1");
+        assert_eq!(exec(&tx, &sql, vec![w.b.0.into()]).await.unwrap(), 0, "{table}: no update reaches B");
+        if delete {
             let sql = format!("DELETE FROM {table} WHERE tenant_id = $1");
             assert_eq!(exec(&tx, &sql, vec![w.b.0.into()]).await.unwrap(), 0, "{table}: no delete reaches B");
         }

@@ -13,6 +13,8 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Sta
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
+pub mod receiver;
+
 pub use api;
 pub use auth;
 pub use storage;

@@ -1,5 +1,6 @@
 //! Inbound webhook verification (Stripe, Standard Webhooks, Twilio, generic HMAC) and signed
-//! outbound delivery; [`inbound`] holds a workspace's sources and the persistent inbox.
+//! outbound delivery; [`inbound`] holds a workspace's sources and the persistent inbox,
+//! [`outbound`] its endpoints, deliveries and the outbox handler that sends them.
 //!
 //! The scheme modules are pure: every function takes the raw body bytes, the header values and,
 //! where the scheme carries a timestamp, `now` as an argument. Nothing here reads a clock, the
@@ -19,6 +20,7 @@ mod error;
 pub mod generic;
 pub mod inbound;
 mod mac;
+pub mod outbound;
 pub mod standard;
 pub mod stripe;
 pub mod twilio;

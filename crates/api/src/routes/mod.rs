@@ -8,6 +8,7 @@ mod health;
 mod pii;
 mod projects;
 mod scope;
+mod webhook_endpoints;
 mod webhooks;
 mod well_known;
 mod workspaces;
@@ -56,7 +57,7 @@ pub(crate) enum ApiTags {
     Connections,
     /// Personal data and secrets: find and redact.
     Pii,
-    /// Inbound webhooks: deliveries and sources.
+    /// Webhooks: inbound deliveries and their sources; outbound endpoints, deliveries and attempts.
     Webhooks,
     /// Platform administration (platform level Admin or above).
     Admin,
@@ -88,6 +89,7 @@ type Apis = (
     connections::ConnectionsApi,
     pii::PiiApi,
     webhooks::WebhooksApi,
+    webhook_endpoints::WebhookEndpointsApi,
     admin::AdminApi,
 );
 
@@ -103,6 +105,7 @@ fn service() -> OpenApiService<Apis, ()> {
             connections::ConnectionsApi,
             pii::PiiApi,
             webhooks::WebhooksApi,
+            webhook_endpoints::WebhookEndpointsApi,
             admin::AdminApi,
         ),
         "Rampart API",

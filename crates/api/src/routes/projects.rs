@@ -217,6 +217,7 @@ impl ProjectsApi {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         let tx = scope.begin().await?;
         let result = projects::create(&tx, &body.name, &body.description, scope.now()).await;
+        let result = emitted(&tx, &state, "project.created", result, scope.now()).await;
         Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
     }
 
@@ -261,6 +262,7 @@ impl ProjectsApi {
         let tx = scope.begin().await?;
         let result =
             projects::update(&tx, project_id.0, body.name.as_deref(), body.description.as_deref(), scope.now()).await;
+        let result = emitted(&tx, &state, "project.updated", result, scope.now()).await;
         Ok(Json(scope.finish(tx, result).await?.into()))
     }
 
@@ -281,7 +283,18 @@ impl ProjectsApi {
     ) -> poem::Result<NoContent> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         let tx = scope.begin().await?;
-        let result = projects::delete(&tx, project_id.0).await;
+        let result = match projects::delete(&tx, project_id.0).await {
+            Ok(()) => webhooks::outbound::emit(
+                &tx,
+                &state.keyring.vault_kek,
+                "project.deleted",
+                &serde_json::json!({ "id": project_id.0, "workspace_id": workspace_id.0 }),
+                scope.now(),
+            )
+            .await
+            .map(|_| ()),
+            Err(err) => Err(err),
+        };
         scope.finish(tx, result).await?;
         Ok(NoContent::Done)
     }
@@ -438,4 +451,25 @@ impl ProjectsApi {
         scope.finish(tx, result).await?;
         Ok(NoContent::Done)
     }
+}
+
+/// Emits the project event `event_type` to the workspace's subscribed webhook endpoints, in the
+/// request's transaction, when the change succeeded.
+async fn emitted(
+    tx: &tenancy::TenantTx,
+    state: &AppState,
+    event_type: &str,
+    result: Result<projects::Project, tenancy::TenancyError>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<projects::Project, tenancy::TenancyError> {
+    let project = result?;
+    let data = serde_json::json!({
+        "id": project.id,
+        "workspace_id": project.tenant.0,
+        "name": project.name,
+        "description": project.description,
+        "updated_at": project.updated_at,
+    });
+    webhooks::outbound::emit(tx, &state.keyring.vault_kek, event_type, &data, now).await?;
+    Ok(project)
 }
