@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod deps;
 pub mod metadata;
 pub mod sbom;
+pub mod spawns;
 
 use std::{
     fmt,
@@ -147,6 +148,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         ("dependencies", deps::gate(root, opts).unwrap_or_else(|e| Outcome::failed(&e, "dependencies"))),
         ("api", api::gate(root).unwrap_or_else(|e| Outcome::failed(&e, "openapi/openapi.json"))),
         ("architecture", arch::gate(root).unwrap_or_else(|e| Outcome::failed(&e, "cargo metadata"))),
+        ("background work", spawns::gate(root).unwrap_or_else(|e| Outcome::failed(&e, spawns::LIST))),
         ("sbom", sbom::gate(root, &opts.sbom).unwrap_or_else(|e| Outcome::failed(&e, "SBOM"))),
     ];
     let mut total = 0;
