@@ -41,6 +41,9 @@ pub const SECRET_OVERLAP_SECS: i64 = 24 * 3600;
 /// Deadline of one delivery request (Standard Webhooks recommends 15–30 s).
 pub const REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(15);
 
+/// Secrets an endpoint signs with at most (the current one and those still overlapping).
+pub const MAX_SIGNING_SECRETS: usize = 3;
+
 /// Endpoints a workspace may register.
 pub const MAX_ENDPOINTS: i64 = 20;
 
@@ -513,6 +516,8 @@ pub async fn rotate_secret(
     }
     let secret = standard::Secret::generate(&mut rand::rngs::OsRng).to_whsec();
     list.insert(0, StoredSecret { secret: secret.expose_secret().to_owned(), expires_at: None });
+    // Rotating again and again within the overlap keeps only the newest few signing.
+    list.truncate(MAX_SIGNING_SECRETS);
     let (sealed, version) = seal_secrets(tx, vault, id, &list, now).await?;
     tx.conn()
         .execute(tx.statement(
