@@ -246,6 +246,96 @@ pub(crate) async fn client_rate_limit<E: Endpoint>(
     ep.call(req).await.map(IntoResponse::into_response)
 }
 
+/// Header carrying an API key (`rk_live_…`).
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// A key's caps as counted for this request, for the response headers.
+#[derive(Debug, Clone, Copy)]
+struct Quota {
+    minute: auth::store::RateDecision,
+    month: auth::store::RateDecision,
+}
+
+impl Quota {
+    /// `X-RateLimit-*` headers for both windows, and `Retry-After` on the one exhausted (the
+    /// fields of draft-ietf-httpapi-ratelimit-headers, as the common `X-` names).
+    fn headers(&self, headers: &mut poem::http::HeaderMap) {
+        let pairs = [
+            ("x-ratelimit-limit-minute", self.minute.limit),
+            ("x-ratelimit-remaining-minute", self.minute.remaining),
+            ("x-ratelimit-reset-minute", self.minute.retry_after_secs),
+            ("x-ratelimit-limit-month", self.month.limit),
+            ("x-ratelimit-remaining-month", self.month.remaining),
+            ("x-ratelimit-reset-month", self.month.retry_after_secs),
+        ];
+        for (name, value) in pairs {
+            headers.insert(name, value.into());
+        }
+    }
+}
+
+/// Authenticates an `X-Api-Key` once per request and counts it against the key's caps per minute
+/// and per calendar month (in Redis when configured, so every replica counts together): over
+/// either cap is 429 `api_key_quota_exceeded`; an unknown, revoked or expired key is 401. Every
+/// answer to a key carries the remaining quota. The key's grant is left in the request for
+/// [`crate::principal::ApiKeyAuth`]; a request without the header passes untouched.
+pub(crate) async fn api_keys<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem::Result<Response> {
+    let Some(presented) = req.header(API_KEY_HEADER).map(str::to_owned) else {
+        return ep.call(req).await.map(IntoResponse::into_response);
+    };
+    let Some(state) = req.data::<crate::AppState>().cloned() else {
+        return Err(ApiError::new(poem::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "state missing").into());
+    };
+    let grant = state.auth.authenticate_api_key(&presented).await.map_err(|err| match err {
+        auth::AuthError::Unauthenticated => ApiError::new(
+            poem::http::StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "The API key is unknown, revoked or expired.",
+        ),
+        other => ApiError::from(other),
+    })?;
+    let now = state.auth.now();
+    let kv = state.auth.kv();
+    let month_end = {
+        use chrono::Datelike as _;
+        let first = now.date_naive().with_day(1).unwrap_or(now.date_naive());
+        let next = first.checked_add_months(chrono::Months::new(1)).unwrap_or(first);
+        next.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or(now)
+    };
+    let month_key = format!("apikey:{}:month:{}", grant.key_id, now.format("%Y-%m"));
+    let until_month_end = (month_end - now).to_std().unwrap_or(Duration::from_secs(1)).max(Duration::from_secs(1));
+    let counted = async {
+        let minute = kv
+            .hit(&format!("apikey:{}:minute", grant.key_id), u64::from(grant.per_minute), Duration::from_secs(60))
+            .await?;
+        let month = kv.hit(&month_key, grant.per_month, until_month_end).await?;
+        Ok::<_, auth::AuthError>(Quota { minute, month })
+    };
+    // Caps fail closed: without the store nothing is counted, so nothing is let through.
+    let quota = counted.await.map_err(ApiError::from)?;
+    if !quota.minute.allowed || !quota.month.allowed {
+        let wait = if quota.minute.allowed { quota.month.retry_after_secs } else { quota.minute.retry_after_secs };
+        let mut resp = poem::error::ResponseError::as_response(&ApiError::new(
+            poem::http::StatusCode::TOO_MANY_REQUESTS,
+            "api_key_quota_exceeded",
+            format!(
+                "This API key used its requests for this {}; retry in {wait} s.",
+                if quota.minute.allowed { "month" } else { "minute" }
+            ),
+        ));
+        resp.headers_mut().insert(poem::http::header::RETRY_AFTER, wait.into());
+        quota.headers(resp.headers_mut());
+        return Ok(resp);
+    }
+    req.extensions_mut().insert(grant);
+    let mut resp = match ep.call(req).await {
+        Ok(r) => r.into_response(),
+        Err(err) => err.into_response(),
+    };
+    quota.headers(resp.headers_mut());
+    Ok(resp)
+}
+
 /// Refuses state-changing requests that a browser marks as cross-site (`Sec-Fetch-Site`, W3C
 /// Fetch Metadata; OWASP CSRF Prevention Cheat Sheet), unless their `Origin` is on the CORS
 /// allow-list. This covers what the session CSRF token cannot: requests made before a session

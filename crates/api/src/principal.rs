@@ -27,6 +27,8 @@ pub struct Principal {
     pub session_id: uuid::Uuid,
     /// Present for cookie sessions: the stored hash, to end this very session.
     pub session: Option<auth::SessionPrincipal>,
+    /// Present for API keys: the one workspace and the scopes the key acts within.
+    pub api_key: Option<auth::api_keys::KeyGrant>,
 }
 
 /// Browser sessions: the session cookie.
@@ -51,6 +53,30 @@ impl Auth {
     pub fn principal(&self) -> &Principal {
         match self {
             Auth::Bearer(BearerAuth(p)) | Auth::Cookie(CookieAuth(p)) => p,
+        }
+    }
+}
+
+/// Programs acting in one workspace: an API key (`rk_live_…`) in the `X-Api-Key` header. Its
+/// requests are limited to the key's scopes, its creator's role and its caps.
+#[derive(Debug, SecurityScheme)]
+#[oai(ty = "api_key", key_name = "X-Api-Key", key_in = "header", checker = "check_api_key")]
+pub struct ApiKeyAuth(pub Principal);
+
+/// The credentials of workspace routes: a user's (bearer or cookie) or an API key's.
+#[derive(Debug, SecurityScheme)]
+pub enum WorkspaceAuth {
+    Bearer(BearerAuth),
+    Cookie(CookieAuth),
+    ApiKey(ApiKeyAuth),
+}
+
+impl WorkspaceAuth {
+    pub fn principal(&self) -> &Principal {
+        match self {
+            WorkspaceAuth::Bearer(BearerAuth(p))
+            | WorkspaceAuth::Cookie(CookieAuth(p))
+            | WorkspaceAuth::ApiKey(ApiKeyAuth(p)) => p,
         }
     }
 }
@@ -83,6 +109,7 @@ async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Principal> {
         user: session.user.clone(),
         session_id: session.session.id,
         session: Some(session),
+        api_key: None,
     })
 }
 
@@ -91,5 +118,14 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
     let claims = state.auth.access_tokens().verify_access(&bearer.token).map_err(|_| unauthenticated())?;
     // Suspension and deletion take effect on the very next request, not at token expiry.
     let user = state.auth.me(claims.sub).await.map_err(|_| unauthenticated())?;
-    Ok(Principal { user_id: claims.sub, user, session_id: claims.sid, session: None })
+    Ok(Principal { user_id: claims.sub, user, session_id: claims.sid, session: None, api_key: None })
+}
+
+/// The key was authenticated and counted by [`crate::middleware::api_keys`]; this turns its grant
+/// into a principal acting as the key's creator (whose suspension ends the key at once).
+async fn check_api_key(req: &Request, _key: ApiKey) -> poem::Result<Principal> {
+    let state = state(req)?;
+    let grant = req.extensions().get::<auth::api_keys::KeyGrant>().cloned().ok_or_else(unauthenticated)?;
+    let user = state.auth.me(grant.user).await.map_err(|_| unauthenticated())?;
+    Ok(Principal { user_id: grant.user, user, session_id: grant.key_id, session: None, api_key: Some(grant) })
 }

@@ -181,6 +181,12 @@ impl AuthService {
         self.clock.now()
     }
 
+    /// The live API key `presented` names, or [`AuthError::Unauthenticated`] (unknown, malformed,
+    /// revoked, expired, or its workspace deleted: all alike).
+    pub async fn authenticate_api_key(&self, presented: &str) -> Result<crate::api_keys::KeyGrant, AuthError> {
+        crate::api_keys::authenticate(&self.db, &self.tokens, presented, self.now()).await
+    }
+
     async fn record_event<C: ConnectionTrait>(
         &self,
         conn: &C,

@@ -32,6 +32,24 @@ pub struct Role {
 }
 
 impl Role {
+    /// This role narrowed to `scopes` (an API key's): a permission survives when the role grants
+    /// it and some scope covers it, so the result never exceeds either. The level stays (it ranks
+    /// the holder for role changes, which a narrowed role can only do with the permissions left).
+    pub fn restricted(&self, scopes: &[Permission]) -> Role {
+        let mut permissions = BTreeSet::new();
+        for scope in scopes {
+            if self.has(scope) {
+                permissions.insert(scope.clone());
+            }
+            for held in &self.permissions {
+                if scope.covers(held) {
+                    permissions.insert(held.clone());
+                }
+            }
+        }
+        Role { name: format!("{} (API key)", self.name), level: self.level, permissions, builtin: false }
+    }
+
     /// A custom (not built-in) role. It grants nothing until it passes
     /// [`crate::can_create_custom_role`] and is stored by the caller.
     pub fn custom(name: impl Into<String>, level: u8, permissions: impl IntoIterator<Item = Permission>) -> Role {
@@ -151,6 +169,19 @@ mod tests {
         "grants.manage",
         "activity.read_own",
     ];
+
+    #[test]
+    fn a_role_narrowed_to_scopes_keeps_only_what_both_allow() {
+        let member = builtin_role(MEMBER_ROLE).unwrap();
+        let narrowed = member.restricted(&[Permission::PROJECTS_ALL, Permission::AUDIT_READ]);
+        assert!(narrowed.has(&Permission::PROJECTS_READ) && narrowed.has(&Permission::PROJECTS_CREATE));
+        assert!(!narrowed.has(&Permission::PROJECTS_DELETE), "the role never had it");
+        assert!(!narrowed.has(&Permission::AUDIT_READ), "the role never had it");
+        assert!(!narrowed.has(&Permission::ACTIVITY_READ_OWN), "no scope covers it");
+        let read_only = builtin_role(OWNER_ROLE).unwrap().restricted(&[Permission::PROJECTS_READ]);
+        assert_eq!(permission_names(&read_only), ["projects.read"]);
+        assert!(member.restricted(&[]).permissions.is_empty());
+    }
 
     #[test]
     fn the_built_in_roles_are_owner_admin_manager_member_and_support_agent_by_level() {

@@ -54,6 +54,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 7, "activity_windows"),
     migration!("postgres", 8, "webhooks"),
     migration!("postgres", 9, "outbound_webhooks"),
+    migration!("postgres", 10, "api_keys"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
@@ -67,6 +68,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     migration!("sqlite", 7, "activity_windows"),
     migration!("sqlite", 8, "webhooks"),
     migration!("sqlite", 9, "outbound_webhooks"),
+    migration!("sqlite", 10, "api_keys"),
 ];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {

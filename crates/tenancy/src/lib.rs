@@ -133,6 +133,14 @@ impl TenantTx {
         self.user
     }
 
+    /// Narrows the principal's access to `scopes` for the rest of this transaction (an API key
+    /// acting for its creator): nothing the role does not grant, nothing the scopes do not cover.
+    pub fn restrict(&mut self, scopes: &[rbac::Permission]) {
+        if let Some(access) = &mut self.access {
+            access.role = access.role.restricted(scopes);
+        }
+    }
+
     /// How the principal may act here; `None` for a principal with neither membership nor grant.
     pub fn access(&self) -> Option<&Access> {
         self.access.as_ref()

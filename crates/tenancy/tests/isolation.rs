@@ -494,6 +494,7 @@ async fn on_postgres_every_table_with_tenant_data_forces_rls_with_a_policy_per_c
         [
             "activity",
             "activity_windows",
+            "api_keys",
             "audit_events",
             "audit_heads",
             "connections",
@@ -582,6 +583,11 @@ async fn on_postgres_unfiltered_sql_under_a_context_reaches_no_row_of_b_in_any_t
             vec![delivery.into(), b(), endpoint.into(), at()],
         ),
         (
+            "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes, per_minute, per_month, created_by, created_at)
+             VALUES ($1, $2, 'ci', 'rk_live_00000000', $3, '[\"projects.read\"]', 60, 1000, $4, $5)",
+            vec![uuid::Uuid::new_v4().into(), b(), format!("hash-{}", uuid::Uuid::new_v4()).into(), w.bob.0.into(), at()],
+        ),
+        (
             "INSERT INTO webhook_attempts (id, tenant_id, delivery_id, attempt, cause, started_at, duration_ms, outcome)
              VALUES ($1, $2, $3, 1, 'scheduled', $4, 1, 'ok')",
             vec![uuid::Uuid::new_v4().into(), b(), delivery.into(), at()],
@@ -602,6 +608,7 @@ async fn on_postgres_unfiltered_sql_under_a_context_reaches_no_row_of_b_in_any_t
     let tables = [
         "activity",
         "activity_windows",
+        "api_keys",
         "audit_events",
         "connections",
         "invitations",
@@ -649,13 +656,16 @@ async fn on_postgres_unfiltered_sql_under_a_context_reaches_no_row_of_b_in_any_t
     // The webhook tables the runtime role may change at all (the inbox and attempts are
     // insert-only; health, statistics and deliveries are never deleted but by cascade).
     for (table, delete) in [
+        ("api_keys", false),
         ("webhook_sources", true),
         ("webhook_endpoints", true),
         ("webhook_source_stats", false),
         ("webhook_endpoint_health", false),
         ("webhook_deliveries", false),
     ] {
-        let sql = format!("UPDATE {table} SET tenant_id = tenant_id WHERE tenant_id = $1");
+        // The runtime role may update only these columns of API keys.
+        let column = if table == "api_keys" { "last_used_at" } else { "tenant_id" };
+        let sql = format!("UPDATE {table} SET {column} = {column} WHERE tenant_id = $1");
         assert_eq!(exec(&tx, &sql, vec![w.b.0.into()]).await.unwrap(), 0, "{table}: no update reaches B");
         if delete {
             let sql = format!("DELETE FROM {table} WHERE tenant_id = $1");

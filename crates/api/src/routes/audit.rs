@@ -12,7 +12,7 @@ use super::scope::Scope;
 use super::ApiTags;
 use crate::{
     error::{ApiError, OrApiError},
-    principal::Auth,
+    principal::{Auth, WorkspaceAuth},
     AppState,
 };
 
@@ -101,7 +101,7 @@ impl AuditApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         /// Only this category.
         category: Query<Option<String>>,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::scope::Scope;
 use super::{ApiTags, Created, NoContent};
-use crate::{principal::Auth, AppState};
+use crate::{principal::WorkspaceAuth, AppState};
 
 pub(crate) struct ConnectionsApi;
 
@@ -182,7 +182,7 @@ impl ConnectionsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
     ) -> poem::Result<Json<Vec<ConnectionBody>>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
@@ -202,7 +202,7 @@ impl ConnectionsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         body: Json<NewConnectionBody>,
     ) -> poem::Result<Created<ConnectionBody>> {
@@ -231,7 +231,7 @@ impl ConnectionsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         connection_id: Path<Uuid>,
     ) -> poem::Result<Json<ConnectionBody>> {
@@ -252,7 +252,7 @@ impl ConnectionsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         connection_id: Path<Uuid>,
         body: Json<SecretBody>,
@@ -275,7 +275,7 @@ impl ConnectionsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         connection_id: Path<Uuid>,
         body: Json<ScopesBody>,
@@ -297,7 +297,7 @@ impl ConnectionsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         connection_id: Path<Uuid>,
     ) -> poem::Result<NoContent> {
@@ -321,7 +321,7 @@ impl ConnectionsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         connection_id: Path<Uuid>,
     ) -> poem::Result<Json<TestResultBody>> {

@@ -1,6 +1,7 @@
 //! Route table, OpenAPI service and the documentation page.
 
 mod admin;
+mod api_keys;
 mod audit;
 mod auth;
 mod connections;
@@ -84,6 +85,7 @@ type Apis = (
     well_known::WellKnownApi,
     auth::AuthApi,
     workspaces::WorkspacesApi,
+    api_keys::ApiKeysApi,
     projects::ProjectsApi,
     audit::AuditApi,
     connections::ConnectionsApi,
@@ -100,6 +102,7 @@ fn service() -> OpenApiService<Apis, ()> {
             well_known::WellKnownApi,
             auth::AuthApi,
             workspaces::WorkspacesApi,
+            api_keys::ApiKeysApi,
             projects::ProjectsApi,
             audit::AuditApi,
             connections::ConnectionsApi,
@@ -146,6 +149,7 @@ pub fn build_app(state: AppState, http: &HttpConfig) -> BoxEndpoint<'static> {
     let route = route.around(move |ep, req| middleware::reject_identity_headers(ep, req, test_mode));
     let kv = state.auth.kv().clone();
     let per_sec = http.rate_limit_per_client_per_sec;
+    let route = route.around(middleware::api_keys);
     let route = route.around(move |ep, req| middleware::client_rate_limit(ep, req, kv.clone(), per_sec)).data(state);
     with_middleware(route, http)
 }

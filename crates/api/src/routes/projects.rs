@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::scope::Scope;
 use super::{ApiTags, Created, NoContent};
-use crate::{principal::Auth, AppState};
+use crate::{principal::WorkspaceAuth, AppState};
 
 pub(crate) struct ProjectsApi;
 
@@ -186,7 +186,7 @@ impl ProjectsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         /// Case-insensitive substring of the name.
         q: Query<Option<String>>,
@@ -210,7 +210,7 @@ impl ProjectsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         body: Json<NewProject>,
     ) -> poem::Result<Created<ProjectBody>> {
@@ -232,7 +232,7 @@ impl ProjectsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         project_id: Path<Uuid>,
     ) -> poem::Result<Json<ProjectBody>> {
@@ -253,7 +253,7 @@ impl ProjectsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         project_id: Path<Uuid>,
         body: Json<ProjectPatch>,
@@ -277,7 +277,7 @@ impl ProjectsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         project_id: Path<Uuid>,
     ) -> poem::Result<NoContent> {
@@ -310,7 +310,7 @@ impl ProjectsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         /// At most this many (1 to 200, default 50).
         limit: Query<Option<u64>>,
@@ -335,7 +335,7 @@ impl ProjectsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         body: Json<NewActivity>,
     ) -> poem::Result<IngestResponse> {
@@ -370,7 +370,7 @@ impl ProjectsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
     ) -> poem::Result<Json<WindowsBody>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
@@ -390,7 +390,7 @@ impl ProjectsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         body: Json<WindowsBody>,
     ) -> poem::Result<Json<WindowsBody>> {
@@ -420,7 +420,7 @@ impl ProjectsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         activity_id: Path<Uuid>,
     ) -> poem::Result<Json<ActivityBody>> {
@@ -441,7 +441,7 @@ impl ProjectsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         activity_id: Path<Uuid>,
     ) -> poem::Result<NoContent> {

@@ -13,6 +13,8 @@ pub(crate) struct Scope<'a> {
     pub tenant: TenantId,
     pub user: UserId,
     endpoint: String,
+    /// An API key's one workspace and scopes.
+    api_key: Option<auth::api_keys::KeyGrant>,
 }
 
 impl<'a> Scope<'a> {
@@ -22,6 +24,7 @@ impl<'a> Scope<'a> {
             tenant: TenantId(workspace),
             user: UserId(principal.user_id),
             endpoint: format!("{} {}", req.method(), req.uri().path()),
+            api_key: principal.api_key.clone(),
         }
     }
 
@@ -31,8 +34,16 @@ impl<'a> Scope<'a> {
 
     /// Begins the transaction: tenant context and the caller's access in one round trip.
     /// Audit events written in it carry the request id.
+    /// An API key reaches only its own workspace (any other is not found) and only within its
+    /// scopes and its creator's current role.
     pub async fn begin(&self) -> poem::Result<TenantTx> {
+        if self.api_key.as_ref().is_some_and(|key| key.tenant != self.tenant) {
+            return Err(ApiError::from(TenancyError::NotFound).into());
+        }
         let mut tx = TenantTx::begin(&self.state.db, self.tenant, self.user).await.map_err(ApiError::from)?;
+        if let Some(key) = &self.api_key {
+            tx.restrict(&key.scopes);
+        }
         tx.set_request_id(crate::error::current_request_id());
         Ok(tx)
     }

@@ -14,7 +14,7 @@ use webhooks::outbound::{self, EndpointChange};
 
 use super::scope::Scope;
 use super::{ApiTags, Created, NoContent};
-use crate::{principal::Auth, AppState};
+use crate::{principal::WorkspaceAuth, AppState};
 
 pub(crate) struct WebhookEndpointsApi;
 
@@ -189,7 +189,7 @@ impl WebhookEndpointsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
     ) -> poem::Result<Json<Vec<WebhookEndpointBody>>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
@@ -210,7 +210,7 @@ impl WebhookEndpointsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         body: Json<NewWebhookEndpointBody>,
     ) -> poem::Result<Created<WebhookEndpointWithSecretBody>> {
@@ -244,7 +244,7 @@ impl WebhookEndpointsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         endpoint_id: Path<Uuid>,
     ) -> poem::Result<Json<WebhookEndpointBody>> {
@@ -266,7 +266,7 @@ impl WebhookEndpointsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         endpoint_id: Path<Uuid>,
         body: Json<WebhookEndpointPatch>,
@@ -295,7 +295,7 @@ impl WebhookEndpointsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         endpoint_id: Path<Uuid>,
     ) -> poem::Result<NoContent> {
@@ -318,7 +318,7 @@ impl WebhookEndpointsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         endpoint_id: Path<Uuid>,
     ) -> poem::Result<Json<RotatedWebhookSecretBody>> {
@@ -340,7 +340,7 @@ impl WebhookEndpointsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         endpoint_id: Path<Uuid>,
     ) -> poem::Result<Created<OutboundDeliveryBody>> {
@@ -361,7 +361,7 @@ impl WebhookEndpointsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         endpoint_id: Path<Uuid>,
         /// 1 to 200 (default 50).
@@ -384,7 +384,7 @@ impl WebhookEndpointsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         delivery_id: Path<Uuid>,
     ) -> poem::Result<Json<DeliveryAttemptsBody>> {
@@ -421,7 +421,7 @@ impl WebhookEndpointsApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         delivery_id: Path<Uuid>,
     ) -> poem::Result<Json<OutboundDeliveryBody>> {

@@ -16,7 +16,7 @@ use webhooks::inbound::{self, Kind, ReceiveError, Received, Settings, SourceSecr
 
 use super::scope::Scope;
 use super::{ApiTags, Created, NoContent};
-use crate::{error::ApiError, principal::Auth, AppState};
+use crate::{error::ApiError, principal::WorkspaceAuth, AppState};
 
 pub(crate) struct WebhooksApi;
 
@@ -246,7 +246,7 @@ impl WebhooksApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
     ) -> poem::Result<Json<Vec<SourceBody>>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
@@ -266,7 +266,7 @@ impl WebhooksApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         body: Json<NewSourceBody>,
     ) -> poem::Result<Created<SourceBody>> {
@@ -297,7 +297,7 @@ impl WebhooksApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         source_id: Path<Uuid>,
         body: Json<SecretsBody>,
@@ -328,7 +328,7 @@ impl WebhooksApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        auth: Auth,
+        auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         source_id: Path<Uuid>,
     ) -> poem::Result<NoContent> {

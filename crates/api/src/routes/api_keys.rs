@@ -1,0 +1,143 @@
+//! API keys of a workspace (`api_keys.manage`): created with a name, scopes, an optional expiry
+//! and caps, shown once; listed by prefix and last use; revoked at once. Keys cannot manage keys:
+//! these routes take a user's credentials only.
+
+use chrono::{DateTime, Utc};
+use poem::Request;
+use poem_openapi::{param::Path, payload::Json, Object, OpenApi};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use super::scope::Scope;
+use super::{ApiTags, Created};
+use crate::{principal::Auth, AppState};
+
+pub(crate) struct ApiKeysApi;
+
+/// A key, without the key itself.
+#[derive(Debug, Object)]
+struct ApiKeyBody {
+    id: Uuid,
+    workspace_id: Uuid,
+    name: String,
+    /// `rk_live_` and the key's first random characters.
+    prefix: String,
+    scopes: Vec<String>,
+    /// Requests allowed per minute and per calendar month (UTC); more are answered 429.
+    per_minute: u32,
+    per_month: u64,
+    created_by: Uuid,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    /// To the minute.
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<auth::api_keys::ApiKey> for ApiKeyBody {
+    fn from(k: auth::api_keys::ApiKey) -> Self {
+        ApiKeyBody {
+            id: k.id,
+            workspace_id: k.tenant.0,
+            name: k.name,
+            prefix: k.prefix,
+            scopes: k.scopes,
+            per_minute: k.per_minute,
+            per_month: k.per_month,
+            created_by: k.created_by,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+            last_used_at: k.last_used_at,
+        }
+    }
+}
+
+/// A new key.
+#[derive(Debug, Object)]
+struct NewApiKeyBody {
+    name: String,
+    /// Permissions (`projects.read`, `projects.*`, …), each one your own role grants.
+    scopes: Vec<String>,
+    expires_at: Option<DateTime<Utc>>,
+    /// Default 600 (at most 60,000).
+    per_minute: Option<u32>,
+    /// Default 1,000,000 (at most 1,000,000,000).
+    per_month: Option<u64>,
+}
+
+/// A new key with its secret, shown this once.
+#[derive(Object)]
+struct ApiKeyWithSecretBody {
+    api_key: ApiKeyBody,
+    /// Send it as `X-Api-Key`. Stored only as a keyed hash: it cannot be shown again.
+    #[oai(read_only)]
+    key: String,
+}
+
+impl std::fmt::Debug for ApiKeyWithSecretBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyWithSecretBody").field("api_key", &self.api_key).finish_non_exhaustive()
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Workspaces")]
+impl ApiKeysApi {
+    /// The workspace's API keys, newest first (`api_keys.manage`).
+    #[oai(path = "/workspaces/:workspace_id/api-keys", method = "get", operation_id = "listApiKeys")]
+    async fn list(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+    ) -> poem::Result<Json<Vec<ApiKeyBody>>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = auth::api_keys::list(&tx).await;
+        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+    }
+
+    /// Create an API key (`api_keys.manage`; members only). Its scopes must be permissions your
+    /// role grants, and it never does more than your role does when it is used. The answer
+    /// carries the key, shown this once.
+    #[oai(path = "/workspaces/:workspace_id/api-keys", method = "post", operation_id = "createApiKey")]
+    async fn create(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        body: Json<NewApiKeyBody>,
+    ) -> poem::Result<Created<ApiKeyWithSecretBody>> {
+        let Json(body) = body;
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let new = auth::api_keys::NewKey {
+            name: body.name,
+            scopes: body.scopes,
+            expires_at: body.expires_at,
+            per_minute: body.per_minute,
+            per_month: body.per_month,
+        };
+        let result = auth::api_keys::create(&tx, state.auth.tokens(), new, scope.now()).await;
+        let (key, secret) = scope.finish(tx, result).await?;
+        Ok(Created::Created(Json(ApiKeyWithSecretBody { api_key: key.into(), key: secret.expose_secret().to_owned() })))
+    }
+
+    /// Revoke an API key (`api_keys.manage`): its next request is refused.
+    #[oai(path = "/workspaces/:workspace_id/api-keys/:key_id/revoke", method = "post", operation_id = "revokeApiKey")]
+    async fn revoke(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        key_id: Path<Uuid>,
+    ) -> poem::Result<Json<ApiKeyBody>> {
+        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = auth::api_keys::revoke(&tx, key_id.0, scope.now()).await;
+        Ok(Json(scope.finish(tx, result).await?.into()))
+    }
+}
