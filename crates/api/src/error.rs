@@ -87,6 +87,8 @@ impl From<auth::AuthError> for ApiError {
             E::RefreshTokenReused => (StatusCode::UNAUTHORIZED, "refresh_token_reused"),
             E::Jwt(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             E::RateLimited { retry_after_secs } => return ApiError::rate_limited(*retry_after_secs),
+            E::InvalidCode => (StatusCode::UNAUTHORIZED, "invalid_code"),
+            E::MfaAlreadyEnabled => (StatusCode::CONFLICT, "mfa_already_enabled"),
             E::Store(_) | E::Db(_) | E::Audit(_) | E::Outbox(_) | E::Internal(_) => {
                 tracing::error!(error = %err, "authentication backend failure");
                 return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", OPAQUE_MESSAGE);

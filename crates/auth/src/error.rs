@@ -33,6 +33,10 @@ pub enum AuthError {
     Outbox(#[from] scheduler::OutboxError),
     #[error("token error: {0}")]
     Jwt(#[from] crate::jwt::JwtError),
+    #[error("the code is wrong, expired or already used")]
+    InvalidCode,
+    #[error("a second factor is already set up; disable it first")]
+    MfaAlreadyEnabled,
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -9,6 +9,7 @@ pub mod email;
 mod error;
 pub mod jwt;
 pub mod metrics;
+pub mod mfa;
 pub mod password;
 pub mod service;
 pub mod store;

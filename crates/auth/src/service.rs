@@ -10,6 +10,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait}
 use storage::{Clock, Db};
 use uuid::Uuid;
 
+use crate::mfa::{Flow, SignIn};
 use crate::{
     access::AccessTokens,
     email::EmailAddress,
@@ -139,12 +140,12 @@ pub struct AuthParts {
 /// The flows, over the database, the session store and the outbox.
 #[derive(Clone)]
 pub struct AuthService {
-    db: Db,
-    kv: Kv,
+    pub(crate) db: Db,
+    pub(crate) kv: Kv,
     hasher: PasswordHasher,
-    tokens: TokenHasher,
-    outbox_key: KeyMaterial,
-    clock: Arc<dyn Clock>,
+    pub(crate) tokens: TokenHasher,
+    pub(crate) outbox_key: KeyMaterial,
+    pub(crate) clock: Arc<dyn Clock>,
     settings: AuthSettings,
     access: AccessTokens,
 }
@@ -155,7 +156,7 @@ impl std::fmt::Debug for AuthService {
     }
 }
 
-fn stmt<C: ConnectionTrait>(conn: &C, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+pub(crate) fn stmt<C: ConnectionTrait>(conn: &C, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
     Statement::from_sql_and_values(conn.get_database_backend(), sql, values)
 }
 
@@ -187,7 +188,7 @@ impl AuthService {
         crate::api_keys::authenticate(&self.db, &self.tokens, presented, self.now()).await
     }
 
-    async fn record_event<C: ConnectionTrait>(
+    pub(crate) async fn record_event<C: ConnectionTrait>(
         &self,
         conn: &C,
         kind: &str,
@@ -330,16 +331,17 @@ impl AuthService {
         Ok(())
     }
 
-    /// Checks the password (with lockout) and opens a new session. `previous` is the session
-    /// the client presented, if any: it is revoked so a planted session id cannot be upgraded
-    /// (OWASP Session Management: renew the id on authentication).
+    /// Checks the password (with lockout) and opens a new session — or, when the account has a
+    /// second factor, answers with the challenge to complete it ([`AuthService::complete_sign_in`]).
+    /// `previous` is the session the client presented, if any: it is revoked so a planted session
+    /// id cannot be upgraded (OWASP Session Management: renew the id on authentication).
     pub async fn sign_in(
         &self,
         email: &str,
         password: &str,
         previous: Option<&str>,
         meta: &RequestMeta,
-    ) -> Result<NewSession, AuthError> {
+    ) -> Result<SignIn<NewSession>, AuthError> {
         let user = self.check_password(email, password, meta).await?;
         if let Some(old) = previous {
             let hash = self.tokens.hash(SESSION_PURPOSE, old);
@@ -347,6 +349,14 @@ impl AuthService {
                 self.kv.delete_session(&hash, record.user_id).await?;
             }
         }
+        if let Some(challenge) = self.challenge_if_enrolled(user, Flow::Session).await? {
+            return Ok(SignIn::SecondFactor(challenge));
+        }
+        self.finish_sign_in(user, meta).await.map(SignIn::Done)
+    }
+
+    /// Opens the session of a user who passed every factor, and records the sign-in.
+    pub(crate) async fn finish_sign_in(&self, user: Uuid, meta: &RequestMeta) -> Result<NewSession, AuthError> {
         let session = self.open_session(user, meta).await?;
         let txn = self.db.conn().begin().await?;
         self.record_event(
@@ -790,14 +800,23 @@ impl AuthService {
         })
     }
 
-    /// Password grant for API clients: a new token family.
+    /// Password grant for API clients: a new token family — or, when the account has a second
+    /// factor, the challenge to complete it ([`AuthService::complete_password_grant`]).
     pub async fn password_grant(
         &self,
         email: &str,
         password: &str,
         meta: &RequestMeta,
-    ) -> Result<TokenPair, AuthError> {
+    ) -> Result<SignIn<TokenPair>, AuthError> {
         let user = self.check_password(email, password, meta).await?;
+        if let Some(challenge) = self.challenge_if_enrolled(user, Flow::Token).await? {
+            return Ok(SignIn::SecondFactor(challenge));
+        }
+        self.finish_password_grant(user, meta).await.map(SignIn::Done)
+    }
+
+    /// Issues the token family of a user who passed every factor, and records the sign-in.
+    pub(crate) async fn finish_password_grant(&self, user: Uuid, meta: &RequestMeta) -> Result<TokenPair, AuthError> {
         let txn = self.db.conn().begin().await?;
         let pair = self.issue_pair(&txn, user, Uuid::new_v4()).await?;
         self.record_event(

@@ -55,6 +55,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 8, "webhooks"),
     migration!("postgres", 9, "outbound_webhooks"),
     migration!("postgres", 10, "api_keys"),
+    migration!("postgres", 11, "mfa"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
@@ -69,6 +70,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     migration!("sqlite", 8, "webhooks"),
     migration!("sqlite", 9, "outbound_webhooks"),
     migration!("sqlite", 10, "api_keys"),
+    migration!("sqlite", 11, "mfa"),
 ];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {

@@ -455,6 +455,14 @@ impl TestApp {
     }
 }
 
+/// The tokens of a grant that needed no second factor.
+fn done(step: auth::mfa::SignIn<auth::service::TokenPair>) -> auth::service::TokenPair {
+    match step {
+        auth::mfa::SignIn::Done(pair) => pair,
+        auth::mfa::SignIn::SecondFactor(_) => panic!("this account has a second factor: complete the grant first"),
+    }
+}
+
 /// The password every [`TestApp::new_user`] signs up with.
 pub const TEST_PASSWORD: &str = "violet ocean ladder 42";
 
@@ -481,7 +489,7 @@ impl TestApp {
         let mail = mails_to(&email).pop().expect("a verification mail");
         let token = mail.link_token().expect("a token in the verification link");
         self.state.auth.verify_email(&token, &meta).await.expect("verification");
-        let pair = self.state.auth.password_grant(&email, TEST_PASSWORD, &meta).await.expect("token grant");
+        let pair = done(self.state.auth.password_grant(&email, TEST_PASSWORD, &meta).await.expect("token grant"));
         let token = pair.access_token.expose_secret().to_owned();
         let me: serde_json::Value = self
             .client
@@ -501,7 +509,7 @@ impl TestApp {
     pub async fn renew(&self, user: &TestUser) -> TestUser {
         use secrecy::ExposeSecret as _;
         let meta = auth::RequestMeta::default();
-        let pair = self.state.auth.password_grant(&user.email, TEST_PASSWORD, &meta).await.expect("token grant");
+        let pair = done(self.state.auth.password_grant(&user.email, TEST_PASSWORD, &meta).await.expect("token grant"));
         TestUser {
             token: pair.access_token.expose_secret().to_owned(),
             refresh_token: pair.refresh_token.expose_secret().to_owned(),

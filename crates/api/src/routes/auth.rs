@@ -157,6 +157,148 @@ struct RefreshRequest {
     refresh_token: String,
 }
 
+/// The step between the password and the second factor.
+#[derive(Debug, Object)]
+struct SecondFactorRequired {
+    /// `mfa_required`.
+    status: String,
+    /// Present it with a code at `/api/v1/auth/signin/mfa` (browser sign-in) or
+    /// `/api/v1/auth/token/mfa` (API clients): single use, `expires_in` seconds, five attempts.
+    #[oai(read_only)]
+    challenge: String,
+    expires_in: i64,
+}
+
+impl From<auth::mfa::Challenge> for SecondFactorRequired {
+    fn from(c: auth::mfa::Challenge) -> Self {
+        SecondFactorRequired {
+            status: "mfa_required".into(),
+            challenge: c.token.expose_secret().to_owned(),
+            expires_in: c.expires_in,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum SignInResponse {
+    /// Signed in.
+    #[oai(status = 200)]
+    SignedIn(Json<SignedIn>),
+    /// The password was right; the account has a second factor: complete with the challenge.
+    #[oai(status = 202)]
+    SecondFactor(Json<SecondFactorRequired>),
+}
+
+#[derive(ApiResponse)]
+enum TokenGrantResponse {
+    /// Tokens issued.
+    #[oai(status = 200)]
+    Tokens(Json<TokenResponse>),
+    /// The password was right; the account has a second factor: complete with the challenge.
+    #[oai(status = 202)]
+    SecondFactor(Json<SecondFactorRequired>),
+}
+
+/// A second factor: a current TOTP code, or one of the recovery codes.
+#[derive(Object)]
+struct FactorBody {
+    /// Six digits from the authenticator app.
+    #[oai(write_only)]
+    code: Option<String>,
+    /// One of the ten recovery codes (each works once).
+    #[oai(write_only)]
+    recovery_code: Option<String>,
+}
+
+impl std::fmt::Debug for FactorBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FactorBody([REDACTED])")
+    }
+}
+
+impl FactorBody {
+    fn factor(&self) -> poem::Result<auth::mfa::Factor<'_>> {
+        match (&self.code, &self.recovery_code) {
+            (Some(code), None) => Ok(auth::mfa::Factor::Totp(code)),
+            (None, Some(code)) => Ok(auth::mfa::Factor::RecoveryCode(code)),
+            _ => Err(ApiError::new(
+                poem::http::StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Send exactly one of `code` and `recovery_code`.",
+            )
+            .into()),
+        }
+    }
+}
+
+/// The challenge from the password step, with a second factor.
+#[derive(Object)]
+struct CompleteSignIn {
+    #[oai(write_only)]
+    challenge: String,
+    #[oai(flatten)]
+    factor: FactorBody,
+}
+
+impl std::fmt::Debug for CompleteSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompleteSignIn([REDACTED])")
+    }
+}
+
+/// A TOTP factor being set up, shown once.
+#[derive(Object)]
+struct TotpEnrolment {
+    /// The secret in base32 (RFC 4648), for manual entry.
+    #[oai(read_only)]
+    secret: String,
+    /// `otpauth://totp/…`: render it as a QR code for the authenticator app.
+    #[oai(read_only)]
+    otpauth_uri: String,
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpEnrolment([REDACTED])")
+    }
+}
+
+/// A code from the authenticator app.
+#[derive(Object)]
+struct TotpCode {
+    #[oai(write_only)]
+    code: String,
+}
+
+impl std::fmt::Debug for TotpCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpCode([REDACTED])")
+    }
+}
+
+/// Ten single-use recovery codes, shown once: keep them somewhere safe.
+#[derive(Object)]
+struct RecoveryCodes {
+    #[oai(read_only)]
+    recovery_codes: Vec<String>,
+}
+
+impl std::fmt::Debug for RecoveryCodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecoveryCodes([REDACTED])")
+    }
+}
+
+fn recovery_body(codes: Vec<secrecy::SecretString>) -> RecoveryCodes {
+    RecoveryCodes { recovery_codes: codes.iter().map(|c| c.expose_secret().to_owned()).collect() }
+}
+
+/// Whether the account has a second factor.
+#[derive(Debug, Object)]
+struct MfaStatus {
+    enabled: bool,
+}
+
 #[derive(ApiResponse)]
 enum AcceptedResponse {
     /// Accepted; the same answer whether or not an account exists.
@@ -265,7 +407,9 @@ impl AuthApi {
         Ok(NoContent::Done)
     }
 
-    /// Sign in with e-mail and password; opens a browser session (a new token every time).
+    /// Sign in with e-mail and password; opens a browser session (a new token every time). An
+    /// account with a second factor answers 202 with a challenge to complete at
+    /// `/api/v1/auth/signin/mfa`.
     #[oai(path = "/auth/signin", method = "post", operation_id = "signIn")]
     async fn sign_in(
         &self,
@@ -273,23 +417,119 @@ impl AuthApi {
         req: &Request,
         jar: &CookieJar,
         body: Json<Credentials>,
-    ) -> poem::Result<Json<SignedIn>> {
+    ) -> poem::Result<SignInResponse> {
         throttle(&state, req, Some(&body.email)).await?;
         let previous = jar.get(SESSION_COOKIE).map(|c| c.value_str().to_owned());
-        let session = state.auth.sign_in(&body.email, &body.password, previous.as_deref(), &meta(req)).await.api()?;
+        match state.auth.sign_in(&body.email, &body.password, previous.as_deref(), &meta(req)).await.api()? {
+            auth::mfa::SignIn::Done(session) => Ok(SignInResponse::SignedIn(signed_in(&state, jar, session).await?)),
+            auth::mfa::SignIn::SecondFactor(challenge) => Ok(SignInResponse::SecondFactor(Json(challenge.into()))),
+        }
+    }
+
+    /// Complete a browser sign-in with the second factor: a TOTP code or a recovery code.
+    #[oai(path = "/auth/signin/mfa", method = "post", operation_id = "completeSignIn")]
+    async fn complete_sign_in(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        jar: &CookieJar,
+        body: Json<CompleteSignIn>,
+    ) -> poem::Result<Json<SignedIn>> {
+        throttle(&state, req, None).await?;
+        let session = state.auth.complete_sign_in(&body.challenge, &body.factor.factor()?, &meta(req)).await.api()?;
         signed_in(&state, jar, session).await
     }
 
-    /// Exchange e-mail and password for an access token and a refresh token (API clients).
+    /// Exchange e-mail and password for an access token and a refresh token (API clients). An
+    /// account with a second factor answers 202 with a challenge to complete at
+    /// `/api/v1/auth/token/mfa`.
     #[oai(path = "/auth/token", method = "post", operation_id = "issueToken")]
     async fn token(
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
         body: Json<Credentials>,
-    ) -> poem::Result<Json<TokenResponse>> {
+    ) -> poem::Result<TokenGrantResponse> {
         throttle(&state, req, Some(&body.email)).await?;
-        Ok(Json(state.auth.password_grant(&body.email, &body.password, &meta(req)).await.api()?.into()))
+        match state.auth.password_grant(&body.email, &body.password, &meta(req)).await.api()? {
+            auth::mfa::SignIn::Done(pair) => Ok(TokenGrantResponse::Tokens(Json(pair.into()))),
+            auth::mfa::SignIn::SecondFactor(challenge) => Ok(TokenGrantResponse::SecondFactor(Json(challenge.into()))),
+        }
+    }
+
+    /// Complete an API client's password grant with the second factor.
+    #[oai(path = "/auth/token/mfa", method = "post", operation_id = "completeTokenGrant")]
+    async fn complete_token(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        body: Json<CompleteSignIn>,
+    ) -> poem::Result<Json<TokenResponse>> {
+        throttle(&state, req, None).await?;
+        let pair =
+            state.auth.complete_password_grant(&body.challenge, &body.factor.factor()?, &meta(req)).await.api()?;
+        Ok(Json(pair.into()))
+    }
+
+    /// Whether my account has a second factor.
+    #[oai(path = "/me/mfa", method = "get", operation_id = "mfaStatus")]
+    async fn mfa_status(&self, state: poem::web::Data<&AppState>, auth: Auth) -> poem::Result<Json<MfaStatus>> {
+        Ok(Json(MfaStatus { enabled: state.auth.mfa_enabled(auth.principal().user_id).await.api()? }))
+    }
+
+    /// Start setting up TOTP: the secret and `otpauth://` URI, shown once. It counts only after
+    /// `/api/v1/me/mfa/totp/confirm` with a first code.
+    #[oai(path = "/me/mfa/totp", method = "post", operation_id = "enrolTotp")]
+    async fn enrol_totp(&self, state: poem::web::Data<&AppState>, auth: Auth) -> poem::Result<Json<TotpEnrolment>> {
+        let enrolment = state.auth.totp_enrol(auth.principal().user_id).await.api()?;
+        Ok(Json(TotpEnrolment {
+            secret: enrolment.secret.expose_secret().to_owned(),
+            otpauth_uri: enrolment.uri.expose_secret().to_owned(),
+        }))
+    }
+
+    /// Confirm TOTP with a first code: from now on sign-in asks for a second factor. Answers the
+    /// ten recovery codes, shown once.
+    #[oai(path = "/me/mfa/totp/confirm", method = "post", operation_id = "confirmTotp")]
+    async fn confirm_totp(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        body: Json<TotpCode>,
+    ) -> poem::Result<Json<RecoveryCodes>> {
+        throttle(&state, req, None).await?;
+        let codes = state.auth.totp_confirm(auth.principal().user_id, &body.code, &meta(req)).await.api()?;
+        Ok(Json(recovery_body(codes)))
+    }
+
+    /// New recovery codes (the old ones stop working), after a current second factor.
+    #[oai(path = "/me/mfa/recovery-codes", method = "post", operation_id = "regenerateRecoveryCodes")]
+    async fn regenerate_recovery_codes(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        body: Json<FactorBody>,
+    ) -> poem::Result<Json<RecoveryCodes>> {
+        throttle(&state, req, None).await?;
+        let codes =
+            state.auth.regenerate_recovery_codes(auth.principal().user_id, &body.factor()?, &meta(req)).await.api()?;
+        Ok(Json(recovery_body(codes)))
+    }
+
+    /// Turn the second factor off, after a current second factor.
+    #[oai(path = "/me/mfa/disable", method = "post", operation_id = "disableMfa")]
+    async fn disable_mfa(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        body: Json<FactorBody>,
+    ) -> poem::Result<NoContent> {
+        throttle(&state, req, None).await?;
+        state.auth.mfa_disable(auth.principal().user_id, &body.factor()?, &meta(req)).await.api()?;
+        Ok(NoContent::Done)
     }
 
     /// Rotate a refresh token: the old one stops working. Presenting a used refresh token again

@@ -1,0 +1,189 @@
+//! Multi-factor authentication through HTTP, on SQLite and on PostgreSQL: TOTP set up with a
+//! first code, then every password sign-in takes a second step; codes come from an independent
+//! generator (the `pyotp` package on PyPI) at the server's clock; a code is accepted once, a
+//! recovery code once, a challenge once, for its own flow, five attempts, five minutes.
+
+use std::process::Command;
+
+use chrono::Duration;
+use reqwest::Method;
+use serde_json::{json, Value};
+use testkit::{backend_tests, Backend, TestApp, TestUser, TEST_PASSWORD};
+
+async fn send(app: &TestApp, user: &TestUser, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = app.call(user, method, path);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let resp = app.client.post(app.url(path)).json(&body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// The code the reference generator computes for `secret` at the server's clock.
+fn code(app: &TestApp, secret: &str) -> String {
+    let at = testkit::storage::Clock::now(app.clock.as_ref()).timestamp().to_string();
+    let out = Command::new("python3")
+        .args(["-c", "import pyotp, sys; print(pyotp.TOTP(sys.argv[1]).at(int(sys.argv[2])))", secret, &at])
+        .output()
+        .expect("python3 (install pyotp with `python3 -m pip install pyotp`)");
+    assert!(
+        out.status.success(),
+        "pyotp: {} (install it with `python3 -m pip install pyotp`)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The server with the per-address throttles lifted: these tests sign in many times a minute.
+async fn app(backend: Backend) -> TestApp {
+    testkit::spawn_app_adjusted(
+        backend,
+        auth::SignupMode::Open,
+        |http| http.rate_limit_per_client_per_sec = 100_000,
+        |state| state.auth_attempts_per_minute = 10_000,
+    )
+    .await
+}
+
+/// Sets TOTP up for `user`; the base32 secret and the recovery codes.
+async fn enrol(app: &TestApp, user: &TestUser) -> (String, Vec<String>) {
+    let (status, enrolment) = send(app, user, Method::POST, "/api/v1/me/mfa/totp", None).await;
+    assert_eq!(status, 200, "{enrolment}");
+    let secret = enrolment["secret"].as_str().unwrap().to_owned();
+    let (status, wrong) =
+        send(app, user, Method::POST, "/api/v1/me/mfa/totp/confirm", Some(json!({"code": "000000"}))).await;
+    if code(app, &secret) != "000000" {
+        assert_eq!((status, wrong["code"].as_str()), (401, Some("invalid_code")), "{wrong}");
+    }
+    let (status, confirmed) =
+        send(app, user, Method::POST, "/api/v1/me/mfa/totp/confirm", Some(json!({"code": code(app, &secret)}))).await;
+    assert_eq!(status, 200, "{confirmed}");
+    let codes: Vec<String> =
+        confirmed["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    (secret, codes)
+}
+
+async fn challenge(app: &TestApp, user: &TestUser, path: &str) -> String {
+    let (status, step) = post(app, path, json!({"email": user.email, "password": TEST_PASSWORD})).await;
+    assert_eq!(status, 202, "{step}");
+    assert_eq!(step["status"], "mfa_required");
+    assert!(step.get("access_token").is_none() && step["expires_in"] == 300, "{step}");
+    step["challenge"].as_str().unwrap().to_owned()
+}
+
+async fn totp_is_confirmed_by_a_first_code_then_sign_in_takes_a_second_step_each_code_once(backend: Backend) {
+    let app = app(backend).await;
+    let alice = app.new_user().await;
+    let (status, enrolment) = send(&app, &alice, Method::POST, "/api/v1/me/mfa/totp", None).await;
+    assert_eq!(status, 200);
+    let uri = enrolment["otpauth_uri"].as_str().unwrap();
+    let secret = enrolment["secret"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/Rampart%3A") && uri.contains(&format!("secret={secret}")), "{uri}");
+    assert_eq!(secret.len(), 32, "160 bits in base32");
+    // Not confirmed yet: the password alone still signs in.
+    let (status, _) = post(&app, "/api/v1/auth/token", json!({"email": alice.email, "password": TEST_PASSWORD})).await;
+    assert_eq!(status, 200);
+
+    let (secret, recovery) = enrol(&app, &alice).await;
+    assert_eq!(recovery.len(), 10);
+    let (_, status_body) = send(&app, &alice, Method::GET, "/api/v1/me/mfa", None).await;
+    assert_eq!(status_body["enabled"], true);
+    let (status, again) = send(&app, &alice, Method::POST, "/api/v1/me/mfa/totp", None).await;
+    assert_eq!((status, again["code"].as_str()), (409, Some("mfa_already_enabled")));
+
+    // The code that confirmed the factor was used: in the same step it is refused.
+    let first = challenge(&app, &alice, "/api/v1/auth/token").await;
+    let used = code(&app, &secret);
+    let (status, body) = post(&app, "/api/v1/auth/token/mfa", json!({"challenge": first, "code": used})).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_code")), "a replayed code: {body}");
+    app.clock.advance(Duration::seconds(30));
+    let fresh = code(&app, &secret);
+    let (status, tokens) = post(&app, "/api/v1/auth/token/mfa", json!({"challenge": first, "code": fresh})).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens["access_token"].is_string() && tokens["refresh_token"].is_string());
+    let (status, _) = post(&app, "/api/v1/auth/token/mfa", json!({"challenge": first, "code": fresh})).await;
+    assert_eq!(status, 400, "a spent challenge is an invalid token");
+    let second = challenge(&app, &alice, "/api/v1/auth/token").await;
+    let (status, body) = post(&app, "/api/v1/auth/token/mfa", json!({"challenge": second, "code": fresh})).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_code")), "the same code twice: {body}");
+
+    // A token-flow challenge does not open a browser session.
+    let (status, _) =
+        post(&app, "/api/v1/auth/signin/mfa", json!({"challenge": second, "code": code(&app, &secret)})).await;
+    assert_eq!(status, 400);
+
+    // A recovery code signs in once, in the browser flow too.
+    let browser = challenge(&app, &alice, "/api/v1/auth/signin").await;
+    let resp = app
+        .client
+        .post(app.url("/api/v1/auth/signin/mfa"))
+        .json(&json!({"challenge": browser, "recovery_code": recovery[0].to_uppercase()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.to_str().unwrap().starts_with("__Host-rampart_session=")));
+    let again = challenge(&app, &alice, "/api/v1/auth/signin").await;
+    let (status, body) =
+        post(&app, "/api/v1/auth/signin/mfa", json!({"challenge": again, "recovery_code": recovery[0]})).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_code")), "a used recovery code: {body}");
+    let (status, _) =
+        post(&app, "/api/v1/auth/signin/mfa", json!({"challenge": again, "recovery_code": recovery[1]})).await;
+    assert_eq!(status, 200, "the challenge survives a wrong attempt");
+
+    let (status, trail) = send(&app, &alice, Method::GET, "/api/v1/me/security-events", None).await;
+    assert_eq!(status, 200);
+    let text = trail.to_string();
+    assert!(text.contains("auth.mfa_enabled") && text.contains("auth.recovery_code_used"), "{text}");
+    assert!(!text.contains(&secret) && !text.contains(&recovery[0]), "no secret in the trail");
+}
+
+async fn a_challenge_takes_five_attempts_and_five_minutes_and_disabling_needs_a_code(backend: Backend) {
+    let app = app(backend).await;
+    let alice = app.new_user().await;
+    let (secret, _) = enrol(&app, &alice).await;
+    app.clock.advance(Duration::seconds(30));
+    let tried = challenge(&app, &alice, "/api/v1/auth/token").await;
+    let right = code(&app, &secret);
+    let wrong = if right == "111111" { "222222" } else { "111111" };
+    for _ in 0..5 {
+        let (status, _) = post(&app, "/api/v1/auth/token/mfa", json!({"challenge": tried, "code": wrong})).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _) = post(&app, "/api/v1/auth/token/mfa", json!({"challenge": tried, "code": right})).await;
+    assert_eq!(status, 400, "five wrong codes spend the challenge");
+    let late = challenge(&app, &alice, "/api/v1/auth/token").await;
+    app.clock.advance(Duration::seconds(301));
+    let (status, _) =
+        post(&app, "/api/v1/auth/token/mfa", json!({"challenge": late, "code": code(&app, &secret)})).await;
+    assert_eq!(status, 400, "an expired challenge");
+    let (status, _) = post(&app, "/api/v1/auth/token/mfa", json!({"challenge": late})).await;
+    assert_eq!(status, 400, "a factor is required");
+
+    let current = code(&app, &secret);
+    let wrong = if current == "000000" { "111111" } else { "000000" };
+    let (status, _) = send(&app, &alice, Method::POST, "/api/v1/me/mfa/disable", Some(json!({"code": wrong}))).await;
+    assert_eq!(status, 401, "disabling needs a current code");
+    app.clock.advance(Duration::seconds(30));
+    let (status, _) =
+        send(&app, &alice, Method::POST, "/api/v1/me/mfa/disable", Some(json!({"code": code(&app, &secret)}))).await;
+    assert_eq!(status, 204);
+    let (status, _) = post(&app, "/api/v1/auth/token", json!({"email": alice.email, "password": TEST_PASSWORD})).await;
+    assert_eq!(status, 200, "without a second factor the password signs in again");
+}
+
+backend_tests!(
+    totp_is_confirmed_by_a_first_code_then_sign_in_takes_a_second_step_each_code_once,
+    a_challenge_takes_five_attempts_and_five_minutes_and_disabling_needs_a_code,
+);
