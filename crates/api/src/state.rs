@@ -87,6 +87,7 @@ impl AppState {
             ),
             tokens: auth::token::TokenHasher::new(&a.keyring.token_hmac),
             outbox_key: a.keyring.vault_kek.clone(),
+            previous_keys: a.keyring.vault_previous.clone(),
             clock: a.clock,
             settings: a.settings,
             access,

@@ -165,8 +165,17 @@ impl AuthService {
         crypto_vault::seal(&self.outbox_key, user.as_bytes(), secret).map_err(|e| AuthError::Internal(e.to_string()))
     }
 
-    fn open_secret(&self, user: Uuid, sealed: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, AuthError> {
-        crypto_vault::open(&self.outbox_key, user.as_bytes(), sealed).map_err(|e| AuthError::Internal(e.to_string()))
+    /// Opens a sealed TOTP secret with the current vault key or an earlier one; `true` when an
+    /// earlier one opened it (the caller seals it again under the current key).
+    fn open_secret(&self, user: Uuid, sealed: &str) -> Result<(zeroize::Zeroizing<Vec<u8>>, bool), AuthError> {
+        if let Ok(secret) = crypto_vault::open(&self.outbox_key, user.as_bytes(), sealed) {
+            return Ok((secret, false));
+        }
+        self.previous_keys
+            .iter()
+            .find_map(|key| crypto_vault::open(key, user.as_bytes(), sealed).ok())
+            .map(|secret| (secret, true))
+            .ok_or_else(|| AuthError::Internal("a TOTP secret opens with no configured vault key".into()))
     }
 
     /// Whether `user` has a confirmed second factor.
@@ -229,13 +238,13 @@ impl AuthService {
         if confirmed.is_some() {
             return Err(AuthError::MfaAlreadyEnabled);
         }
-        let secret = self.open_secret(user, &row.try_get::<String>("", "secret_ciphertext")?)?;
+        let (secret, _) = self.open_secret(user, &row.try_get::<String>("", "secret_ciphertext")?)?;
         let now = self.clock.now();
         let step = matching_step(&secret, code, now).ok_or(AuthError::InvalidCode)?;
         txn.execute(stmt(
             &txn,
-            "UPDATE user_totp SET confirmed_at = $2, last_step = $3 WHERE user_id = $1 AND confirmed_at IS NULL",
-            vec![user.into(), now.into(), step.into()],
+            "UPDATE user_totp SET confirmed_at = $2, last_step = $3, secret_ciphertext = $4 WHERE user_id = $1 AND confirmed_at IS NULL",
+            vec![user.into(), now.into(), step.into(), self.seal_secret(user, &secret)?.into()],
         ))
         .await?;
         let codes = self.replace_recovery_codes(&txn, user, now).await?;
@@ -285,8 +294,17 @@ impl AuthService {
                     ))
                     .await?
                     .ok_or(AuthError::InvalidCode)?;
-                let secret = self.open_secret(user, &row.try_get::<String>("", "secret_ciphertext")?)?;
+                let (secret, stale) = self.open_secret(user, &row.try_get::<String>("", "secret_ciphertext")?)?;
                 let step = matching_step(&secret, code, now).ok_or(AuthError::InvalidCode)?;
+                if stale {
+                    // Sealed under a vault key being rotated out: move it to the current one.
+                    conn.execute(stmt(
+                        conn,
+                        "UPDATE user_totp SET secret_ciphertext = $2 WHERE user_id = $1",
+                        vec![user.into(), self.seal_secret(user, &secret)?.into()],
+                    ))
+                    .await?;
+                }
                 // Accepting a step moves the mark past it: the same code (or an older one) is
                 // refused from now on, also when two requests race.
                 let done = conn

@@ -130,8 +130,11 @@ pub struct AuthParts {
     pub kv: Kv,
     pub hasher: PasswordHasher,
     pub tokens: TokenHasher,
-    /// Seals outbox payloads (they may carry one-time links).
+    /// Seals outbox payloads (they may carry one-time links) and TOTP secrets.
     pub outbox_key: KeyMaterial,
+    /// Earlier vault keys (`secrets.vault_previous_keys`): TOTP secrets sealed under them still
+    /// open, and are sealed again under `outbox_key` at their next use.
+    pub previous_keys: Vec<KeyMaterial>,
     pub clock: Arc<dyn Clock>,
     pub settings: AuthSettings,
     pub access: AccessTokens,
@@ -145,6 +148,7 @@ pub struct AuthService {
     hasher: PasswordHasher,
     pub(crate) tokens: TokenHasher,
     pub(crate) outbox_key: KeyMaterial,
+    pub(crate) previous_keys: Vec<KeyMaterial>,
     pub(crate) clock: Arc<dyn Clock>,
     settings: AuthSettings,
     access: AccessTokens,
@@ -162,8 +166,8 @@ pub(crate) fn stmt<C: ConnectionTrait>(conn: &C, sql: &str, values: Vec<sea_orm:
 
 impl AuthService {
     pub fn new(parts: AuthParts) -> AuthService {
-        let AuthParts { db, kv, hasher, tokens, outbox_key, clock, settings, access } = parts;
-        AuthService { db, kv, hasher, tokens, outbox_key, clock, settings, access }
+        let AuthParts { db, kv, hasher, tokens, outbox_key, previous_keys, clock, settings, access } = parts;
+        AuthService { db, kv, hasher, tokens, outbox_key, previous_keys, clock, settings, access }
     }
 
     pub fn access_tokens(&self) -> &AccessTokens {
