@@ -19,7 +19,7 @@ use serde::Serialize;
 mod bench_pii;
 
 /// Concurrent keep-alive connections the load generator opens.
-const CONNECTIONS: usize = 32;
+pub(crate) const CONNECTIONS: usize = 32;
 
 pub fn build_and_run(seconds: u64) -> anyhow::Result<()> {
     crate::run(crate::cargo().args(["build", "--release", "-p", "rampart", "-p", "xtask"]))?;
@@ -184,7 +184,7 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
         ));
         anyhow::Ok(())
     })?;
-    entries.extend(tenancy_entries(&rt, &exe_dir, duration)?);
+    entries.extend(tenancy_entries(&rt, &exe_dir, hello_addr, duration)?);
     entries.extend(vault_crypto);
 
     let report = Report {
@@ -279,11 +279,11 @@ async fn wait_until_up(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
 
 /// One kind of request the load generator sends.
 #[derive(Debug, Clone)]
-struct Spec {
-    method: hyper::Method,
-    path: String,
-    body: Option<String>,
-    bearer: Option<String>,
+pub(crate) struct Spec {
+    pub(crate) method: hyper::Method,
+    pub(crate) path: String,
+    pub(crate) body: Option<String>,
+    pub(crate) bearer: Option<String>,
 }
 
 impl Spec {
@@ -378,7 +378,7 @@ pub(crate) fn summarise(mut all: Vec<Duration>, errors: u64, duration: Duration)
 }
 
 /// Sends one request and returns status and body.
-async fn call(addr: SocketAddr, spec: &Spec) -> anyhow::Result<(u16, String)> {
+pub(crate) async fn call(addr: SocketAddr, spec: &Spec) -> anyhow::Result<(u16, String)> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
@@ -539,8 +539,15 @@ async fn sql_load(
 }
 
 /// The tenancy entries. The server runs on a throwaway PostgreSQL as the runtime role (forced
-/// RLS, `NOBYPASSRLS`), and lists 20 projects; baselines are the same SQL sent directly.
-fn tenancy_entries(rt: &tokio::runtime::Runtime, exe_dir: &Path, duration: Duration) -> anyhow::Result<Vec<Entry>> {
+/// RLS, `NOBYPASSRLS`), and lists 20 projects; baselines are the same SQL sent directly. Then
+/// inbound webhooks against it (`hello` is the hello-world server), and, once it has stopped,
+/// the outbox.
+fn tenancy_entries(
+    rt: &tokio::runtime::Runtime,
+    exe_dir: &Path,
+    hello: SocketAddr,
+    duration: Duration,
+) -> anyhow::Result<Vec<Entry>> {
     let pg = crate::services::start_postgres()?;
     let admin_url = pg.url();
     let host = admin_url.trim_start_matches("postgres://postgres@").trim_end_matches("/postgres").to_owned();
@@ -561,7 +568,7 @@ fn tenancy_entries(rt: &tokio::runtime::Runtime, exe_dir: &Path, duration: Durat
     let data = tempfile::tempdir()?;
     let addr = free_addr()?;
     let log = std::fs::File::create(data.path().join("rampart-pg.log"))?;
-    let _server = Guard(
+    let server = Guard(
         Command::new(exe_dir.join("rampart"))
             .args(["serve", "--listen", &addr.to_string()])
             .env("RAMPART__DATA_DIR", data.path().join("data"))
@@ -573,7 +580,7 @@ fn tenancy_entries(rt: &tokio::runtime::Runtime, exe_dir: &Path, duration: Durat
             .spawn()?,
     );
     let mail_log = data.path().join("data").join("mail.log");
-    rt.block_on(async {
+    let mut entries = rt.block_on(async {
         wait_until_up(addr, "/healthz").await?;
         let token = prepare_user(addr, &mail_log).await?;
         let as_user = |method: hyper::Method, path: String, body: Option<serde_json::Value>| Spec {
@@ -634,8 +641,13 @@ fn tenancy_entries(rt: &tokio::runtime::Runtime, exe_dir: &Path, duration: Durat
         ));
         entries.extend(crate::bench_audit::entries(&superuser_url, &owner_url, &app_url, duration).await?);
         entries.extend(crate::bench_vault::rewrap_entries(&owner_url, &app_url).await?);
+        entries.extend(crate::bench_webhooks::inbound_entries(addr, hello, &token, ws, duration).await?);
         anyhow::Ok(entries)
-    })
+    })?;
+    // The server's own outbox worker would claim the bench's actions: it stops first.
+    drop(server);
+    entries.extend(rt.block_on(crate::bench_webhooks::outbox_entries(&superuser_url, &app_url, duration))?);
+    Ok(entries)
 }
 
 pub fn hello_server(port: u16) -> anyhow::Result<()> {
@@ -646,7 +658,9 @@ pub fn hello_server(port: u16) -> anyhow::Result<()> {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
+                // Reads the whole body, so a POST baseline pays for receiving what it was sent.
+                let svc = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async {
+                    let _ = req.into_body().collect().await;
                     Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"{\"status\":\"ok\"}"))))
                 });
                 let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
