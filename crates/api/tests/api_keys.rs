@@ -8,16 +8,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use testkit::{backend_tests, mails_to, Backend, TestApp, TestUser};
 
-async fn send(app: &TestApp, user: &TestUser, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.call(user, method, path);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// A request with an API key only; its status, headers and body.
 async fn with_key(
     app: &TestApp,
@@ -37,7 +27,7 @@ async fn with_key(
 }
 
 async fn workspace(app: &TestApp, owner: &TestUser, name: &str) -> String {
-    let (status, body) = send(app, owner, Method::POST, "/api/v1/workspaces", Some(json!({"name": name}))).await;
+    let (status, body) = app.json(owner, Method::POST, "/api/v1/workspaces", Some(json!({"name": name}))).await;
     assert_eq!(status, 201, "{body}");
     body["id"].as_str().unwrap().to_owned()
 }
@@ -46,24 +36,19 @@ async fn workspace(app: &TestApp, owner: &TestUser, name: &str) -> String {
 async fn join(app: &TestApp, owner: &TestUser, invitee: &TestUser, ws: &str, role: &str) {
     let path = format!("/api/v1/workspaces/{ws}/invitations");
     let (status, body) =
-        send(app, owner, Method::POST, &path, Some(json!({"email": invitee.email, "role": role}))).await;
+        app.json(owner, Method::POST, &path, Some(json!({"email": invitee.email, "role": role}))).await;
     assert_eq!(status, 201, "{body}");
     app.run_outbox().await;
     let token = mails_to(&invitee.email).pop().and_then(|m| m.link_token()).expect("an invitation token");
-    let (status, body) = send(
-        app,
-        invitee,
-        Method::POST,
-        "/api/v1/invitations/accept",
-        Some(json!({"workspace_id": ws, "token": token})),
-    )
-    .await;
+    let (status, body) = app
+        .json(invitee, Method::POST, "/api/v1/invitations/accept", Some(json!({"workspace_id": ws, "token": token})))
+        .await;
     assert_eq!(status, 200, "{body}");
 }
 
 /// Creates a key; its id and the key shown once.
 async fn key(app: &TestApp, user: &TestUser, ws: &str, body: Value) -> (String, String) {
-    let (status, made) = send(app, user, Method::POST, &format!("/api/v1/workspaces/{ws}/api-keys"), Some(body)).await;
+    let (status, made) = app.json(user, Method::POST, &format!("/api/v1/workspaces/{ws}/api-keys"), Some(body)).await;
     assert_eq!(status, 201, "{made}");
     let key = made["key"].as_str().unwrap().to_owned();
     assert!(key.starts_with("rk_live_"), "{key}");
@@ -79,7 +64,7 @@ async fn a_key_acts_only_in_its_workspace_within_its_scopes_and_its_creators_cur
     let ws = workspace(&app, &alice, "Keys").await;
     let other = workspace(&app, &alice, "Elsewhere").await;
     let projects = format!("/api/v1/workspaces/{ws}/projects");
-    let (status, project) = send(&app, &alice, Method::POST, &projects, Some(json!({"name": "Apollo"}))).await;
+    let (status, project) = app.json(&alice, Method::POST, &projects, Some(json!({"name": "Apollo"}))).await;
     assert_eq!(status, 201);
     let pid = project["id"].as_str().unwrap();
 
@@ -103,36 +88,36 @@ async fn a_key_acts_only_in_its_workspace_within_its_scopes_and_its_creators_cur
     }
 
     // The key is never stored or shown again.
-    let (_, keys) = send(&app, &alice, Method::GET, &format!("/api/v1/workspaces/{ws}/api-keys"), None).await;
+    let (_, keys) = app.json(&alice, Method::GET, &format!("/api/v1/workspaces/{ws}/api-keys"), None).await;
     assert!(!keys.to_string().contains(&read_key), "{keys}");
     assert_eq!(keys[0]["scopes"], json!(["projects.read"]));
     assert!(keys[0]["last_used_at"].is_string(), "last use is recorded: {keys}");
-    let (_, trail) = send(&app, &alice, Method::GET, &audit, None).await;
+    let (_, trail) = app.json(&alice, Method::GET, &audit, None).await;
     assert!(!trail.to_string().contains(&read_key) && trail.to_string().contains("api_key.created"));
 
     // An Admin cannot mint a key for what Admins may not do; their key shrinks with their role.
     let bob = app.new_user().await;
     join(&app, &alice, &bob, &ws, "Admin").await;
-    let (status, refused) = send(
-        &app,
-        &bob,
-        Method::POST,
-        &format!("/api/v1/workspaces/{ws}/api-keys"),
-        Some(json!({"name": "too much", "scopes": ["projects.*", "workspace.delete"]})),
-    )
-    .await;
+    let (status, refused) = app
+        .json(
+            &bob,
+            Method::POST,
+            &format!("/api/v1/workspaces/{ws}/api-keys"),
+            Some(json!({"name": "too much", "scopes": ["projects.*", "workspace.delete"]})),
+        )
+        .await;
     assert_eq!(status, 403, "{refused}");
     let (_, bobs) = key(&app, &bob, &ws, json!({"name": "sync", "scopes": ["projects.*"]})).await;
     let (status, _, _) = with_key(&app, &bobs, Method::POST, &projects, Some(json!({"name": "by key"}))).await;
     assert_eq!(status, 201);
     let member = format!("/api/v1/workspaces/{ws}/members/{}", bob.id);
-    let (status, body) = send(&app, &alice, Method::PATCH, &member, Some(json!({"role": "Member"}))).await;
+    let (status, body) = app.json(&alice, Method::PATCH, &member, Some(json!({"role": "Member"}))).await;
     assert_eq!(status, 200, "{body}");
     let (status, _, _) = with_key(&app, &bobs, Method::DELETE, &format!("{projects}/{pid}"), None).await;
     assert_eq!(status, 403, "a Member may not delete projects, so neither may the Member's key");
     let (status, _, _) = with_key(&app, &bobs, Method::GET, &projects, None).await;
     assert_eq!(status, 200);
-    let (status, _) = send(&app, &alice, Method::DELETE, &member, None).await;
+    let (status, _) = app.json(&alice, Method::DELETE, &member, None).await;
     assert_eq!(status, 204);
     let (status, _, _) = with_key(&app, &bobs, Method::GET, &projects, None).await;
     assert_eq!(status, 404, "the creator left: the key reaches nothing");
@@ -147,7 +132,7 @@ async fn revocation_and_expiry_take_effect_on_the_next_request(backend: Backend)
     let (status, _, _) = with_key(&app, &revoked, Method::GET, &projects, None).await;
     assert_eq!(status, 200);
     let (status, body) =
-        send(&app, &alice, Method::POST, &format!("/api/v1/workspaces/{ws}/api-keys/{id}/revoke"), None).await;
+        app.json(&alice, Method::POST, &format!("/api/v1/workspaces/{ws}/api-keys/{id}/revoke"), None).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["revoked_at"].is_string());
     let (status, _, body) = with_key(&app, &revoked, Method::GET, &projects, None).await;

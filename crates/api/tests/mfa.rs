@@ -10,16 +10,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use testkit::{backend_tests, Backend, TestApp, TestUser, TEST_PASSWORD};
 
-async fn send(app: &TestApp, user: &TestUser, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.call(user, method, path);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     let resp = app.client.post(app.url(path)).json(&body).send().await.unwrap();
     let status = resp.status().as_u16();
@@ -54,16 +44,16 @@ async fn app(backend: Backend) -> TestApp {
 
 /// Sets TOTP up for `user`; the base32 secret and the recovery codes.
 async fn enrol(app: &TestApp, user: &TestUser) -> (String, Vec<String>) {
-    let (status, enrolment) = send(app, user, Method::POST, "/api/v1/me/mfa/totp", None).await;
+    let (status, enrolment) = app.json(user, Method::POST, "/api/v1/me/mfa/totp", None).await;
     assert_eq!(status, 200, "{enrolment}");
     let secret = enrolment["secret"].as_str().unwrap().to_owned();
     let (status, wrong) =
-        send(app, user, Method::POST, "/api/v1/me/mfa/totp/confirm", Some(json!({"code": "000000"}))).await;
+        app.json(user, Method::POST, "/api/v1/me/mfa/totp/confirm", Some(json!({"code": "000000"}))).await;
     if code(app, &secret) != "000000" {
         assert_eq!((status, wrong["code"].as_str()), (401, Some("invalid_code")), "{wrong}");
     }
     let (status, confirmed) =
-        send(app, user, Method::POST, "/api/v1/me/mfa/totp/confirm", Some(json!({"code": code(app, &secret)}))).await;
+        app.json(user, Method::POST, "/api/v1/me/mfa/totp/confirm", Some(json!({"code": code(app, &secret)}))).await;
     assert_eq!(status, 200, "{confirmed}");
     let codes: Vec<String> =
         confirmed["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
@@ -81,7 +71,7 @@ async fn challenge(app: &TestApp, user: &TestUser, path: &str) -> String {
 async fn totp_is_confirmed_by_a_first_code_then_sign_in_takes_a_second_step_each_code_once(backend: Backend) {
     let app = app(backend).await;
     let alice = app.new_user().await;
-    let (status, enrolment) = send(&app, &alice, Method::POST, "/api/v1/me/mfa/totp", None).await;
+    let (status, enrolment) = app.json(&alice, Method::POST, "/api/v1/me/mfa/totp", None).await;
     assert_eq!(status, 200);
     let uri = enrolment["otpauth_uri"].as_str().unwrap();
     let secret = enrolment["secret"].as_str().unwrap();
@@ -93,9 +83,9 @@ async fn totp_is_confirmed_by_a_first_code_then_sign_in_takes_a_second_step_each
 
     let (secret, recovery) = enrol(&app, &alice).await;
     assert_eq!(recovery.len(), 10);
-    let (_, status_body) = send(&app, &alice, Method::GET, "/api/v1/me/mfa", None).await;
+    let (_, status_body) = app.json(&alice, Method::GET, "/api/v1/me/mfa", None).await;
     assert_eq!(status_body["enabled"], true);
-    let (status, again) = send(&app, &alice, Method::POST, "/api/v1/me/mfa/totp", None).await;
+    let (status, again) = app.json(&alice, Method::POST, "/api/v1/me/mfa/totp", None).await;
     assert_eq!((status, again["code"].as_str()), (409, Some("mfa_already_enabled")));
 
     // The code that confirmed the factor was used: in the same step it is refused.
@@ -142,7 +132,7 @@ async fn totp_is_confirmed_by_a_first_code_then_sign_in_takes_a_second_step_each
         post(&app, "/api/v1/auth/signin/mfa", json!({"challenge": again, "recovery_code": recovery[1]})).await;
     assert_eq!(status, 200, "the challenge survives a wrong attempt");
 
-    let (status, trail) = send(&app, &alice, Method::GET, "/api/v1/me/security-events", None).await;
+    let (status, trail) = app.json(&alice, Method::GET, "/api/v1/me/security-events", None).await;
     assert_eq!(status, 200);
     let text = trail.to_string();
     assert!(text.contains("auth.mfa_enabled") && text.contains("auth.recovery_code_used"), "{text}");
@@ -173,11 +163,11 @@ async fn a_challenge_takes_five_attempts_and_five_minutes_and_disabling_needs_a_
 
     let current = code(&app, &secret);
     let wrong = if current == "000000" { "111111" } else { "000000" };
-    let (status, _) = send(&app, &alice, Method::POST, "/api/v1/me/mfa/disable", Some(json!({"code": wrong}))).await;
+    let (status, _) = app.json(&alice, Method::POST, "/api/v1/me/mfa/disable", Some(json!({"code": wrong}))).await;
     assert_eq!(status, 401, "disabling needs a current code");
     app.clock.advance(Duration::seconds(30));
     let (status, _) =
-        send(&app, &alice, Method::POST, "/api/v1/me/mfa/disable", Some(json!({"code": code(&app, &secret)}))).await;
+        app.json(&alice, Method::POST, "/api/v1/me/mfa/disable", Some(json!({"code": code(&app, &secret)}))).await;
     assert_eq!(status, 204);
     let (status, _) = post(&app, "/api/v1/auth/token", json!({"email": alice.email, "password": TEST_PASSWORD})).await;
     assert_eq!(status, 200, "without a second factor the password signs in again");

@@ -13,16 +13,6 @@ use testkit::receiver::{reference_signature, reference_verify, Receiver};
 use testkit::{backend_tests, Backend, TestApp, TestUser};
 use webhooks::outbound::RETRY_SCHEDULE_SECS;
 
-async fn call(app: &TestApp, user: &TestUser, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.call(user, method, path);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// The server, with the receiver's exact address let through the private-address refusal (and
 /// with it plain http), as the tests' only exception.
 async fn app_for(backend: Backend, receiver: &Receiver) -> TestApp {
@@ -39,21 +29,21 @@ async fn app_for(backend: Backend, receiver: &Receiver) -> TestApp {
 }
 
 async fn workspace(app: &TestApp, owner: &TestUser) -> String {
-    let (status, ws) = call(app, owner, Method::POST, "/api/v1/workspaces", Some(json!({"name": "Hooks"}))).await;
+    let (status, ws) = app.json(owner, Method::POST, "/api/v1/workspaces", Some(json!({"name": "Hooks"}))).await;
     assert_eq!(status, 201, "{ws}");
     ws["id"].as_str().unwrap().to_owned()
 }
 
 /// Registers an endpoint; its id and the secret shown once.
 async fn endpoint(app: &TestApp, owner: &TestUser, ws: &str, url: &str, types: Value) -> (String, String) {
-    let (status, made) = call(
-        app,
-        owner,
-        Method::POST,
-        &format!("/api/v1/workspaces/{ws}/webhook-endpoints"),
-        Some(json!({"url": url, "description": "CRM sync", "event_types": types})),
-    )
-    .await;
+    let (status, made) = app
+        .json(
+            owner,
+            Method::POST,
+            &format!("/api/v1/workspaces/{ws}/webhook-endpoints"),
+            Some(json!({"url": url, "description": "CRM sync", "event_types": types})),
+        )
+        .await;
     assert_eq!(status, 201, "{made}");
     let secret = made["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"), "a Standard Webhooks secret");
@@ -62,7 +52,7 @@ async fn endpoint(app: &TestApp, owner: &TestUser, ws: &str, url: &str, types: V
 
 async fn send_test(app: &TestApp, owner: &TestUser, ws: &str, ep: &str) -> String {
     let (status, delivery) =
-        call(app, owner, Method::POST, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}/test"), None).await;
+        app.json(owner, Method::POST, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}/test"), None).await;
     assert_eq!(status, 201, "{delivery}");
     assert_eq!(delivery["status"], "pending");
     delivery["id"].as_str().unwrap().to_owned()
@@ -70,7 +60,7 @@ async fn send_test(app: &TestApp, owner: &TestUser, ws: &str, ep: &str) -> Strin
 
 async fn delivery(app: &TestApp, owner: &TestUser, ws: &str, id: &str) -> Value {
     let (status, found) =
-        call(app, owner, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-deliveries/{id}"), None).await;
+        app.json(owner, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-deliveries/{id}"), None).await;
     assert_eq!(status, 200, "{found}");
     found
 }
@@ -88,14 +78,14 @@ async fn project_events_reach_subscribed_endpoints_signed_so_the_reference_libra
         endpoint(&app, &alice, &ws, &receiver.url("/hook"), json!(["project.created", "project.deleted"])).await;
     let (other, other_secret) = endpoint(&app, &alice, &ws, &receiver.url("/other"), json!(["project.updated"])).await;
 
-    let (status, project) = call(
-        &app,
-        &alice,
-        Method::POST,
-        &format!("/api/v1/workspaces/{ws}/projects"),
-        Some(json!({"name": "Apollo", "description": "moon"})),
-    )
-    .await;
+    let (status, project) = app
+        .json(
+            &alice,
+            Method::POST,
+            &format!("/api/v1/workspaces/{ws}/projects"),
+            Some(json!({"name": "Apollo", "description": "moon"})),
+        )
+        .await;
     assert_eq!(status, 201, "{project}");
     app.run_outbox().await;
     let hooks = receiver.hooks();
@@ -116,9 +106,9 @@ async fn project_events_reach_subscribed_endpoints_signed_so_the_reference_libra
     assert_eq!(event["data"]["workspace_id"], ws.as_str());
     assert!(event["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
 
-    let (status, list) =
-        call(&app, &alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}/deliveries"), None)
-            .await;
+    let (status, list) = app
+        .json(&alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}/deliveries"), None)
+        .await;
     assert_eq!(status, 200, "{list}");
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 1);
@@ -133,9 +123,9 @@ async fn project_events_reach_subscribed_endpoints_signed_so_the_reference_libra
 
     let pid = project["id"].as_str().unwrap();
     let path = format!("/api/v1/workspaces/{ws}/projects/{pid}");
-    let (status, _) = call(&app, &alice, Method::PATCH, &path, Some(json!({"name": "Artemis"}))).await;
+    let (status, _) = app.json(&alice, Method::PATCH, &path, Some(json!({"name": "Artemis"}))).await;
     assert_eq!(status, 200);
-    let (status, _) = call(&app, &alice, Method::DELETE, &path, None).await;
+    let (status, _) = app.json(&alice, Method::DELETE, &path, None).await;
     assert_eq!(status, 204);
     app.run_outbox().await;
     let hooks = receiver.hooks();
@@ -153,11 +143,10 @@ async fn project_events_reach_subscribed_endpoints_signed_so_the_reference_libra
     assert_eq!(deleted["type"], "project.deleted");
 
     // The secret is shown once: never in a listing, a read or the audit trail.
-    let (_, listed) =
-        call(&app, &alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints"), None).await;
+    let (_, listed) = app.json(&alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints"), None).await;
     let (_, one) =
-        call(&app, &alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{other}"), None).await;
-    let (_, trail) = call(&app, &alice, Method::GET, &format!("/api/v1/workspaces/{ws}/audit-events"), None).await;
+        app.json(&alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{other}"), None).await;
+    let (_, trail) = app.json(&alice, Method::GET, &format!("/api/v1/workspaces/{ws}/audit-events"), None).await;
     for text in [listed.to_string(), one.to_string(), trail.to_string()] {
         assert!(!text.contains(&secret) && !text.contains(&other_secret) && !text.contains("whsec_"), "{text}");
     }
@@ -170,7 +159,7 @@ async fn project_events_reach_subscribed_endpoints_signed_so_the_reference_libra
         format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}"),
         format!("/api/v1/workspaces/{ws}/webhook-deliveries/{}", list[0]["id"].as_str().unwrap()),
     ] {
-        let (status, _) = call(&app, &mallory, Method::GET, &path, None).await;
+        let (status, _) = app.json(&mallory, Method::GET, &path, None).await;
         assert_eq!(status, 404, "{path}");
     }
 }
@@ -184,8 +173,7 @@ async fn a_failing_endpoint_is_retried_on_the_schedule_then_disabled_and_its_own
     receiver.answer(503);
     let id = send_test(&app, &alice, &ws, &ep).await;
     let (status, refused) =
-        call(&app, &alice, Method::POST, &format!("/api/v1/workspaces/{ws}/webhook-deliveries/{id}/replay"), None)
-            .await;
+        app.json(&alice, Method::POST, &format!("/api/v1/workspaces/{ws}/webhook-deliveries/{id}/replay"), None).await;
     assert_eq!((status, refused["code"].as_str()), (409, Some("delivery_pending")), "{refused}");
     app.run_outbox().await;
     assert_eq!(receiver.hooks().len(), 1);
@@ -215,7 +203,7 @@ async fn a_failing_endpoint_is_retried_on_the_schedule_then_disabled_and_its_own
     assert_eq!(attempts.len(), 8);
     assert!(attempts.iter().all(|a| a["outcome"] == "http_status" && a["response_status"] == 503), "{last}");
     let (_, disabled) =
-        call(&app, &alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}"), None).await;
+        app.json(&alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}"), None).await;
     assert_eq!(disabled["enabled"], false, "{disabled}");
     assert_eq!(disabled["consecutive_failures"], 8);
     assert!(disabled["disabled_reason"].as_str().unwrap().contains("8 attempts failed"), "{disabled}");
@@ -224,38 +212,38 @@ async fn a_failing_endpoint_is_retried_on_the_schedule_then_disabled_and_its_own
     assert!(told.body.contains(&ep) && told.body.contains(&format!("http://{}", receiver.addr)), "{}", told.body);
     assert!(!told.body.contains("path-token-8f2c"), "the mail names the origin only: {}", told.body);
     let (_, trail) =
-        call(&app, &alice, Method::GET, &format!("/api/v1/workspaces/{ws}/audit-events?category=webhook"), None).await;
+        app.json(&alice, Method::GET, &format!("/api/v1/workspaces/{ws}/audit-events?category=webhook"), None).await;
     assert!(trail.to_string().contains("webhook_endpoint.disabled"), "{trail}");
 
     // A disabled endpoint receives nothing, and nothing is replayed to it.
-    let (status, _) = call(
-        &app,
-        &alice,
-        Method::POST,
-        &format!("/api/v1/workspaces/{ws}/projects"),
-        Some(json!({"name": "Quiet", "description": ""})),
-    )
-    .await;
+    let (status, _) = app
+        .json(
+            &alice,
+            Method::POST,
+            &format!("/api/v1/workspaces/{ws}/projects"),
+            Some(json!({"name": "Quiet", "description": ""})),
+        )
+        .await;
     assert_eq!(status, 201);
     app.run_outbox().await;
     assert_eq!(receiver.hooks().len(), 8);
     let replay = format!("/api/v1/workspaces/{ws}/webhook-deliveries/{id}/replay");
-    let (status, refused) = call(&app, &alice, Method::POST, &replay, None).await;
+    let (status, refused) = app.json(&alice, Method::POST, &replay, None).await;
     assert_eq!((status, refused["code"].as_str()), (409, Some("endpoint_disabled")), "{refused}");
 
     // Re-enabled, a replay sends the same message once more.
-    let (status, enabled) = call(
-        &app,
-        &alice,
-        Method::PATCH,
-        &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}"),
-        Some(json!({"enabled": true})),
-    )
-    .await;
+    let (status, enabled) = app
+        .json(
+            &alice,
+            Method::PATCH,
+            &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}"),
+            Some(json!({"enabled": true})),
+        )
+        .await;
     assert_eq!(status, 200, "{enabled}");
     assert_eq!((enabled["enabled"].as_bool(), enabled["consecutive_failures"].as_i64()), (Some(true), Some(0)));
     receiver.answer(204);
-    let (status, replayed) = call(&app, &alice, Method::POST, &replay, None).await;
+    let (status, replayed) = app.json(&alice, Method::POST, &replay, None).await;
     assert_eq!(status, 200, "{replayed}");
     app.run_outbox().await;
     let hooks = receiver.hooks();
@@ -283,7 +271,7 @@ async fn an_endpoint_that_answers_410_gone_is_disabled_at_once(backend: Backend)
     let found = delivery(&app, &alice, &ws, &id).await;
     assert_eq!(found["delivery"]["status"], "failed");
     let (_, gone) =
-        call(&app, &alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}"), None).await;
+        app.json(&alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}"), None).await;
     assert_eq!(gone["enabled"], false);
     assert!(gone["disabled_reason"].as_str().unwrap().contains("410"), "{gone}");
 }
@@ -294,14 +282,9 @@ async fn a_rotated_secret_keeps_signing_beside_the_new_one_for_24_hours(backend:
     let alice = app.new_user().await;
     let ws = workspace(&app, &alice).await;
     let (ep, old) = endpoint(&app, &alice, &ws, &receiver.url("/hook"), json!(["*"])).await;
-    let (status, rotated) = call(
-        &app,
-        &alice,
-        Method::POST,
-        &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}/rotate-secret"),
-        None,
-    )
-    .await;
+    let (status, rotated) = app
+        .json(&alice, Method::POST, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}/rotate-secret"), None)
+        .await;
     assert_eq!(status, 200, "{rotated}");
     let new = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
@@ -323,7 +306,7 @@ async fn a_rotated_secret_keeps_signing_beside_the_new_one_for_24_hours(backend:
     let later = receiver.wait_for(2).await.remove(1);
     assert_eq!(later.header("webhook-signature"), reference_signature(&new, &later), "only the new secret signs");
     let (_, one) =
-        call(&app, &alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}"), None).await;
+        app.json(&alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}"), None).await;
     assert_eq!(one["signing_secrets"], 1);
 }
 
@@ -359,10 +342,10 @@ async fn endpoint_urls_must_be_https_and_public_and_a_name_resolving_privately_i
     ];
     for (url, types, code) in refused {
         let (status, body) =
-            call(&app, &alice, Method::POST, &base, Some(json!({"url": url, "event_types": types}))).await;
+            app.json(&alice, Method::POST, &base, Some(json!({"url": url, "event_types": types}))).await;
         assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{url}: {body}");
     }
-    let (status, listed) = call(&app, &alice, Method::GET, &base, None).await;
+    let (status, listed) = app.json(&alice, Method::GET, &base, None).await;
     assert_eq!((status, listed.as_array().map(Vec::len)), (200, Some(0)), "nothing was half-created");
 
     let (ep, _) = endpoint(&app, &alice, &ws, "https://hooks.customer.test/h", json!(["*"])).await;

@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 
 use reqwest::Method;
 use secrecy::ExposeSecret;
-use serde_json::{json, Value};
+use serde_json::json;
 use testkit::receiver::Receiver;
-use testkit::{Backend, TestApp, TestUser};
+use testkit::{Backend, TestApp};
 
 /// Deliveries queued before any worker runs.
 const DELIVERIES: usize = 60;
@@ -80,16 +80,6 @@ fn start_worker(env: &[(String, String)], log: &std::path::Path) -> WorkerProces
     WorkerProcess(child)
 }
 
-async fn call(app: &TestApp, user: &TestUser, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.call(user, method, path);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 fn distinct_ids(hooks: &[testkit::receiver::Hook]) -> BTreeMap<String, usize> {
     let mut ids = BTreeMap::new();
     for hook in hooks {
@@ -110,17 +100,17 @@ async fn on_postgres_a_worker_killed_mid_batch_loses_no_action_and_records_no_ef
     )
     .await;
     let alice = app.new_user().await;
-    let (status, ws) = call(&app, &alice, Method::POST, "/api/v1/workspaces", Some(json!({"name": "Crash"}))).await;
+    let (status, ws) = app.json(&alice, Method::POST, "/api/v1/workspaces", Some(json!({"name": "Crash"}))).await;
     assert_eq!(status, 201);
     let ws = ws["id"].as_str().unwrap().to_owned();
-    let (status, made) = call(
-        &app,
-        &alice,
-        Method::POST,
-        &format!("/api/v1/workspaces/{ws}/webhook-endpoints"),
-        Some(json!({"url": receiver.url("/hook"), "event_types": ["webhook.test"]})),
-    )
-    .await;
+    let (status, made) = app
+        .json(
+            &alice,
+            Method::POST,
+            &format!("/api/v1/workspaces/{ws}/webhook-endpoints"),
+            Some(json!({"url": receiver.url("/hook"), "event_types": ["webhook.test"]})),
+        )
+        .await;
     assert_eq!(status, 201, "{made}");
     let ep = made["endpoint"]["id"].as_str().unwrap().to_owned();
     // Queued in one transaction through the same call the test route makes (the API's per-client
@@ -164,14 +154,14 @@ async fn on_postgres_a_worker_killed_mid_batch_loses_no_action_and_records_no_ef
     assert_eq!(by_status, BTreeMap::from([("done".to_owned(), DELIVERIES as i64)]));
 
     // None recorded twice: each delivery is delivered after exactly one recorded attempt.
-    let (status, list) = call(
-        &app,
-        &alice,
-        Method::GET,
-        &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}/deliveries?limit=200"),
-        None,
-    )
-    .await;
+    let (status, list) = app
+        .json(
+            &alice,
+            Method::GET,
+            &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}/deliveries?limit=200"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), DELIVERIES);

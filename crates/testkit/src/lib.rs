@@ -517,6 +517,23 @@ impl TestApp {
         }
     }
 
+    /// A JSON request as `user`: the status and the JSON body (`null` when there is none).
+    pub async fn json(
+        &self,
+        user: &TestUser,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.call(user, method, path);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// A request as `user` (bearer token).
     pub fn call(&self, user: &TestUser, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client.request(method, self.url(path)).bearer_auth(&user.token)
