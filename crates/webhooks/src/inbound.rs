@@ -142,7 +142,8 @@ fn stmt(tx: &TenantTx, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
 }
 
 const COLUMNS: &str = "s.id, s.tenant_id, s.kind, s.name, s.settings, s.sealed_count, s.created_at,
-    COALESCE(st.accepted, 0) AS accepted, COALESCE(st.signature_failures, 0) AS signature_failures, st.last_failure_at";
+    (SELECT COUNT(*) FROM webhook_inbox i WHERE i.source_id = s.id) AS accepted,
+    COALESCE(st.signature_failures, 0) AS signature_failures, st.last_failure_at";
 const FROM: &str = "webhook_sources s LEFT JOIN webhook_source_stats st ON st.source_id = s.id";
 
 fn from_row(row: &QueryResult) -> Result<Source, TenancyError> {
@@ -443,7 +444,7 @@ pub async fn receive(
             ok
         }
         Err(ReceiveError::Verify(kind, err)) if !err.is_configuration_error() => {
-            let counted = bump(&tx, source, "signature_failures", Some(now)).await;
+            let counted = count_failure(&tx, source, now).await;
             tx.settle(counted).await?;
             return Err(ReceiveError::Verify(kind, err));
         }
@@ -547,7 +548,7 @@ async fn record(
         now,
     )
     .await?;
-    bump(tx, source, "accepted", None).await?;
+    // The accepted count is the inbox's own row count: no shared counter row to lock per event.
     Ok(Received::Accepted { event_id: event_id.to_owned() })
 }
 
@@ -628,23 +629,16 @@ fn verify(
     }
 }
 
-/// Adds one to a source's counter (`accepted` or `signature_failures`).
-async fn bump(
-    tx: &TenantTx,
-    source: Uuid,
-    counter: &'static str,
-    failed_at: Option<DateTime<Utc>>,
-) -> Result<(), TenancyError> {
-    let (accepted, failures) = if counter == "accepted" { (1i64, 0i64) } else { (0, 1) };
+/// Counts a signature failure on a source.
+async fn count_failure(tx: &TenantTx, source: Uuid, failed_at: DateTime<Utc>) -> Result<(), TenancyError> {
     tx.conn()
         .execute(stmt(
             tx,
             "INSERT INTO webhook_source_stats (source_id, tenant_id, accepted, signature_failures, last_failure_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (source_id) DO UPDATE SET accepted = webhook_source_stats.accepted + excluded.accepted,
-                 signature_failures = webhook_source_stats.signature_failures + excluded.signature_failures,
-                 last_failure_at = COALESCE(excluded.last_failure_at, webhook_source_stats.last_failure_at)",
-            vec![source.into(), tx.tenant().0.into(), accepted.into(), failures.into(), failed_at.into()],
+             VALUES ($1, $2, 0, 1, $3)
+             ON CONFLICT (source_id) DO UPDATE SET signature_failures = webhook_source_stats.signature_failures + 1,
+                 last_failure_at = excluded.last_failure_at",
+            vec![source.into(), tx.tenant().0.into(), failed_at.into()],
         ))
         .await?;
     Ok(())
