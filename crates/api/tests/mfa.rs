@@ -173,7 +173,54 @@ async fn a_challenge_takes_five_attempts_and_five_minutes_and_disabling_needs_a_
     assert_eq!(status, 200, "without a second factor the password signs in again");
 }
 
+/// A server whose vault key was rotated still opens second factors sealed under the earlier key
+/// while that key is listed, and seals them again under the new one at their next use; a server
+/// without the earlier key opens only what was sealed again.
+async fn a_rotated_vault_key_keeps_second_factors_working_and_moves_them_to_the_new_key(backend: Backend) {
+    let app = app(backend).await;
+    let alice = app.new_user().await;
+    let (secret, _) = enrol(&app, &alice).await;
+    let old = app.state.keyring.vault_kek.clone();
+    let new = crypto_vault::KeyMaterial::generate();
+    let state = |vault_previous: Vec<crypto_vault::KeyMaterial>| {
+        let keyring = crypto_vault::Keyring {
+            token_hmac: app.state.keyring.token_hmac.clone(),
+            vault_kek: new.clone(),
+            vault_previous,
+            password_pepper: app.state.keyring.password_pepper.clone(),
+            source: crypto_vault::KeySource::Configured,
+        };
+        testkit::app_state_with_keys(&app.db, app.clock.clone(), auth::SignupMode::Open, keyring)
+    };
+    let (rotated, new_only) = (state(vec![old]).await, state(Vec::new()).await);
+    let meta = auth::RequestMeta::default();
+    let sign_in = |service: auth::AuthService, code: String| {
+        let (email, meta) = (alice.email.clone(), meta.clone());
+        async move {
+            let auth::mfa::SignIn::SecondFactor(challenge) =
+                service.password_grant(&email, TEST_PASSWORD, &meta).await.unwrap()
+            else {
+                panic!("a second factor is required");
+            };
+            service
+                .complete_password_grant(
+                    secrecy::ExposeSecret::expose_secret(&challenge.token),
+                    &auth::mfa::Factor::Totp(&code),
+                    &meta,
+                )
+                .await
+        }
+    };
+    app.clock.advance(Duration::seconds(30));
+    let refused = sign_in(new_only.auth.clone(), code(&app, &secret)).await;
+    assert!(matches!(refused, Err(auth::AuthError::Internal(_))), "the new key alone cannot open it yet: {refused:?}");
+    sign_in(rotated.auth.clone(), code(&app, &secret)).await.expect("the earlier key still opens it");
+    app.clock.advance(Duration::seconds(30));
+    sign_in(new_only.auth.clone(), code(&app, &secret)).await.expect("sealed again under the new key at its use");
+}
+
 backend_tests!(
+    a_rotated_vault_key_keeps_second_factors_working_and_moves_them_to_the_new_key,
     totp_is_confirmed_by_a_first_code_then_sign_in_takes_a_second_step_each_code_once,
     a_challenge_takes_five_attempts_and_five_minutes_and_disabling_needs_a_code,
 );

@@ -370,6 +370,24 @@ pub async fn spawn_app_adjusted(
 /// role (checked), with Redis under a key prefix of their own; SQLite tests run with in-process
 /// stores. bcrypt runs at the lowest allowed cost (10) to keep the suite quick.
 pub async fn app_state(db: &TestDb, clock: Arc<storage::ManualClock>, signup: auth::SignupMode) -> api::AppState {
+    let keyring = crypto_vault::Keyring {
+        token_hmac: crypto_vault::KeyMaterial::generate(),
+        vault_kek: crypto_vault::KeyMaterial::generate(),
+        vault_previous: Vec::new(),
+        password_pepper: crypto_vault::KeyMaterial::generate(),
+        source: crypto_vault::KeySource::Configured,
+    };
+    app_state_with_keys(db, clock, signup, keyring).await
+}
+
+/// [`app_state`] with given keys: for tests of key rotation (a second server over the same
+/// database with a new `secrets.vault_key` and the old one among `secrets.vault_previous_keys`).
+pub async fn app_state_with_keys(
+    db: &TestDb,
+    clock: Arc<storage::ManualClock>,
+    signup: auth::SignupMode,
+    keyring: crypto_vault::Keyring,
+) -> api::AppState {
     let conn = storage::Db::connect(&db.runtime_url, 8).await.expect("connecting as the runtime role");
     let redis = match db.backend {
         Backend::Sqlite => None,
@@ -392,20 +410,15 @@ pub async fn app_state(db: &TestDb, clock: Arc<storage::ManualClock>, signup: au
         "https://api.example.com/.well-known/security.txt",
         now + chrono::Duration::days(180),
     );
-    let vault_kek = crypto_vault::KeyMaterial::generate();
     api::AppState::assemble(api::Assembly {
         db: conn,
         redis,
         redis_prefix: format!("rampart-test:{}:", uuid::Uuid::new_v4().simple()),
-        vault: vault(&vault_kek),
+        vault: crypto_vault::Vault::new(Arc::new(
+            crypto_vault::LocalKeyProvider::new(&keyring.vault_kek, &keyring.vault_previous).expect("valid keys"),
+        )),
         egress: api::Egress::default(),
-        keyring: crypto_vault::Keyring {
-            token_hmac: crypto_vault::KeyMaterial::generate(),
-            vault_kek,
-            vault_previous: Vec::new(),
-            password_pepper: crypto_vault::KeyMaterial::generate(),
-            source: crypto_vault::KeySource::Configured,
-        },
+        keyring,
         jwt_keys: auth::jwt::JwtKeys::new(auth::jwt::SigningKey::generate("test-key").expect("key"), Vec::new())
             .expect("keys"),
         jwt: auth::jwt::JwtConfig::default(),
