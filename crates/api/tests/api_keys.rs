@@ -115,6 +115,17 @@ async fn a_key_acts_only_in_its_workspace_within_its_scopes_and_its_creators_cur
     assert_eq!(status, 200, "{body}");
     let (status, _, _) = with_key(&app, &bobs, Method::DELETE, &format!("{projects}/{pid}"), None).await;
     assert_eq!(status, 403, "a Member may not delete projects, so neither may the Member's key");
+    // A Member manages neither keys nor webhook endpoints (api_keys.manage, webhooks.manage).
+    for (path, body) in [
+        (format!("/api/v1/workspaces/{ws}/api-keys"), json!({"name": "m", "scopes": ["projects.read"]})),
+        (
+            format!("/api/v1/workspaces/{ws}/webhook-endpoints"),
+            json!({"url": "https://hooks.example.com/h", "event_types": ["*"]}),
+        ),
+    ] {
+        let (status, refused) = app.json(&bob, Method::POST, &path, Some(body)).await;
+        assert_eq!((status, refused["code"].as_str()), (403, Some("forbidden")), "{path}: {refused}");
+    }
     let (status, _, _) = with_key(&app, &bobs, Method::GET, &projects, None).await;
     assert_eq!(status, 200);
     let (status, _) = app.json(&alice, Method::DELETE, &member, None).await;

@@ -290,6 +290,9 @@ async fn a_rotated_secret_keeps_signing_beside_the_new_one_for_24_hours(backend:
     assert_ne!(new, old);
     let now = testkit::storage::Clock::now(app.clock.as_ref());
     assert_eq!(at(&rotated["previous_signs_until"]), now + Duration::hours(24));
+    let (_, during) =
+        app.json(&alice, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-endpoints/{ep}"), None).await;
+    assert_eq!(during["signing_secrets"], 2, "the old secret signs beside the new one: {during}");
 
     send_test(&app, &alice, &ws, &ep).await;
     app.run_outbox().await;

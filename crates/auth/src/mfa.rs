@@ -14,7 +14,7 @@
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use sea_orm::{ConnectionTrait, TransactionTrait};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sha1::Sha1;
 use uuid::Uuid;
 
@@ -469,11 +469,6 @@ impl AuthService {
         let user = self.pass_challenge(challenge, Flow::Token, factor, meta).await?;
         self.finish_password_grant(user, meta).await
     }
-}
-
-/// The secret of an enrolment as bytes (for clients and tests that compute codes).
-pub fn decode_base32(text: &SecretString) -> Option<Vec<u8>> {
-    data_encoding::BASE32_NOPAD.decode(text.expose_secret().as_bytes()).ok()
 }
 
 #[cfg(test)]

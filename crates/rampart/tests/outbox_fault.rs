@@ -120,9 +120,7 @@ async fn on_postgres_a_worker_killed_mid_batch_loses_no_action_and_records_no_ef
         .unwrap();
     let now = testkit::storage::Clock::now(app.clock.as_ref());
     for _ in 0..DELIVERIES {
-        webhooks::outbound::send_test(&tx, &app.state.vault, &app.state.keyring.vault_kek, ep.parse().unwrap(), now)
-            .await
-            .unwrap();
+        webhooks::outbound::send_test(&tx, &app.state.keyring.vault_kek, ep.parse().unwrap(), now).await.unwrap();
     }
     tx.commit().await.unwrap();
 

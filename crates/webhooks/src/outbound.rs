@@ -235,21 +235,17 @@ fn check_description(description: &str) -> Result<String, TenancyError> {
     Ok(description.to_owned())
 }
 
-const COLUMNS: &str = "e.id, e.tenant_id, e.url, e.description, e.event_types, e.secrets_ciphertext, e.created_at,
+const COLUMNS: &str = "e.id, e.tenant_id, e.url, e.description, e.event_types, e.secret_expiries, e.created_at,
     COALESCE(h.consecutive_failures, 0) AS consecutive_failures, h.failing_since, h.last_success_at,
     h.disabled_at, h.disabled_reason";
 const FROM: &str = "webhook_endpoints e LEFT JOIN webhook_endpoint_health h ON h.endpoint_id = e.id";
 
-async fn from_row(
-    tx: &TenantTx,
-    vault: &Vault,
-    row: &QueryResult,
-    now: DateTime<Utc>,
-) -> Result<Endpoint, TenancyError> {
+fn from_row(row: &QueryResult, now: DateTime<Utc>) -> Result<Endpoint, TenancyError> {
     let id: Uuid = row.try_get("", "id")?;
     let types: String = row.try_get("", "event_types")?;
-    let sealed: Vec<u8> = row.try_get("", "secrets_ciphertext")?;
-    let secrets = open_secrets(tx, vault, id, &sealed).await?;
+    let expiries: String = row.try_get("", "secret_expiries")?;
+    let expiries: Vec<DateTime<Utc>> = serde_json::from_str(&expiries)
+        .map_err(|_| TenancyError::Internal("endpoint secret expiries are not JSON".into()))?;
     Ok(Endpoint {
         id,
         tenant: TenantId(row.try_get("", "tenant_id")?),
@@ -257,7 +253,8 @@ async fn from_row(
         description: row.try_get("", "description")?,
         event_types: serde_json::from_str(&types)
             .map_err(|_| TenancyError::Internal("endpoint event types are not JSON".into()))?,
-        signing_secrets: signing_at(&secrets, now).count(),
+        // The current secret, and each rotated-out one until its expiry.
+        signing_secrets: 1 + expiries.iter().filter(|at| **at > now).count(),
         consecutive_failures: row.try_get("", "consecutive_failures")?,
         failing_since: row.try_get("", "failing_since")?,
         last_success_at: row.try_get("", "last_success_at")?,
@@ -333,7 +330,7 @@ pub async fn create(
         now,
     )
     .await?;
-    Ok((get(tx, vault, id, now).await?, secret))
+    Ok((get(tx, id, now).await?, secret))
 }
 
 /// Scheme, host and port of a URL: what audit events and mail name (a path may hold a token).
@@ -342,7 +339,7 @@ fn origin(url: &str) -> String {
 }
 
 /// The workspace's endpoints (`webhooks.manage`).
-pub async fn list(tx: &TenantTx, vault: &Vault, now: DateTime<Utc>) -> Result<Vec<Endpoint>, TenancyError> {
+pub async fn list(tx: &TenantTx, now: DateTime<Utc>) -> Result<Vec<Endpoint>, TenancyError> {
     tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
     let rows = tx
         .conn()
@@ -351,15 +348,11 @@ pub async fn list(tx: &TenantTx, vault: &Vault, now: DateTime<Utc>) -> Result<Ve
             vec![tx.tenant().0.into()],
         ))
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        out.push(from_row(tx, vault, row, now).await?);
-    }
-    Ok(out)
+    rows.iter().map(|row| from_row(row, now)).collect()
 }
 
 /// One endpoint (`webhooks.manage`).
-pub async fn get(tx: &TenantTx, vault: &Vault, id: Uuid, now: DateTime<Utc>) -> Result<Endpoint, TenancyError> {
+pub async fn get(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<Endpoint, TenancyError> {
     tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
     let row = tx
         .conn()
@@ -369,19 +362,18 @@ pub async fn get(tx: &TenantTx, vault: &Vault, id: Uuid, now: DateTime<Utc>) -> 
         ))
         .await?
         .ok_or(TenancyError::NotFound)?;
-    from_row(tx, vault, &row, now).await
+    from_row(&row, now)
 }
 
 /// Changes an endpoint (`webhooks.manage`). Re-enabling forgets its failures.
 pub async fn update(
     tx: &TenantTx,
-    vault: &Vault,
     policy: &egress::EgressPolicy,
     id: Uuid,
     change: EndpointChange,
     now: DateTime<Utc>,
 ) -> Result<Endpoint, TenancyError> {
-    let before = get(tx, vault, id, now).await?;
+    let before = get(tx, id, now).await?;
     let url = change.url.as_deref().map(|u| check_url(policy, u)).transpose()?;
     let description = change.description.as_deref().map(check_description).transpose()?;
     let types = change.event_types.as_deref().map(check_event_types).transpose()?;
@@ -435,7 +427,7 @@ pub async fn update(
         now,
     )
     .await?;
-    get(tx, vault, id, now).await
+    get(tx, id, now).await
 }
 
 async fn set_health(
@@ -519,11 +511,20 @@ pub async fn rotate_secret(
     // Rotating again and again within the overlap keeps only the newest few signing.
     list.truncate(MAX_SIGNING_SECRETS);
     let (sealed, version) = seal_secrets(tx, vault, id, &list, now).await?;
+    let expiries: Vec<DateTime<Utc>> = list.iter().filter_map(|s| s.expires_at).collect();
+    let expiries = serde_json::to_string(&expiries).map_err(|e| TenancyError::Internal(e.to_string()))?;
     tx.conn()
         .execute(tx.statement(
-            "UPDATE webhook_endpoints SET secrets_ciphertext = $1, ciphertext_version = $2, updated_at = $3
-              WHERE tenant_id = $4 AND id = $5",
-            vec![sealed.into(), secrets::version_value(version), now.into(), tx.tenant().0.into(), id.into()],
+            "UPDATE webhook_endpoints SET secrets_ciphertext = $1, ciphertext_version = $2, secret_expiries = $3, updated_at = $4
+              WHERE tenant_id = $5 AND id = $6",
+            vec![
+                sealed.into(),
+                secrets::version_value(version),
+                expiries.into(),
+                now.into(),
+                tx.tenant().0.into(),
+                id.into(),
+            ],
         ))
         .await?;
     tx.record(
@@ -621,12 +622,11 @@ pub async fn emit(
 /// Sends the test event to one endpoint, subscribed or not (`webhooks.manage`).
 pub async fn send_test(
     tx: &TenantTx,
-    vault: &Vault,
     outbox_key: &KeyMaterial,
     id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Delivery, TenancyError> {
-    let endpoint = get(tx, vault, id, now).await?;
+    let endpoint = get(tx, id, now).await?;
     if endpoint.disabled_at.is_some() {
         return Err(TenancyError::StateConflict {
             code: "endpoint_disabled",
@@ -794,13 +794,20 @@ impl std::fmt::Debug for Deliverer {
 enum Prepared {
     /// Nothing to send (the delivery is gone, done, or its endpoint disabled).
     Nothing,
-    Send {
-        url: String,
-        body: String,
-        secrets: Vec<standard::Secret>,
-        attempts: i32,
-        created_at: DateTime<Utc>,
-    },
+    Send(Attempting),
+}
+
+/// A delivery about to be attempted, as read before sending.
+struct Attempting {
+    delivery: Uuid,
+    cause: String,
+    endpoint: Uuid,
+    url: String,
+    body: String,
+    secrets: Vec<standard::Secret>,
+    /// Attempts recorded so far (the claim the outcome is recorded against).
+    attempts: i32,
+    created_at: DateTime<Utc>,
 }
 
 /// The outcome of one request.
@@ -839,16 +846,14 @@ impl Deliverer {
             let result = self.prepare(&tx, payload.delivery, &payload.cause).await;
             tx.settle(result).await.map_err(|e| e.to_string())?
         };
-        let Prepared::Send { url, body, secrets, attempts, created_at } = prepared else {
+        let Prepared::Send(attempting) = prepared else {
             return Ok(());
         };
         let started = self.clock.now();
-        let outcome = self.send(&url, payload.delivery, &body, &secrets, started).await;
+        let outcome = self.send(&attempting, started).await;
         let finished = self.clock.now();
         let tx = TenantTx::begin_claiming(&self.db, tenant, UserId(Uuid::nil())).await.map_err(|e| e.to_string())?;
-        let recorded = self
-            .record(&tx, payload.delivery, &payload.cause, attempts, created_at, &url, &outcome, started, finished)
-            .await;
+        let recorded = self.record(&tx, &attempting, &outcome, started, finished).await;
         tx.settle(recorded).await.map_err(|e| e.to_string())
     }
 
@@ -890,27 +895,23 @@ impl Deliverer {
             .map(|s| standard::Secret::parse(&s.secret))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| TenancyError::Internal("a stored endpoint secret does not parse".into()))?;
-        Ok(Prepared::Send {
+        Ok(Prepared::Send(Attempting {
+            delivery,
+            cause: cause.to_owned(),
+            endpoint,
             url: row.try_get("", "url")?,
             body: row.try_get("", "payload")?,
             secrets,
             attempts: row.try_get("", "attempts")?,
             created_at: row.try_get("", "created_at")?,
-        })
+        }))
     }
 
-    async fn send(
-        &self,
-        url: &str,
-        delivery: Uuid,
-        body: &str,
-        secrets: &[standard::Secret],
-        now: DateTime<Utc>,
-    ) -> Outcome {
+    async fn send(&self, a: &Attempting, now: DateTime<Utc>) -> Outcome {
         let failed = |code: &str| Outcome { status: None, code: code.to_owned(), retry_after: None };
-        let Ok(parsed) = reqwest::Url::parse(url) else { return failed("invalid_endpoint_url") };
-        let Ok(id) = standard::MessageId::parse(&message_id(delivery)) else { return failed("invalid_message_id") };
-        let Ok(signature) = standard::sign(secrets, &id, now, body.as_bytes()) else {
+        let Ok(parsed) = reqwest::Url::parse(&a.url) else { return failed("invalid_endpoint_url") };
+        let Ok(id) = standard::MessageId::parse(&message_id(a.delivery)) else { return failed("invalid_message_id") };
+        let Ok(signature) = standard::sign(&a.secrets, &id, now, a.body.as_bytes()) else {
             return failed("no_signing_secret");
         };
         let mut request = reqwest::Request::new(reqwest::Method::POST, parsed);
@@ -930,7 +931,7 @@ impl Deliverer {
                 Err(_) => return failed("invalid_header"),
             }
         }
-        *request.body_mut() = Some(body.to_owned().into());
+        *request.body_mut() = Some(a.body.clone().into());
         match self.client.send(request).await {
             Ok(response) => {
                 let status = response.status();
@@ -947,19 +948,15 @@ impl Deliverer {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
         tx: &TenantTx,
-        delivery: Uuid,
-        cause: &str,
-        attempts: i32,
-        created_at: DateTime<Utc>,
-        url: &str,
+        a: &Attempting,
         outcome: &Outcome,
         started: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), TenancyError> {
+        let (delivery, cause, attempts, endpoint) = (a.delivery, a.cause.as_str(), a.attempts, a.endpoint);
         let attempt = attempts + 1;
         let retry = cause == "scheduled" && !outcome.ok() && attempt < ATTEMPTS && outcome.status != Some(410);
         let next = retry.then(|| {
@@ -1015,15 +1012,6 @@ impl Deliverer {
                 ],
             ))
             .await?;
-        let endpoint: Uuid = tx
-            .conn()
-            .query_one(tx.statement(
-                "SELECT endpoint_id FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2",
-                vec![tx.tenant().0.into(), delivery.into()],
-            ))
-            .await?
-            .ok_or(TenancyError::NotFound)?
-            .try_get("", "endpoint_id")?;
         if outcome.ok() {
             set_health(
                 tx,
@@ -1034,13 +1022,19 @@ impl Deliverer {
             .await?;
             return Ok(());
         }
-        set_health(
-            tx,
-            endpoint,
-            "consecutive_failures = consecutive_failures + 1, failing_since = COALESCE(failing_since, $1)",
-            vec![started.into()],
-        )
-        .await?;
+        let last_success: Option<DateTime<Utc>> = tx
+            .conn()
+            .query_one(tx.statement(
+                "UPDATE webhook_endpoint_health
+                    SET consecutive_failures = consecutive_failures + 1, failing_since = COALESCE(failing_since, $1)
+                  WHERE tenant_id = $2 AND endpoint_id = $3
+                  RETURNING last_success_at",
+                vec![started.into(), tx.tenant().0.into(), endpoint.into()],
+            ))
+            .await?
+            .map(|r| r.try_get("", "last_success_at"))
+            .transpose()?
+            .flatten();
         if let Some(at) = next {
             enqueue_attempt(tx, &self.outbox_key, delivery, "scheduled", at, now).await?;
             tracing::info!(delivery.id = %delivery, attempt, code = %outcome.code, next_attempt_at = %at, "webhook delivery failed; retry scheduled");
@@ -1051,19 +1045,10 @@ impl Deliverer {
         } else if cause == "scheduled" {
             // Disabled only when nothing reached the endpoint since this delivery began: one
             // flaky delivery among successful ones does not turn the endpoint off.
-            let row = tx
-                .conn()
-                .query_one(tx.statement(
-                    "SELECT last_success_at FROM webhook_endpoint_health WHERE tenant_id = $1 AND endpoint_id = $2",
-                    vec![tx.tenant().0.into(), endpoint.into()],
-                ))
-                .await?;
-            let last_success: Option<DateTime<Utc>> =
-                row.map(|r| r.try_get("", "last_success_at")).transpose()?.flatten();
-            last_success.is_none_or(|at| at < created_at).then(|| {
+            last_success.is_none_or(|at| at < a.created_at).then(|| {
                 format!(
                     "{ATTEMPTS} attempts failed over {} hours with no successful delivery",
-                    (now - created_at).num_hours()
+                    (now - a.created_at).num_hours()
                 )
             })
         } else {
@@ -1072,7 +1057,7 @@ impl Deliverer {
         tracing::warn!(delivery.id = %delivery, attempt, code = %outcome.code, "webhook delivery failed its last attempt");
         if let Some(reason) = reason {
             disable(tx, endpoint, &reason, now).await?;
-            self.tell_owners(tx, endpoint, url, &reason, now).await?;
+            self.tell_owners(tx, endpoint, &a.url, &reason, now).await?;
         }
         Ok(())
     }

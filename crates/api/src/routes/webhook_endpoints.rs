@@ -194,7 +194,7 @@ impl WebhookEndpointsApi {
     ) -> poem::Result<Json<Vec<WebhookEndpointBody>>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         let tx = scope.begin().await?;
-        let result = outbound::list(&tx, &state.vault, scope.now()).await;
+        let result = outbound::list(&tx, scope.now()).await;
         Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
     }
 
@@ -250,7 +250,7 @@ impl WebhookEndpointsApi {
     ) -> poem::Result<Json<WebhookEndpointBody>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         let tx = scope.begin().await?;
-        let result = outbound::get(&tx, &state.vault, endpoint_id.0, scope.now()).await;
+        let result = outbound::get(&tx, endpoint_id.0, scope.now()).await;
         Ok(Json(scope.finish(tx, result).await?.into()))
     }
 
@@ -280,7 +280,7 @@ impl WebhookEndpointsApi {
             event_types: body.event_types,
             enabled: body.enabled,
         };
-        let result = outbound::update(&tx, &state.vault, &policy(&state), endpoint_id.0, change, scope.now()).await;
+        let result = outbound::update(&tx, &policy(&state), endpoint_id.0, change, scope.now()).await;
         Ok(Json(scope.finish(tx, result).await?.into()))
     }
 
@@ -346,7 +346,7 @@ impl WebhookEndpointsApi {
     ) -> poem::Result<Created<OutboundDeliveryBody>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         let tx = scope.begin().await?;
-        let result = outbound::send_test(&tx, &state.vault, &state.keyring.vault_kek, endpoint_id.0, scope.now()).await;
+        let result = outbound::send_test(&tx, &state.keyring.vault_kek, endpoint_id.0, scope.now()).await;
         Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
     }
 
