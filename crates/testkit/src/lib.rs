@@ -414,9 +414,7 @@ pub async fn app_state_with_keys(
         db: conn,
         redis,
         redis_prefix: format!("rampart-test:{}:", uuid::Uuid::new_v4().simple()),
-        vault: crypto_vault::Vault::new(Arc::new(
-            crypto_vault::LocalKeyProvider::new(&keyring.vault_kek, &keyring.vault_previous).expect("valid keys"),
-        )),
+        vault: vault_with(&keyring.vault_kek, &keyring.vault_previous),
         egress: api::Egress::default(),
         keyring,
         jwt_keys: auth::jwt::JwtKeys::new(auth::jwt::SigningKey::generate("test-key").expect("key"), Vec::new())
@@ -434,7 +432,12 @@ pub async fn app_state_with_keys(
 
 /// A vault whose only key-encryption key is `kek`.
 pub fn vault(kek: &crypto_vault::KeyMaterial) -> crypto_vault::Vault {
-    crypto_vault::Vault::new(Arc::new(crypto_vault::LocalKeyProvider::new(kek, &[]).expect("a valid key")))
+    vault_with(kek, &[])
+}
+
+/// A vault with the key-encryption key `kek` and earlier ones that still unwrap.
+pub fn vault_with(kek: &crypto_vault::KeyMaterial, previous: &[crypto_vault::KeyMaterial]) -> crypto_vault::Vault {
+    crypto_vault::Vault::new(Arc::new(crypto_vault::LocalKeyProvider::new(kek, previous).expect("valid keys")))
 }
 
 /// Declares each listed `async fn name(backend: Backend)` as two tests, `on_sqlite::name` and
