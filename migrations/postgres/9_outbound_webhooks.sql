@@ -15,7 +15,7 @@ CREATE TABLE webhook_endpoints (
     ciphertext_version integer NOT NULL,
     -- When each rotated-out secret stops signing (a JSON list, not secret): listings count the
     -- signing secrets without opening them.
-    secret_expiries text NOT NULL DEFAULT '[]',
+    overlap_ends text NOT NULL DEFAULT '[]',
     created_by uuid NOT NULL REFERENCES users (id),
     created_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL

@@ -10,7 +10,7 @@ CREATE TABLE webhook_endpoints (
     event_types TEXT NOT NULL,
     secrets_ciphertext BLOB NOT NULL,
     ciphertext_version INTEGER NOT NULL,
-    secret_expiries TEXT NOT NULL DEFAULT '[]',
+    overlap_ends TEXT NOT NULL DEFAULT '[]',
     created_by TEXT NOT NULL REFERENCES users (id),
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL

@@ -235,7 +235,7 @@ fn check_description(description: &str) -> Result<String, TenancyError> {
     Ok(description.to_owned())
 }
 
-const COLUMNS: &str = "e.id, e.tenant_id, e.url, e.description, e.event_types, e.secret_expiries, e.created_at,
+const COLUMNS: &str = "e.id, e.tenant_id, e.url, e.description, e.event_types, e.overlap_ends, e.created_at,
     COALESCE(h.consecutive_failures, 0) AS consecutive_failures, h.failing_since, h.last_success_at,
     h.disabled_at, h.disabled_reason";
 const FROM: &str = "webhook_endpoints e LEFT JOIN webhook_endpoint_health h ON h.endpoint_id = e.id";
@@ -243,7 +243,7 @@ const FROM: &str = "webhook_endpoints e LEFT JOIN webhook_endpoint_health h ON h
 fn from_row(row: &QueryResult, now: DateTime<Utc>) -> Result<Endpoint, TenancyError> {
     let id: Uuid = row.try_get("", "id")?;
     let types: String = row.try_get("", "event_types")?;
-    let expiries: String = row.try_get("", "secret_expiries")?;
+    let expiries: String = row.try_get("", "overlap_ends")?;
     let expiries: Vec<DateTime<Utc>> = serde_json::from_str(&expiries)
         .map_err(|_| TenancyError::Internal("endpoint secret expiries are not JSON".into()))?;
     Ok(Endpoint {
@@ -515,7 +515,7 @@ pub async fn rotate_secret(
     let expiries = serde_json::to_string(&expiries).map_err(|e| TenancyError::Internal(e.to_string()))?;
     tx.conn()
         .execute(tx.statement(
-            "UPDATE webhook_endpoints SET secrets_ciphertext = $1, ciphertext_version = $2, secret_expiries = $3, updated_at = $4
+            "UPDATE webhook_endpoints SET secrets_ciphertext = $1, ciphertext_version = $2, overlap_ends = $3, updated_at = $4
               WHERE tenant_id = $5 AND id = $6",
             vec![
                 sealed.into(),

@@ -229,7 +229,10 @@ fn sub_ranges(cx: &mut Cx<'_, '_>, t: &Token, digits: &[u8]) {
     let limit = strong.map_or(n - 1, |(i, _, _)| i);
     let first = cx.b.get(groups[0].start..groups[0].end).unwrap_or_default();
     let phone_like = t.plus || groups[0].paren || first.first() == Some(&b'0');
-    if phone_like && strong.is_none() && !looks_like_date(cx, groups) {
+    // A token cut short at MAX_GROUPS goes on past its end: its tail may be the start of a longer
+    // number (a card cut after three groups), so it is never taken whole as a second phone.
+    let cut_short = matches!(cx.at(t.end), b' ' | b'-' | b'.') && cx.at(t.end + 1).is_ascii_digit();
+    if phone_like && strong.is_none() && !cut_short && !looks_like_date(cx, groups) {
         // Two phone numbers in a row: split where both halves are one.
         #[allow(clippy::needless_range_loop)] // `j` splits both `groups` and `offsets`.
         for j in 2..n.saturating_sub(1) {
