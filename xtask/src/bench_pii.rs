@@ -339,7 +339,7 @@ fn generate_text(bytes: usize, pii_every: Option<usize>, logs_only: bool) -> Str
                 s.push_str(&w);
             }
             words += 1;
-            if pii_every.is_some_and(|n| words % n == 0) {
+            if pii_every.is_some_and(|n| words.is_multiple_of(n)) {
                 s.push(' ');
                 s.push_str(&pii_value(&mut rng));
             }

@@ -34,11 +34,32 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (429 and 503).
     pub retry_after: Option<u64>,
+    /// A `WWW-Authenticate` challenge (step-up: RFC 9470 §3).
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError { status, code, message: message.into(), retry_after: None, challenge: None }
+    }
+
+    /// 401 `insufficient_user_authentication`: the action needs an authentication within the
+    /// last `max_age` seconds; re-authenticate at `POST /api/v1/me/reauthenticate` and retry
+    /// (RFC 9470 §3: the error code and the `max_age` challenge parameter).
+    pub fn step_up(max_age_secs: i64) -> ApiError {
+        ApiError {
+            challenge: Some(format!(
+                "Bearer error=\"insufficient_user_authentication\", error_description=\"A more recent authentication is required\", max_age={max_age_secs}"
+            )),
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "insufficient_user_authentication",
+                format!(
+                    "This action needs an authentication within the last {} minutes: re-authenticate at POST /api/v1/me/reauthenticate, then retry.",
+                    max_age_secs / 60
+                ),
+            )
+        }
     }
 
     pub fn rate_limited(retry_after_secs: u64) -> ApiError {
@@ -68,6 +89,9 @@ impl poem::error::ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(poem::http::header::RETRY_AFTER, secs.into());
         }
+        if let Some(challenge) = self.challenge.as_deref().and_then(|c| poem::http::HeaderValue::from_str(c).ok()) {
+            resp.headers_mut().insert(poem::http::header::WWW_AUTHENTICATE, challenge);
+        }
         resp
     }
 }
@@ -89,6 +113,39 @@ impl From<auth::AuthError> for ApiError {
             E::RateLimited { retry_after_secs } => return ApiError::rate_limited(*retry_after_secs),
             E::InvalidCode => (StatusCode::UNAUTHORIZED, "invalid_code"),
             E::MfaAlreadyEnabled => (StatusCode::CONFLICT, "mfa_already_enabled"),
+            E::ReauthenticateWithProvider => (StatusCode::CONFLICT, "reauthenticate_with_provider"),
+            E::Oidc(oidc) => {
+                use auth::oidc::OidcError as O;
+                let (status, code) = match oidc {
+                    O::UnknownProvider => (StatusCode::NOT_FOUND, "unknown_provider"),
+                    O::InvalidState => (StatusCode::BAD_REQUEST, "invalid_oidc_state"),
+                    O::ProviderUnavailable(_) => {
+                        tracing::warn!(error = %err, "identity provider failure");
+                        return ApiError::new(
+                            StatusCode::BAD_GATEWAY,
+                            "provider_unavailable",
+                            "The identity provider could not be reached or answered wrongly.",
+                        );
+                    }
+                    O::CodeRejected => (StatusCode::UNAUTHORIZED, "oidc_code_rejected"),
+                    O::InvalidIdToken(_) => {
+                        tracing::warn!(error = %err, "ID token refused");
+                        return ApiError::new(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_id_token",
+                            "The identity provider's ID token failed verification.",
+                        );
+                    }
+                    O::EmailUnverified => (StatusCode::FORBIDDEN, "provider_email_unverified"),
+                    O::AccountExists => (StatusCode::CONFLICT, "account_exists"),
+                    O::IdentityInUse => (StatusCode::CONFLICT, "identity_in_use"),
+                    O::IdentityMismatch => (StatusCode::FORBIDDEN, "identity_mismatch"),
+                    O::LastSignInMethod => (StatusCode::CONFLICT, "last_sign_in_method"),
+                    O::IdentityNotFound => (StatusCode::NOT_FOUND, "not_found"),
+                    O::InvalidNativeRequest(_) => (StatusCode::BAD_REQUEST, "invalid_native_request"),
+                };
+                (status, code)
+            }
             E::Store(_) | E::Db(_) | E::Audit(_) | E::Outbox(_) | E::Internal(_) => {
                 tracing::error!(error = %err, "authentication backend failure");
                 return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", OPAQUE_MESSAGE);

@@ -29,6 +29,25 @@ pub struct Principal {
     pub session: Option<auth::SessionPrincipal>,
     /// Present for API keys: the one workspace and the scopes the key acts within.
     pub api_key: Option<auth::api_keys::KeyGrant>,
+    /// When and how the user last authenticated (the session's record or the token's `auth_time`
+    /// and `amr`); `None` for API keys, which never authenticate a person.
+    pub authentication: Option<auth::Authentication>,
+}
+
+impl Principal {
+    /// Refuses with 401 `insufficient_user_authentication` unless the user authenticated within
+    /// [`auth::STEP_UP_MAX_AGE`]: the guard of sensitive actions. API keys never pass.
+    pub fn require_recent(&self, state: &AppState) -> Result<(), ApiError> {
+        match &self.authentication {
+            Some(a) if self.api_key.is_none() && a.is_recent(state.auth.now()) => Ok(()),
+            _ => Err(ApiError::step_up(auth::STEP_UP_MAX_AGE.num_seconds())),
+        }
+    }
+
+    /// The sign-in behind this request included a second factor.
+    pub fn has_second_factor(&self) -> bool {
+        self.authentication.as_ref().is_some_and(auth::Authentication::has_second_factor)
+    }
 }
 
 /// Browser sessions: the session cookie.
@@ -108,6 +127,7 @@ async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Principal> {
         user_id: session.user_id,
         user: session.user.clone(),
         session_id: session.session.id,
+        authentication: session.session.authentication(),
         session: Some(session),
         api_key: None,
     })
@@ -118,7 +138,11 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
     let claims = state.auth.access_tokens().verify_access(&bearer.token).map_err(|_| unauthenticated())?;
     // Suspension and deletion take effect on the very next request, not at token expiry.
     let user = state.auth.me(claims.sub).await.map_err(|_| unauthenticated())?;
-    Ok(Principal { user_id: claims.sub, user, session_id: claims.sid, session: None, api_key: None })
+    let authentication = claims
+        .auth_time
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|at| auth::Authentication { at, amr: claims.amr.clone() });
+    Ok(Principal { user_id: claims.sub, user, session_id: claims.sid, session: None, api_key: None, authentication })
 }
 
 /// The key was authenticated and counted by [`crate::middleware::api_keys`]; this turns its grant
@@ -127,5 +151,12 @@ async fn check_api_key(req: &Request, _key: ApiKey) -> poem::Result<Principal> {
     let state = state(req)?;
     let grant = req.extensions().get::<auth::api_keys::KeyGrant>().cloned().ok_or_else(unauthenticated)?;
     let user = state.auth.me(grant.user).await.map_err(|_| unauthenticated())?;
-    Ok(Principal { user_id: grant.user, user, session_id: grant.key_id, session: None, api_key: Some(grant) })
+    Ok(Principal {
+        user_id: grant.user,
+        user,
+        session_id: grant.key_id,
+        session: None,
+        api_key: Some(grant),
+        authentication: None,
+    })
 }

@@ -68,6 +68,8 @@ pub struct Assembly {
     pub auth_attempts_per_minute: u64,
     pub vault: crypto_vault::Vault,
     pub egress: Egress,
+    /// OpenID Connect providers to sign in with.
+    pub oidc: Vec<auth::oidc::ProviderConfig>,
 }
 
 impl AppState {
@@ -77,6 +79,16 @@ impl AppState {
             None => auth::store::Kv::memory(),
         };
         let access = auth::AccessTokens::new(a.jwt_keys, a.jwt, a.clock.clone())?;
+        let oidc = if a.oidc.is_empty() {
+            auth::oidc::Providers::none()
+        } else {
+            let http = egress::GuardedClient::new(
+                auth::oidc::provider_policy(&a.egress.exceptions),
+                a.egress.resolver.clone(),
+            )
+            .map_err(|e| auth::AuthError::Internal(format!("identity provider client: {e}")))?;
+            auth::oidc::Providers::new(a.oidc, http).map_err(auth::AuthError::Internal)?
+        };
         let auth = auth::AuthService::new(auth::service::AuthParts {
             db: a.db.clone(),
             kv,
@@ -91,6 +103,7 @@ impl AppState {
             clock: a.clock,
             settings: a.settings,
             access,
+            oidc,
         });
         Ok(AppState {
             db: a.db,

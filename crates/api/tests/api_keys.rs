@@ -6,7 +6,7 @@
 use chrono::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
-use testkit::{backend_tests, mails_to, Backend, TestApp, TestUser};
+use testkit::{backend_tests, Backend, TestApp, TestUser};
 
 /// A request with an API key only; its status, headers and body.
 async fn with_key(
@@ -26,26 +26,6 @@ async fn with_key(
     (status, headers, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn workspace(app: &TestApp, owner: &TestUser, name: &str) -> String {
-    let (status, body) = app.json(owner, Method::POST, "/api/v1/workspaces", Some(json!({"name": name}))).await;
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().unwrap().to_owned()
-}
-
-/// `invitee` joins `ws` with `role` through an invitation.
-async fn join(app: &TestApp, owner: &TestUser, invitee: &TestUser, ws: &str, role: &str) {
-    let path = format!("/api/v1/workspaces/{ws}/invitations");
-    let (status, body) =
-        app.json(owner, Method::POST, &path, Some(json!({"email": invitee.email, "role": role}))).await;
-    assert_eq!(status, 201, "{body}");
-    app.run_outbox().await;
-    let token = mails_to(&invitee.email).pop().and_then(|m| m.link_token()).expect("an invitation token");
-    let (status, body) = app
-        .json(invitee, Method::POST, "/api/v1/invitations/accept", Some(json!({"workspace_id": ws, "token": token})))
-        .await;
-    assert_eq!(status, 200, "{body}");
-}
-
 /// Creates a key; its id and the key shown once.
 async fn key(app: &TestApp, user: &TestUser, ws: &str, body: Value) -> (String, String) {
     let (status, made) = app.json(user, Method::POST, &format!("/api/v1/workspaces/{ws}/api-keys"), Some(body)).await;
@@ -61,8 +41,8 @@ async fn a_key_acts_only_in_its_workspace_within_its_scopes_and_its_creators_cur
     // Many requests from one loopback client: lift the per-client limit, not the keys' own caps.
     let app = testkit::spawn_app_with(backend, |http| http.rate_limit_per_client_per_sec = 100_000).await;
     let alice = app.new_user().await;
-    let ws = workspace(&app, &alice, "Keys").await;
-    let other = workspace(&app, &alice, "Elsewhere").await;
+    let ws = app.workspace(&alice, "Keys").await;
+    let other = app.workspace(&alice, "Elsewhere").await;
     let projects = format!("/api/v1/workspaces/{ws}/projects");
     let (status, project) = app.json(&alice, Method::POST, &projects, Some(json!({"name": "Apollo"}))).await;
     assert_eq!(status, 201);
@@ -97,7 +77,7 @@ async fn a_key_acts_only_in_its_workspace_within_its_scopes_and_its_creators_cur
 
     // An Admin cannot mint a key for what Admins may not do; their key shrinks with their role.
     let bob = app.new_user().await;
-    join(&app, &alice, &bob, &ws, "Admin").await;
+    app.join(&alice, &bob, &ws, "Admin").await;
     let (status, refused) = app
         .json(
             &bob,
@@ -137,7 +117,7 @@ async fn a_key_acts_only_in_its_workspace_within_its_scopes_and_its_creators_cur
 async fn revocation_and_expiry_take_effect_on_the_next_request(backend: Backend) {
     let app = testkit::spawn_app(backend).await;
     let alice = app.new_user().await;
-    let ws = workspace(&app, &alice, "Keys").await;
+    let ws = app.workspace(&alice, "Keys").await;
     let projects = format!("/api/v1/workspaces/{ws}/projects");
     let (id, revoked) = key(&app, &alice, &ws, json!({"name": "ci", "scopes": ["projects.read"]})).await;
     let (status, _, _) = with_key(&app, &revoked, Method::GET, &projects, None).await;
@@ -170,7 +150,7 @@ async fn revocation_and_expiry_take_effect_on_the_next_request(backend: Backend)
 async fn a_key_over_its_caps_is_answered_429_with_its_remaining_quota(backend: Backend) {
     let app = testkit::spawn_app(backend).await;
     let alice = app.new_user().await;
-    let ws = workspace(&app, &alice, "Keys").await;
+    let ws = app.workspace(&alice, "Keys").await;
     let projects = format!("/api/v1/workspaces/{ws}/projects");
     let (_, minute) =
         key(&app, &alice, &ws, json!({"name": "minute", "scopes": ["projects.read"], "per_minute": 3})).await;

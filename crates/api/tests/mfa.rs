@@ -139,7 +139,9 @@ async fn totp_is_confirmed_by_a_first_code_then_sign_in_takes_a_second_step_each
     assert!(!text.contains(&secret) && !text.contains(&recovery[0]), "no secret in the trail");
 }
 
-async fn a_challenge_takes_five_attempts_and_five_minutes_and_disabling_needs_a_code(backend: Backend) {
+async fn a_challenge_takes_five_attempts_and_five_minutes_and_disabling_needs_a_fresh_authentication_and_a_code(
+    backend: Backend,
+) {
     let app = app(backend).await;
     let alice = app.new_user().await;
     let (secret, _) = enrol(&app, &alice).await;
@@ -160,6 +162,27 @@ async fn a_challenge_takes_five_attempts_and_five_minutes_and_disabling_needs_a_
     assert_eq!(status, 400, "an expired challenge");
     let (status, _) = post(&app, "/api/v1/auth/token/mfa", json!({"challenge": late})).await;
     assert_eq!(status, 400, "a factor is required");
+
+    // The sign-in is over five minutes old: disabling needs a fresh authentication first, with
+    // the password and the second factor both.
+    app.clock.advance(Duration::seconds(30));
+    let (status, stale) =
+        app.json(&alice, Method::POST, "/api/v1/me/mfa/disable", Some(json!({"code": code(&app, &secret)}))).await;
+    assert_eq!((status, stale["code"].as_str()), (401, Some("insufficient_user_authentication")), "{stale}");
+    let (status, refused) =
+        app.json(&alice, Method::POST, "/api/v1/me/reauthenticate", Some(json!({"password": TEST_PASSWORD}))).await;
+    assert_eq!((status, refused["code"].as_str()), (401, Some("invalid_code")), "{refused}");
+    let (status, fresh) = app
+        .json(
+            &alice,
+            Method::POST,
+            "/api/v1/me/reauthenticate",
+            Some(json!({"password": TEST_PASSWORD, "code": code(&app, &secret)})),
+        )
+        .await;
+    assert_eq!(status, 200, "{fresh}");
+    assert_eq!(fresh["amr"], json!(["pwd", "otp"]));
+    let alice = TestUser { token: fresh["access_token"].as_str().unwrap().to_owned(), ..alice };
 
     let current = code(&app, &secret);
     let wrong = if current == "000000" { "111111" } else { "000000" };
@@ -219,8 +242,128 @@ async fn a_rotated_vault_key_keeps_second_factors_working_and_moves_them_to_the_
     sign_in(new_only.auth.clone(), code(&app, &secret)).await.expect("sealed again under the new key at its use");
 }
 
+async fn sensitive_actions_need_an_authentication_within_five_minutes_and_a_key_never_has_one(backend: Backend) {
+    let app = app(backend).await;
+    let alice = app.new_user().await;
+    let ws = app.workspace(&alice, "Step-up").await;
+    let keys = format!("/api/v1/workspaces/{ws}/api-keys");
+    let new_key = json!({"name": "ci", "scopes": ["projects.read", "api_keys.manage"]});
+    let (status, made) = app.json(&alice, Method::POST, &keys, Some(new_key.clone())).await;
+    assert_eq!(status, 201, "just signed in: {made}");
+
+    app.clock.advance(Duration::minutes(6));
+    let resp = app.call(&alice, Method::POST, &keys).json(&new_key).send().await.unwrap();
+    let challenge = resp.headers()[reqwest::header::WWW_AUTHENTICATE].to_str().unwrap().to_owned();
+    assert!(challenge.contains("insufficient_user_authentication") && challenge.contains("max_age=300"), "{challenge}");
+    let refused: Value = resp.json().await.unwrap();
+    assert_eq!(refused["code"], "insufficient_user_authentication");
+
+    // A refresh carries the sign-in's time along: it is no re-authentication.
+    let (status, refreshed) =
+        post(&app, "/api/v1/auth/token/refresh", json!({"refresh_token": alice.refresh_token})).await;
+    assert_eq!(status, 200, "{refreshed}");
+    let refreshed_user = TestUser {
+        token: refreshed["access_token"].as_str().unwrap().to_owned(),
+        refresh_token: refreshed["refresh_token"].as_str().unwrap().to_owned(),
+        ..alice.clone()
+    };
+    let (status, _) = app.json(&refreshed_user, Method::POST, &keys, Some(new_key.clone())).await;
+    assert_eq!(status, 401, "still the old authentication");
+
+    let (status, wrong) = app
+        .json(&refreshed_user, Method::POST, "/api/v1/me/reauthenticate", Some(json!({"password": "not it at all 9"})))
+        .await;
+    assert_eq!((status, wrong["code"].as_str()), (401, Some("invalid_credentials")), "{wrong}");
+    let (status, fresh) = app
+        .json(&refreshed_user, Method::POST, "/api/v1/me/reauthenticate", Some(json!({"password": TEST_PASSWORD})))
+        .await;
+    assert_eq!(status, 200, "{fresh}");
+    assert_eq!((fresh["amr"].clone(), fresh["valid_for"].clone()), (json!(["pwd"]), json!(300)));
+    let stepped = TestUser { token: fresh["access_token"].as_str().unwrap().to_owned(), ..refreshed_user.clone() };
+    let (status, made) = app.json(&stepped, Method::POST, &keys, Some(new_key.clone())).await;
+    assert_eq!(status, 201, "{made}");
+    let key = made["key"].as_str().unwrap().to_owned();
+    // The family keeps the new authentication across its next refresh.
+    let (status, again) =
+        post(&app, "/api/v1/auth/token/refresh", json!({"refresh_token": refreshed_user.refresh_token})).await;
+    assert_eq!(status, 200, "{again}");
+    let again = TestUser { token: again["access_token"].as_str().unwrap().to_owned(), ..alice.clone() };
+    let (status, _) = app.json(&again, Method::POST, &keys, Some(new_key.clone())).await;
+    assert_eq!(status, 201);
+
+    // A key authenticates a program, never a person: it cannot pass a step-up.
+    let resp = app.client.post(app.url(&keys)).header("x-api-key", &key).json(&new_key).send().await.unwrap();
+    assert_eq!(resp.status(), 401, "a key cannot mint keys");
+
+    // Deleting the workspace is sensitive too.
+    app.clock.advance(Duration::minutes(6));
+    let again = app.renew(&alice).await;
+    app.clock.advance(Duration::minutes(6));
+    let path = format!("/api/v1/workspaces/{ws}");
+    let (status, refused) = app.json(&again, Method::DELETE, &path, None).await;
+    assert_eq!((status, refused["code"].as_str()), (401, Some("insufficient_user_authentication")));
+    let (status, fresh) =
+        app.json(&again, Method::POST, "/api/v1/me/reauthenticate", Some(json!({"password": TEST_PASSWORD}))).await;
+    assert_eq!(status, 200);
+    let again = TestUser { token: fresh["access_token"].as_str().unwrap().to_owned(), ..again };
+    let (status, _) = app.json(&again, Method::DELETE, &path, None).await;
+    assert_eq!(status, 200);
+}
+
+/// `user` signed in with the password and a TOTP code: a bearer whose sign-in had both factors.
+async fn sign_in_with_code(app: &TestApp, user: &TestUser, secret: &str) -> TestUser {
+    app.clock.advance(Duration::seconds(30));
+    let step = challenge(app, user, "/api/v1/auth/token").await;
+    let (status, tokens) =
+        post(app, "/api/v1/auth/token/mfa", json!({"challenge": step, "code": code(app, secret)})).await;
+    assert_eq!(status, 200, "{tokens}");
+    TestUser {
+        token: tokens["access_token"].as_str().unwrap().to_owned(),
+        refresh_token: tokens["refresh_token"].as_str().unwrap().to_owned(),
+        ..user.clone()
+    }
+}
+
+async fn a_workspace_that_requires_a_second_factor_admits_members_only_from_such_a_sign_in(backend: Backend) {
+    let app = app(backend).await;
+    let alice = app.new_user().await;
+    let bob = app.new_user().await;
+    let ws = app.workspace(&alice, "Strict").await;
+    app.join(&alice, &bob, &ws, "Member").await;
+    let rule = format!("/api/v1/workspaces/{ws}/mfa-requirement");
+    let projects = format!("/api/v1/workspaces/{ws}/projects");
+
+    let (status, refused) = app.json(&alice, Method::PUT, &rule, Some(json!({"required": true}))).await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("mfa_required_first")), "{refused}");
+    let (secret, _) = enrol(&app, &alice).await;
+    let (status, refused) = app.json(&alice, Method::PUT, &rule, Some(json!({"required": true}))).await;
+    assert_eq!(status, 409, "enrolled, but this sign-in had no second factor: {refused}");
+    let alice = sign_in_with_code(&app, &alice, &secret).await;
+    let (status, changed) = app.json(&alice, Method::PUT, &rule, Some(json!({"required": true}))).await;
+    assert_eq!((status, changed["require_mfa"].as_bool()), (200, Some(true)), "{changed}");
+    let (status, _) = app.json(&alice, Method::GET, &projects, None).await;
+    assert_eq!(status, 200, "alice's sign-in had both factors");
+
+    let (status, refused) = app.json(&bob, Method::GET, &projects, None).await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("workspace_requires_mfa")), "{refused}");
+    let (bob_secret, _) = enrol(&app, &bob).await;
+    let (status, _) = app.json(&bob, Method::GET, &projects, None).await;
+    assert_eq!(status, 403, "a factor set up after this sign-in does not count for it");
+    let bob = sign_in_with_code(&app, &bob, &bob_secret).await;
+    let (status, _) = app.json(&bob, Method::GET, &projects, None).await;
+    assert_eq!(status, 200);
+
+    // The change is in the workspace's audit trail.
+    let (_, events) = app.json(&alice, Method::GET, &format!("/api/v1/workspaces/{ws}/audit-events"), None).await;
+    let changed =
+        events["events"].as_array().unwrap().iter().any(|e| e["action"] == "workspace.mfa_requirement_changed");
+    assert!(changed, "{events}");
+}
+
 backend_tests!(
+    sensitive_actions_need_an_authentication_within_five_minutes_and_a_key_never_has_one,
+    a_workspace_that_requires_a_second_factor_admits_members_only_from_such_a_sign_in,
     a_rotated_vault_key_keeps_second_factors_working_and_moves_them_to_the_new_key,
     totp_is_confirmed_by_a_first_code_then_sign_in_takes_a_second_step_each_code_once,
-    a_challenge_takes_five_attempts_and_five_minutes_and_disabling_needs_a_code,
+    a_challenge_takes_five_attempts_and_five_minutes_and_disabling_needs_a_fresh_authentication_and_a_code,
 );

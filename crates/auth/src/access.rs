@@ -35,6 +35,20 @@ impl AccessTokens {
         Ok(self.keys.issue(&self.cfg, user, family, self.clock.now())?)
     }
 
+    /// An access token that carries the authentication of its sign-in (`auth_time`, `amr`).
+    pub fn issue_authenticated(
+        &self,
+        user: Uuid,
+        family: Uuid,
+        authentication: Option<&crate::stepup::Authentication>,
+    ) -> Result<(String, AccessClaims), AuthError> {
+        let (at, amr) = match authentication {
+            Some(a) => (Some(a.at), a.amr.as_slice()),
+            None => (None, &[][..]),
+        };
+        Ok(self.keys.issue_authenticated(&self.cfg, user, family, self.clock.now(), at, amr)?)
+    }
+
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, AuthError> {
         Ok(self.keys.verify(&self.cfg, token, self.clock.now())?)
     }

@@ -37,6 +37,10 @@ pub enum AuthError {
     InvalidCode,
     #[error("a second factor is already set up; disable it first")]
     MfaAlreadyEnabled,
+    #[error("this account has no password or second factor here; re-authenticate with its identity provider")]
+    ReauthenticateWithProvider,
+    #[error(transparent)]
+    Oidc(crate::oidc::OidcError),
     #[error("internal error: {0}")]
     Internal(String),
 }

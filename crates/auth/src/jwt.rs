@@ -297,6 +297,13 @@ pub struct AccessClaims {
     pub exp: i64,
     /// A unique token id (RFC 7519 §4.1.7).
     pub jti: Uuid,
+    /// When the user last authenticated, at sign-in or step-up (OpenID Connect Core 1.0 §2
+    /// `auth_time`); absent on tokens that do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// How they authenticated (RFC 8176 `amr` values, such as `pwd` and `otp`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 /// The claims as received, before the check that every one of them is present.
@@ -313,6 +320,8 @@ struct ReceivedClaims {
     nbf: Option<i64>,
     exp: Option<i64>,
     jti: Option<Uuid>,
+    auth_time: Option<i64>,
+    amr: Option<Vec<String>>,
 }
 
 impl ReceivedClaims {
@@ -327,6 +336,8 @@ impl ReceivedClaims {
             nbf: self.nbf.ok_or(JwtError::MissingClaim("nbf"))?,
             exp: self.exp.ok_or(JwtError::MissingClaim("exp"))?,
             jti: self.jti.ok_or(JwtError::MissingClaim("jti"))?,
+            auth_time: self.auth_time,
+            amr: self.amr.unwrap_or_default(),
         })
     }
 }
@@ -450,6 +461,23 @@ impl JwtKeys {
         sid: Uuid,
         now: DateTime<Utc>,
     ) -> Result<(String, AccessClaims), JwtError> {
+        self.issue_authenticated(cfg, user, sid, now, None, &[])
+    }
+
+    /// [`JwtKeys::issue`] with the `auth_time` and `amr` claims of the sign-in behind the token.
+    ///
+    /// # Errors
+    ///
+    /// As [`JwtKeys::issue`].
+    pub fn issue_authenticated(
+        &self,
+        cfg: &JwtConfig,
+        user: Uuid,
+        sid: Uuid,
+        now: DateTime<Utc>,
+        auth_time: Option<DateTime<Utc>>,
+        amr: &[String],
+    ) -> Result<(String, AccessClaims), JwtError> {
         cfg.validate()?;
         let expires = now.checked_add_signed(cfg.access_ttl).ok_or(JwtError::Config("token expiry is out of range"))?;
         let claims = AccessClaims {
@@ -461,6 +489,8 @@ impl JwtKeys {
             nbf: now.timestamp(),
             exp: expires.timestamp(),
             jti: Uuid::new_v4(),
+            auth_time: auth_time.map(|t| t.timestamp()),
+            amr: amr.to_vec(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(ACCESS_TOKEN_TYP.to_owned());

@@ -10,11 +10,14 @@ mod error;
 pub mod jwt;
 pub mod metrics;
 pub mod mfa;
+pub mod oidc;
 pub mod password;
 pub mod service;
+pub mod stepup;
 pub mod store;
 pub mod token;
 
 pub use access::AccessTokens;
 pub use error::AuthError;
 pub use service::{AuthService, AuthSettings, RequestMeta, Revoke, SessionPrincipal, SignupMode};
+pub use stepup::{Authentication, STEP_UP_MAX_AGE};

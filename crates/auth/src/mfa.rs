@@ -19,6 +19,7 @@ use sha1::Sha1;
 use uuid::Uuid;
 
 use crate::service::{stmt, AuthService, NewSession, RequestMeta, TokenPair};
+use crate::stepup::amr;
 use crate::{token, AuthError};
 
 /// Digits of a code (RFC 6238 reference; what authenticator apps show).
@@ -276,7 +277,7 @@ impl AuthService {
 
     /// Checks a second factor of `user` inside `txn`: a TOTP code newer than the last accepted
     /// one (recorded, so it is never accepted again), or an unused recovery code (consumed).
-    async fn check_factor<C: ConnectionTrait>(
+    pub(crate) async fn check_factor<C: ConnectionTrait>(
         &self,
         conn: &C,
         user: Uuid,
@@ -376,8 +377,14 @@ impl AuthService {
         Ok(())
     }
 
-    /// After a correct password: a challenge when `user` has a second factor, else `None`.
-    pub(crate) async fn challenge_if_enrolled(&self, user: Uuid, flow: Flow) -> Result<Option<Challenge>, AuthError> {
+    /// After a correct first factor (`first`: `pwd`, or `fed` for a provider's sign-in): a
+    /// challenge when `user` has a second factor, else `None`.
+    pub(crate) async fn challenge_if_enrolled(
+        &self,
+        user: Uuid,
+        flow: Flow,
+        first: &str,
+    ) -> Result<Option<Challenge>, AuthError> {
         if !self.mfa_enabled(user).await? {
             return Ok(None);
         }
@@ -387,12 +394,13 @@ impl AuthService {
             .conn()
             .execute(stmt(
                 self.db.conn(),
-                "INSERT INTO mfa_challenges (token_hash, user_id, kind, attempts, expires_at) VALUES ($1, $2, $3, 0, $4)",
+                "INSERT INTO mfa_challenges (token_hash, user_id, kind, attempts, expires_at, first_factor) VALUES ($1, $2, $3, 0, $4, $5)",
                 vec![
                     self.tokens.hash(CHALLENGE_PURPOSE, &token).into(),
                     user.into(),
                     flow.as_str().into(),
                     (now + CHALLENGE_TTL).into(),
+                    first.into(),
                 ],
             ))
             .await?;
@@ -400,14 +408,15 @@ impl AuthService {
     }
 
     /// The second step: the challenge and a factor. A wrong factor counts against the challenge
-    /// (five at most); a right one spends it. Returns the user to sign in.
+    /// (five at most); a right one spends it. Returns the user to sign in and the first factor
+    /// they passed.
     async fn pass_challenge(
         &self,
         challenge: &str,
         flow: Flow,
         factor: &Factor<'_>,
         meta: &RequestMeta,
-    ) -> Result<Uuid, AuthError> {
+    ) -> Result<(Uuid, String), AuthError> {
         let hash = self.tokens.hash(CHALLENGE_PURPOSE, challenge);
         let now = self.clock.now();
         // Counting the attempt first, in its own statement, means a wrong code is counted even
@@ -419,12 +428,13 @@ impl AuthService {
                 self.db.conn(),
                 "UPDATE mfa_challenges SET attempts = attempts + 1
                   WHERE token_hash = $1 AND kind = $2 AND used_at IS NULL AND expires_at > $3 AND attempts < $4
-                  RETURNING user_id",
+                  RETURNING user_id, first_factor",
                 vec![hash.clone().into(), flow.as_str().into(), now.into(), CHALLENGE_ATTEMPTS.into()],
             ))
             .await?
             .ok_or(AuthError::InvalidToken)?;
         let user: Uuid = row.try_get("", "user_id")?;
+        let first: String = row.try_get("", "first_factor")?;
         let txn = self.db.conn().begin().await?;
         if let Err(err) = self.check_factor(&txn, user, factor, meta).await {
             txn.rollback().await?;
@@ -445,7 +455,7 @@ impl AuthService {
             return Err(AuthError::InvalidToken);
         }
         txn.commit().await?;
-        Ok(user)
+        Ok((user, first))
     }
 
     /// Completes a browser sign-in with its second factor: a new session.
@@ -455,8 +465,8 @@ impl AuthService {
         factor: &Factor<'_>,
         meta: &RequestMeta,
     ) -> Result<NewSession, AuthError> {
-        let user = self.pass_challenge(challenge, Flow::Session, factor, meta).await?;
-        self.finish_sign_in(user, meta).await
+        let (user, first) = self.pass_challenge(challenge, Flow::Session, factor, meta).await?;
+        self.finish_sign_in(user, meta, &[first.as_str(), amr::OTP]).await
     }
 
     /// Completes an API client's password grant with its second factor: a new token family.
@@ -466,8 +476,8 @@ impl AuthService {
         factor: &Factor<'_>,
         meta: &RequestMeta,
     ) -> Result<TokenPair, AuthError> {
-        let user = self.pass_challenge(challenge, Flow::Token, factor, meta).await?;
-        self.finish_password_grant(user, meta).await
+        let (user, first) = self.pass_challenge(challenge, Flow::Token, factor, meta).await?;
+        self.finish_password_grant(user, meta, &[first.as_str(), amr::OTP]).await
     }
 }
 

@@ -92,7 +92,7 @@ fn is_common(password: &str) -> bool {
     }
     let chars: Vec<char> = core.chars().collect();
     for unit in 1..=chars.len() / 2 {
-        if chars.len() % unit == 0 && chars.chunks(unit).all(|c| c == &chars[..unit]) {
+        if chars.len().is_multiple_of(unit) && chars.chunks(unit).all(|c| c == &chars[..unit]) {
             let word: String = chars[..unit].iter().collect();
             if unit < 4 || list.contains(word.as_str()) {
                 return true;

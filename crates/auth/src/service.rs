@@ -11,6 +11,7 @@ use storage::{Clock, Db};
 use uuid::Uuid;
 
 use crate::mfa::{Flow, SignIn};
+use crate::stepup::{amr, Authentication};
 use crate::{
     access::AccessTokens,
     email::EmailAddress,
@@ -138,6 +139,8 @@ pub struct AuthParts {
     pub clock: Arc<dyn Clock>,
     pub settings: AuthSettings,
     pub access: AccessTokens,
+    /// OpenID Connect providers (none: the OIDC routes answer 404).
+    pub oidc: crate::oidc::Providers,
 }
 
 /// The flows, over the database, the session store and the outbox.
@@ -150,8 +153,9 @@ pub struct AuthService {
     pub(crate) outbox_key: KeyMaterial,
     pub(crate) previous_keys: Vec<KeyMaterial>,
     pub(crate) clock: Arc<dyn Clock>,
-    settings: AuthSettings,
-    access: AccessTokens,
+    pub(crate) settings: AuthSettings,
+    pub(crate) access: AccessTokens,
+    pub(crate) oidc: crate::oidc::Providers,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -166,8 +170,8 @@ pub(crate) fn stmt<C: ConnectionTrait>(conn: &C, sql: &str, values: Vec<sea_orm:
 
 impl AuthService {
     pub fn new(parts: AuthParts) -> AuthService {
-        let AuthParts { db, kv, hasher, tokens, outbox_key, previous_keys, clock, settings, access } = parts;
-        AuthService { db, kv, hasher, tokens, outbox_key, previous_keys, clock, settings, access }
+        let AuthParts { db, kv, hasher, tokens, outbox_key, previous_keys, clock, settings, access, oidc } = parts;
+        AuthService { db, kv, hasher, tokens, outbox_key, previous_keys, clock, settings, access, oidc }
     }
 
     pub fn access_tokens(&self) -> &AccessTokens {
@@ -353,22 +357,29 @@ impl AuthService {
                 self.kv.delete_session(&hash, record.user_id).await?;
             }
         }
-        if let Some(challenge) = self.challenge_if_enrolled(user, Flow::Session).await? {
+        if let Some(challenge) = self.challenge_if_enrolled(user, Flow::Session, amr::PASSWORD).await? {
             return Ok(SignIn::SecondFactor(challenge));
         }
-        self.finish_sign_in(user, meta).await.map(SignIn::Done)
+        self.finish_sign_in(user, meta, &[amr::PASSWORD]).await.map(SignIn::Done)
     }
 
-    /// Opens the session of a user who passed every factor, and records the sign-in.
-    pub(crate) async fn finish_sign_in(&self, user: Uuid, meta: &RequestMeta) -> Result<NewSession, AuthError> {
-        let session = self.open_session(user, meta).await?;
+    /// Opens the session of a user who passed every factor (`methods`, RFC 8176 values), and
+    /// records the sign-in.
+    pub(crate) async fn finish_sign_in(
+        &self,
+        user: Uuid,
+        meta: &RequestMeta,
+        methods: &[&str],
+    ) -> Result<NewSession, AuthError> {
+        let authentication = Authentication::new(self.clock.now(), methods);
+        let session = self.open_session(user, meta, &authentication).await?;
         let txn = self.db.conn().begin().await?;
         self.record_event(
             &txn,
             events::SIGNIN_SUCCEEDED,
             Some(user),
             meta,
-            serde_json::json!({"session": session.record.id}),
+            serde_json::json!({"session": session.record.id, "amr": methods}),
         )
         .await?;
         txn.commit().await?;
@@ -484,7 +495,12 @@ impl AuthService {
         Err(AuthError::InvalidCredentials)
     }
 
-    async fn open_session(&self, user: Uuid, meta: &RequestMeta) -> Result<NewSession, AuthError> {
+    async fn open_session(
+        &self,
+        user: Uuid,
+        meta: &RequestMeta,
+        authentication: &Authentication,
+    ) -> Result<NewSession, AuthError> {
         let token = token::generate();
         let now = self.clock.now();
         let record = SessionRecord {
@@ -496,6 +512,8 @@ impl AuthService {
             absolute_expires_at: now + SESSION_ABSOLUTE,
             user_agent: meta.user_agent.clone().map(|ua| ua.chars().take(256).collect()),
             ip: meta.ip.clone(),
+            authenticated_at: Some(authentication.at),
+            amr: authentication.amr.clone(),
         };
         self.kv.put_session(&self.tokens.hash(SESSION_PURPOSE, &token), &record, now).await?;
         Ok(NewSession { token: secrecy::SecretString::from(token), record })
@@ -637,7 +655,10 @@ impl AuthService {
         self.record_event(&txn, events::PASSWORD_CHANGED, Some(principal.user_id), meta, serde_json::json!({})).await?;
         txn.commit().await?;
         self.revoke_sessions(principal.user_id, Revoke::All, meta).await?;
-        self.open_session(principal.user_id, meta).await
+        // The new session keeps the authentication of the one it replaces.
+        let authentication =
+            principal.session.authentication().unwrap_or_else(|| Authentication::new(now, &[amr::PASSWORD]));
+        self.open_session(principal.user_id, meta, &authentication).await
     }
 
     /// Queues a reset for `email`. The answer and the request's work are the same whether or not
@@ -763,7 +784,8 @@ impl AuthService {
             .execute(stmt(conn, "DELETE FROM refresh_tokens WHERE expires_at <= $1", vec![now.into()]))
             .await?
             .rows_affected();
-        Ok(a + b + sessions)
+        let c = self.purge_oidc(now).await?;
+        Ok(a + b + c + sessions)
     }
 }
 
@@ -786,16 +808,30 @@ pub struct TokenPair {
 }
 
 impl AuthService {
-    async fn issue_pair<C: ConnectionTrait>(&self, conn: &C, user: Uuid, family: Uuid) -> Result<TokenPair, AuthError> {
+    async fn issue_pair<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        user: Uuid,
+        family: Uuid,
+        authentication: Option<&Authentication>,
+    ) -> Result<TokenPair, AuthError> {
         let refresh = token::generate();
         let now = self.clock.now();
         conn.execute(stmt(
             conn,
-            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-            vec![self.tokens.hash(REFRESH_PURPOSE, &refresh).into(), family.into(), user.into(), now.into(), (now + REFRESH_TTL).into()],
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at, auth_time, amr) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vec![
+                self.tokens.hash(REFRESH_PURPOSE, &refresh).into(),
+                family.into(),
+                user.into(),
+                now.into(),
+                (now + REFRESH_TTL).into(),
+                authentication.map(|a| a.at).into(),
+                authentication.map(Authentication::amr_text).into(),
+            ],
         ))
         .await?;
-        let (access, _) = self.access.issue(user, family)?;
+        let (access, _) = self.access.issue_authenticated(user, family, authentication)?;
         Ok(TokenPair {
             access_token: secrecy::SecretString::from(access),
             refresh_token: secrecy::SecretString::from(refresh),
@@ -813,22 +849,29 @@ impl AuthService {
         meta: &RequestMeta,
     ) -> Result<SignIn<TokenPair>, AuthError> {
         let user = self.check_password(email, password, meta).await?;
-        if let Some(challenge) = self.challenge_if_enrolled(user, Flow::Token).await? {
+        if let Some(challenge) = self.challenge_if_enrolled(user, Flow::Token, amr::PASSWORD).await? {
             return Ok(SignIn::SecondFactor(challenge));
         }
-        self.finish_password_grant(user, meta).await.map(SignIn::Done)
+        self.finish_password_grant(user, meta, &[amr::PASSWORD]).await.map(SignIn::Done)
     }
 
-    /// Issues the token family of a user who passed every factor, and records the sign-in.
-    pub(crate) async fn finish_password_grant(&self, user: Uuid, meta: &RequestMeta) -> Result<TokenPair, AuthError> {
+    /// Issues the token family of a user who passed every factor (`methods`, RFC 8176 values),
+    /// and records the sign-in.
+    pub(crate) async fn finish_password_grant(
+        &self,
+        user: Uuid,
+        meta: &RequestMeta,
+        methods: &[&str],
+    ) -> Result<TokenPair, AuthError> {
+        let authentication = Authentication::new(self.clock.now(), methods);
         let txn = self.db.conn().begin().await?;
-        let pair = self.issue_pair(&txn, user, Uuid::new_v4()).await?;
+        let pair = self.issue_pair(&txn, user, Uuid::new_v4(), Some(&authentication)).await?;
         self.record_event(
             &txn,
             events::SIGNIN_SUCCEEDED,
             Some(user),
             meta,
-            serde_json::json!({"token_family": pair.family}),
+            serde_json::json!({"token_family": pair.family, "amr": methods}),
         )
         .await?;
         txn.commit().await?;
@@ -845,15 +888,19 @@ impl AuthService {
                 &txn,
                 "UPDATE refresh_tokens SET used_at = $1
                   WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1
-                  RETURNING family_id, user_id",
+                  RETURNING family_id, user_id, auth_time, amr",
                 vec![now.into(), hash.clone().into()],
             ))
             .await?;
-        let (family, user) = match claimed {
-            Some(row) => (row.try_get::<Uuid>("", "family_id")?, row.try_get::<Uuid>("", "user_id")?),
+        let (family, user, authentication) = match claimed {
+            Some(row) => (
+                row.try_get::<Uuid>("", "family_id")?,
+                row.try_get::<Uuid>("", "user_id")?,
+                Authentication::from_stored(row.try_get("", "auth_time")?, row.try_get("", "amr")?),
+            ),
             None => {
                 let row = txn
-                    .query_one(stmt(&txn, "SELECT family_id, user_id, used_at, revoked_at, expires_at FROM refresh_tokens WHERE token_hash = $1", vec![hash.into()]))
+                    .query_one(stmt(&txn, "SELECT family_id, user_id, used_at, revoked_at, expires_at, auth_time, amr FROM refresh_tokens WHERE token_hash = $1", vec![hash.into()]))
                     .await?
                     .ok_or(AuthError::InvalidToken)?;
                 let family: Uuid = row.try_get("", "family_id")?;
@@ -861,9 +908,11 @@ impl AuthService {
                 let used_at: Option<DateTime<Utc>> = row.try_get("", "used_at")?;
                 let revoked: Option<DateTime<Utc>> = row.try_get("", "revoked_at")?;
                 let expires: DateTime<Utc> = row.try_get("", "expires_at")?;
+                let authentication =
+                    Authentication::from_stored(row.try_get("", "auth_time")?, row.try_get("", "amr")?);
                 match used_at {
                     Some(used) if revoked.is_none() && expires > now && now - used <= REFRESH_REUSE_GRACE => {
-                        (family, user)
+                        (family, user, authentication)
                     }
                     Some(_) if revoked.is_none() => {
                         txn.execute(stmt(
@@ -888,7 +937,7 @@ impl AuthService {
             }
         };
         self.ensure_active(user).await?;
-        let pair = self.issue_pair(&txn, user, family).await?;
+        let pair = self.issue_pair(&txn, user, family, authentication.as_ref()).await?;
         self.record_event(&txn, events::TOKEN_REFRESHED, Some(user), meta, serde_json::json!({"token_family": family}))
             .await?;
         txn.commit().await?;

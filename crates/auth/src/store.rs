@@ -26,6 +26,20 @@ pub struct SessionRecord {
     pub absolute_expires_at: DateTime<Utc>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// When the holder last proved who they are: at sign-in, then at each step-up
+    /// ([`crate::stepup`]). Records written before this field existed read as never.
+    #[serde(default)]
+    pub authenticated_at: Option<DateTime<Utc>>,
+    /// How (RFC 8176 values: `pwd`, `otp`, `fed`).
+    #[serde(default)]
+    pub amr: Vec<String>,
+}
+
+impl SessionRecord {
+    /// The authentication this session carries, if it says.
+    pub fn authentication(&self) -> Option<crate::stepup::Authentication> {
+        Some(crate::stepup::Authentication { at: self.authenticated_at?, amr: self.amr.clone() })
+    }
 }
 
 /// The outcome of counting one hit against a limit.

@@ -21,7 +21,7 @@ pub fn luhn(digits: &[u8]) -> bool {
         }
         sum += d;
     }
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// Whether 13–19 ASCII digits are a plausible payment card number: an issuer prefix of the major

@@ -161,7 +161,27 @@ pub struct Config {
     pub audit: AuditConfig,
     pub outbox: OutboxConfig,
     pub egress: EgressConfig,
+    /// OpenID Connect providers to sign in with, by the name in their URLs
+    /// (`/api/v1/auth/oidc/{name}/…`): `[oidc.google]` needs only `client_id` and
+    /// `client_secret`; any other name needs its `issuer` too.
+    pub oidc: std::collections::BTreeMap<String, OidcProviderConfig>,
     pub log: LogConfig,
+}
+
+/// One OpenID Connect provider. Register `{public_url}/api/v1/auth/oidc/{name}/callback` as its
+/// redirect URI.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// The issuer (its discovery document is `{issuer}/.well-known/openid-configuration`);
+    /// defaults to `https://accounts.google.com` for the provider named `google`.
+    pub issuer: Option<String>,
+    pub client_id: String,
+    /// Keep it out of files: `RAMPART__OIDC__<NAME>__CLIENT_SECRET`.
+    pub client_secret: Option<SecretString>,
+    /// Scopes beyond `openid`; default `["email", "profile"]`, which read the profile only.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// The outbox workers (in `rampart serve` and in each `rampart worker`).
@@ -206,6 +226,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             outbox: OutboxConfig::default(),
             egress: EgressConfig::default(),
+            oidc: std::collections::BTreeMap::new(),
             log: LogConfig::default(),
         }
     }
@@ -248,6 +269,17 @@ impl Config {
                 "outbox.lease_secs must be at least {} (longer than a webhook delivery's deadline)",
                 scheduler::MIN_LEASE.num_seconds()
             ));
+        }
+        for (name, provider) in &self.oidc {
+            if let Err(problem) = self.oidc_provider(name, provider).validate() {
+                problems.push(format!("oidc.{name}: {problem}"));
+            }
+            if provider.issuer.is_none() && name != "google" {
+                problems.push(format!("oidc.{name}.issuer is required (only `google` has a default)"));
+            }
+            if provider.issuer.as_deref().is_some_and(|i| !i.starts_with("https://")) && self.env != Environment::Test {
+                problems.push(format!("oidc.{name}.issuer must be an https URL"));
+            }
         }
         if self.outbox.poll_interval_ms == 0 {
             problems.push("outbox.poll_interval_ms must be at least 1".into());
@@ -389,6 +421,22 @@ impl Config {
     }
 
     /// The base URL clients use; defaults to the listen address over http (development only).
+    fn oidc_provider(&self, name: &str, provider: &OidcProviderConfig) -> auth::oidc::ProviderConfig {
+        auth::oidc::ProviderConfig {
+            name: name.to_owned(),
+            issuer: provider.issuer.clone().unwrap_or_else(|| auth::oidc::GOOGLE_ISSUER.to_owned()),
+            client_id: provider.client_id.clone(),
+            client_secret: provider.client_secret.clone().unwrap_or_else(|| SecretString::from("")),
+            scopes: provider.scopes.clone(),
+            redirect_uri: format!("{}/api/v1/auth/oidc/{name}/callback", self.public_url()),
+        }
+    }
+
+    /// The identity providers as the auth crate takes them.
+    pub fn oidc_providers(&self) -> Vec<auth::oidc::ProviderConfig> {
+        self.oidc.iter().map(|(name, provider)| self.oidc_provider(name, provider)).collect()
+    }
+
     pub fn public_url(&self) -> String {
         match &self.http.public_url {
             Some(url) => url.as_str().trim_end_matches('/').to_owned(),

@@ -275,6 +275,7 @@ async fn assemble(cfg: &Config) -> anyhow::Result<(api::AppState, scheduler::mai
         auth_attempts_per_minute: cfg.auth.attempts_per_minute,
         vault: keys.vault,
         egress: api::Egress { exceptions: cfg.egress.test_exceptions.clone(), ..api::Egress::default() },
+        oidc: cfg.oidc_providers(),
     })?;
     state.auth.schedule_purge().await.context("scheduling the purge job")?;
     Ok((state, mailer, clock))

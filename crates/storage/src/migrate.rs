@@ -56,6 +56,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 9, "outbound_webhooks"),
     migration!("postgres", 10, "api_keys"),
     migration!("postgres", 11, "mfa"),
+    migration!("postgres", 12, "oidc_and_step_up"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
@@ -71,6 +72,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     migration!("sqlite", 9, "outbound_webhooks"),
     migration!("sqlite", 10, "api_keys"),
     migration!("sqlite", 11, "mfa"),
+    migration!("sqlite", 12, "oidc_and_step_up"),
 ];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {

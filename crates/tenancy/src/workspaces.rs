@@ -19,6 +19,8 @@ pub struct Workspace {
     /// The caller's role (`Grant` when reached through a cross-workspace grant).
     pub role: String,
     pub created_at: DateTime<Utc>,
+    /// Members reach it only from a sign-in that included a second factor.
+    pub require_mfa: bool,
 }
 
 /// Creates a workspace with `owner` as its first member (role `Owner`), in one transaction.
@@ -45,7 +47,7 @@ pub async fn create(db: &Db, owner: UserId, name: &str, now: DateTime<Utc>) -> R
     }
     .await;
     tx.settle(result).await?;
-    Ok(Workspace { id, name: name.to_owned(), role: rbac::OWNER_ROLE.into(), created_at: now })
+    Ok(Workspace { id, name: name.to_owned(), role: rbac::OWNER_ROLE.into(), created_at: now, require_mfa: false })
 }
 
 /// The live workspaces `user` belongs to, oldest first.
@@ -64,7 +66,7 @@ pub async fn list_mine(db: &Db, user: UserId) -> Result<Vec<Workspace>, TenancyE
     let rows = txn
         .query_all(Statement::from_sql_and_values(
             backend,
-            "SELECT w.id, w.name, m.role, w.created_at FROM memberships m JOIN workspaces w ON w.id = m.tenant_id
+            "SELECT w.id, w.name, m.role, w.created_at, w.require_mfa FROM memberships m JOIN workspaces w ON w.id = m.tenant_id
               WHERE m.user_id = $1 AND w.deleted_at IS NULL ORDER BY w.created_at, w.id",
             [user.0.into()],
         ))
@@ -77,6 +79,7 @@ pub async fn list_mine(db: &Db, user: UserId) -> Result<Vec<Workspace>, TenancyE
                 name: row.try_get("", "name")?,
                 role: row.try_get("", "role")?,
                 created_at: row.try_get("", "created_at")?,
+                require_mfa: row.try_get("", "require_mfa")?,
             })
         })
         .collect()
@@ -89,7 +92,7 @@ pub async fn get(tx: &TenantTx) -> Result<Workspace, TenancyError> {
         .conn()
         .query_one(stmt(
             tx,
-            "SELECT id, name, created_at FROM workspaces WHERE id = $1 AND deleted_at IS NULL",
+            "SELECT id, name, created_at, require_mfa FROM workspaces WHERE id = $1 AND deleted_at IS NULL",
             vec![tx.tenant().0.into()],
         ))
         .await?
@@ -99,7 +102,40 @@ pub async fn get(tx: &TenantTx) -> Result<Workspace, TenancyError> {
         name: row.try_get("", "name")?,
         role: access.role.name.clone(),
         created_at: row.try_get("", "created_at")?,
+        require_mfa: row.try_get("", "require_mfa")?,
     })
+}
+
+/// Requires (or stops requiring) a second factor of the members (`workspace.update`). The
+/// caller checks first that they themselves signed in with one, so they cannot lock themselves
+/// out.
+pub async fn set_require_mfa(tx: &TenantTx, required: bool, now: DateTime<Utc>) -> Result<Workspace, TenancyError> {
+    tx.require_member(&Permission::WORKSPACE_UPDATE)?;
+    tx.conn()
+        .execute(stmt(
+            tx,
+            "UPDATE workspaces SET require_mfa = $1 WHERE id = $2 AND deleted_at IS NULL",
+            vec![required.into(), tx.tenant().0.into()],
+        ))
+        .await?;
+    tx.record(
+        audit::Category::Workspace,
+        "workspace.mfa_requirement_changed",
+        serde_json::json!({ "required": required }),
+        now,
+    )
+    .await?;
+    get(tx).await
+}
+
+/// Whether the transaction's workspace requires its members' sign-ins to include a second
+/// factor (read by the API before a principal without one acts in it).
+pub async fn requires_mfa(tx: &TenantTx) -> Result<bool, TenancyError> {
+    let row = tx
+        .conn()
+        .query_one(stmt(tx, "SELECT require_mfa FROM workspaces WHERE id = $1", vec![tx.tenant().0.into()]))
+        .await?;
+    Ok(row.map(|r| r.try_get::<bool>("", "require_mfa")).transpose()?.unwrap_or(false))
 }
 
 /// Renames the workspace (`workspace.update`).

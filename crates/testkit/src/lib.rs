@@ -13,6 +13,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Sta
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
+pub mod oidc;
 pub mod receiver;
 
 pub use api;
@@ -346,11 +347,30 @@ pub async fn spawn_app_adjusted(
     configure: impl FnOnce(&mut api::HttpConfig),
     adjust: impl FnOnce(&mut api::AppState),
 ) -> TestApp {
+    spawn_app_extended(backend, signup, configure, adjust, Extras::default()).await
+}
+
+/// What a state may have beyond the defaults: identity providers, and the egress exceptions
+/// that let the server reach a loopback provider.
+#[derive(Debug, Default, Clone)]
+pub struct Extras {
+    pub oidc: Vec<auth::oidc::ProviderConfig>,
+    pub egress_exceptions: Vec<std::net::SocketAddr>,
+}
+
+/// [`spawn_app_adjusted`] with [`Extras`].
+pub async fn spawn_app_extended(
+    backend: Backend,
+    signup: auth::SignupMode,
+    configure: impl FnOnce(&mut api::HttpConfig),
+    adjust: impl FnOnce(&mut api::AppState),
+    extras: Extras,
+) -> TestApp {
     let db = TestDb::new(backend).await;
     let mut http = api::HttpConfig { listen: "127.0.0.1:0".parse().expect("address"), ..Default::default() };
     configure(&mut http);
     let clock = Arc::new(storage::ManualClock::new(storage::Clock::now(&storage::SystemClock)));
-    let mut state = app_state(&db, clock.clone(), signup).await;
+    let mut state = app_state_extended(&db, clock.clone(), signup, test_keyring(), extras).await;
     adjust(&mut state);
     let (smtp, _) = smtp_sink();
     let mailer = scheduler::mail::Mailer::smtp(&smtp, "Rampart <no-reply@example.com>").expect("mailer");
@@ -370,14 +390,29 @@ pub async fn spawn_app_adjusted(
 /// role (checked), with Redis under a key prefix of their own; SQLite tests run with in-process
 /// stores. bcrypt runs at the lowest allowed cost (10) to keep the suite quick.
 pub async fn app_state(db: &TestDb, clock: Arc<storage::ManualClock>, signup: auth::SignupMode) -> api::AppState {
-    let keyring = crypto_vault::Keyring {
+    app_state_with_keys(db, clock, signup, test_keyring()).await
+}
+
+/// Fresh random keys.
+pub fn test_keyring() -> crypto_vault::Keyring {
+    crypto_vault::Keyring {
         token_hmac: crypto_vault::KeyMaterial::generate(),
         vault_kek: crypto_vault::KeyMaterial::generate(),
         vault_previous: Vec::new(),
         password_pepper: crypto_vault::KeyMaterial::generate(),
         source: crypto_vault::KeySource::Configured,
-    };
-    app_state_with_keys(db, clock, signup, keyring).await
+    }
+}
+
+/// The keys of a running state, for a second server over the same database (a restart).
+pub fn same_keys(state: &api::AppState) -> crypto_vault::Keyring {
+    crypto_vault::Keyring {
+        token_hmac: state.keyring.token_hmac.clone(),
+        vault_kek: state.keyring.vault_kek.clone(),
+        vault_previous: state.keyring.vault_previous.clone(),
+        password_pepper: state.keyring.password_pepper.clone(),
+        source: crypto_vault::KeySource::Configured,
+    }
 }
 
 /// [`app_state`] with given keys: for tests of key rotation (a second server over the same
@@ -387,6 +422,17 @@ pub async fn app_state_with_keys(
     clock: Arc<storage::ManualClock>,
     signup: auth::SignupMode,
     keyring: crypto_vault::Keyring,
+) -> api::AppState {
+    app_state_extended(db, clock, signup, keyring, Extras::default()).await
+}
+
+/// [`app_state_with_keys`] with [`Extras`].
+pub async fn app_state_extended(
+    db: &TestDb,
+    clock: Arc<storage::ManualClock>,
+    signup: auth::SignupMode,
+    keyring: crypto_vault::Keyring,
+    extras: Extras,
 ) -> api::AppState {
     let conn = storage::Db::connect(&db.runtime_url, 8).await.expect("connecting as the runtime role");
     let redis = match db.backend {
@@ -415,7 +461,8 @@ pub async fn app_state_with_keys(
         redis,
         redis_prefix: format!("rampart-test:{}:", uuid::Uuid::new_v4().simple()),
         vault: vault_with(&keyring.vault_kek, &keyring.vault_previous),
-        egress: api::Egress::default(),
+        egress: api::Egress { exceptions: extras.egress_exceptions, ..api::Egress::default() },
+        oidc: extras.oidc,
         keyring,
         jwt_keys: auth::jwt::JwtKeys::new(auth::jwt::SigningKey::generate("test-key").expect("key"), Vec::new())
             .expect("keys"),
@@ -553,5 +600,30 @@ impl TestApp {
     /// A request as `user` (bearer token).
     pub fn call(&self, user: &TestUser, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client.request(method, self.url(path)).bearer_auth(&user.token)
+    }
+}
+
+impl TestApp {
+    /// A new workspace owned by `owner`; its id.
+    pub async fn workspace(&self, owner: &TestUser, name: &str) -> String {
+        let (status, body) = self
+            .json(owner, reqwest::Method::POST, "/api/v1/workspaces", Some(serde_json::json!({"name": name})))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().expect("a workspace id").to_owned()
+    }
+
+    /// `invitee` joins `ws` with `role` through an invitation mailed by `inviter`.
+    pub async fn join(&self, inviter: &TestUser, invitee: &TestUser, ws: &str, role: &str) {
+        let path = format!("/api/v1/workspaces/{ws}/invitations");
+        let invitation = serde_json::json!({"email": invitee.email, "role": role});
+        let (status, body) = self.json(inviter, reqwest::Method::POST, &path, Some(invitation)).await;
+        assert_eq!(status, 201, "{body}");
+        self.run_outbox().await;
+        let token = mails_to(&invitee.email).pop().and_then(|m| m.link_token()).expect("an invitation token");
+        let accept = serde_json::json!({"workspace_id": ws, "token": token});
+        let (status, body) =
+            self.json(invitee, reqwest::Method::POST, "/api/v1/invitations/accept", Some(accept)).await;
+        assert_eq!(status, 200, "{body}");
     }
 }

@@ -98,9 +98,9 @@ impl ApiKeysApi {
         Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
     }
 
-    /// Create an API key (`api_keys.manage`; members only). Its scopes must be permissions your
-    /// role grants, and it never does more than your role does when it is used. The answer
-    /// carries the key, shown this once.
+    /// Create an API key (`api_keys.manage`; members only; needs a recent authentication). Its
+    /// scopes must be permissions your role grants, and it never does more than your role does
+    /// when it is used. The answer carries the key, shown this once.
     #[oai(path = "/workspaces/:workspace_id/api-keys", method = "post", operation_id = "createApiKey")]
     async fn create(
         &self,
@@ -110,6 +110,7 @@ impl ApiKeysApi {
         workspace_id: Path<Uuid>,
         body: Json<NewApiKeyBody>,
     ) -> poem::Result<Created<ApiKeyWithSecretBody>> {
+        auth.principal().require_recent(&state)?;
         let Json(body) = body;
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         let tx = scope.begin().await?;

@@ -91,7 +91,7 @@ fn session_body(r: auth::store::SessionRecord, current: Option<Uuid>) -> Session
 /// A new browser session. The session token is only in the `__Host-rampart_session` cookie
 /// (HttpOnly); send `csrf_token` as `X-CSRF-Token` on state-changing requests.
 #[derive(Debug, Object)]
-struct SignedIn {
+pub(super) struct SignedIn {
     user: UserBody,
     session: SessionBody,
     csrf_token: String,
@@ -129,7 +129,7 @@ struct Revoked {
 
 /// Tokens for an API client (OAuth 2.0 token response shape, RFC 6749 §5.1).
 #[derive(Debug, Object)]
-struct TokenResponse {
+pub(super) struct TokenResponse {
     /// A JWT (EdDSA), valid `expires_in` seconds; send as `Authorization: Bearer …`.
     access_token: String,
     /// `Bearer`.
@@ -159,7 +159,7 @@ struct RefreshRequest {
 
 /// The step between the password and the second factor.
 #[derive(Debug, Object)]
-struct SecondFactorRequired {
+pub(super) struct SecondFactorRequired {
     /// `mfa_required`.
     status: String,
     /// Present it with a code at `/api/v1/auth/signin/mfa` (browser sign-in) or
@@ -180,7 +180,7 @@ impl From<auth::mfa::Challenge> for SecondFactorRequired {
 }
 
 #[derive(ApiResponse)]
-enum SignInResponse {
+pub(super) enum SignInResponse {
     /// Signed in.
     #[oai(status = 200)]
     SignedIn(Json<SignedIn>),
@@ -190,7 +190,7 @@ enum SignInResponse {
 }
 
 #[derive(ApiResponse)]
-enum TokenGrantResponse {
+pub(super) enum TokenGrantResponse {
     /// Tokens issued.
     #[oai(status = 200)]
     Tokens(Json<TokenResponse>),
@@ -201,7 +201,7 @@ enum TokenGrantResponse {
 
 /// A second factor: a current TOTP code, or one of the recovery codes.
 #[derive(Object)]
-struct FactorBody {
+pub(super) struct FactorBody {
     /// Six digits from the authenticator app.
     #[oai(write_only)]
     code: Option<String>,
@@ -217,7 +217,7 @@ impl std::fmt::Debug for FactorBody {
 }
 
 impl FactorBody {
-    fn factor(&self) -> poem::Result<auth::mfa::Factor<'_>> {
+    pub(super) fn factor(&self) -> poem::Result<auth::mfa::Factor<'_>> {
         match (&self.code, &self.recovery_code) {
             (Some(code), None) => Ok(auth::mfa::Factor::Totp(code)),
             (None, Some(code)) => Ok(auth::mfa::Factor::RecoveryCode(code)),
@@ -318,7 +318,7 @@ pub(crate) fn meta(req: &Request) -> auth::RequestMeta {
     }
 }
 
-async fn throttle(state: &AppState, req: &Request, account: Option<&str>) -> poem::Result<()> {
+pub(super) async fn throttle(state: &AppState, req: &Request, account: Option<&str>) -> poem::Result<()> {
     let ip = crate::middleware::client_ip(req).unwrap_or_else(|| "unknown".into());
     let mut keys = vec![format!("auth:ip:{ip}")];
     if let Some(account) = account {
@@ -337,7 +337,7 @@ async fn throttle(state: &AppState, req: &Request, account: Option<&str>) -> poe
     Ok(())
 }
 
-fn cookie(name: &str, value: &str, http_only: bool) -> Cookie {
+pub(super) fn cookie(name: &str, value: &str, http_only: bool) -> Cookie {
     let mut c = Cookie::new_with_str(name, value);
     c.set_path("/");
     c.set_secure(true);
@@ -348,7 +348,7 @@ fn cookie(name: &str, value: &str, http_only: bool) -> Cookie {
     c
 }
 
-fn set_session_cookies(jar: &CookieJar, state: &AppState, session: &auth::service::NewSession) -> String {
+pub(super) fn set_session_cookies(jar: &CookieJar, state: &AppState, session: &auth::service::NewSession) -> String {
     let csrf = csrf::issue(state.auth.tokens(), session.record.id);
     jar.add(cookie(SESSION_COOKIE, session.token.expose_secret(), true));
     jar.add(cookie(CSRF_COOKIE, &csrf, false));
@@ -356,7 +356,7 @@ fn set_session_cookies(jar: &CookieJar, state: &AppState, session: &auth::servic
 }
 
 /// Sets the cookies of a new session and describes it to the client.
-async fn signed_in(
+pub(super) async fn signed_in(
     state: &AppState,
     jar: &CookieJar,
     session: auth::service::NewSession,
@@ -477,10 +477,12 @@ impl AuthApi {
         Ok(Json(MfaStatus { enabled: state.auth.mfa_enabled(auth.principal().user_id).await.api()? }))
     }
 
-    /// Start setting up TOTP: the secret and `otpauth://` URI, shown once. It counts only after
-    /// `/api/v1/me/mfa/totp/confirm` with a first code.
+    /// Start setting up TOTP (needs a recent authentication): the secret and `otpauth://` URI,
+    /// shown once. It counts only after `/api/v1/me/mfa/totp/confirm` with a first code.
     #[oai(path = "/me/mfa/totp", method = "post", operation_id = "enrolTotp")]
     async fn enrol_totp(&self, state: poem::web::Data<&AppState>, auth: Auth) -> poem::Result<Json<TotpEnrolment>> {
+        // A stolen session must not bind the attacker's authenticator to the account.
+        auth.principal().require_recent(&state)?;
         let enrolment = state.auth.totp_enrol(auth.principal().user_id).await.api()?;
         Ok(Json(TotpEnrolment {
             secret: enrolment.secret.expose_secret().to_owned(),
@@ -518,7 +520,7 @@ impl AuthApi {
         Ok(Json(recovery_body(codes)))
     }
 
-    /// Turn the second factor off, after a current second factor.
+    /// Turn the second factor off (needs a recent authentication), after a current second factor.
     #[oai(path = "/me/mfa/disable", method = "post", operation_id = "disableMfa")]
     async fn disable_mfa(
         &self,
@@ -527,6 +529,7 @@ impl AuthApi {
         auth: Auth,
         body: Json<FactorBody>,
     ) -> poem::Result<NoContent> {
+        auth.principal().require_recent(&state)?;
         throttle(&state, req, None).await?;
         state.auth.mfa_disable(auth.principal().user_id, &body.factor()?, &meta(req)).await.api()?;
         Ok(NoContent::Done)
@@ -579,7 +582,8 @@ impl AuthApi {
         Ok(Json(auth.principal().user.clone().into()))
     }
 
-    /// Change the password. Every other session ends; this one gets a fresh token.
+    /// Change the password (needs a recent authentication, and the current password). Every
+    /// other session ends; this one gets a fresh token.
     #[oai(path = "/auth/password/change", method = "post", operation_id = "changePassword")]
     async fn change_password(
         &self,
@@ -592,6 +596,7 @@ impl AuthApi {
         let Some(current) = &auth.0.session else {
             return Err(ApiError::from(auth::AuthError::Unauthenticated).into());
         };
+        auth.0.require_recent(&state)?;
         throttle(&state, req, None).await?;
         let session =
             state.auth.change_password(current, &body.current_password, &body.new_password, &meta(req)).await.api()?;

@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod connections;
 mod health;
+mod oidc;
 mod pii;
 mod projects;
 mod scope;
@@ -84,6 +85,7 @@ type Apis = (
     health::HealthApi,
     well_known::WellKnownApi,
     auth::AuthApi,
+    oidc::OidcApi,
     workspaces::WorkspacesApi,
     api_keys::ApiKeysApi,
     projects::ProjectsApi,
@@ -101,6 +103,7 @@ fn service() -> OpenApiService<Apis, ()> {
             health::HealthApi,
             well_known::WellKnownApi,
             auth::AuthApi,
+            oidc::OidcApi,
             workspaces::WorkspacesApi,
             api_keys::ApiKeysApi,
             projects::ProjectsApi,

@@ -15,6 +15,9 @@ pub(crate) struct Scope<'a> {
     endpoint: String,
     /// An API key's one workspace and scopes.
     api_key: Option<auth::api_keys::KeyGrant>,
+    /// The user's sign-in included a second factor (or the caller is an API key, which a
+    /// workspace's MFA requirement does not cover).
+    second_factor: bool,
 }
 
 impl<'a> Scope<'a> {
@@ -25,6 +28,7 @@ impl<'a> Scope<'a> {
             user: UserId(principal.user_id),
             endpoint: format!("{} {}", req.method(), req.uri().path()),
             api_key: principal.api_key.clone(),
+            second_factor: principal.api_key.is_some() || principal.has_second_factor(),
         }
     }
 
@@ -41,6 +45,22 @@ impl<'a> Scope<'a> {
             return Err(ApiError::from(TenancyError::NotFound).into());
         }
         let mut tx = TenantTx::begin(&self.state.db, self.tenant, self.user).await.map_err(ApiError::from)?;
+        // Only callers without a second factor pay for the question.
+        if !self.second_factor && tx.access().is_some() {
+            let required = tenancy::workspaces::requires_mfa(&tx).await;
+            if !matches!(required, Ok(false)) {
+                let _ = tx.rollback().await;
+                return Err(match required {
+                    Ok(_) => ApiError::new(
+                        poem::http::StatusCode::FORBIDDEN,
+                        "workspace_requires_mfa",
+                        "This workspace requires a second factor: set one up and sign in with it.",
+                    ),
+                    Err(err) => ApiError::from(err),
+                }
+                .into());
+            }
+        }
         if let Some(key) = &self.api_key {
             tx.restrict(&key.scopes);
         }

@@ -11,7 +11,11 @@ use uuid::Uuid;
 
 use super::scope::Scope;
 use super::{ApiTags, Created, NoContent};
-use crate::{error::OrApiError, principal::Auth, AppState};
+use crate::{
+    error::{ApiError, OrApiError},
+    principal::Auth,
+    AppState,
+};
 
 pub(crate) struct WorkspacesApi;
 
@@ -29,12 +33,20 @@ struct WorkspaceBody {
     /// The caller's role (`Grant` when reached only through a cross-workspace grant).
     role: String,
     created_at: DateTime<Utc>,
+    /// Members reach the workspace only from a sign-in that included a second factor.
+    require_mfa: bool,
 }
 
 impl From<workspaces::Workspace> for WorkspaceBody {
     fn from(w: workspaces::Workspace) -> Self {
-        WorkspaceBody { id: w.id.0, name: w.name, role: w.role, created_at: w.created_at }
+        WorkspaceBody { id: w.id.0, name: w.name, role: w.role, created_at: w.created_at, require_mfa: w.require_mfa }
     }
+}
+
+/// Whether members must sign in with a second factor.
+#[derive(Debug, Object)]
+struct MfaRequirement {
+    required: bool,
 }
 
 /// A workspace name (1 to 200 characters).
@@ -266,7 +278,41 @@ impl WorkspacesApi {
         Ok(Json(scope.finish(tx, result).await?.into()))
     }
 
-    /// Delete a workspace (`workspace.delete`): access ends at once; the content is purged 30
+    /// Require a second factor of every member (`workspace.update`; needs a recent
+    /// authentication). Members whose session did not include a second factor are refused with
+    /// 403 `workspace_requires_mfa` until they set one up and sign in with it; API keys are not
+    /// affected. Turning it on needs a sign-in with a second factor yourself (409
+    /// `mfa_required_first`), so an administrator cannot lock themselves out.
+    #[oai(
+        path = "/workspaces/:workspace_id/mfa-requirement",
+        method = "put",
+        operation_id = "setWorkspaceMfaRequirement"
+    )]
+    async fn set_mfa_requirement(
+        &self,
+        state: poem::web::Data<&AppState>,
+        req: &Request,
+        auth: Auth,
+        workspace_id: Path<Uuid>,
+        body: Json<MfaRequirement>,
+    ) -> poem::Result<Json<WorkspaceBody>> {
+        let principal = auth.principal();
+        principal.require_recent(&state)?;
+        if body.required && !principal.has_second_factor() {
+            return Err(ApiError::new(
+                poem::http::StatusCode::CONFLICT,
+                "mfa_required_first",
+                "Set up a second factor and sign in with it before requiring one of every member.",
+            )
+            .into());
+        }
+        let scope = Scope::new(&state, req, principal, workspace_id.0);
+        let tx = scope.begin().await?;
+        let result = workspaces::set_require_mfa(&tx, body.required, scope.now()).await;
+        Ok(Json(scope.finish(tx, result).await?.into()))
+    }
+
+    /// Delete a workspace (`workspace.delete`; needs a recent authentication): access ends at once; the content is purged 30
     /// days later by a background job.
     #[oai(path = "/workspaces/:workspace_id", method = "delete", operation_id = "deleteWorkspace")]
     async fn delete(
@@ -276,6 +322,7 @@ impl WorkspacesApi {
         auth: Auth,
         workspace_id: Path<Uuid>,
     ) -> poem::Result<Json<Deleted>> {
+        auth.principal().require_recent(&state)?;
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         let tx = scope.begin().await?;
         let now = scope.now();
