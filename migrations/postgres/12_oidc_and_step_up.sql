@@ -31,16 +31,19 @@ CREATE TABLE oidc_native_codes (
     challenge text NOT NULL,
     redirect_uri text NOT NULL,
     amr text NOT NULL,
+    auth_time timestamptz,
     expires_at timestamptz NOT NULL
 );
 CREATE INDEX oidc_native_codes_expires ON oidc_native_codes (expires_at);
 
--- An account's identities at providers: one (provider, subject) belongs to one account. The
+-- An account's identities at providers: one (issuer, subject) belongs to one account (the issuer
+-- is kept, so a provider name pointed at another issuer never matches the old one's subjects). The
 -- provider's tokens, when kept, are sealed with the server's vault key and bound to the identity.
 CREATE TABLE user_identities (
     id uuid PRIMARY KEY,
     user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     provider text NOT NULL,
+    issuer text NOT NULL,
     subject text NOT NULL,
     email text,
     access_token_ciphertext text,
@@ -49,7 +52,7 @@ CREATE TABLE user_identities (
     created_at timestamptz NOT NULL,
     last_sign_in_at timestamptz
 );
-CREATE UNIQUE INDEX user_identities_subject ON user_identities (provider, subject);
+CREATE UNIQUE INDEX user_identities_subject ON user_identities (issuer, subject);
 CREATE INDEX user_identities_user ON user_identities (user_id);
 
 -- A token family keeps when and how its sign-in authenticated (OpenID Connect `auth_time`,

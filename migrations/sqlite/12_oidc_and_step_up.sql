@@ -23,6 +23,7 @@ CREATE TABLE oidc_native_codes (
     challenge TEXT NOT NULL,
     redirect_uri TEXT NOT NULL,
     amr TEXT NOT NULL,
+    auth_time TEXT,
     expires_at TEXT NOT NULL
 );
 CREATE INDEX oidc_native_codes_expires ON oidc_native_codes (expires_at);
@@ -31,6 +32,7 @@ CREATE TABLE user_identities (
     id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     provider TEXT NOT NULL,
+    issuer TEXT NOT NULL,
     subject TEXT NOT NULL,
     email TEXT,
     access_token_ciphertext TEXT,
@@ -39,7 +41,7 @@ CREATE TABLE user_identities (
     created_at TEXT NOT NULL,
     last_sign_in_at TEXT
 );
-CREATE UNIQUE INDEX user_identities_subject ON user_identities (provider, subject);
+CREATE UNIQUE INDEX user_identities_subject ON user_identities (issuer, subject);
 CREATE INDEX user_identities_user ON user_identities (user_id);
 
 ALTER TABLE refresh_tokens ADD COLUMN auth_time TEXT;

@@ -143,6 +143,9 @@ impl From<auth::AuthError> for ApiError {
                     O::LastSignInMethod => (StatusCode::CONFLICT, "last_sign_in_method"),
                     O::IdentityNotFound => (StatusCode::NOT_FOUND, "not_found"),
                     O::InvalidNativeRequest(_) => (StatusCode::BAD_REQUEST, "invalid_native_request"),
+                    O::EmailUntrusted => (StatusCode::FORBIDDEN, "provider_email_untrusted"),
+                    O::ReauthenticateLocally => (StatusCode::CONFLICT, "reauthenticate_locally"),
+                    O::IssuerMismatch => (StatusCode::BAD_REQUEST, "oidc_issuer_mismatch"),
                 };
                 (status, code)
             }

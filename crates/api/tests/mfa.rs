@@ -3,8 +3,6 @@
 //! generator (the `pyotp` package on PyPI) at the server's clock; a code is accepted once, a
 //! recovery code once, a challenge once, for its own flow, five attempts, five minutes.
 
-use std::process::Command;
-
 use chrono::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -16,19 +14,9 @@ async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-/// The code the reference generator computes for `secret` at the server's clock.
+/// The code the reference generator (`pyotp`) computes for `secret` at the server's clock.
 fn code(app: &TestApp, secret: &str) -> String {
-    let at = testkit::storage::Clock::now(app.clock.as_ref()).timestamp().to_string();
-    let out = Command::new("python3")
-        .args(["-c", "import pyotp, sys; print(pyotp.TOTP(sys.argv[1]).at(int(sys.argv[2])))", secret, &at])
-        .output()
-        .expect("python3 (install pyotp with `python3 -m pip install pyotp`)");
-    assert!(
-        out.status.success(),
-        "pyotp: {} (install it with `python3 -m pip install pyotp`)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    app.totp_code(secret)
 }
 
 /// The server with the per-address throttles lifted: these tests sign in many times a minute.
@@ -329,9 +317,25 @@ async fn a_workspace_that_requires_a_second_factor_admits_members_only_from_such
     let alice = app.new_user().await;
     let bob = app.new_user().await;
     let ws = app.workspace(&alice, "Strict").await;
-    app.join(&alice, &bob, &ws, "Member").await;
+    app.join(&alice, &bob, &ws, "Admin").await;
     let rule = format!("/api/v1/workspaces/{ws}/mfa-requirement");
     let projects = format!("/api/v1/workspaces/{ws}/projects");
+    let (status, made) = app
+        .json(
+            &bob,
+            Method::POST,
+            &format!("/api/v1/workspaces/{ws}/api-keys"),
+            Some(json!({"name": "bob's", "scopes": ["projects.read"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let bobs_key = made["key"].as_str().unwrap().to_owned();
+    let with_key = |key: String| {
+        let app = &app;
+        let path = projects.clone();
+        async move { app.client.get(app.url(&path)).header("x-api-key", key).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(with_key(bobs_key.clone()).await, 200);
 
     let (status, refused) = app.json(&alice, Method::PUT, &rule, Some(json!({"required": true}))).await;
     assert_eq!((status, refused["code"].as_str()), (409, Some("mfa_required_first")), "{refused}");
@@ -346,7 +350,9 @@ async fn a_workspace_that_requires_a_second_factor_admits_members_only_from_such
 
     let (status, refused) = app.json(&bob, Method::GET, &projects, None).await;
     assert_eq!((status, refused["code"].as_str()), (403, Some("workspace_requires_mfa")), "{refused}");
+    assert_eq!(with_key(bobs_key.clone()).await, 403, "a key is held while its creator has no second factor");
     let (bob_secret, _) = enrol(&app, &bob).await;
+    assert_eq!(with_key(bobs_key.clone()).await, 200, "its creator set one up");
     let (status, _) = app.json(&bob, Method::GET, &projects, None).await;
     assert_eq!(status, 403, "a factor set up after this sign-in does not count for it");
     let bob = sign_in_with_code(&app, &bob, &bob_secret).await;

@@ -17,8 +17,39 @@ use testkit::{backend_tests, Backend, TestApp, TEST_PASSWORD};
 const PROVIDER: &str = "test";
 const CLIENT_ID: &str = "rampart-web";
 const CLIENT_SECRET: &str = "a-client-secret-for-tests-only";
-/// Rampart's callback as registered at the provider; the test carries the query to the server.
+/// The public URL Rampart's callbacks are registered under; the test carries the provider's
+/// answer to the server.
+const APP: &str = "https://app.rampart.test";
+/// Rampart's callback for the provider named `test`, as registered there.
 const REDIRECT: &str = "https://app.rampart.test/api/v1/auth/oidc/test/callback";
+
+/// The same provider seen two more ways: through plain OAuth 2.0 and its user-info endpoint
+/// (GitHub-style), and as a provider whose word on addresses is not trusted.
+fn more_providers(issuer: &str) -> Vec<auth::oidc::ProviderConfig> {
+    let base = |name: &str| auth::oidc::ProviderConfig {
+        name: name.into(),
+        issuer: issuer.into(),
+        client_id: CLIENT_ID.into(),
+        client_secret: secrecy::SecretString::from(CLIENT_SECRET),
+        scopes: Vec::new(),
+        redirect_uri: format!("{APP}/api/v1/auth/oidc/{name}/callback"),
+        kind: auth::oidc::ProviderKind::OpenIdConnect,
+        trust_email: true,
+    };
+    let plain = auth::oidc::ProviderConfig {
+        // oidc-provider answers user info only within the `openid` scope.
+        scopes: vec!["openid".into(), "email".into()],
+        kind: auth::oidc::ProviderKind::OAuth2(auth::oidc::OAuth2Endpoints {
+            authorization_url: format!("{issuer}/auth"),
+            token_url: format!("{issuer}/token"),
+            userinfo_url: format!("{issuer}/me"),
+            emails_url: None,
+            subject_field: "sub".into(),
+        }),
+        ..base("plain")
+    };
+    vec![plain, auth::oidc::ProviderConfig { trust_email: false, ..base("untrusted") }]
+}
 
 struct Setup {
     app: TestApp,
@@ -30,7 +61,10 @@ async fn setup(backend: Backend) -> Setup {
     let provider = OidcProvider::start(&[OidcClient {
         client_id: CLIENT_ID.into(),
         client_secret: CLIENT_SECRET.into(),
-        redirect_uris: vec![REDIRECT.into()],
+        redirect_uris: ["test", "plain", "untrusted"]
+            .iter()
+            .map(|name| format!("{APP}/api/v1/auth/oidc/{name}/callback"))
+            .collect(),
     }])
     .await;
     let extras = testkit::Extras {
@@ -41,7 +75,12 @@ async fn setup(backend: Backend) -> Setup {
             client_secret: secrecy::SecretString::from(CLIENT_SECRET),
             scopes: Vec::new(),
             redirect_uri: REDIRECT.into(),
-        }],
+            kind: auth::oidc::ProviderKind::OpenIdConnect,
+            trust_email: true,
+        }]
+        .into_iter()
+        .chain(more_providers(provider.issuer()))
+        .collect(),
         egress_exceptions: vec![provider.addr()],
     };
     let app = testkit::spawn_app_extended(
@@ -75,7 +114,11 @@ async fn body(resp: reqwest::Response) -> (u16, Value) {
 
 /// `POST …/start`: the authorization URL and the browser-binding cookie.
 async fn start(app: &TestApp) -> (String, String) {
-    let resp = app.client.post(app.url("/api/v1/auth/oidc/test/start")).send().await.unwrap();
+    start_at(app, PROVIDER).await
+}
+
+async fn start_at(app: &TestApp, provider: &str) -> (String, String) {
+    let resp = app.client.post(app.url(&format!("/api/v1/auth/oidc/{provider}/start"))).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let binding = cookie(&resp, auth::oidc::BROWSER_COOKIE).expect("a binding cookie");
     let (_, started) = body(resp).await;
@@ -85,8 +128,8 @@ async fn start(app: &TestApp) -> (String, String) {
 
 /// The browser arriving back at Rampart with the provider's answer (`redirect`'s query).
 async fn callback(app: &TestApp, redirect: &url::Url, binding: Option<&str>) -> reqwest::Response {
-    assert!(redirect.as_str().starts_with(REDIRECT), "the provider sent the browser to {redirect}");
-    let mut req = app.client.get(app.url(&format!("/api/v1/auth/oidc/test/callback?{}", redirect.query().unwrap())));
+    assert!(redirect.as_str().starts_with(APP), "the provider sent the browser to {redirect}");
+    let mut req = app.client.get(app.url(&format!("{}?{}", redirect.path(), redirect.query().unwrap())));
     if let Some(binding) = binding {
         req = req.header(header::COOKIE, format!("{}={binding}", auth::oidc::BROWSER_COOKIE));
     }
@@ -95,7 +138,11 @@ async fn callback(app: &TestApp, redirect: &url::Url, binding: Option<&str>) -> 
 
 /// A whole browser sign-in as `sub`: the callback's answer.
 async fn sign_in(s: &Setup, sub: &str) -> reqwest::Response {
-    let (url, binding) = start(&s.app).await;
+    sign_in_at(s, PROVIDER, sub).await
+}
+
+async fn sign_in_at(s: &Setup, provider: &str, sub: &str) -> reqwest::Response {
+    let (url, binding) = start_at(&s.app, provider).await;
     let back = s.provider.authorize(&url, sub).await;
     callback(&s.app, &back, Some(&binding)).await
 }
@@ -219,8 +266,11 @@ async fn an_id_token_with_another_nonce_or_signed_by_another_key_is_refused(back
     assert_eq!(users_with(&s.app, &email).await, 0, "no account was created");
 
     // The real keys again (as after a rotation): the token names a key the cached set lacks,
-    // so the keys are fetched again and the sign-in works.
+    // so the keys are fetched again — at most once a minute, so forged tokens cannot make the
+    // server hammer the provider — and the sign-in works.
     s.provider.advertise_foreign_keys(false).await;
+    assert_eq!(sign_in(&s, "sub-cy").await.status(), 401, "within the minute the cached keys stand");
+    s.app.clock.advance(Duration::seconds(61));
     assert_eq!(sign_in(&s, "sub-cy").await.status(), 303);
 
     // The provider echoes whatever nonce the authorization request carried.
@@ -287,7 +337,14 @@ async fn a_flow_begun_before_a_restart_completes_on_the_new_server(backend: Back
     let param = |name: &str| back.query_pairs().find(|(k, _)| k == name).unwrap().1.into_owned();
     let done = restarted
         .auth
-        .oidc_callback(PROVIDER, &param("code"), &param("state"), Some(&binding), &auth::RequestMeta::default())
+        .oidc_callback(
+            PROVIDER,
+            &param("code"),
+            &param("state"),
+            Some(&param("iss")),
+            Some(&binding),
+            &auth::RequestMeta::default(),
+        )
         .await
         .expect("the new server completes the flow");
     let auth::oidc::Completed::SignedIn(auth::mfa::SignIn::Done(session)) = done else {
@@ -389,7 +446,12 @@ async fn linking_and_unlinking_need_a_recent_authentication_and_keep_a_way_to_si
     assert_eq!(user["id"].as_str(), Some(alice.id.to_string().as_str()));
 
     // The provider's access token is kept sealed, and opens to one the provider honours.
-    let token = s.app.state.auth.provider_access_token(identity.parse().unwrap()).await.unwrap().expect("a token");
+    let identity_id = identity.parse().unwrap();
+    let token = s.app.state.auth.provider_access_token(alice.id, identity_id).await.unwrap().expect("a token");
+    assert!(
+        s.app.state.auth.provider_access_token(uuid::Uuid::new_v4(), identity_id).await.unwrap().is_none(),
+        "only its owner's"
+    );
     let token = secrecy::ExposeSecret::expose_secret(&token).to_owned();
     let stored =
         owner_text(&s.app, "SELECT access_token_ciphertext FROM user_identities WHERE subject = 'sub-alice-elsewhere'")
@@ -447,7 +509,212 @@ async fn linking_and_unlinking_need_a_recent_authentication_and_keep_a_way_to_si
     assert!(matches!(refused, Err(auth::AuthError::Oidc(auth::oidc::OidcError::LastSignInMethod))), "{refused:?}");
 }
 
+/// A browser session from a provider sign-in: its session and CSRF cookies.
+struct Browser {
+    session: String,
+    csrf: String,
+}
+
+impl Browser {
+    fn from(resp: &reqwest::Response) -> Browser {
+        Browser {
+            session: cookie(resp, "__Host-rampart_session").expect("a session cookie"),
+            csrf: cookie(resp, "__Host-rampart_csrf").expect("a CSRF cookie"),
+        }
+    }
+
+    /// A state-changing request with the session cookie and its CSRF token.
+    async fn post(&self, app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+        app.client
+            .post(app.url(path))
+            .header(header::COOKIE, format!("__Host-rampart_session={}", self.session))
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+async fn an_account_with_a_second_factor_completes_a_provider_sign_in_with_it(backend: Backend) {
+    let s = setup(backend).await;
+    s.provider.add_account("sub-hal", &testkit::unique_email(), true).await;
+    let browser = Browser::from(&sign_in(&s, "sub-hal").await);
+    let (status, enrolment) = body(browser.post(&s.app, "/api/v1/me/mfa/totp", json!({})).await).await;
+    assert_eq!(status, 200, "{enrolment}");
+    let secret = enrolment["secret"].as_str().unwrap().to_owned();
+    let confirm = json!({"code": s.app.totp_code(&secret)});
+    assert_eq!(browser.post(&s.app, "/api/v1/me/mfa/totp/confirm", confirm).await.status(), 200);
+
+    // The provider's word is the first factor only.
+    let resp = sign_in(&s, "sub-hal").await;
+    assert_eq!(resp.status(), 303);
+    assert!(cookie(&resp, "__Host-rampart_session").is_none(), "no session before the second factor");
+    let to = location(&resp);
+    let challenge = to.strip_prefix("https://app.example.com/auth/mfa#challenge=").expect("the MFA page").to_owned();
+    s.app.clock.advance(Duration::seconds(30));
+    let resp = s
+        .app
+        .client
+        .post(s.app.url("/api/v1/auth/signin/mfa"))
+        .json(&json!({"challenge": challenge, "code": s.app.totp_code(&secret)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let session = cookie(&resp, "__Host-rampart_session").unwrap();
+    let record = s.app.state.auth.authenticate_session(&session).await.unwrap().session;
+    assert_eq!(record.amr, ["fed", "otp"], "the session says both factors");
+}
+
+async fn an_account_without_a_password_re_authenticates_through_its_provider(backend: Backend) {
+    let s = setup(backend).await;
+    s.provider.add_account("sub-ivy", &testkit::unique_email(), true).await;
+    s.provider.add_account("sub-not-ivy", &testkit::unique_email(), true).await;
+    let browser = Browser::from(&sign_in(&s, "sub-ivy").await);
+    // The session was authenticated ten minutes ago.
+    let hash = s.app.state.auth.authenticate_session(&browser.session).await.unwrap().token_hash;
+    let mut record = s.app.state.auth.kv().get_session(&hash).await.unwrap().unwrap();
+    record.authenticated_at = Some(testkit::storage::Clock::now(s.app.clock.as_ref()) - Duration::minutes(10));
+    s.app
+        .state
+        .auth
+        .kv()
+        .put_session(&hash, &record, testkit::storage::Clock::now(s.app.clock.as_ref()))
+        .await
+        .unwrap();
+
+    let (status, refused) = body(browser.post(&s.app, "/api/v1/me/identities/test/link", json!({})).await).await;
+    assert_eq!((status, refused["code"].as_str()), (401, Some("insufficient_user_authentication")), "{refused}");
+    let (status, refused) = body(browser.post(&s.app, "/api/v1/me/reauthenticate", json!({})).await).await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("reauthenticate_with_provider")), "{refused}");
+
+    let reauth = |sub: &'static str| {
+        let (s, browser) = (&s, &browser);
+        async move {
+            let resp = browser.post(&s.app, "/api/v1/me/reauthenticate/oidc/test", json!({})).await;
+            assert_eq!(resp.status(), 200);
+            let binding = cookie(&resp, auth::oidc::BROWSER_COOKIE).unwrap();
+            let (_, started) = body(resp).await;
+            let url = started["authorization_url"].as_str().unwrap().to_owned();
+            assert!(url.contains("prompt=login") && url.contains("max_age=0"), "{url}");
+            let back = s.provider.authorize(&url, sub).await;
+            callback(&s.app, &back, Some(&binding)).await
+        }
+    };
+    // Another identity at the provider is not this account's.
+    let (status, refused) = body(reauth("sub-not-ivy").await).await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("identity_mismatch")), "{refused}");
+    let resp = reauth("sub-ivy").await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), "https://app.example.com/#reauthenticated");
+    let resp = browser.post(&s.app, "/api/v1/me/identities/test/link", json!({})).await;
+    assert_eq!(resp.status(), 200, "the session is recent again");
+
+    // Linking an identity that already belongs to another account is refused.
+    let binding = cookie(&resp, auth::oidc::BROWSER_COOKIE).unwrap();
+    let (_, started) = body(resp).await;
+    let back = s.provider.authorize(started["authorization_url"].as_str().unwrap(), "sub-not-ivy").await;
+    assert_eq!(callback(&s.app, &back, Some(&binding)).await.status(), 303, "sub-not-ivy is free: linked");
+    s.provider.add_account("sub-jo", &testkit::unique_email(), true).await;
+    assert_eq!(sign_in(&s, "sub-jo").await.status(), 303, "sub-jo has an account of its own");
+    let resp = browser.post(&s.app, "/api/v1/me/identities/test/link", json!({})).await;
+    let binding = cookie(&resp, auth::oidc::BROWSER_COOKIE).unwrap();
+    let (_, started) = body(resp).await;
+    let back = s.provider.authorize(started["authorization_url"].as_str().unwrap(), "sub-jo").await;
+    let (status, refused) = body(callback(&s.app, &back, Some(&binding)).await).await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("identity_in_use")), "{refused}");
+}
+
+async fn a_plain_oauth2_provider_names_the_user_through_its_user_info_endpoint(backend: Backend) {
+    let s = setup(backend).await;
+    let email = testkit::unique_email();
+    s.provider.add_account("sub-kit", &email, true).await;
+    let first = sign_in_at(&s, "plain", "sub-kit").await;
+    assert_eq!(first.status(), 303);
+    let (_, user) = me(&s.app, &cookie(&first, "__Host-rampart_session").unwrap()).await;
+    assert_eq!((user["email"].as_str(), user["email_verified"].as_bool()), (Some(email.as_str()), Some(true)));
+    let again = sign_in_at(&s, "plain", "sub-kit").await;
+    let (_, same) = me(&s.app, &cookie(&again, "__Host-rampart_session").unwrap()).await;
+    assert_eq!(same["id"], user["id"]);
+    // No ID token says when the user authenticated: the sign-in never counts as recent.
+    let session = s.app.state.auth.authenticate_session(&cookie(&again, "__Host-rampart_session").unwrap()).await;
+    assert_eq!(session.unwrap().session.authenticated_at, None);
+
+    let unverified = testkit::unique_email();
+    s.provider.add_account("sub-kit-unverified", &unverified, false).await;
+    let (status, refused) = body(sign_in_at(&s, "plain", "sub-kit-unverified").await).await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("provider_email_unverified")), "{refused}");
+}
+
+async fn a_provider_whose_addresses_are_not_trusted_signs_in_only_to_accounts_that_linked_it(backend: Backend) {
+    let s = setup(backend).await;
+    let alice = s.app.new_user().await;
+    // The untrusted provider vouches for alice's address: that takes nothing of hers.
+    s.provider.add_account("sub-mallory", &alice.email, true).await;
+    let (status, refused) = body(sign_in_at(&s, "untrusted", "sub-mallory").await).await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("provider_email_untrusted")), "{refused}");
+
+    s.provider.add_account("sub-alice-untrusted", &testkit::unique_email(), true).await;
+    let resp = s.app.call(&alice, Method::POST, "/api/v1/me/identities/untrusted/link").send().await.unwrap();
+    let binding = cookie(&resp, auth::oidc::BROWSER_COOKIE).unwrap();
+    let (_, started) = body(resp).await;
+    let back = s.provider.authorize(started["authorization_url"].as_str().unwrap(), "sub-alice-untrusted").await;
+    assert_eq!(callback(&s.app, &back, Some(&binding)).await.status(), 303);
+    let signed_in = sign_in_at(&s, "untrusted", "sub-alice-untrusted").await;
+    let (_, user) = me(&s.app, &cookie(&signed_in, "__Host-rampart_session").unwrap()).await;
+    assert_eq!(user["id"].as_str(), Some(alice.id.to_string().as_str()), "a linked identity signs in");
+    // Linking and unlinking were mailed to alice.
+    s.app.run_outbox().await;
+    let subjects: Vec<String> = testkit::mails_to(&alice.email).into_iter().map(|m| m.subject).collect();
+    assert!(subjects.iter().any(|s| s == "A sign-in method was added to your account"), "{subjects:?}");
+}
+
+async fn a_link_cannot_outlive_its_session_nor_an_answer_name_another_issuer(backend: Backend) {
+    let s = setup(backend).await;
+    let alice = s.app.new_user().await;
+    s.provider.add_account("sub-nan", &testkit::unique_email(), true).await;
+    let link = |alice: testkit::TestUser| {
+        let s = &s;
+        async move {
+            let resp = s.app.call(&alice, Method::POST, "/api/v1/me/identities/test/link").send().await.unwrap();
+            let binding = cookie(&resp, auth::oidc::BROWSER_COOKIE).unwrap();
+            let (_, started) = body(resp).await;
+            (s.provider.authorize(started["authorization_url"].as_str().unwrap(), "sub-nan").await, binding)
+        }
+    };
+    // Alice signs out of the token family the link began from: the link no longer completes.
+    let (back, binding) = link(alice.clone()).await;
+    let (status, _) = s.app.json(&alice, Method::POST, "/api/v1/auth/token/revoke", None).await;
+    assert_eq!(status, 204);
+    let (status, refused) = body(callback(&s.app, &back, Some(&binding)).await).await;
+    assert_eq!((status, refused["code"].as_str()), (401, Some("unauthenticated")), "{refused}");
+    let (_, identities) = s.app.json(&s.app.renew(&alice).await, Method::GET, "/api/v1/me/identities", None).await;
+    assert_eq!(identities, json!([]), "nothing was linked");
+
+    // RFC 9207: an answer naming another issuer is refused.
+    let alice = s.app.renew(&alice).await;
+    let (back, binding) = link(alice.clone()).await;
+    let forged = url::Url::parse(&with_param(back.as_str(), "iss", "https://evil.example")).unwrap();
+    let (status, refused) = body(callback(&s.app, &forged, Some(&binding)).await).await;
+    assert_eq!((status, refused["code"].as_str()), (400, Some("oidc_issuer_mismatch")), "{refused}");
+
+    // An account with a password re-authenticates with it, never through a provider alone.
+    let alice = s.app.renew(&alice).await;
+    let (status, refused) = s.app.json(&alice, Method::POST, "/api/v1/me/reauthenticate/oidc/test", None).await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("reauthenticate_locally")), "{refused}");
+
+    // A native client must be one the server knows (here `http://127.0.0.1/callback`).
+    let (status, refused) = native_begin(&s.app, "http://127.0.0.1:53123/elsewhere", &pkce().1).await;
+    assert_eq!((status, refused["code"].as_str()), (400, Some("invalid_native_request")), "{refused}");
+}
+
 backend_tests!(
+    a_plain_oauth2_provider_names_the_user_through_its_user_info_endpoint,
+    a_provider_whose_addresses_are_not_trusted_signs_in_only_to_accounts_that_linked_it,
+    a_link_cannot_outlive_its_session_nor_an_answer_name_another_issuer,
+    an_account_with_a_second_factor_completes_a_provider_sign_in_with_it,
+    an_account_without_a_password_re_authenticates_through_its_provider,
     a_first_sign_in_creates_a_passwordless_verified_account_and_the_next_finds_it,
     a_tampered_a_replayed_or_another_browsers_state_is_refused,
     an_id_token_with_another_nonce_or_signed_by_another_key_is_refused,

@@ -72,6 +72,9 @@ pub struct KeyGrant {
     pub scopes: Vec<Permission>,
     pub per_minute: u32,
     pub per_month: u64,
+    /// The workspace requires a second factor and the key's creator has none set up: the key
+    /// acts nowhere until they do.
+    pub held_by_mfa_rule: bool,
 }
 
 fn bad(message: &'static str) -> TenancyError {
@@ -254,7 +257,9 @@ async fn lookup(tx: &TenantTx, hash: &str, now: DateTime<Utc>) -> Result<Option<
         .conn()
         .query_one(tx.statement(
             &format!(
-                "SELECT {} FROM api_keys k JOIN workspaces w ON w.id = k.tenant_id
+                "SELECT {}, w.require_mfa,
+                        EXISTS (SELECT 1 FROM user_totp t WHERE t.user_id = k.created_by AND t.confirmed_at IS NOT NULL) AS creator_mfa
+                   FROM api_keys k JOIN workspaces w ON w.id = k.tenant_id
                   WHERE k.tenant_id = $1 AND k.key_hash = $2 AND w.deleted_at IS NULL",
                 COLUMNS.split(", ").map(|c| format!("k.{c}")).collect::<Vec<_>>().join(", ")
             ),
@@ -263,6 +268,8 @@ async fn lookup(tx: &TenantTx, hash: &str, now: DateTime<Utc>) -> Result<Option<
         .await?;
     let Some(row) = row else { return Ok(None) };
     let key = from_row(&row)?;
+    let require_mfa: bool = row.try_get("", "require_mfa")?;
+    let creator_mfa: bool = row.try_get("", "creator_mfa")?;
     if key.revoked_at.is_some() || key.expires_at.is_some_and(|at| at <= now) {
         return Ok(None);
     }
@@ -282,6 +289,7 @@ async fn lookup(tx: &TenantTx, hash: &str, now: DateTime<Utc>) -> Result<Option<
         scopes,
         per_minute: key.per_minute,
         per_month: key.per_month,
+        held_by_mfa_rule: require_mfa && !creator_mfa,
     }))
 }
 

@@ -466,7 +466,7 @@ impl AuthService {
         meta: &RequestMeta,
     ) -> Result<NewSession, AuthError> {
         let (user, first) = self.pass_challenge(challenge, Flow::Session, factor, meta).await?;
-        self.finish_sign_in(user, meta, &[first.as_str(), amr::OTP]).await
+        self.finish_sign_in(user, meta, &[first.as_str(), amr::OTP], Some(self.clock.now())).await
     }
 
     /// Completes an API client's password grant with its second factor: a new token family.
@@ -477,7 +477,7 @@ impl AuthService {
         meta: &RequestMeta,
     ) -> Result<TokenPair, AuthError> {
         let (user, first) = self.pass_challenge(challenge, Flow::Token, factor, meta).await?;
-        self.finish_password_grant(user, meta, &[first.as_str(), amr::OTP]).await
+        self.finish_password_grant(user, meta, &[first.as_str(), amr::OTP], Some(self.clock.now())).await
     }
 }
 

@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
@@ -45,14 +44,45 @@ use crate::{token, AuthError};
 pub const FLOW_TTL: Duration = Duration::minutes(10);
 /// The code a native client exchanges lives one minute and works once (RFC 6749 §4.1.2).
 pub const NATIVE_CODE_TTL: Duration = Duration::minutes(1);
-/// Provider metadata and keys are fetched again after an hour, or at once for an unknown key.
-const METADATA_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Provider metadata and keys are fetched again after an hour, or for an unknown key (at most
+/// once a minute, so forged tokens cannot make Rampart hammer the provider).
+const METADATA_TTL: Duration = Duration::hours(1);
+const METADATA_REFRESH_COOLDOWN: Duration = Duration::minutes(1);
 /// Largest provider answer read (discovery, keys, tokens).
 const MAX_PROVIDER_BODY: usize = 256 * 1024;
 /// Google's issuer (https://accounts.google.com/.well-known/openid-configuration).
 pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 
+/// ID-token signature algorithms accepted: RSA, RSA-PSS, ECDSA and EdDSA (asymmetric only).
+const ID_TOKEN_ALGS: &[openidconnect::core::CoreJwsSigningAlgorithm] = {
+    use openidconnect::core::CoreJwsSigningAlgorithm as A;
+    &[
+        A::RsaSsaPkcs1V15Sha256,
+        A::RsaSsaPkcs1V15Sha384,
+        A::RsaSsaPkcs1V15Sha512,
+        A::RsaSsaPssSha256,
+        A::RsaSsaPssSha384,
+        A::RsaSsaPssSha512,
+        A::EcdsaP256Sha256,
+        A::EcdsaP384Sha384,
+        A::EcdsaP521Sha512,
+        A::EdDsa,
+    ]
+};
+/// Clock difference tolerated with a provider (RFC 7519 §4.1.4 allows "a small leeway").
+const ID_TOKEN_LEEWAY: Duration = Duration::minutes(5);
+
 const STATE_PURPOSE: &str = "oidc_state";
+/// Each sealed value is bound to its purpose and its row, so no ciphertext opens in another
+/// column or another row (the vault key also seals TOTP secrets and outbox payloads).
+const AAD_NONCE: &[u8] = b"oidc.flow.nonce|";
+const AAD_VERIFIER: &[u8] = b"oidc.flow.verifier|";
+const AAD_ACCESS: &[u8] = b"oidc.identity.access_token|";
+const AAD_REFRESH: &[u8] = b"oidc.identity.refresh_token|";
+
+fn aad(purpose: &[u8], row: &[u8]) -> Vec<u8> {
+    [purpose, row].concat()
+}
 const BROWSER_PURPOSE: &str = "oidc_browser";
 const NATIVE_CODE_PURPOSE: &str = "oidc_native_code";
 
@@ -98,6 +128,12 @@ pub enum OidcError {
     IdentityNotFound,
     #[error("native client request refused: {0}")]
     InvalidNativeRequest(&'static str),
+    #[error("this provider's addresses are not trusted here: sign in to your account and link the provider")]
+    EmailUntrusted,
+    #[error("this account has a password or a second factor: re-authenticate with them")]
+    ReauthenticateLocally,
+    #[error("the authorization answer names another issuer than this provider (RFC 9207)")]
+    IssuerMismatch,
 }
 
 impl From<OidcError> for AuthError {
@@ -120,6 +156,52 @@ pub struct ProviderConfig {
     /// Rampart's callback as registered at the provider:
     /// `{public_url}/api/v1/auth/oidc/{name}/callback`.
     pub redirect_uri: String,
+    /// OpenID Connect (the default), or plain OAuth 2.0 with a user-info endpoint (GitHub-style).
+    pub kind: ProviderKind,
+    /// Whether this provider's word that an address is verified is taken: then a first sign-in
+    /// creates the account of that address, or takes over its unverified one. Only for
+    /// providers that verify every address they vouch for (Google does); otherwise their
+    /// identities sign in only to accounts that linked them.
+    pub trust_email: bool,
+}
+
+/// How a provider says who the user is.
+#[derive(Debug, Clone, Default)]
+pub enum ProviderKind {
+    /// A verified ID token (`issuer` is read for discovery and keys).
+    #[default]
+    OpenIdConnect,
+    /// Plain OAuth 2.0: no ID token, so no nonce and no proof of a fresh authentication; the
+    /// user is whom the user-info endpoint names when called with the access token, over TLS.
+    OAuth2(OAuth2Endpoints),
+}
+
+/// The endpoints of a plain OAuth 2.0 provider.
+#[derive(Debug, Clone)]
+pub struct OAuth2Endpoints {
+    pub authorization_url: String,
+    pub token_url: String,
+    /// Answers the user as JSON for the access token (GitHub: `https://api.github.com/user`).
+    pub userinfo_url: String,
+    /// Where addresses and their verification are listed (GitHub:
+    /// `https://api.github.com/user/emails`: the primary verified one is taken). Without it the
+    /// user-info answer's `email` counts only when its `email_verified` is `true`.
+    pub emails_url: Option<String>,
+    /// The user-info member that identifies the user for good (GitHub: `id`; OpenID: `sub`).
+    pub subject_field: String,
+}
+
+impl OAuth2Endpoints {
+    /// GitHub's OAuth app endpoints.
+    pub fn github() -> OAuth2Endpoints {
+        OAuth2Endpoints {
+            authorization_url: "https://github.com/login/oauth/authorize".into(),
+            token_url: "https://github.com/login/oauth/access_token".into(),
+            userinfo_url: "https://api.github.com/user".into(),
+            emails_url: Some("https://api.github.com/user/emails".into()),
+            subject_field: "id".into(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ProviderConfig {
@@ -130,6 +212,8 @@ impl std::fmt::Debug for ProviderConfig {
             .field("client_id", &self.client_id)
             .field("scopes", &self.scopes)
             .field("redirect_uri", &self.redirect_uri)
+            .field("kind", &self.kind)
+            .field("trust_email", &self.trust_email)
             .finish_non_exhaustive()
     }
 }
@@ -143,7 +227,21 @@ impl ProviderConfig {
         if !name_ok {
             return Err(format!("provider name {:?}: use 1-32 lower-case letters, digits or '-'", self.name));
         }
-        IssuerUrl::new(self.issuer.clone()).map_err(|e| format!("provider {}: issuer: {e}", self.name))?;
+        match &self.kind {
+            ProviderKind::OpenIdConnect => {
+                IssuerUrl::new(self.issuer.clone()).map_err(|e| format!("provider {}: issuer: {e}", self.name))?;
+            }
+            ProviderKind::OAuth2(endpoints) => {
+                let urls =
+                    [Some(&endpoints.authorization_url), Some(&endpoints.token_url), Some(&endpoints.userinfo_url)];
+                for url in urls.into_iter().flatten().chain(endpoints.emails_url.as_ref()) {
+                    url::Url::parse(url).map_err(|e| format!("provider {}: {url}: {e}", self.name))?;
+                }
+                if endpoints.subject_field.is_empty() {
+                    return Err(format!("provider {}: subject_field is required", self.name));
+                }
+            }
+        }
         RedirectUrl::new(self.redirect_uri.clone())
             .map_err(|e| format!("provider {}: redirect_uri: {e}", self.name))?;
         if self.client_id.is_empty() || self.client_secret.expose_secret().is_empty() {
@@ -155,7 +253,8 @@ impl ProviderConfig {
 
 struct Provider {
     cfg: ProviderConfig,
-    metadata: tokio::sync::Mutex<Option<(Instant, CoreProviderMetadata)>>,
+    /// The discovery document with its keys, and when it was fetched (the service's clock).
+    metadata: tokio::sync::Mutex<Option<(DateTime<Utc>, CoreProviderMetadata)>>,
 }
 
 /// The configured providers and the client that reaches them.
@@ -251,10 +350,19 @@ impl<'c> openidconnect::AsyncHttpClient<'c> for ProviderHttp<'_> {
 
 impl Provider {
     /// The discovery document with its keys, cached for an hour; `fresh` fetches it again.
-    async fn metadata(&self, http: &egress::GuardedClient, fresh: bool) -> Result<CoreProviderMetadata, OidcError> {
+    /// The discovery document with its keys, cached for an hour; `fresh` asks for it again (for
+    /// a key the cached set lacks), which is done at most once a minute. Held under the lock
+    /// while fetching, so concurrent sign-ins wait for one fetch instead of each making one.
+    async fn metadata(
+        &self,
+        http: &egress::GuardedClient,
+        now: DateTime<Utc>,
+        fresh: bool,
+    ) -> Result<CoreProviderMetadata, OidcError> {
         let mut cached = self.metadata.lock().await;
         if let Some((at, metadata)) = cached.as_ref() {
-            if !fresh && at.elapsed() < METADATA_TTL {
+            let age = now - *at;
+            if age < METADATA_TTL && (!fresh || age < METADATA_REFRESH_COOLDOWN) {
                 return Ok(metadata.clone());
             }
         }
@@ -265,7 +373,7 @@ impl Provider {
         let metadata = CoreProviderMetadata::discover_async(issuer, &client)
             .await
             .map_err(|e| OidcError::ProviderUnavailable(format!("discovery: {e}")))?;
-        *cached = Some((Instant::now(), metadata.clone()));
+        *cached = Some((now, metadata.clone()));
         Ok(metadata)
     }
 
@@ -302,8 +410,9 @@ pub enum Purpose {
     /// A native or desktop client signs in: it finishes at `redirect_uri` with a one-minute code
     /// that only the holder of its PKCE verifier can exchange.
     Native { redirect_uri: String, code_challenge: String, state: String },
-    /// A signed-in user links an identity at the provider to their account.
-    Link { user: Uuid },
+    /// A signed-in user links an identity at the provider to their account, from `session` (a
+    /// session or token family, which must still be live at the callback).
+    Link { user: Uuid, session: Uuid },
     /// A signed-in user re-authenticates with the provider (accounts without local factors).
     Reauth { user: Uuid, session: Uuid },
 }
@@ -329,7 +438,6 @@ pub struct Started {
 }
 
 /// How a callback ended.
-#[derive(Debug)]
 pub enum Completed {
     /// A browser session (or the second-factor challenge that completes it).
     SignedIn(SignIn<NewSession>),
@@ -345,6 +453,19 @@ pub enum Completed {
     },
 }
 
+impl std::fmt::Debug for Completed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Completed::SignedIn(SignIn::Done(session)) => f.debug_tuple("SignedIn").field(&session.record.id).finish(),
+            Completed::SignedIn(SignIn::SecondFactor(_)) => f.write_str("SecondFactor"),
+            // The redirect carries the one-time code.
+            Completed::Native { .. } => f.write_str("Native { .. }"),
+            Completed::Linked { user } => f.debug_struct("Linked").field("user", user).finish(),
+            Completed::Reauthenticated { user } => f.debug_struct("Reauthenticated").field("user", user).finish(),
+        }
+    }
+}
+
 /// An identity at a provider, as shown to its account.
 #[derive(Debug, Clone)]
 pub struct IdentityView {
@@ -357,6 +478,8 @@ pub struct IdentityView {
 
 /// What the verified ID token and the token answer said.
 struct Verified {
+    /// Whose subject it is: the issuer (OpenID Connect) or the token endpoint's origin (OAuth 2.0).
+    issuer: String,
     subject: String,
     email: Option<String>,
     email_verified: bool,
@@ -374,10 +497,78 @@ pub(crate) mod events {
     pub const OIDC_REFUSED: &str = "oidc_refused";
 }
 
+type OAuth2Client = oauth2::basic::BasicClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointSet,
+>;
+
+fn oauth2_client(cfg: &ProviderConfig, endpoints: &OAuth2Endpoints) -> Result<OAuth2Client, OidcError> {
+    let bad = |e: url::ParseError| OidcError::ProviderUnavailable(e.to_string());
+    Ok(oauth2::basic::BasicClient::new(ClientId::new(cfg.client_id.clone()))
+        .set_client_secret(ClientSecret::new(cfg.client_secret.expose_secret().to_owned()))
+        .set_auth_uri(openidconnect::AuthUrl::new(endpoints.authorization_url.clone()).map_err(bad)?)
+        .set_token_uri(openidconnect::TokenUrl::new(endpoints.token_url.clone()).map_err(bad)?)
+        .set_redirect_uri(RedirectUrl::new(cfg.redirect_uri.clone()).map_err(bad)?))
+}
+
+/// `scheme://host[:port]` of a URL: whose subjects a plain OAuth 2.0 provider's are.
+fn origin(url: &str) -> String {
+    url::Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| url.to_owned())
+}
+
+/// A JSON answer of a provider's API for the user's access token.
+async fn provider_json(http: &egress::GuardedClient, url: &str, access: &str) -> Result<serde_json::Value, OidcError> {
+    let unavailable = |e: String| OidcError::ProviderUnavailable(e);
+    let request = http::Request::get(url)
+        .header(http::header::AUTHORIZATION, format!("Bearer {access}"))
+        .header(http::header::ACCEPT, "application/json")
+        // GitHub's API refuses requests without one.
+        .header(http::header::USER_AGENT, "Rampart")
+        .body(Vec::new())
+        .map_err(|e| unavailable(e.to_string()))?;
+    let answer = send(http, request).await.map_err(|e| unavailable(e.0))?;
+    if !answer.status().is_success() {
+        return Err(unavailable(format!("{} answered {}", origin(url), answer.status())));
+    }
+    serde_json::from_slice(answer.body()).map_err(|e| unavailable(format!("{}: {e}", origin(url))))
+}
+
+/// Linking and re-authentication ask the provider to authenticate the user afresh (`prompt=login`,
+/// `max_age=0`); its `auth_time` must say it did, after the flow began (OpenID Connect Core 1.0
+/// §3.1.2.1: `auth_time` is required when `max_age` was requested).
+fn authenticated_afresh(verified: &Verified, began: DateTime<Utc>) -> Result<(), OidcError> {
+    match verified.auth_time {
+        Some(at) if at + ID_TOKEN_LEEWAY >= began => Ok(()),
+        _ => Err(OidcError::InvalidIdToken("the provider did not authenticate the user afresh".into())),
+    }
+}
+
 /// RFC 8252 §7.3 (loopback IP, any port; `localhost` is not recommended, §8.3) or §7.1 (a
 /// private-use scheme in reverse domain name form, such as `com.example.app:/callback`).
 fn native_redirect_ok(uri: &str) -> bool {
     let Ok(url) = url::Url::parse(uri) else { return false };
+    native_redirect_shape_ok(&url)
+}
+
+/// A registered native client's redirect: the same URI, or for loopback the same URI on any port
+/// (RFC 8252 §7.3: the port is chosen when the client runs).
+fn native_redirect_registered(uri: &str, registered: &[String]) -> bool {
+    let Ok(url) = url::Url::parse(uri) else { return false };
+    let portless = |u: &url::Url| {
+        let mut u = u.clone();
+        if u.scheme() == "http" {
+            let _ = u.set_port(None);
+        }
+        u.to_string()
+    };
+    let wanted = portless(&url);
+    registered.iter().filter_map(|r| url::Url::parse(r).ok()).any(|r| portless(&r) == wanted)
+}
+
+fn native_redirect_shape_ok(url: &url::Url) -> bool {
     if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
         return false;
     }
@@ -435,6 +626,14 @@ impl AuthService {
                 )
                 .into());
             }
+            // Only registered clients: otherwise anyone could send a victim's code to whatever
+            // listens on some port or claims some scheme (RFC 8252 §8.6).
+            if !native_redirect_registered(redirect_uri, &self.settings.native_redirect_uris) {
+                return Err(OidcError::InvalidNativeRequest(
+                    "redirect_uri is not one of the native clients registered in auth.native_redirect_uris",
+                )
+                .into());
+            }
             if !challenge_ok(code_challenge) {
                 return Err(OidcError::InvalidNativeRequest("code_challenge must be an S256 challenge").into());
             }
@@ -442,37 +641,35 @@ impl AuthService {
                 return Err(OidcError::InvalidNativeRequest("state must be 1-512 visible ASCII characters").into());
             }
         }
-        let client = provider.client(provider.metadata(http, false).await?)?;
+        if let Purpose::Reauth { user, .. } = &purpose {
+            self.refuse_if_local_factors(*user).await?;
+        }
         let (pkce_challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
-        let mut request = client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-            .set_pkce_challenge(pkce_challenge);
-        let scopes = if provider.cfg.scopes.is_empty() {
-            vec!["email".to_owned(), "profile".to_owned()]
-        } else {
-            provider.cfg.scopes.clone()
+        let (url, state, nonce) = match &provider.cfg.kind {
+            ProviderKind::OpenIdConnect => self.oidc_authorization(provider, http, &purpose, pkce_challenge).await?,
+            ProviderKind::OAuth2(endpoints) => {
+                let (url, state) = oauth2_client(&provider.cfg, endpoints)?
+                    .authorize_url(CsrfToken::new_random)
+                    .add_scopes(provider.cfg.scopes.iter().cloned().map(Scope::new))
+                    .set_pkce_challenge(pkce_challenge)
+                    .url();
+                // No ID token will carry it; stored all the same so every flow has the same shape.
+                (url, state, Nonce::new_random())
+            }
         };
-        for scope in scopes {
-            request = request.add_scope(Scope::new(scope));
-        }
-        if matches!(purpose, Purpose::Reauth { .. } | Purpose::Link { .. }) {
-            // The provider must authenticate the user now, not reuse its own session
-            // (OpenID Connect Core 1.0 §3.1.2.1).
-            request = request.add_prompt(CoreAuthPrompt::Login).set_max_age(std::time::Duration::ZERO);
-        }
-        let (url, state, nonce) = request.url();
         let state_hash = self.tokens.hash(STATE_PURPOSE, state.secret());
         let browser = match purpose {
             Purpose::Native { .. } => None,
             _ => Some(token::generate()),
         };
         let now = self.clock.now();
+
         let (user, session, native) = match &purpose {
             Purpose::SignIn => (None, None, None),
             Purpose::Native { redirect_uri, code_challenge, state } => {
                 (None, None, Some((redirect_uri, code_challenge, state)))
             }
-            Purpose::Link { user } => (Some(*user), None, None),
+            Purpose::Link { user, session } => (Some(*user), Some(*session), None),
             Purpose::Reauth { user, session } => (Some(*user), Some(*session), None),
         };
         self.db
@@ -489,8 +686,8 @@ impl AuthService {
                     browser.as_ref().map(|b| self.tokens.hash(BROWSER_PURPOSE, b)).into(),
                     user.into(),
                     session.into(),
-                    self.seal_for(state_hash.as_bytes(), nonce.secret())?.into(),
-                    self.seal_for(state_hash.as_bytes(), pkce_verifier.secret())?.into(),
+                    self.seal_for(&aad(AAD_NONCE, state_hash.as_bytes()), nonce.secret())?.into(),
+                    self.seal_for(&aad(AAD_VERIFIER, state_hash.as_bytes()), pkce_verifier.secret())?.into(),
                     native.map(|n| n.0.clone()).into(),
                     native.map(|n| n.1.clone()).into(),
                     native.map(|n| n.2.clone()).into(),
@@ -506,16 +703,52 @@ impl AuthService {
         })
     }
 
+    /// The authorization URL of an OpenID Connect provider, with the nonce it must echo.
+    async fn oidc_authorization(
+        &self,
+        provider: &Provider,
+        http: &egress::GuardedClient,
+        purpose: &Purpose,
+        pkce_challenge: PkceCodeChallenge,
+    ) -> Result<(url::Url, CsrfToken, Nonce), AuthError> {
+        let client = provider.client(provider.metadata(http, self.clock.now(), false).await?)?;
+        let mut request = client
+            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+            .set_pkce_challenge(pkce_challenge)
+            // OpenID Connect Core 1.0 §5.5.1: ask for `auth_time`, so a sign-in counts as a
+            // recent authentication only when the provider says it authenticated the user.
+            .add_extra_param("claims", r#"{"id_token":{"auth_time":{"essential":true}}}"#);
+        let scopes = if provider.cfg.scopes.is_empty() {
+            vec!["email".to_owned(), "profile".to_owned()]
+        } else {
+            provider.cfg.scopes.clone()
+        };
+        for scope in scopes {
+            request = request.add_scope(Scope::new(scope));
+        }
+        if matches!(purpose, Purpose::Reauth { .. } | Purpose::Link { .. }) {
+            // The provider must authenticate the user now, not reuse its own session
+            // (OpenID Connect Core 1.0 §3.1.2.1).
+            request = request.add_prompt(CoreAuthPrompt::Login).set_max_age(std::time::Duration::ZERO);
+        }
+        Ok(request.url())
+    }
+
     /// The provider's redirect back: `code` and `state`, and the browser's binding cookie.
     pub async fn oidc_callback(
         &self,
         provider_name: &str,
         code: &str,
         state: &str,
+        issuer: Option<&str>,
         browser: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<Completed, AuthError> {
         let (provider, http) = self.oidc.get(provider_name)?;
+        // RFC 9207: a provider that names itself in the answer must name itself.
+        if issuer.is_some_and(|iss| iss.trim_end_matches('/') != provider.cfg.issuer.trim_end_matches('/')) {
+            return Err(OidcError::IssuerMismatch.into());
+        }
         let state_hash = self.tokens.hash(STATE_PURPOSE, state);
         let now = self.clock.now();
         // Deleting the row is what makes the state single use, also when two callbacks race.
@@ -526,7 +759,7 @@ impl AuthService {
                 self.db.conn(),
                 "DELETE FROM oidc_flows WHERE state_hash = $1 AND provider = $2
                   RETURNING purpose, browser_hash, user_id, session_id, nonce_ciphertext, verifier_ciphertext,
-                            native_redirect_uri, native_challenge, native_state, expires_at",
+                            native_redirect_uri, native_challenge, native_state, created_at, expires_at",
                 vec![state_hash.clone().into(), provider_name.into()],
             ))
             .await?
@@ -543,8 +776,10 @@ impl AuthService {
         if expires <= now || !browser_ok {
             return Err(OidcError::InvalidState.into());
         }
-        let nonce = self.open_for(state_hash.as_bytes(), &flow.try_get::<String>("", "nonce_ciphertext")?)?;
-        let verifier = self.open_for(state_hash.as_bytes(), &flow.try_get::<String>("", "verifier_ciphertext")?)?;
+        let nonce =
+            self.open_for(&aad(AAD_NONCE, state_hash.as_bytes()), &flow.try_get::<String>("", "nonce_ciphertext")?)?;
+        let verifier = self
+            .open_for(&aad(AAD_VERIFIER, state_hash.as_bytes()), &flow.try_get::<String>("", "verifier_ciphertext")?)?;
         let verified = match self.exchange(provider, http, code, nonce, verifier).await {
             Ok(verified) => verified,
             Err(err) => {
@@ -554,18 +789,22 @@ impl AuthService {
         };
         let purpose: String = flow.try_get("", "purpose")?;
         let flow_user: Option<Uuid> = flow.try_get("", "user_id")?;
+        let began: DateTime<Utc> = flow.try_get("", "created_at")?;
+        // When the provider authenticated the user (never later than now); unknown for plain
+        // OAuth 2.0 and for providers that do not say, which then never counts as recent.
+        let authenticated_at = verified.auth_time.map(|t| t.min(now));
         let outcome = match purpose.as_str() {
             "sign_in" => {
-                let user = self.settle_sign_in(provider_name, &verified, meta).await?;
+                let user = self.settle_sign_in(&provider.cfg, &verified, meta).await?;
                 match self.challenge_if_enrolled(user, Flow::Session, amr::FEDERATED).await? {
                     Some(challenge) => Completed::SignedIn(SignIn::SecondFactor(challenge)),
-                    None => {
-                        Completed::SignedIn(SignIn::Done(self.finish_sign_in(user, meta, &[amr::FEDERATED]).await?))
-                    }
+                    None => Completed::SignedIn(SignIn::Done(
+                        self.finish_sign_in(user, meta, &[amr::FEDERATED], authenticated_at).await?,
+                    )),
                 }
             }
             "native" => {
-                let user = self.settle_sign_in(provider_name, &verified, meta).await?;
+                let user = self.settle_sign_in(&provider.cfg, &verified, meta).await?;
                 let redirect_uri: String =
                     flow.try_get::<Option<String>>("", "native_redirect_uri")?.unwrap_or_default();
                 let challenge: String = flow.try_get::<Option<String>>("", "native_challenge")?.unwrap_or_default();
@@ -575,13 +814,14 @@ impl AuthService {
                     .conn()
                     .execute(stmt(
                         self.db.conn(),
-                        "INSERT INTO oidc_native_codes (code_hash, user_id, challenge, redirect_uri, amr, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                        "INSERT INTO oidc_native_codes (code_hash, user_id, challenge, redirect_uri, amr, auth_time, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                         vec![
                             self.tokens.hash(NATIVE_CODE_PURPOSE, &code).into(),
                             user.into(),
                             challenge.into(),
                             redirect_uri.clone().into(),
                             amr::FEDERATED.into(),
+                            authenticated_at.into(),
                             (now + NATIVE_CODE_TTL).into(),
                         ],
                     ))
@@ -592,6 +832,12 @@ impl AuthService {
             }
             "link" => {
                 let user = flow_user.ok_or_else(|| AuthError::Internal("link flow without its user".into()))?;
+                let session: Option<Uuid> = flow.try_get("", "session_id")?;
+                // A sign-out, password change or revocation since the start cancels the link.
+                self.require_live(user, session).await?;
+                if matches!(provider.cfg.kind, ProviderKind::OpenIdConnect) {
+                    authenticated_afresh(&verified, began)?;
+                }
                 self.settle_link(provider_name, user, &verified, meta).await?;
                 Completed::Linked { user }
             }
@@ -599,6 +845,9 @@ impl AuthService {
                 let user =
                     flow_user.ok_or_else(|| AuthError::Internal("re-authentication flow without its user".into()))?;
                 let session: Option<Uuid> = flow.try_get("", "session_id")?;
+                self.require_live(user, session).await?;
+                self.refuse_if_local_factors(user).await?;
+                authenticated_afresh(&verified, began)?;
                 self.settle_reauth(provider_name, user, session, &verified, meta).await?;
                 Completed::Reauthenticated { user }
             }
@@ -607,7 +856,7 @@ impl AuthService {
         Ok(outcome)
     }
 
-    /// Exchanges the code (with the PKCE verifier) and verifies the ID token.
+    /// Exchanges the code (with the PKCE verifier) and learns who the user is.
     async fn exchange(
         &self,
         provider: &Provider,
@@ -616,7 +865,75 @@ impl AuthService {
         nonce: String,
         verifier: String,
     ) -> Result<Verified, AuthError> {
-        let client = provider.client(provider.metadata(http, false).await?)?;
+        match &provider.cfg.kind {
+            ProviderKind::OpenIdConnect => self.exchange_oidc(provider, http, code, nonce, verifier).await,
+            ProviderKind::OAuth2(endpoints) => {
+                self.exchange_oauth2(&provider.cfg, endpoints, http, code, verifier).await
+            }
+        }
+    }
+
+    /// Plain OAuth 2.0: the token answer, then the user-info endpoint (and the address list) read
+    /// with the access token.
+    async fn exchange_oauth2(
+        &self,
+        cfg: &ProviderConfig,
+        endpoints: &OAuth2Endpoints,
+        http: &egress::GuardedClient,
+        code: &str,
+        verifier: String,
+    ) -> Result<Verified, AuthError> {
+        let answer = oauth2_client(cfg, endpoints)?
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier))
+            .request_async(&ProviderHttp(http))
+            .await
+            .map_err(|err| match err {
+                openidconnect::RequestTokenError::ServerResponse(_) => OidcError::CodeRejected,
+                other => OidcError::ProviderUnavailable(format!("token endpoint: {other}")),
+            })?;
+        let access = answer.access_token().secret();
+        let user = provider_json(http, &endpoints.userinfo_url, access).await?;
+        let subject = match &user[endpoints.subject_field.as_str()] {
+            serde_json::Value::String(s) if !s.is_empty() => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return Err(OidcError::ProviderUnavailable("the user-info answer names no subject".into()).into()),
+        };
+        let (email, email_verified) = match &endpoints.emails_url {
+            // GitHub: the primary address, if GitHub verified it.
+            Some(url) => {
+                let list = provider_json(http, url, access).await?;
+                let primary = list.as_array().into_iter().flatten().find(|e| e["primary"] == true);
+                match primary {
+                    Some(e) => (e["email"].as_str().map(str::to_owned), e["verified"] == true),
+                    None => (None, false),
+                }
+            }
+            None => (user["email"].as_str().map(str::to_owned), user["email_verified"] == true),
+        };
+        let now = self.clock.now();
+        Ok(Verified {
+            issuer: origin(&endpoints.token_url),
+            subject,
+            email,
+            email_verified,
+            auth_time: None,
+            access_token: SecretString::from(access.to_owned()),
+            refresh_token: answer.refresh_token().map(|t| SecretString::from(t.secret().to_owned())),
+            expires_at: answer.expires_in().and_then(|d| Duration::from_std(d).ok()).map(|d| now + d),
+        })
+    }
+
+    /// OpenID Connect: the token answer and its verified ID token.
+    async fn exchange_oidc(
+        &self,
+        provider: &Provider,
+        http: &egress::GuardedClient,
+        code: &str,
+        nonce: String,
+        verifier: String,
+    ) -> Result<Verified, AuthError> {
+        let client = provider.client(provider.metadata(http, self.clock.now(), false).await?)?;
         let send_fn = ProviderHttp(http);
         let answer = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -631,8 +948,25 @@ impl AuthService {
         let id_token =
             answer.id_token().ok_or_else(|| OidcError::InvalidIdToken("no ID token in the answer".into()))?;
         let nonce = Nonce::new(nonce);
+        let clock = self.clock.clone();
         let check = |client: &CoreClient<_, _, _, _, _, _>| -> Result<_, openidconnect::ClaimsVerificationError> {
-            let verifier = client.id_token_verifier();
+            let (now_clock, iat_clock) = (clock.clone(), clock.clone());
+            let verifier = client
+                .id_token_verifier()
+                // Asymmetric signatures only: an HMAC "signature" keyed with the client secret
+                // proves nothing the secret's other holders could not forge, and `none` nothing
+                // at all (RFC 8725 §3.1; the library refuses `none` already).
+                .set_allowed_algs(ID_TOKEN_ALGS.iter().cloned())
+                // Expiry is judged at the service's clock, like every other deadline here.
+                .set_time_fn(move || now_clock.now())
+                // A token issued in the future comes from a broken clock or a forger.
+                .set_issue_time_verifier_fn(move |iat| {
+                    if iat <= iat_clock.now() + ID_TOKEN_LEEWAY {
+                        Ok(())
+                    } else {
+                        Err("issued in the future".into())
+                    }
+                });
             let claims = id_token.claims(&verifier, &nonce)?.clone();
             // The access token is the one the ID token was issued with (OpenID Connect Core 1.0
             // §3.1.3.8).
@@ -652,15 +986,19 @@ impl AuthService {
         };
         let claims = match check(&client) {
             Ok(claims) => claims,
-            Err(openidconnect::ClaimsVerificationError::SignatureVerification(_)) => {
-                // Perhaps the provider rotated its keys since they were fetched: fetch them once.
-                let client = provider.client(provider.metadata(http, true).await?)?;
+            Err(openidconnect::ClaimsVerificationError::SignatureVerification(
+                openidconnect::SignatureVerificationError::NoMatchingKey,
+            )) => {
+                // Perhaps the provider rotated its keys since they were fetched: fetch them again
+                // (at most once a minute).
+                let client = provider.client(provider.metadata(http, self.clock.now(), true).await?)?;
                 check(&client).map_err(|e| OidcError::InvalidIdToken(e.to_string()))?
             }
             Err(e) => return Err(OidcError::InvalidIdToken(e.to_string()).into()),
         };
         let now = self.clock.now();
         Ok(Verified {
+            issuer: provider.cfg.issuer.clone(),
             subject: claims.subject().as_str().to_owned(),
             email: claims.email().map(|e| e.as_str().to_owned()),
             email_verified: claims.email_verified() == Some(true),
@@ -699,9 +1037,12 @@ impl AuthService {
         verified: &Verified,
         now: DateTime<Utc>,
     ) -> Result<(), AuthError> {
-        let aad = identity.as_bytes();
-        let access = self.seal_for(aad, verified.access_token.expose_secret())?;
-        let refresh = verified.refresh_token.as_ref().map(|t| self.seal_for(aad, t.expose_secret())).transpose()?;
+        let access = self.seal_for(&aad(AAD_ACCESS, identity.as_bytes()), verified.access_token.expose_secret())?;
+        let refresh = verified
+            .refresh_token
+            .as_ref()
+            .map(|t| self.seal_for(&aad(AAD_REFRESH, identity.as_bytes()), t.expose_secret()))
+            .transpose()?;
         txn.execute(stmt(
             txn,
             "UPDATE user_identities SET access_token_ciphertext = $2,
@@ -732,8 +1073,16 @@ impl AuthService {
         let id = Uuid::new_v4();
         txn.execute(stmt(
             txn,
-            "INSERT INTO user_identities (id, user_id, provider, subject, email, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            vec![id.into(), user.into(), provider.into(), verified.subject.clone().into(), verified.email.clone().into(), now.into()],
+            "INSERT INTO user_identities (id, user_id, provider, issuer, subject, email, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vec![
+                id.into(),
+                user.into(),
+                provider.into(),
+                verified.issuer.clone().into(),
+                verified.subject.clone().into(),
+                verified.email.clone().into(),
+                now.into(),
+            ],
         ))
         .await?;
         self.keep_tokens(txn, id, verified, now).await?;
@@ -749,15 +1098,21 @@ impl AuthService {
     /// - an account with that address already verified is not linked silently: its owner signs
     ///   in and links the provider ([`OidcError::AccountExists`]);
     /// - otherwise a new account, without a password, when sign-up is open.
-    async fn settle_sign_in(&self, provider: &str, verified: &Verified, meta: &RequestMeta) -> Result<Uuid, AuthError> {
+    async fn settle_sign_in(
+        &self,
+        cfg: &ProviderConfig,
+        verified: &Verified,
+        meta: &RequestMeta,
+    ) -> Result<Uuid, AuthError> {
+        let provider = cfg.name.as_str();
         let now = self.clock.now();
         let txn = self.db.conn().begin().await?;
         let known = txn
             .query_one(stmt(
                 &txn,
                 "SELECT i.id, i.user_id, u.status FROM user_identities i JOIN users u ON u.id = i.user_id
-                  WHERE i.provider = $1 AND i.subject = $2",
-                vec![provider.into(), verified.subject.clone().into()],
+                  WHERE i.issuer = $1 AND i.subject = $2",
+                vec![verified.issuer.clone().into(), verified.subject.clone().into()],
             ))
             .await?;
         if let Some(row) = known {
@@ -768,6 +1123,10 @@ impl AuthService {
             self.keep_tokens(&txn, row.try_get("", "id")?, verified, now).await?;
             txn.commit().await?;
             return Ok(row.try_get("", "user_id")?);
+        }
+        if !cfg.trust_email {
+            txn.rollback().await?;
+            return Err(OidcError::EmailUntrusted.into());
         }
         let email = match (&verified.email, verified.email_verified) {
             (Some(email), true) => EmailAddress::parse(email)?,
@@ -846,12 +1205,15 @@ impl AuthService {
             }
         };
         self.insert_identity(&txn, user, provider, verified, now).await?;
-        txn.commit().await?;
         if cleared {
             // Sessions opened with the cleared password (none should exist while unverified,
-            // but the rule does not rest on that) end with it.
-            self.revoke_sessions(user, crate::Revoke::All, meta).await?;
+            // but the rule does not rest on that) end with it, before the takeover commits: a
+            // store failure leaves nothing half done.
+            for (hash, _) in self.kv.user_sessions(user).await? {
+                self.kv.delete_session(&hash, user).await?;
+            }
         }
+        txn.commit().await?;
         Ok(user)
     }
 
@@ -867,8 +1229,8 @@ impl AuthService {
         let known = txn
             .query_one(stmt(
                 &txn,
-                "SELECT id, user_id FROM user_identities WHERE provider = $1 AND subject = $2",
-                vec![provider.into(), verified.subject.clone().into()],
+                "SELECT id, user_id FROM user_identities WHERE issuer = $1 AND subject = $2",
+                vec![verified.issuer.clone().into(), verified.subject.clone().into()],
             ))
             .await?;
         match known {
@@ -880,6 +1242,13 @@ impl AuthService {
         }
         self.record_event(&txn, events::IDENTITY_LINKED, Some(user), meta, serde_json::json!({"provider": provider}))
             .await?;
+        self.notify_sign_in_methods(
+            &txn,
+            user,
+            "A sign-in method was added to your account",
+            &format!("Your account can now be signed in to through {provider}."),
+        )
+        .await?;
         txn.commit().await?;
         Ok(())
     }
@@ -897,27 +1266,19 @@ impl AuthService {
         let row = txn
             .query_one(stmt(
                 &txn,
-                "SELECT id FROM user_identities WHERE provider = $1 AND subject = $2 AND user_id = $3",
-                vec![provider.into(), verified.subject.clone().into(), user.into()],
+                "SELECT id FROM user_identities WHERE issuer = $1 AND subject = $2 AND user_id = $3",
+                vec![verified.issuer.clone().into(), verified.subject.clone().into(), user.into()],
             ))
             .await?
             .ok_or(OidcError::IdentityMismatch)?;
-        // The provider was asked to authenticate the user afresh (`max_age=0`); its word on when
-        // it did must agree.
-        let fresh = verified.auth_time.is_some_and(|t| Authentication::new(t, &[]).is_recent(now));
-        if !fresh {
-            return Err(OidcError::InvalidIdToken("the provider did not authenticate the user afresh".into()).into());
-        }
         self.keep_tokens(&txn, row.try_get("", "id")?, verified, now).await?;
-        let authentication = Authentication::new(now, &[amr::FEDERATED]);
-        self.record_event(&txn, "reauthenticated", Some(user), meta, serde_json::json!({"amr": authentication.amr}))
-            .await?;
+        let authentication = Authentication::new(verified.auth_time.map_or(now, |t| t.min(now)), &[amr::FEDERATED]);
+        let detail = serde_json::json!({"amr": authentication.amr, "provider": provider});
+        self.record_event(&txn, "reauthenticated", Some(user), meta, detail).await?;
         txn.commit().await?;
         if let Some(session) = session {
-            for (hash, record) in self.kv.user_sessions(user).await? {
-                if record.id == session {
-                    self.stamp_session(&hash, &authentication).await?;
-                }
+            if let Some(hash) = self.session_hash(user, session).await? {
+                self.stamp_session(&hash, &authentication).await?;
             }
             self.db
                 .conn()
@@ -947,7 +1308,7 @@ impl AuthService {
             .conn()
             .query_one(stmt(
                 self.db.conn(),
-                "DELETE FROM oidc_native_codes WHERE code_hash = $1 RETURNING user_id, challenge, redirect_uri, expires_at",
+                "DELETE FROM oidc_native_codes WHERE code_hash = $1 RETURNING user_id, challenge, redirect_uri, auth_time, expires_at",
                 vec![self.tokens.hash(NATIVE_CODE_PURPOSE, code).into()],
             ))
             .await?
@@ -964,7 +1325,8 @@ impl AuthService {
         if let Some(challenge) = self.challenge_if_enrolled(user, Flow::Token, amr::FEDERATED).await? {
             return Ok(SignIn::SecondFactor(challenge));
         }
-        self.finish_password_grant(user, meta, &[amr::FEDERATED]).await.map(SignIn::Done)
+        let at: Option<DateTime<Utc>> = row.try_get("", "auth_time")?;
+        self.finish_password_grant(user, meta, &[amr::FEDERATED], at).await.map(SignIn::Done)
     }
 
     /// The account's provider identities.
@@ -1033,20 +1395,27 @@ impl AuthService {
         }
         self.record_event(&txn, events::IDENTITY_UNLINKED, Some(user), meta, serde_json::json!({"provider": provider}))
             .await?;
+        self.notify_sign_in_methods(
+            &txn,
+            user,
+            "A sign-in method was removed from your account",
+            &format!("Your account can no longer be signed in to through {provider}."),
+        )
+        .await?;
         txn.commit().await?;
         Ok(())
     }
 
     /// A provider's stored access token for `identity`, opened (for server-side calls that act
     /// for the user).
-    pub async fn provider_access_token(&self, identity: Uuid) -> Result<Option<SecretString>, AuthError> {
+    pub async fn provider_access_token(&self, user: Uuid, identity: Uuid) -> Result<Option<SecretString>, AuthError> {
         let row = self
             .db
             .conn()
             .query_one(stmt(
                 self.db.conn(),
-                "SELECT access_token_ciphertext FROM user_identities WHERE id = $1",
-                vec![identity.into()],
+                "SELECT access_token_ciphertext FROM user_identities WHERE id = $1 AND user_id = $2",
+                vec![identity.into(), user.into()],
             ))
             .await?;
         let Some(sealed) =
@@ -1054,7 +1423,71 @@ impl AuthService {
         else {
             return Ok(None);
         };
-        Ok(Some(SecretString::from(self.open_for(identity.as_bytes(), &sealed)?)))
+        Ok(Some(SecretString::from(self.open_for(&aad(AAD_ACCESS, identity.as_bytes()), &sealed)?)))
+    }
+
+    /// The store key of `user`'s session `id`, if it is still live.
+    async fn session_hash(&self, user: Uuid, id: Uuid) -> Result<Option<String>, AuthError> {
+        Ok(self.kv.user_sessions(user).await?.into_iter().find(|(_, record)| record.id == id).map(|(hash, _)| hash))
+    }
+
+    /// Refuses a flow whose session (or token family) ended since it began.
+    async fn require_live(&self, user: Uuid, session: Option<Uuid>) -> Result<(), AuthError> {
+        let Some(session) = session else { return Err(AuthError::Unauthenticated) };
+        if self.session_hash(user, session).await?.is_some() {
+            return Ok(());
+        }
+        let family = self
+            .db
+            .conn()
+            .query_one(stmt(
+                self.db.conn(),
+                "SELECT 1 AS one FROM refresh_tokens
+                  WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL AND used_at IS NULL AND expires_at > $3",
+                vec![session.into(), user.into(), self.clock.now().into()],
+            ))
+            .await?;
+        family.map(|_| ()).ok_or(AuthError::Unauthenticated)
+    }
+
+    /// Re-authentication through a provider is for accounts with no local factor: one with a
+    /// password or a second factor re-authenticates with those, so a provider's session alone
+    /// never stands in for them.
+    async fn refuse_if_local_factors(&self, user: Uuid) -> Result<(), AuthError> {
+        let row = self
+            .db
+            .conn()
+            .query_one(stmt(self.db.conn(), "SELECT password_hash FROM users WHERE id = $1", vec![user.into()]))
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
+        let has_password = row.try_get::<Option<String>>("", "password_hash")?.is_some();
+        if has_password || self.mfa_enabled(user).await? {
+            return Err(OidcError::ReauthenticateLocally.into());
+        }
+        Ok(())
+    }
+
+    /// Mails the account's owner that its ways to sign in changed (OWASP ASVS 5.0 V6.3.7:
+    /// notify users of changes to their authentication details).
+    async fn notify_sign_in_methods(
+        &self,
+        txn: &DatabaseTransaction,
+        user: Uuid,
+        subject: &str,
+        body: &str,
+    ) -> Result<(), AuthError> {
+        let email: String = txn
+            .query_one(stmt(txn, "SELECT email FROM users WHERE id = $1", vec![user.into()]))
+            .await?
+            .ok_or(AuthError::Unauthenticated)?
+            .try_get("", "email")?;
+        self.mail(
+            txn,
+            &email,
+            subject,
+            format!("{body}\nIf this was not you, reset your password and review your account's sign-in methods."),
+        )
+        .await
     }
 
     /// Deletes flows and native codes past their expiry.
@@ -1114,6 +1547,8 @@ mod tests {
             client_secret: SecretString::from("secret"),
             scopes: vec![],
             redirect_uri: "https://api.example.com/api/v1/auth/oidc/google/callback".into(),
+            kind: ProviderKind::OpenIdConnect,
+            trust_email: true,
         };
         assert!(cfg("google").validate().is_ok());
         assert!(cfg("Google").validate().is_err());

@@ -57,6 +57,9 @@ pub struct AuthSettings {
     /// Base of links in mails, e.g. `https://app.example.com` (never taken from a request's Host
     /// header: OWASP Forgot Password Cheat Sheet).
     pub link_base_url: String,
+    /// Redirect URIs of the native and desktop clients that may sign in through a provider
+    /// (RFC 8252: loopback ones match on any port). Empty: no native client may.
+    pub native_redirect_uris: Vec<String>,
 }
 
 /// Facts about the request, recorded with authentication events.
@@ -218,7 +221,13 @@ impl AuthService {
         Ok(())
     }
 
-    async fn mail<C: ConnectionTrait>(&self, conn: &C, to: &str, subject: &str, body: String) -> Result<(), AuthError> {
+    pub(crate) async fn mail<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        to: &str,
+        subject: &str,
+        body: String,
+    ) -> Result<(), AuthError> {
         let mail = scheduler::mail::Mail { to: to.to_owned(), subject: subject.to_owned(), body };
         let payload = serde_json::to_value(&mail).map_err(|e| AuthError::Internal(e.to_string()))?;
         let now = self.clock.now();
@@ -360,19 +369,22 @@ impl AuthService {
         if let Some(challenge) = self.challenge_if_enrolled(user, Flow::Session, amr::PASSWORD).await? {
             return Ok(SignIn::SecondFactor(challenge));
         }
-        self.finish_sign_in(user, meta, &[amr::PASSWORD]).await.map(SignIn::Done)
+        let now = self.clock.now();
+        self.finish_sign_in(user, meta, &[amr::PASSWORD], Some(now)).await.map(SignIn::Done)
     }
 
-    /// Opens the session of a user who passed every factor (`methods`, RFC 8176 values), and
-    /// records the sign-in.
+    /// Opens the session of a user who passed every factor (`methods`, RFC 8176 values) and
+    /// records the sign-in. `at` is when they authenticated: now for a factor checked here, the
+    /// provider's `auth_time` for a provider's sign-in (`None` when it did not say, so a silent
+    /// single sign-on never counts as a recent authentication).
     pub(crate) async fn finish_sign_in(
         &self,
         user: Uuid,
         meta: &RequestMeta,
         methods: &[&str],
+        at: Option<DateTime<Utc>>,
     ) -> Result<NewSession, AuthError> {
-        let authentication = Authentication::new(self.clock.now(), methods);
-        let session = self.open_session(user, meta, &authentication).await?;
+        let session = self.open_session(user, meta, at, methods).await?;
         let txn = self.db.conn().begin().await?;
         self.record_event(
             &txn,
@@ -499,7 +511,8 @@ impl AuthService {
         &self,
         user: Uuid,
         meta: &RequestMeta,
-        authentication: &Authentication,
+        at: Option<DateTime<Utc>>,
+        methods: &[&str],
     ) -> Result<NewSession, AuthError> {
         let token = token::generate();
         let now = self.clock.now();
@@ -512,8 +525,8 @@ impl AuthService {
             absolute_expires_at: now + SESSION_ABSOLUTE,
             user_agent: meta.user_agent.clone().map(|ua| ua.chars().take(256).collect()),
             ip: meta.ip.clone(),
-            authenticated_at: Some(authentication.at),
-            amr: authentication.amr.clone(),
+            authenticated_at: at,
+            amr: methods.iter().map(|m| (*m).to_owned()).collect(),
         };
         self.kv.put_session(&self.tokens.hash(SESSION_PURPOSE, &token), &record, now).await?;
         Ok(NewSession { token: secrecy::SecretString::from(token), record })
@@ -533,7 +546,10 @@ impl AuthService {
         if now - record.last_refreshed_at >= SESSION_REFRESH {
             record.last_refreshed_at = now;
             record.idle_expires_at = (now + SESSION_IDLE).min(record.absolute_expires_at);
-            self.kv.put_session(&hash, &record, now).await?;
+            // Never recreates a session a concurrent sign-out just ended.
+            if !self.kv.replace_session(&hash, &record, now).await? {
+                return Err(AuthError::Unauthenticated);
+            }
         }
         Ok(SessionPrincipal { user_id: record.user_id, user, session: record, token_hash: hash })
     }
@@ -656,9 +672,8 @@ impl AuthService {
         txn.commit().await?;
         self.revoke_sessions(principal.user_id, Revoke::All, meta).await?;
         // The new session keeps the authentication of the one it replaces.
-        let authentication =
-            principal.session.authentication().unwrap_or_else(|| Authentication::new(now, &[amr::PASSWORD]));
-        self.open_session(principal.user_id, meta, &authentication).await
+        let methods: Vec<&str> = principal.session.amr.iter().map(String::as_str).collect();
+        self.open_session(principal.user_id, meta, principal.session.authenticated_at, &methods).await
     }
 
     /// Queues a reset for `email`. The answer and the request's work are the same whether or not
@@ -852,20 +867,22 @@ impl AuthService {
         if let Some(challenge) = self.challenge_if_enrolled(user, Flow::Token, amr::PASSWORD).await? {
             return Ok(SignIn::SecondFactor(challenge));
         }
-        self.finish_password_grant(user, meta, &[amr::PASSWORD]).await.map(SignIn::Done)
+        let now = self.clock.now();
+        self.finish_password_grant(user, meta, &[amr::PASSWORD], Some(now)).await.map(SignIn::Done)
     }
 
     /// Issues the token family of a user who passed every factor (`methods`, RFC 8176 values),
-    /// and records the sign-in.
+    /// and records the sign-in; `at` as for [`AuthService::finish_sign_in`].
     pub(crate) async fn finish_password_grant(
         &self,
         user: Uuid,
         meta: &RequestMeta,
         methods: &[&str],
+        at: Option<DateTime<Utc>>,
     ) -> Result<TokenPair, AuthError> {
-        let authentication = Authentication::new(self.clock.now(), methods);
+        let authentication = at.map(|at| Authentication::new(at, methods));
         let txn = self.db.conn().begin().await?;
-        let pair = self.issue_pair(&txn, user, Uuid::new_v4(), Some(&authentication)).await?;
+        let pair = self.issue_pair(&txn, user, Uuid::new_v4(), authentication.as_ref()).await?;
         self.record_event(
             &txn,
             events::SIGNIN_SUCCEEDED,

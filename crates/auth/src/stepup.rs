@@ -18,6 +18,9 @@ use crate::AuthError;
 /// asks for (RFC 9470 §3, OpenID Connect Core 1.0 §3.1.2.1 `max_age`).
 pub const STEP_UP_MAX_AGE: Duration = Duration::minutes(5);
 
+/// How far ahead of this replica's clock another replica's may be.
+pub const CLOCK_LEEWAY: Duration = Duration::seconds(60);
+
 /// Authentication method references (RFC 8176 §2).
 pub mod amr {
     /// A password.
@@ -42,10 +45,10 @@ impl Authentication {
         Authentication { at, amr: amr.iter().map(|m| (*m).to_owned()).collect() }
     }
 
-    /// Within [`STEP_UP_MAX_AGE`] of `now` (and not in the future, which only a broken clock or a
-    /// forged credential would say).
+    /// Within [`STEP_UP_MAX_AGE`] of `now`, and not further in the future than replicas' clocks
+    /// may differ ([`CLOCK_LEEWAY`]).
     pub fn is_recent(&self, now: DateTime<Utc>) -> bool {
-        self.at <= now + Duration::seconds(1) && now - self.at <= STEP_UP_MAX_AGE
+        self.at <= now + CLOCK_LEEWAY && now - self.at <= STEP_UP_MAX_AGE
     }
 
     /// The sign-in included a second factor.
@@ -126,7 +129,12 @@ impl AuthService {
         let mut record = self.kv.get_session(token_hash).await?.ok_or(AuthError::Unauthenticated)?;
         record.authenticated_at = Some(authentication.at);
         record.amr = authentication.amr.clone();
-        self.kv.put_session(token_hash, &record, self.clock.now()).await
+        // A revocation that lands between the read and this write wins.
+        if self.kv.replace_session(token_hash, &record, self.clock.now()).await? {
+            Ok(())
+        } else {
+            Err(AuthError::Unauthenticated)
+        }
     }
 
     /// Stamps an API client's token family with a fresh authentication (its next refreshes keep

@@ -129,6 +129,44 @@ impl Kv {
         }
     }
 
+    /// Writes `record` over a session that still exists, and only then: a sign-out or revocation
+    /// racing this write is never undone (Redis `SET … XX`). `false` when the session is gone.
+    pub async fn replace_session(
+        &self,
+        hash: &str,
+        record: &SessionRecord,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AuthError> {
+        let expires = record.idle_expires_at.min(record.absolute_expires_at);
+        let ttl = (expires - now).num_seconds().max(1) as u64;
+        match self {
+            Kv::Memory(m) => {
+                let mut memory = Self::lock(m)?;
+                match memory.sessions.get_mut(hash) {
+                    Some(existing) => {
+                        *existing = record.clone();
+                        Ok(true)
+                    }
+                    None => Ok(false),
+                }
+            }
+            Kv::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                let json = serde_json::to_string(record).map_err(store_err)?;
+                let done: Option<String> = redis::cmd("SET")
+                    .arg(format!("{prefix}sess:{hash}"))
+                    .arg(json)
+                    .arg("EX")
+                    .arg(ttl)
+                    .arg("XX")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(store_err)?;
+                Ok(done.is_some())
+            }
+        }
+    }
+
     pub async fn get_session(&self, hash: &str) -> Result<Option<SessionRecord>, AuthError> {
         match self {
             Kv::Memory(m) => Ok(Self::lock(m)?.sessions.get(hash).cloned()),

@@ -78,6 +78,9 @@ pub struct AuthConfig {
     /// Sign-in, sign-up, reset and verification attempts per minute, per client address and per
     /// account (default 10; 0 disables and is refused in production).
     pub attempts_per_minute: u64,
+    /// Redirect URIs of the native and desktop clients allowed to sign in through a provider
+    /// (`http://127.0.0.1/callback` matches any port; `com.example.app:/oauth2redirect`).
+    pub native_redirect_uris: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -89,6 +92,7 @@ impl Default for AuthConfig {
             link_base_url: None,
             access_token_ttl_secs: 900,
             attempts_per_minute: 10,
+            native_redirect_uris: Vec::new(),
         }
     }
 }
@@ -179,9 +183,24 @@ pub struct OidcProviderConfig {
     pub client_id: String,
     /// Keep it out of files: `RAMPART__OIDC__<NAME>__CLIENT_SECRET`.
     pub client_secret: Option<SecretString>,
-    /// Scopes beyond `openid`; default `["email", "profile"]`, which read the profile only.
+    /// Scopes beyond `openid`; default `["email", "profile"]`, which read the profile only
+    /// (`github`: `["read:user", "user:email"]`).
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// `oidc` (default; `github`: `oauth2`), or `oauth2` for a plain OAuth 2.0 provider with a
+    /// user-info endpoint.
+    pub kind: Option<String>,
+    /// For `oauth2`: the endpoints (GitHub's are the defaults of the provider named `github`).
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub userinfo_url: Option<String>,
+    pub emails_url: Option<String>,
+    /// The user-info member naming the user (default `id`).
+    pub subject_field: Option<String>,
+    /// Take this provider's "verified" for an address, to create or take over accounts by it.
+    /// Default: true for `google` and `github`, false for any other: set it only for providers
+    /// that verify every address they vouch for.
+    pub trust_email: Option<bool>,
 }
 
 /// The outbox workers (in `rampart serve` and in each `rampart worker`).
@@ -274,8 +293,22 @@ impl Config {
             if let Err(problem) = self.oidc_provider(name, provider).validate() {
                 problems.push(format!("oidc.{name}: {problem}"));
             }
-            if provider.issuer.is_none() && name != "google" {
+            let oauth2 = provider.kind.as_deref().map_or(name == "github", |kind| kind == "oauth2");
+            if !matches!(provider.kind.as_deref(), None | Some("oidc") | Some("oauth2")) {
+                problems.push(format!("oidc.{name}.kind must be `oidc` or `oauth2`"));
+            }
+            if !oauth2 && provider.issuer.is_none() && name != "google" {
                 problems.push(format!("oidc.{name}.issuer is required (only `google` has a default)"));
+            }
+            if oauth2
+                && name != "github"
+                && [&provider.authorization_url, &provider.token_url, &provider.userinfo_url]
+                    .iter()
+                    .any(|u| u.is_none())
+            {
+                problems.push(format!(
+                    "oidc.{name}: an `oauth2` provider needs authorization_url, token_url and userinfo_url"
+                ));
             }
             if provider.issuer.as_deref().is_some_and(|i| !i.starts_with("https://")) && self.env != Environment::Test {
                 problems.push(format!("oidc.{name}.issuer must be an https URL"));
@@ -422,13 +455,39 @@ impl Config {
 
     /// The base URL clients use; defaults to the listen address over http (development only).
     fn oidc_provider(&self, name: &str, provider: &OidcProviderConfig) -> auth::oidc::ProviderConfig {
+        let github = name == "github";
+        let oauth2 = provider.kind.as_deref().map_or(github, |kind| kind == "oauth2");
+        let kind = if oauth2 {
+            let preset = auth::oidc::OAuth2Endpoints::github();
+            let pick = |value: &Option<String>, default: String| {
+                value.clone().unwrap_or_else(|| if github { default } else { String::new() })
+            };
+            auth::oidc::ProviderKind::OAuth2(auth::oidc::OAuth2Endpoints {
+                authorization_url: pick(&provider.authorization_url, preset.authorization_url),
+                token_url: pick(&provider.token_url, preset.token_url),
+                userinfo_url: pick(&provider.userinfo_url, preset.userinfo_url),
+                emails_url: provider.emails_url.clone().or(if github { preset.emails_url } else { None }),
+                subject_field: provider.subject_field.clone().unwrap_or(preset.subject_field),
+            })
+        } else {
+            auth::oidc::ProviderKind::OpenIdConnect
+        };
+        let scopes = match (provider.scopes.is_empty(), github) {
+            (true, true) => vec!["read:user".into(), "user:email".into()],
+            _ => provider.scopes.clone(),
+        };
         auth::oidc::ProviderConfig {
             name: name.to_owned(),
-            issuer: provider.issuer.clone().unwrap_or_else(|| auth::oidc::GOOGLE_ISSUER.to_owned()),
+            issuer: provider.issuer.clone().unwrap_or_else(|| match oauth2 {
+                true => provider.token_url.clone().unwrap_or_else(|| "https://github.com".into()),
+                false => auth::oidc::GOOGLE_ISSUER.to_owned(),
+            }),
             client_id: provider.client_id.clone(),
             client_secret: provider.client_secret.clone().unwrap_or_else(|| SecretString::from("")),
-            scopes: provider.scopes.clone(),
+            scopes,
             redirect_uri: format!("{}/api/v1/auth/oidc/{name}/callback", self.public_url()),
+            kind,
+            trust_email: provider.trust_email.unwrap_or(name == "google" || github),
         }
     }
 

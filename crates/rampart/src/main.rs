@@ -265,6 +265,7 @@ async fn assemble(cfg: &Config) -> anyhow::Result<(api::AppState, scheduler::mai
         settings: auth::AuthSettings {
             signup: cfg.auth.signup,
             link_base_url: cfg.auth.link_base_url.clone().unwrap_or_else(|| cfg.public_url()),
+            native_redirect_uris: cfg.auth.native_redirect_uris.clone(),
         },
         bcrypt_cost: cfg.auth.bcrypt_cost,
         hash_concurrency: cfg

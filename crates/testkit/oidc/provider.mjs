@@ -123,7 +123,8 @@ server.listen(0, '127.0.0.1', () => {
     // Put the scope's claims in the ID token too (as Google does), not only at userinfo.
     conformIdTokenClaims: false,
     pkce: { methods: ['S256'], required: () => true },
-    features: { devInteractions: { enabled: false } },
+    // The `claims` request parameter (OpenID Connect Core 1.0 §5.5): Rampart asks for `auth_time`.
+    features: { devInteractions: { enabled: false }, claimsParameter: { enabled: true } },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     routes: { jwks: JWKS_PATH },
     // Plain http on loopback: cookies are not `Secure` (ctx.secure is false), and SameSite=Lax

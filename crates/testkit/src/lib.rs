@@ -468,7 +468,11 @@ pub async fn app_state_extended(
             .expect("keys"),
         jwt: auth::jwt::JwtConfig::default(),
         clock,
-        settings: auth::AuthSettings { signup, link_base_url: "https://app.example.com".into() },
+        settings: auth::AuthSettings {
+            signup,
+            link_base_url: "https://app.example.com".into(),
+            native_redirect_uris: vec![NATIVE_REDIRECT_URI.into()],
+        },
         bcrypt_cost: auth::password::MIN_BCRYPT_COST,
         hash_concurrency: 4,
         security_txt,
@@ -525,6 +529,9 @@ fn done(step: auth::mfa::SignIn<auth::service::TokenPair>) -> auth::service::Tok
         auth::mfa::SignIn::SecondFactor(_) => panic!("this account has a second factor: complete the grant first"),
     }
 }
+
+/// The one native client the test servers know (any loopback port).
+pub const NATIVE_REDIRECT_URI: &str = "http://127.0.0.1/callback";
 
 /// The password every [`TestApp::new_user`] signs up with.
 pub const TEST_PASSWORD: &str = "violet ocean ladder 42";
@@ -625,5 +632,23 @@ impl TestApp {
         let (status, body) =
             self.json(invitee, reqwest::Method::POST, "/api/v1/invitations/accept", Some(accept)).await;
         assert_eq!(status, 200, "{body}");
+    }
+}
+
+impl TestApp {
+    /// The TOTP code an independent generator (the `pyotp` package on PyPI) computes for the
+    /// base32 `secret` at the server's clock.
+    pub fn totp_code(&self, secret: &str) -> String {
+        let at = storage::Clock::now(self.clock.as_ref()).timestamp().to_string();
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import pyotp, sys; print(pyotp.TOTP(sys.argv[1]).at(int(sys.argv[2])))", secret, &at])
+            .output()
+            .expect("python3 (install pyotp with `python3 -m pip install pyotp`)");
+        assert!(
+            out.status.success(),
+            "pyotp: {} (install it with `python3 -m pip install pyotp`)",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8").trim().to_owned()
     }
 }

@@ -223,6 +223,8 @@ impl OidcApi {
         provider: Path<String>,
         code: Query<Option<String>>,
         #[oai(name = "state")] flow_state: Query<Option<String>>,
+        /// The provider naming itself (RFC 9207); checked when present.
+        iss: Query<Option<String>>,
         error: Query<Option<String>>,
     ) -> poem::Result<Redirect> {
         throttle(&state, req, None).await?;
@@ -244,8 +246,11 @@ impl OidcApi {
             )
             .into());
         };
-        let outcome =
-            state.auth.oidc_callback(&provider, &code, &flow_state, binding.as_deref(), &meta(req)).await.api()?;
+        let outcome = state
+            .auth
+            .oidc_callback(&provider, &code, &flow_state, iss.as_deref(), binding.as_deref(), &meta(req))
+            .await
+            .api()?;
         let app = state.auth.link_base_url().trim_end_matches('/').to_owned();
         let location = match outcome {
             auth::oidc::Completed::SignedIn(auth::mfa::SignIn::Done(session)) => {
@@ -315,8 +320,8 @@ impl OidcApi {
     ) -> poem::Result<Json<AuthorizationStarted>> {
         let principal = auth.principal();
         principal.require_recent(&state)?;
-        let flow =
-            state.auth.oidc_start(&provider, auth::oidc::Purpose::Link { user: principal.user_id }).await.api()?;
+        let purpose = auth::oidc::Purpose::Link { user: principal.user_id, session: principal.session_id };
+        let flow = state.auth.oidc_start(&provider, purpose).await.api()?;
         Ok(started(jar, flow))
     }
 
@@ -390,17 +395,20 @@ impl OidcApi {
         }))
     }
 
-    /// Re-authenticate through a linked provider (for accounts without a password): answers the
-    /// provider URL, where the user must sign in afresh; the callback stamps this session.
+    /// Re-authenticate through a linked provider, for accounts without a password or second
+    /// factor (others answer 409 `reauthenticate_locally`): answers the provider URL, where the
+    /// user must sign in afresh; the callback stamps this session.
     #[oai(path = "/me/reauthenticate/oidc/:provider", method = "post", operation_id = "reauthenticateWithProvider")]
     async fn reauthenticate_oidc(
         &self,
         state: poem::web::Data<&AppState>,
+        req: &Request,
         jar: &CookieJar,
         auth: Auth,
         provider: Path<String>,
     ) -> poem::Result<Json<AuthorizationStarted>> {
         let principal = auth.principal();
+        throttle(&state, req, Some(&principal.user.email)).await?;
         let purpose = auth::oidc::Purpose::Reauth { user: principal.user_id, session: principal.session_id };
         let flow = state.auth.oidc_start(&provider, purpose).await.api()?;
         Ok(started(jar, flow))

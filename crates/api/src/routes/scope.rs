@@ -15,8 +15,8 @@ pub(crate) struct Scope<'a> {
     endpoint: String,
     /// An API key's one workspace and scopes.
     api_key: Option<auth::api_keys::KeyGrant>,
-    /// The user's sign-in included a second factor (or the caller is an API key, which a
-    /// workspace's MFA requirement does not cover).
+    /// The user's sign-in included a second factor; for an API key, its creator has one set up
+    /// (or the workspace does not require one).
     second_factor: bool,
 }
 
@@ -28,7 +28,11 @@ impl<'a> Scope<'a> {
             user: UserId(principal.user_id),
             endpoint: format!("{} {}", req.method(), req.uri().path()),
             api_key: principal.api_key.clone(),
-            second_factor: principal.api_key.is_some() || principal.has_second_factor(),
+            second_factor: match &principal.api_key {
+                // A key keeps to the rule through its creator: held while they have no factor.
+                Some(key) => !key.held_by_mfa_rule,
+                None => principal.has_second_factor(),
+            },
         }
     }
 
@@ -45,7 +49,16 @@ impl<'a> Scope<'a> {
             return Err(ApiError::from(TenancyError::NotFound).into());
         }
         let mut tx = TenantTx::begin(&self.state.db, self.tenant, self.user).await.map_err(ApiError::from)?;
-        // Only callers without a second factor pay for the question.
+        // Only callers without a second factor pay for the question (a key's answer came with it).
+        if !self.second_factor && self.api_key.is_some() {
+            let _ = tx.rollback().await;
+            return Err(ApiError::new(
+                poem::http::StatusCode::FORBIDDEN,
+                "workspace_requires_mfa",
+                "This workspace requires a second factor: the key's creator must set one up.",
+            )
+            .into());
+        }
         if !self.second_factor && tx.access().is_some() {
             let required = tenancy::workspaces::requires_mfa(&tx).await;
             if !matches!(required, Ok(false)) {
