@@ -67,6 +67,37 @@ ALTER TABLE mfa_challenges ADD COLUMN first_factor text NOT NULL DEFAULT 'pwd';
 -- A workspace may require its members to have signed in with a second factor.
 ALTER TABLE workspaces ADD COLUMN require_mfa boolean NOT NULL DEFAULT false;
 
+-- `app_enter` answers the requirement with the access, in the same round trip: a principal
+-- without a second factor is refused before any statement of theirs runs.
+DROP FUNCTION app_enter(uuid, uuid, boolean);
+CREATE FUNCTION app_enter(tenant uuid, principal uuid, keep_context boolean)
+    RETURNS TABLE (via text, role text, level smallint, permissions text, require_mfa boolean)
+    LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM set_config('app.tenant_id', tenant::text, true), set_config('app.user_id', principal::text, true);
+    RETURN QUERY
+        SELECT 'membership'::text, r.name, r.level, r.permissions, w.require_mfa
+          FROM memberships m
+          JOIN workspaces w ON w.id = m.tenant_id AND w.deleted_at IS NULL
+          JOIN roles r ON r.name = m.role AND (r.tenant_id IS NULL OR r.tenant_id = m.tenant_id)
+         WHERE m.tenant_id = tenant AND m.user_id = principal;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT 'grant'::text, 'Grant'::text, 0::smallint, string_agg(DISTINCT g.permission, ' '), bool_or(w.require_mfa)
+          FROM workspace_grants g
+          JOIN workspaces w ON w.id = g.tenant_id AND w.deleted_at IS NULL
+          JOIN memberships gm ON gm.tenant_id = g.grantee_tenant_id AND gm.user_id = principal
+          JOIN workspaces gw ON gw.id = g.grantee_tenant_id AND gw.deleted_at IS NULL
+         WHERE g.tenant_id = tenant AND g.revoked_at IS NULL
+        HAVING count(*) > 0;
+    IF NOT FOUND AND NOT keep_context THEN
+        PERFORM set_config('app.tenant_id', '', true);
+    END IF;
+END $$;
+GRANT EXECUTE ON FUNCTION app_enter(uuid, uuid, boolean) TO rampart_runtime;
+
 GRANT SELECT, INSERT, UPDATE, DELETE ON oidc_flows TO rampart_runtime;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oidc_native_codes TO rampart_runtime;
 GRANT SELECT, INSERT, UPDATE, DELETE ON user_identities TO rampart_runtime;

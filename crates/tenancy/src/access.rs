@@ -21,6 +21,8 @@ pub enum Via {
 pub struct Access {
     pub role: Role,
     pub via: Via,
+    /// The tenant requires its members' sign-ins to include a second factor.
+    pub require_mfa: bool,
 }
 
 impl Access {
@@ -32,13 +34,14 @@ impl Access {
 /// The same question `app_enter` answers on PostgreSQL, for SQLite (no settings to set there).
 /// `app_enter` reads grants only for non-members; here both branches run and a membership wins.
 const ACCESS_SQLITE: &str = "
-    SELECT 'membership' AS via, r.name AS role, r.level AS level, r.permissions AS permissions
+    SELECT 'membership' AS via, r.name AS role, r.level AS level, r.permissions AS permissions,
+           w.require_mfa AS require_mfa
       FROM memberships m
       JOIN workspaces w ON w.id = m.tenant_id AND w.deleted_at IS NULL
       JOIN roles r ON r.name = m.role AND (r.tenant_id IS NULL OR r.tenant_id = m.tenant_id)
      WHERE m.tenant_id = $1 AND m.user_id = $2
     UNION ALL
-    SELECT 'grant', 'Grant', 0, group_concat(DISTINCT g.permission)
+    SELECT 'grant', 'Grant', 0, group_concat(DISTINCT g.permission), max(w.require_mfa)
       FROM workspace_grants g
       JOIN workspaces w ON w.id = g.tenant_id AND w.deleted_at IS NULL
       JOIN memberships gm ON gm.tenant_id = g.grantee_tenant_id AND gm.user_id = $2
@@ -57,7 +60,7 @@ pub(crate) async fn enter(
     let stmt = match backend {
         DatabaseBackend::Postgres => Statement::from_sql_and_values(
             backend,
-            "SELECT via, role, level, permissions FROM app_enter($1, $2, $3)",
+            "SELECT via, role, level, permissions, require_mfa FROM app_enter($1, $2, $3)",
             [tenant.0.into(), user.0.into(), keep_context.into()],
         ),
         _ => Statement::from_sql_and_values(backend, ACCESS_SQLITE, [tenant.0.into(), user.0.into()]),
@@ -73,7 +76,8 @@ fn access_from_row(row: &QueryResult) -> Result<Access, TenancyError> {
     let via = if row.try_get::<String>("", "via")? == "membership" { Via::Membership } else { Via::Grant };
     let name: String = row.try_get("", "role")?;
     let builtin = via == Via::Membership && rbac::builtin_role(&name).is_ok();
-    Ok(Access { role: role_from_row(row, name, builtin)?, via })
+    let require_mfa = row.try_get::<Option<bool>>("", "require_mfa")?.unwrap_or(false);
+    Ok(Access { role: role_from_row(row, name, builtin)?, via, require_mfa })
 }
 
 /// A role named `name` from a row with the `roles` table's `level` (`smallint` on PostgreSQL,

@@ -128,16 +128,6 @@ pub async fn set_require_mfa(tx: &TenantTx, required: bool, now: DateTime<Utc>) 
     get(tx).await
 }
 
-/// Whether the transaction's workspace requires its members' sign-ins to include a second
-/// factor (read by the API before a principal without one acts in it).
-pub async fn requires_mfa(tx: &TenantTx) -> Result<bool, TenancyError> {
-    let row = tx
-        .conn()
-        .query_one(stmt(tx, "SELECT require_mfa FROM workspaces WHERE id = $1", vec![tx.tenant().0.into()]))
-        .await?;
-    Ok(row.map(|r| r.try_get::<bool>("", "require_mfa")).transpose()?.unwrap_or(false))
-}
-
 /// Renames the workspace (`workspace.update`).
 pub async fn rename(tx: &TenantTx, name: &str, now: DateTime<Utc>) -> Result<Workspace, TenancyError> {
     tx.require_member(&Permission::WORKSPACE_UPDATE)?;

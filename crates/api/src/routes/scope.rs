@@ -49,30 +49,16 @@ impl<'a> Scope<'a> {
             return Err(ApiError::from(TenancyError::NotFound).into());
         }
         let mut tx = TenantTx::begin(&self.state.db, self.tenant, self.user).await.map_err(ApiError::from)?;
-        // Only callers without a second factor pay for the question (a key's answer came with it).
-        if !self.second_factor && self.api_key.is_some() {
+        // The requirement came with the access, in the same statement.
+        let required = tx.access().is_some_and(|access| access.require_mfa);
+        if !self.second_factor && (required || self.api_key.is_some()) {
             let _ = tx.rollback().await;
-            return Err(ApiError::new(
-                poem::http::StatusCode::FORBIDDEN,
-                "workspace_requires_mfa",
-                "This workspace requires a second factor: the key's creator must set one up.",
-            )
-            .into());
-        }
-        if !self.second_factor && tx.access().is_some() {
-            let required = tenancy::workspaces::requires_mfa(&tx).await;
-            if !matches!(required, Ok(false)) {
-                let _ = tx.rollback().await;
-                return Err(match required {
-                    Ok(_) => ApiError::new(
-                        poem::http::StatusCode::FORBIDDEN,
-                        "workspace_requires_mfa",
-                        "This workspace requires a second factor: set one up and sign in with it.",
-                    ),
-                    Err(err) => ApiError::from(err),
-                }
-                .into());
-            }
+            let message = if self.api_key.is_some() {
+                "This workspace requires a second factor: the key's creator must set one up."
+            } else {
+                "This workspace requires a second factor: set one up and sign in with it."
+            };
+            return Err(ApiError::new(poem::http::StatusCode::FORBIDDEN, "workspace_requires_mfa", message).into());
         }
         if let Some(key) = &self.api_key {
             tx.restrict(&key.scopes);

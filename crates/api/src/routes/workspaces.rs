@@ -280,8 +280,8 @@ impl WorkspacesApi {
 
     /// Require a second factor of every member (`workspace.update`; needs a recent
     /// authentication). Members whose session did not include a second factor are refused with
-    /// 403 `workspace_requires_mfa` until they set one up and sign in with it; API keys are not
-    /// affected. Turning it on needs a sign-in with a second factor yourself (409
+    /// 403 `workspace_requires_mfa` until they set one up and sign in with it, and API keys until
+    /// their creator has set one up. Turning it on needs a sign-in with a second factor yourself (409
     /// `mfa_required_first`), so an administrator cannot lock themselves out.
     #[oai(
         path = "/workspaces/:workspace_id/mfa-requirement",
