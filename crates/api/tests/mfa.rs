@@ -245,6 +245,17 @@ async fn sensitive_actions_need_an_authentication_within_five_minutes_and_a_key_
     assert!(challenge.contains("insufficient_user_authentication") && challenge.contains("max_age=300"), "{challenge}");
     let refused: Value = resp.json().await.unwrap();
     assert_eq!(refused["code"], "insufficient_user_authentication");
+    // Every other sensitive action is refused alike.
+    for (method, path, body) in [
+        (Method::POST, "/api/v1/me/mfa/totp".to_owned(), None),
+        (Method::PUT, format!("/api/v1/workspaces/{ws}/mfa-requirement"), Some(json!({"required": false}))),
+        (Method::POST, "/api/v1/me/identities/google/link".to_owned(), None),
+        (Method::DELETE, format!("/api/v1/me/identities/{}", uuid::Uuid::new_v4()), None),
+        (Method::POST, "/api/v1/me/mfa/disable".to_owned(), Some(json!({"code": "000000"}))),
+    ] {
+        let (status, refused) = app.json(&alice, method, &path, body).await;
+        assert_eq!((status, refused["code"].as_str()), (401, Some("insufficient_user_authentication")), "{path}");
+    }
 
     // A refresh carries the sign-in's time along: it is no re-authentication.
     let (status, refreshed) =
@@ -366,7 +377,60 @@ async fn a_workspace_that_requires_a_second_factor_admits_members_only_from_such
     assert!(changed, "{events}");
 }
 
+/// The session and CSRF cookies of a browser sign-in.
+async fn browser_sign_in(app: &TestApp, user: &TestUser) -> (String, String) {
+    let resp = app
+        .client
+        .post(app.url("/api/v1/auth/signin"))
+        .json(&json!({"email": user.email, "password": TEST_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cookie = |name: &str| {
+        resp.headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.split(';').next()?.strip_prefix(&format!("{name}=")).map(str::to_owned))
+            .expect("a cookie")
+    };
+    (cookie("__Host-rampart_session"), cookie("__Host-rampart_csrf"))
+}
+
+async fn a_browser_session_changes_its_password_only_after_a_recent_authentication(backend: Backend) {
+    let app = app(backend).await;
+    let alice = app.new_user().await;
+    let (session, csrf) = browser_sign_in(&app, &alice).await;
+    let post = |path: &'static str, body: Value| {
+        let (app, session, csrf) = (&app, session.clone(), csrf.clone());
+        async move {
+            let resp = app
+                .client
+                .post(app.url(path))
+                .header(reqwest::header::COOKIE, format!("__Host-rampart_session={session}"))
+                .header("x-csrf-token", csrf)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let change = json!({"current_password": TEST_PASSWORD, "new_password": "copper kettle meadow 77"});
+    app.clock.advance(Duration::minutes(6));
+    let (status, refused) = post("/api/v1/auth/password/change", change.clone()).await;
+    assert_eq!((status, refused["code"].as_str()), (401, Some("insufficient_user_authentication")), "{refused}");
+    let (status, fresh) = post("/api/v1/me/reauthenticate", json!({"password": TEST_PASSWORD})).await;
+    assert_eq!(status, 200, "{fresh}");
+    assert!(fresh["access_token"].is_null(), "a browser session is stamped in place: {fresh}");
+    let (status, changed) = post("/api/v1/auth/password/change", change).await;
+    assert_eq!(status, 200, "{changed}");
+}
+
 backend_tests!(
+    a_browser_session_changes_its_password_only_after_a_recent_authentication,
     sensitive_actions_need_an_authentication_within_five_minutes_and_a_key_never_has_one,
     a_workspace_that_requires_a_second_factor_admits_members_only_from_such_a_sign_in,
     a_rotated_vault_key_keeps_second_factors_working_and_moves_them_to_the_new_key,

@@ -185,6 +185,13 @@ async fn a_first_sign_in_creates_a_passwordless_verified_account_and_the_next_fi
     let s = setup(backend).await;
     let email = testkit::unique_email();
     s.provider.add_account("sub-ada", &email, true).await;
+    // By default only the profile is asked for (read-only), with PKCE S256 and a nonce.
+    let (url, _) = start(&s.app).await;
+    let url = url::Url::parse(&url).unwrap();
+    let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    assert_eq!(param("scope").as_deref(), Some("openid email profile"));
+    assert_eq!(param("code_challenge_method").as_deref(), Some("S256"));
+    assert!(param("nonce").is_some_and(|n| n.len() >= 16) && param("state").is_some_and(|s| s.len() >= 16));
     let first = sign_in(&s, "sub-ada").await;
     assert_eq!(first.status(), 303);
     assert_eq!(location(&first), "https://app.example.com/");

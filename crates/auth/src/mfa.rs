@@ -162,23 +162,6 @@ pub(crate) mod events {
 }
 
 impl AuthService {
-    fn seal_secret(&self, user: Uuid, secret: &[u8]) -> Result<String, AuthError> {
-        crypto_vault::seal(&self.outbox_key, user.as_bytes(), secret).map_err(|e| AuthError::Internal(e.to_string()))
-    }
-
-    /// Opens a sealed TOTP secret with the current vault key or an earlier one; `true` when an
-    /// earlier one opened it (the caller seals it again under the current key).
-    fn open_secret(&self, user: Uuid, sealed: &str) -> Result<(zeroize::Zeroizing<Vec<u8>>, bool), AuthError> {
-        if let Ok(secret) = crypto_vault::open(&self.outbox_key, user.as_bytes(), sealed) {
-            return Ok((secret, false));
-        }
-        self.previous_keys
-            .iter()
-            .find_map(|key| crypto_vault::open(key, user.as_bytes(), sealed).ok())
-            .map(|secret| (secret, true))
-            .ok_or_else(|| AuthError::Internal("a TOTP secret opens with no configured vault key".into()))
-    }
-
     /// Whether `user` has a confirmed second factor.
     pub async fn mfa_enabled(&self, user: Uuid) -> Result<bool, AuthError> {
         let row = self
@@ -202,7 +185,7 @@ impl AuthService {
         let me = self.me(user).await?;
         let mut secret = zeroize::Zeroizing::new([0u8; SECRET_BYTES]);
         rand::Rng::fill(&mut rand::rngs::OsRng, secret.as_mut_slice());
-        let sealed = self.seal_secret(user, secret.as_slice())?;
+        let sealed = self.seal_with_vault_key(user.as_bytes(), secret.as_slice())?;
         let now = self.clock.now();
         self.db
             .conn()
@@ -239,13 +222,14 @@ impl AuthService {
         if confirmed.is_some() {
             return Err(AuthError::MfaAlreadyEnabled);
         }
-        let (secret, _) = self.open_secret(user, &row.try_get::<String>("", "secret_ciphertext")?)?;
+        let (secret, _) =
+            self.open_with_vault_keys(user.as_bytes(), &row.try_get::<String>("", "secret_ciphertext")?)?;
         let now = self.clock.now();
         let step = matching_step(&secret, code, now).ok_or(AuthError::InvalidCode)?;
         txn.execute(stmt(
             &txn,
             "UPDATE user_totp SET confirmed_at = $2, last_step = $3, secret_ciphertext = $4 WHERE user_id = $1 AND confirmed_at IS NULL",
-            vec![user.into(), now.into(), step.into(), self.seal_secret(user, &secret)?.into()],
+            vec![user.into(), now.into(), step.into(), self.seal_with_vault_key(user.as_bytes(), &secret)?.into()],
         ))
         .await?;
         let codes = self.replace_recovery_codes(&txn, user, now).await?;
@@ -295,14 +279,15 @@ impl AuthService {
                     ))
                     .await?
                     .ok_or(AuthError::InvalidCode)?;
-                let (secret, stale) = self.open_secret(user, &row.try_get::<String>("", "secret_ciphertext")?)?;
+                let (secret, stale) =
+                    self.open_with_vault_keys(user.as_bytes(), &row.try_get::<String>("", "secret_ciphertext")?)?;
                 let step = matching_step(&secret, code, now).ok_or(AuthError::InvalidCode)?;
                 if stale {
                     // Sealed under a vault key being rotated out: move it to the current one.
                     conn.execute(stmt(
                         conn,
                         "UPDATE user_totp SET secret_ciphertext = $2 WHERE user_id = $1",
-                        vec![user.into(), self.seal_secret(user, &secret)?.into()],
+                        vec![user.into(), self.seal_with_vault_key(user.as_bytes(), &secret)?.into()],
                     ))
                     .await?;
                 }

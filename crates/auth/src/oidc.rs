@@ -91,14 +91,12 @@ const NATIVE_CODE_PURPOSE: &str = "oidc_native_code";
 /// `openidconnect` guidance against SSRF), a 10 s deadline. `exceptions` are loopback addresses
 /// for tests only.
 pub fn provider_policy(exceptions: &[std::net::SocketAddr]) -> egress::EgressPolicy {
-    let mut policy = egress::EgressPolicy::public_internet();
-    policy.timeout = std::time::Duration::from_secs(10);
-    policy.max_redirects = 0;
-    for addr in exceptions {
-        policy = policy.with_exception(*addr);
+    egress::EgressPolicy {
+        timeout: std::time::Duration::from_secs(10),
+        max_redirects: 0,
+        ..egress::EgressPolicy::public_internet()
     }
-    policy.require_https = exceptions.is_empty();
-    policy
+    .with_test_exceptions(exceptions)
 }
 
 /// Why a provider sign-in was refused.
@@ -604,16 +602,10 @@ impl AuthService {
         self.oidc.names()
     }
 
-    fn seal_for(&self, aad: &[u8], value: &str) -> Result<String, AuthError> {
-        crypto_vault::seal(&self.outbox_key, aad, value.as_bytes()).map_err(|e| AuthError::Internal(e.to_string()))
-    }
-
-    fn open_for(&self, aad: &[u8], sealed: &str) -> Result<String, AuthError> {
-        std::iter::once(&self.outbox_key)
-            .chain(self.previous_keys.iter())
-            .find_map(|key| crypto_vault::open(key, aad, sealed).ok())
-            .and_then(|plain| String::from_utf8(plain.to_vec()).ok())
-            .ok_or_else(|| AuthError::Internal("a sealed sign-in value opens with no configured vault key".into()))
+    /// Opens a sealed text value (see [`AuthService::open_with_vault_keys`]).
+    fn open_text(&self, aad: &[u8], sealed: &str) -> Result<String, AuthError> {
+        let (plain, _) = self.open_with_vault_keys(aad, sealed)?;
+        String::from_utf8(plain.to_vec()).map_err(|_| AuthError::Internal("a sealed sign-in value is not text".into()))
     }
 
     /// Begins a flow at `provider`: the authorization URL to send the user to.
@@ -686,8 +678,8 @@ impl AuthService {
                     browser.as_ref().map(|b| self.tokens.hash(BROWSER_PURPOSE, b)).into(),
                     user.into(),
                     session.into(),
-                    self.seal_for(&aad(AAD_NONCE, state_hash.as_bytes()), nonce.secret())?.into(),
-                    self.seal_for(&aad(AAD_VERIFIER, state_hash.as_bytes()), pkce_verifier.secret())?.into(),
+                    self.seal_with_vault_key(&aad(AAD_NONCE, state_hash.as_bytes()), nonce.secret().as_bytes())?.into(),
+                    self.seal_with_vault_key(&aad(AAD_VERIFIER, state_hash.as_bytes()), pkce_verifier.secret().as_bytes())?.into(),
                     native.map(|n| n.0.clone()).into(),
                     native.map(|n| n.1.clone()).into(),
                     native.map(|n| n.2.clone()).into(),
@@ -777,9 +769,11 @@ impl AuthService {
             return Err(OidcError::InvalidState.into());
         }
         let nonce =
-            self.open_for(&aad(AAD_NONCE, state_hash.as_bytes()), &flow.try_get::<String>("", "nonce_ciphertext")?)?;
-        let verifier = self
-            .open_for(&aad(AAD_VERIFIER, state_hash.as_bytes()), &flow.try_get::<String>("", "verifier_ciphertext")?)?;
+            self.open_text(&aad(AAD_NONCE, state_hash.as_bytes()), &flow.try_get::<String>("", "nonce_ciphertext")?)?;
+        let verifier = self.open_text(
+            &aad(AAD_VERIFIER, state_hash.as_bytes()),
+            &flow.try_get::<String>("", "verifier_ciphertext")?,
+        )?;
         let verified = match self.exchange(provider, http, code, nonce, verifier).await {
             Ok(verified) => verified,
             Err(err) => {
@@ -1037,11 +1031,14 @@ impl AuthService {
         verified: &Verified,
         now: DateTime<Utc>,
     ) -> Result<(), AuthError> {
-        let access = self.seal_for(&aad(AAD_ACCESS, identity.as_bytes()), verified.access_token.expose_secret())?;
+        let access = self.seal_with_vault_key(
+            &aad(AAD_ACCESS, identity.as_bytes()),
+            verified.access_token.expose_secret().as_bytes(),
+        )?;
         let refresh = verified
             .refresh_token
             .as_ref()
-            .map(|t| self.seal_for(&aad(AAD_REFRESH, identity.as_bytes()), t.expose_secret()))
+            .map(|t| self.seal_with_vault_key(&aad(AAD_REFRESH, identity.as_bytes()), t.expose_secret().as_bytes()))
             .transpose()?;
         txn.execute(stmt(
             txn,
@@ -1240,15 +1237,7 @@ impl AuthService {
                 self.insert_identity(&txn, user, provider, verified, now).await?;
             }
         }
-        self.record_event(&txn, events::IDENTITY_LINKED, Some(user), meta, serde_json::json!({"provider": provider}))
-            .await?;
-        self.notify_sign_in_methods(
-            &txn,
-            user,
-            "A sign-in method was added to your account",
-            &format!("Your account can now be signed in to through {provider}."),
-        )
-        .await?;
+        self.record_method_change(&txn, user, provider, true, meta).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -1274,21 +1263,14 @@ impl AuthService {
         self.keep_tokens(&txn, row.try_get("", "id")?, verified, now).await?;
         let authentication = Authentication::new(verified.auth_time.map_or(now, |t| t.min(now)), &[amr::FEDERATED]);
         let detail = serde_json::json!({"amr": authentication.amr, "provider": provider});
-        self.record_event(&txn, "reauthenticated", Some(user), meta, detail).await?;
+        self.record_event(&txn, crate::stepup::REAUTHENTICATED, Some(user), meta, detail).await?;
         txn.commit().await?;
         if let Some(session) = session {
             if let Some(hash) = self.session_hash(user, session).await? {
                 self.stamp_session(&hash, &authentication).await?;
             }
-            self.db
-                .conn()
-                .execute(stmt(
-                    self.db.conn(),
-                    "UPDATE refresh_tokens SET auth_time = $3, amr = $4
-                      WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL AND used_at IS NULL",
-                    vec![session.into(), user.into(), now.into(), authentication.amr_text().into()],
-                ))
-                .await?;
+            // A bearer client's family: its next refresh carries the new authentication.
+            self.stamp_family_tokens(user, session, &authentication).await?;
         }
         Ok(())
     }
@@ -1393,15 +1375,7 @@ impl AuthService {
             txn.rollback().await?;
             return Err(OidcError::LastSignInMethod.into());
         }
-        self.record_event(&txn, events::IDENTITY_UNLINKED, Some(user), meta, serde_json::json!({"provider": provider}))
-            .await?;
-        self.notify_sign_in_methods(
-            &txn,
-            user,
-            "A sign-in method was removed from your account",
-            &format!("Your account can no longer be signed in to through {provider}."),
-        )
-        .await?;
+        self.record_method_change(&txn, user, &provider, false, meta).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -1423,7 +1397,7 @@ impl AuthService {
         else {
             return Ok(None);
         };
-        Ok(Some(SecretString::from(self.open_for(&aad(AAD_ACCESS, identity.as_bytes()), &sealed)?)))
+        Ok(Some(SecretString::from(self.open_text(&aad(AAD_ACCESS, identity.as_bytes()), &sealed)?)))
     }
 
     /// The store key of `user`'s session `id`, if it is still live.
@@ -1454,40 +1428,45 @@ impl AuthService {
     /// password or a second factor re-authenticates with those, so a provider's session alone
     /// never stands in for them.
     async fn refuse_if_local_factors(&self, user: Uuid) -> Result<(), AuthError> {
-        let row = self
-            .db
-            .conn()
-            .query_one(stmt(self.db.conn(), "SELECT password_hash FROM users WHERE id = $1", vec![user.into()]))
-            .await?
-            .ok_or(AuthError::Unauthenticated)?;
-        let has_password = row.try_get::<Option<String>>("", "password_hash")?.is_some();
-        if has_password || self.mfa_enabled(user).await? {
+        let factors = self.local_factors(user).await?;
+        if factors.has_password || factors.has_mfa {
             return Err(OidcError::ReauthenticateLocally.into());
         }
         Ok(())
     }
 
-    /// Mails the account's owner that its ways to sign in changed (OWASP ASVS 5.0 V6.3.7:
-    /// notify users of changes to their authentication details).
-    async fn notify_sign_in_methods(
+    /// Records that an identity was linked (`added`) or unlinked, and mails the account's owner
+    /// (OWASP ASVS 5.0 V6.3.7: notify users of changes to their authentication details).
+    async fn record_method_change(
         &self,
         txn: &DatabaseTransaction,
         user: Uuid,
-        subject: &str,
-        body: &str,
+        provider: &str,
+        added: bool,
+        meta: &RequestMeta,
     ) -> Result<(), AuthError> {
+        let (event, subject, body) = if added {
+            (
+                events::IDENTITY_LINKED,
+                "A sign-in method was added to your account",
+                format!("Your account can now be signed in to through {provider}."),
+            )
+        } else {
+            (
+                events::IDENTITY_UNLINKED,
+                "A sign-in method was removed from your account",
+                format!("Your account can no longer be signed in to through {provider}."),
+            )
+        };
+        self.record_event(txn, event, Some(user), meta, serde_json::json!({"provider": provider})).await?;
         let email: String = txn
             .query_one(stmt(txn, "SELECT email FROM users WHERE id = $1", vec![user.into()]))
             .await?
             .ok_or(AuthError::Unauthenticated)?
             .try_get("", "email")?;
-        self.mail(
-            txn,
-            &email,
-            subject,
-            format!("{body}\nIf this was not you, reset your password and review your account's sign-in methods."),
-        )
-        .await
+        let body =
+            format!("{body}\nIf this was not you, reset your password and review your account's sign-in methods.");
+        self.mail(txn, &email, subject, body).await
     }
 
     /// Deletes flows and native codes past their expiry.

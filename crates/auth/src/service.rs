@@ -199,6 +199,30 @@ impl AuthService {
         crate::api_keys::authenticate(&self.db, &self.tokens, presented, self.now()).await
     }
 
+    /// Seals `plain` with the server's vault key, bound to `aad` (TOTP secrets, sign-in flows,
+    /// provider tokens: values of accounts, which belong to no tenant).
+    pub(crate) fn seal_with_vault_key(&self, aad: &[u8], plain: &[u8]) -> Result<String, AuthError> {
+        crypto_vault::seal(&self.outbox_key, aad, plain).map_err(|e| AuthError::Internal(e.to_string()))
+    }
+
+    /// Opens what [`AuthService::seal_with_vault_key`] sealed, with the current vault key or an
+    /// earlier one (`secrets.vault_previous_keys`); `true` when an earlier one opened it, so the
+    /// caller seals it again under the current key.
+    pub(crate) fn open_with_vault_keys(
+        &self,
+        aad: &[u8],
+        sealed: &str,
+    ) -> Result<(zeroize::Zeroizing<Vec<u8>>, bool), AuthError> {
+        if let Ok(plain) = crypto_vault::open(&self.outbox_key, aad, sealed) {
+            return Ok((plain, false));
+        }
+        self.previous_keys
+            .iter()
+            .find_map(|key| crypto_vault::open(key, aad, sealed).ok())
+            .map(|plain| (plain, true))
+            .ok_or_else(|| AuthError::Internal("a sealed value opens with no configured vault key".into()))
+    }
+
     pub(crate) async fn record_event<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -284,12 +308,15 @@ impl AuthService {
         }
         let email = EmailAddress::parse(email)?;
         let password = Password::parse_new(password, &[email.as_str(), email.local_part(), "rampart"])?;
+        // Hashed before the transaction opens, for both outcomes alike (the same work whether or
+        // not the address has an account), so no transaction waits on bcrypt: on SQLite a write
+        // transaction held open that long makes concurrent writers fail.
+        let hash = self.hasher.hash(&password).await?;
         let txn = self.db.conn().begin().await?;
         let existing =
             txn.query_one(stmt(&txn, "SELECT id FROM users WHERE email = $1", vec![email.as_str().into()])).await?;
         if let Some(row) = existing {
             let user: Uuid = row.try_get("", "id")?;
-            self.hasher.burn().await?;
             self.mail(
                 &txn,
                 email.as_str(),
@@ -307,7 +334,6 @@ impl AuthService {
             txn.commit().await?;
             return Ok(());
         }
-        let hash = self.hasher.hash(&password).await?;
         let id = Uuid::new_v4();
         let now = self.clock.now();
         txn.execute(stmt(

@@ -69,7 +69,14 @@ impl Authentication {
     }
 }
 
-const REAUTHENTICATED: &str = "reauthenticated";
+pub(crate) const REAUTHENTICATED: &str = "reauthenticated";
+
+/// What an account can re-authenticate with here.
+pub(crate) struct LocalFactors {
+    pub email: String,
+    pub has_password: bool,
+    pub has_mfa: bool,
+}
 
 impl AuthService {
     /// Re-authenticates a signed-in user with every local factor the account has: the password
@@ -84,19 +91,7 @@ impl AuthService {
         factor: Option<&Factor<'_>>,
         meta: &RequestMeta,
     ) -> Result<Authentication, AuthError> {
-        let row = self
-            .db
-            .conn()
-            .query_one(stmt(
-                self.db.conn(),
-                "SELECT email, password_hash FROM users WHERE id = $1 AND status = 'active'",
-                vec![user.into()],
-            ))
-            .await?
-            .ok_or(AuthError::Unauthenticated)?;
-        let email: String = row.try_get("", "email")?;
-        let has_password = row.try_get::<Option<String>>("", "password_hash")?.is_some();
-        let has_mfa = self.mfa_enabled(user).await?;
+        let LocalFactors { email, has_password, has_mfa } = self.local_factors(user).await?;
         if !has_password && !has_mfa {
             return Err(AuthError::ReauthenticateWithProvider);
         }
@@ -124,6 +119,46 @@ impl AuthService {
         Ok(authentication)
     }
 
+    /// The account's address and local factors (an active account only).
+    pub(crate) async fn local_factors(&self, user: Uuid) -> Result<LocalFactors, AuthError> {
+        let row = self
+            .db
+            .conn()
+            .query_one(stmt(
+                self.db.conn(),
+                "SELECT email, password_hash FROM users WHERE id = $1 AND status = 'active'",
+                vec![user.into()],
+            ))
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
+        Ok(LocalFactors {
+            email: row.try_get("", "email")?,
+            has_password: row.try_get::<Option<String>>("", "password_hash")?.is_some(),
+            has_mfa: self.mfa_enabled(user).await?,
+        })
+    }
+
+    /// Stamps the live refresh tokens of a token family, so its next refreshes carry the new
+    /// authentication; `false` when the family has none (ended).
+    pub(crate) async fn stamp_family_tokens(
+        &self,
+        user: Uuid,
+        family: Uuid,
+        authentication: &Authentication,
+    ) -> Result<bool, AuthError> {
+        let done = self
+            .db
+            .conn()
+            .execute(stmt(
+                self.db.conn(),
+                "UPDATE refresh_tokens SET auth_time = $3, amr = $4
+                  WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL AND used_at IS NULL",
+                vec![family.into(), user.into(), authentication.at.into(), authentication.amr_text().into()],
+            ))
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Stamps a browser session with a fresh authentication.
     pub async fn stamp_session(&self, token_hash: &str, authentication: &Authentication) -> Result<(), AuthError> {
         let mut record = self.kv.get_session(token_hash).await?.ok_or(AuthError::Unauthenticated)?;
@@ -145,17 +180,7 @@ impl AuthService {
         family: Uuid,
         authentication: &Authentication,
     ) -> Result<(secrecy::SecretString, i64), AuthError> {
-        let done = self
-            .db
-            .conn()
-            .execute(stmt(
-                self.db.conn(),
-                "UPDATE refresh_tokens SET auth_time = $3, amr = $4
-                  WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL AND used_at IS NULL",
-                vec![family.into(), user.into(), authentication.at.into(), authentication.amr_text().into()],
-            ))
-            .await?;
-        if done.rows_affected() == 0 {
+        if !self.stamp_family_tokens(user, family, authentication).await? {
             return Err(AuthError::Unauthenticated);
         }
         let (access, _) = self.access.issue_authenticated(user, family, Some(authentication))?;

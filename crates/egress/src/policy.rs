@@ -72,6 +72,15 @@ impl EgressPolicy {
         EgressPolicy { any_public_domain: true, ..EgressPolicy::for_domains(&[]) }
     }
 
+    /// Adds the exceptions of a test's loopback servers and, when there are any, allows plain
+    /// http (test servers have no certificate); without any the policy is unchanged. For tests
+    /// only, see [`EgressPolicy::exceptions`].
+    pub fn with_test_exceptions(mut self, exceptions: &[SocketAddr]) -> EgressPolicy {
+        self.exceptions.extend_from_slice(exceptions);
+        self.require_https &= exceptions.is_empty();
+        self
+    }
+
     /// Adds an exception: for tests only, see [`EgressPolicy::exceptions`].
     pub fn with_exception(mut self, addr: SocketAddr) -> EgressPolicy {
         self.exceptions.push(addr);

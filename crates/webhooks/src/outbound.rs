@@ -66,14 +66,8 @@ pub const TEST_EVENT: &str = "webhook.test";
 /// that is redirected is a failed delivery, never re-sent elsewhere), [`REQUEST_TIMEOUT`].
 /// `exceptions` (tests only) let a loopback receiver through and with it plain http.
 pub fn delivery_policy(exceptions: &[SocketAddr]) -> egress::EgressPolicy {
-    let mut policy = egress::EgressPolicy::public_internet();
-    policy.timeout = REQUEST_TIMEOUT;
-    policy.max_redirects = 0;
-    for addr in exceptions {
-        policy = policy.with_exception(*addr);
-    }
-    policy.require_https = exceptions.is_empty();
-    policy
+    egress::EgressPolicy { timeout: REQUEST_TIMEOUT, max_redirects: 0, ..egress::EgressPolicy::public_internet() }
+        .with_test_exceptions(exceptions)
 }
 
 /// An endpoint as its workspace's administrators see it: never its secrets.

@@ -353,9 +353,6 @@ impl OidcApi {
         body: Json<Reauthenticate>,
     ) -> poem::Result<Json<Reauthenticated>> {
         let principal = auth.principal();
-        if principal.api_key.is_some() {
-            return Err(ApiError::step_up(auth::STEP_UP_MAX_AGE.num_seconds()).into());
-        }
         throttle(&state, req, Some(&principal.user.email)).await?;
         let factor = match (&body.code, &body.recovery_code) {
             (Some(code), None) => Some(auth::mfa::Factor::Totp(code)),
