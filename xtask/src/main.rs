@@ -60,12 +60,18 @@ enum Cmd {
         /// Seconds of measurement per subject.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Measure only these groups (comma-separated): pii, vault, auth, projects, rls, audit,
+        /// rewrap, inbound, outbox. All of them when absent.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// (internal) The measuring half of `bench`, run from the release build.
     #[command(hide = true)]
     BenchRun {
         #[arg(long)]
         seconds: u64,
+        #[arg(long)]
+        only: Option<String>,
     },
     /// (internal) A bare hyper hello-world server: the baseline for HTTP throughput.
     #[command(hide = true)]
@@ -94,8 +100,8 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Test { args } => test(&args),
         Cmd::Openapi { check } => openapi(check),
-        Cmd::Bench { seconds } => bench::build_and_run(seconds),
-        Cmd::BenchRun { seconds } => bench::run(seconds),
+        Cmd::Bench { seconds, only } => bench::build_and_run(seconds, only.as_deref()),
+        Cmd::BenchRun { seconds, only } => bench::run(seconds, bench::Groups::parse(only.as_deref())?),
         Cmd::HelloServer { port } => bench::hello_server(port),
     }
 }
