@@ -57,6 +57,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 10, "api_keys"),
     migration!("postgres", 11, "mfa"),
     migration!("postgres", 12, "oidc_and_step_up"),
+    migration!("postgres", 13, "audit_link_plpgsql"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
@@ -73,6 +74,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     migration!("sqlite", 10, "api_keys"),
     migration!("sqlite", 11, "mfa"),
     migration!("sqlite", 12, "oidc_and_step_up"),
+    migration!("sqlite", 13, "audit_link_plpgsql"),
 ];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {
