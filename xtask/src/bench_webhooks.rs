@@ -152,7 +152,7 @@ pub(crate) async fn inbound_entries(
     Ok(vec![entry(
         "inbound webhook verified + persisted events/s (PostgreSQL)",
         &format!(
-            "POST /api/v1/inbound/{{workspace}}/{{source}} on rampart serve (PostgreSQL, runtime role), {CONNECTIONS} connections, each request a freshly signed Standard Webhooks delivery with its own webhook-id (~300-byte JSON): a read-only tenant transaction reads the source, opens its sealed secret and verifies, then a second inserts into the inbox, appends the audit event and bumps the source's counter (one source: every delivery shares one audit chain head and one counter row); only 200 \"accepted\" counts"
+            "POST /api/v1/inbound/{{workspace}}/{{source}} on rampart serve (PostgreSQL, runtime role), {CONNECTIONS} connections, each request a freshly signed Standard Webhooks delivery with its own webhook-id (~300-byte JSON), in one tenant transaction: read the source and its sealed secret, open it, verify, insert into the inbox, append the audit event at commit (one source: every delivery shares one audit chain head); only 200 \"accepted\" counts"
         ),
         "the same freshly signed requests (same generator, headers and body size) POSTed to the xtask hello-server, a bare hyper server that reads the body and answers 200 {\"status\":\"ok\"}: no verification, no database",
         &s,

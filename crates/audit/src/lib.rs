@@ -135,6 +135,11 @@ impl NewEvent {
         NewEvent { category, action: action.into(), actor: None, request_id: None, payload }
     }
 
+    /// The checks [`append`] makes before writing anything, for a caller that appends later.
+    pub fn check(&self) -> Result<(), AuditError> {
+        check_action(&self.action)
+    }
+
     pub fn by(mut self, actor: Option<Uuid>) -> NewEvent {
         self.actor = actor;
         self

@@ -71,6 +71,10 @@ pub enum TenancyError {
 /// vanish at commit or rollback and never leak to the next user of the pooled connection (a plain
 /// `SET` would) — by `app_enter`, which in the same statement (one round trip) answers how the
 /// principal may act in the tenant.
+///
+/// Audit events recorded in it are appended when it commits, as its last statements: the chain's
+/// head row lock, which every writer of the tenant's chain waits for, is then held only from
+/// those inserts to the commit, never across the rest of the transaction's work.
 #[derive(Debug)]
 pub struct TenantTx {
     txn: DatabaseTransaction,
@@ -78,6 +82,8 @@ pub struct TenantTx {
     user: UserId,
     access: Option<Access>,
     request_id: Option<String>,
+    /// Recorded, not yet appended: written by `commit`, dropped with a rollback.
+    pending: std::sync::Mutex<Vec<(audit::NewEvent, chrono::DateTime<chrono::Utc>)>>,
 }
 
 impl TenantTx {
@@ -97,7 +103,7 @@ impl TenantTx {
     async fn open(db: &Db, tenant: TenantId, user: UserId, keep_context: bool) -> Result<TenantTx, TenancyError> {
         let txn = db.conn().begin().await?;
         let access = access::enter(&txn, tenant, user, keep_context).await?;
-        Ok(TenantTx { txn, tenant, user, access, request_id: None })
+        Ok(TenantTx { txn, tenant, user, access, request_id: None, pending: Default::default() })
     }
 
     /// Names the request this transaction serves; audit events written in it carry the id.
@@ -109,8 +115,9 @@ impl TenantTx {
         self.request_id.as_deref()
     }
 
-    /// Appends an audit event to this tenant's chain, in this transaction: it commits or rolls
-    /// back with the change it records. The actor is the transaction's principal.
+    /// Records an audit event in this tenant's chain, in this transaction: it is appended when
+    /// the transaction commits, so it commits with the change it records or not at all. The
+    /// actor is the transaction's principal.
     pub async fn record(
         &self,
         category: audit::Category,
@@ -121,7 +128,8 @@ impl TenantTx {
         let event = audit::NewEvent::new(category, action, payload)
             .by(Some(self.user.0).filter(|u| !u.is_nil()))
             .request(self.request_id.clone());
-        audit::append(&self.txn, self.tenant.0, &event, now).await?;
+        event.check()?;
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((event, now));
         Ok(())
     }
 
@@ -184,7 +192,24 @@ impl TenantTx {
         &self.txn
     }
 
+    /// Appends the recorded audit events, then commits; rolls back if an append fails.
     pub async fn commit(self) -> Result<(), TenancyError> {
+        let pending = self.pending.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // On PostgreSQL the writers of one chain in this process take turns here, so at most one
+        // of them at a time waits in the database for the head row lock; the rest wait in
+        // memory instead of piling up as lock waiters. Only the appends and the commit happen
+        // in a turn, and they never wait for a lock that a transaction waiting for a turn holds.
+        let _turn = if pending.is_empty() || self.txn.get_database_backend() != DatabaseBackend::Postgres {
+            None
+        } else {
+            Some(chain_turn(self.tenant).lock().await)
+        };
+        for (event, now) in &pending {
+            if let Err(err) = audit::append(&self.txn, self.tenant.0, event, *now).await {
+                self.txn.rollback().await?;
+                return Err(err.into());
+            }
+        }
         self.txn.commit().await?;
         Ok(())
     }
@@ -199,8 +224,25 @@ impl TenantTx {
     /// Ends the transaction by the outcome of the work done in it: commits on `Ok`, rolls back at
     /// once on `Err` (and returns that error). Every tenant transaction ends through here.
     pub async fn settle<T>(self, result: Result<T, TenancyError>) -> Result<T, TenancyError> {
-        storage::settle(self.txn, result).await
+        match result {
+            Ok(value) => {
+                self.commit().await?;
+                Ok(value)
+            }
+            Err(err) => {
+                self.rollback().await?;
+                Err(err)
+            }
+        }
     }
+}
+
+/// Turns per chain for this process's writers, by stripe: two tenants that share a stripe only
+/// take turns between their last statements and their commits.
+static CHAIN_TURNS: [tokio::sync::Mutex<()>; 64] = [const { tokio::sync::Mutex::const_new(()) }; 64];
+
+fn chain_turn(tenant: TenantId) -> &'static tokio::sync::Mutex<()> {
+    &CHAIN_TURNS[(tenant.0.as_u128() % CHAIN_TURNS.len() as u128) as usize]
 }
 
 pub(crate) fn stmt(tx: &TenantTx, sql: &str, values: Vec<sea_orm::Value>) -> Statement {

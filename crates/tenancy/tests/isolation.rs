@@ -174,7 +174,50 @@ async fn an_admin_cannot_grant_owner_or_create_a_role_above_their_own(backend: B
     assert!(matches!(projects::create(&tx, "p", "", now()).await, Err(TenancyError::Forbidden(_))));
 }
 
+async fn a_recorded_audit_event_is_appended_at_commit_after_the_transactions_other_statements(backend: Backend) {
+    let w = world(backend).await;
+    let mut db = w.db.clone();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    db.observe_statements(move |sql| log.lock().unwrap().push(sql.to_owned()));
+    let tx = TenantTx::begin(&db, w.a, w.alice).await.unwrap();
+    tx.record(audit::Category::Workspace, "workspace.renamed", serde_json::json!({ "name": "A2" }), now()).await.unwrap();
+    let project = projects::create(&tx, "after the event", "", now()).await.unwrap();
+    let before_commit = seen.lock().unwrap().clone();
+    assert!(
+        !before_commit.iter().any(|sql| sql.contains("audit_events")),
+        "nothing is appended before the commit: {before_commit:?}"
+    );
+    tx.commit().await.unwrap();
+    let statements = seen.lock().unwrap().clone();
+    let last = statements.last().unwrap();
+    assert!(last.contains("INSERT INTO audit_events"), "the append is the last statement: {statements:?}");
+
+    // Both the change and its event committed, the event after the project's own.
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    assert_eq!(projects::get(&tx, project.id).await.unwrap().name, "after the event");
+    let events = audit::list(tx.conn(), w.a.0, &audit::Filter::default(), 10).await.unwrap();
+    assert_eq!(events[0].action, "workspace.renamed", "newest first: {events:?}");
+    tx.commit().await.unwrap();
+}
+
+async fn a_recorded_audit_event_is_dropped_with_a_rollback(backend: Backend) {
+    let w = world(backend).await;
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    let before = audit::list(tx.conn(), w.a.0, &audit::Filter::default(), 100).await.unwrap().len();
+    tx.commit().await.unwrap();
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    tx.record(audit::Category::Workspace, "workspace.renamed", serde_json::json!({ "name": "A2" }), now()).await.unwrap();
+    let result: Result<(), TenancyError> = Err(TenancyError::Invalid("the change failed"));
+    assert!(tx.settle(result).await.is_err());
+    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    assert_eq!(audit::list(tx.conn(), w.a.0, &audit::Filter::default(), 100).await.unwrap().len(), before);
+    tx.commit().await.unwrap();
+}
+
 backend_tests!(
+    a_recorded_audit_event_is_appended_at_commit_after_the_transactions_other_statements,
+    a_recorded_audit_event_is_dropped_with_a_rollback,
     another_tenants_project_is_not_found_for_read_update_or_delete,
     a_non_member_has_no_role_in_a_workspace,
     roles_are_data_and_the_built_in_rows_match_the_rbac_catalogue,

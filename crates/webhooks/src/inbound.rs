@@ -380,9 +380,19 @@ async fn open_secrets(tx: &TenantTx, vault: &Vault, id: Uuid) -> Result<Option<S
         .await?
         .ok_or(TenancyError::NotFound)?;
     let sealed: Option<Vec<u8>> = row.try_get("", "secrets_ciphertext")?;
+    open_sealed(tx, vault, id, sealed.as_deref()).await
+}
+
+/// Opens a source's sealed secrets column (`None`: no secret configured).
+async fn open_sealed(
+    tx: &TenantTx,
+    vault: &Vault,
+    id: Uuid,
+    sealed: Option<&[u8]>,
+) -> Result<Option<SourceSecrets>, TenancyError> {
     let Some(sealed) = sealed else { return Ok(None) };
     let place = Place { tenant: tx.tenant().0, table: TABLE, column: SECRETS_COLUMN, row: id };
-    Ok(Some(SourceSecrets::from_json(&secrets::open(tx, vault, &place, &sealed).await?)?))
+    Ok(Some(SourceSecrets::from_json(&secrets::open(tx, vault, &place, sealed).await?)?))
 }
 
 /// One inbound delivery as the HTTP layer received it.
@@ -423,9 +433,13 @@ pub enum ReceiveError {
 }
 
 /// Receives one delivery for `source` of `tenant`: verifies it against the source's secrets at
-/// `now` in a read-only transaction, then — in one transaction whose first statement is the
-/// inbox insert — records it in the inbox and processes it, or finds it there already. A failed
+/// `now`, then records it in the inbox and processes it, or finds it there already. A failed
 /// check is counted on the source and processes nothing.
+///
+/// On PostgreSQL one transaction does both: a concurrent copy's inbox insert waits on the
+/// primary key for the first one's commit and then finds it. On SQLite the check runs in a
+/// read-only transaction and the recording in a second one whose first statement is the inbox
+/// insert, so concurrent copies queue on the write lock instead of failing on a stale snapshot.
 pub async fn receive(
     db: &tenancy::Db,
     vault: &Vault,
@@ -437,12 +451,8 @@ pub async fn receive(
     // No principal: the policies let a tenant-context transaction read sources and write the
     // inbox, its statistics and the audit trail, nothing else.
     let tx = TenantTx::begin_claiming(db, tenant, UserId(Uuid::nil())).await?;
-    let checked = check(&tx, vault, source, delivery, now).await;
-    let (kind, event_id, event_type) = match checked {
-        Ok(ok) => {
-            tx.commit().await?;
-            ok
-        }
+    let (kind, event_id, event_type) = match check(&tx, vault, source, delivery, now).await {
+        Ok(ok) => ok,
         Err(ReceiveError::Verify(kind, err)) if !err.is_configuration_error() => {
             let counted = count_failure(&tx, source, now).await;
             tx.settle(counted).await?;
@@ -453,9 +463,11 @@ pub async fn receive(
             return Err(err);
         }
     };
-    // Writing first takes SQLite's write lock before anything is read, so concurrent copies
-    // queue instead of failing on a stale snapshot; on PostgreSQL the primary key makes the
-    // second copy wait for the first and then find it.
+    if db.backend() == storage::Backend::Postgres {
+        let result = record(&tx, kind, source, &event_id, event_type, delivery, now).await;
+        return Ok((kind, tx.settle(result).await?));
+    }
+    tx.commit().await?;
     let mut attempt = 0;
     loop {
         let tx = TenantTx::begin_claiming(db, tenant, UserId(Uuid::nil())).await?;
@@ -493,7 +505,7 @@ async fn check(
         .conn()
         .query_one(stmt(
             tx,
-            "SELECT s.kind, s.settings FROM webhook_sources s JOIN workspaces w ON w.id = s.tenant_id
+            "SELECT s.kind, s.settings, s.secrets_ciphertext FROM webhook_sources s JOIN workspaces w ON w.id = s.tenant_id
               WHERE s.tenant_id = $1 AND s.id = $2 AND w.deleted_at IS NULL",
             vec![tx.tenant().0.into(), source.into()],
         ))
@@ -505,7 +517,8 @@ async fn check(
     let settings: String = row.try_get("", "settings").map_err(TenancyError::from)?;
     let settings: Settings =
         serde_json::from_str(&settings).map_err(|_| TenancyError::Internal("webhook settings are not JSON".into()))?;
-    let secrets = open_secrets(tx, vault, source).await?.unwrap_or(SourceSecrets(Vec::new()));
+    let sealed: Option<Vec<u8>> = row.try_get("", "secrets_ciphertext").map_err(TenancyError::from)?;
+    let secrets = open_sealed(tx, vault, source, sealed.as_deref()).await?.unwrap_or(SourceSecrets(Vec::new()));
     let (event_id, event_type) =
         verify(kind, &settings, &secrets, delivery, now).map_err(|e| ReceiveError::Verify(kind, e))?;
     Ok((kind, event_id, event_type))
