@@ -514,6 +514,19 @@ impl JwtKeys {
     /// Returns the [`JwtError`] of the first check that fails, or [`JwtError::Config`] if
     /// `cfg` is invalid.
     pub fn verify(&self, cfg: &JwtConfig, token: &str, now: DateTime<Utc>) -> Result<AccessClaims, JwtError> {
+        let claims = self.verify_signed(cfg, token)?;
+        check_times(cfg, &claims, now)?;
+        Ok(claims)
+    }
+
+    /// Every check of [`JwtKeys::verify`] but the ones against the time: shape, header,
+    /// algorithm, key, signature, issuer, audience. What it accepts stays accepted for as long
+    /// as this key set and `cfg` do not change; [`check_times`] decides when.
+    ///
+    /// # Errors
+    ///
+    /// As [`JwtKeys::verify`], except the time errors.
+    pub fn verify_signed(&self, cfg: &JwtConfig, token: &str) -> Result<AccessClaims, JwtError> {
         cfg.validate()?;
         if token.len() > MAX_TOKEN_LEN {
             return Err(JwtError::Malformed);
@@ -569,21 +582,6 @@ impl JwtKeys {
         if claims.aud != cfg.audience {
             return Err(JwtError::WrongAudience);
         }
-
-        let now = now.timestamp();
-        let leeway = cfg.leeway.num_seconds();
-        // The token is valid only while now < exp, give or take the leeway (RFC 7519 §4.1.4).
-        if now >= claims.exp.saturating_add(leeway) {
-            return Err(JwtError::Expired);
-        }
-        // The token is valid only once now >= nbf, give or take the leeway (RFC 7519 §4.1.5).
-        if claims.nbf > now.saturating_add(leeway) {
-            return Err(JwtError::NotYetValid);
-        }
-        // A token issued in the future comes from a broken clock or a forger (RFC 7519 §4.1.6).
-        if claims.iat > now.saturating_add(leeway) {
-            return Err(JwtError::NotYetValid);
-        }
         Ok(claims)
     }
 
@@ -597,6 +595,30 @@ impl JwtKeys {
         let keys: Vec<serde_json::Value> = self.all().map(SigningKey::to_jwk).collect();
         serde_json::json!({ "keys": keys })
     }
+}
+
+/// The time checks of [`JwtKeys::verify`]: `exp`, `nbf` and `iat` against `now`, with the
+/// configured leeway.
+///
+/// # Errors
+///
+/// [`JwtError::Expired`] or [`JwtError::NotYetValid`].
+pub fn check_times(cfg: &JwtConfig, claims: &AccessClaims, now: DateTime<Utc>) -> Result<(), JwtError> {
+    let now = now.timestamp();
+    let leeway = cfg.leeway.num_seconds();
+    // The token is valid only while now < exp, give or take the leeway (RFC 7519 §4.1.4).
+    if now >= claims.exp.saturating_add(leeway) {
+        return Err(JwtError::Expired);
+    }
+    // The token is valid only once now >= nbf, give or take the leeway (RFC 7519 §4.1.5).
+    if claims.nbf > now.saturating_add(leeway) {
+        return Err(JwtError::NotYetValid);
+    }
+    // A token issued in the future comes from a broken clock or a forger (RFC 7519 §4.1.6).
+    if claims.iat > now.saturating_add(leeway) {
+        return Err(JwtError::NotYetValid);
+    }
+    Ok(())
 }
 
 /// Maps a `jsonwebtoken` error to a [`JwtError`], dropping its details.
