@@ -594,6 +594,31 @@ impl AuthService {
     }
 
     pub async fn me(&self, user: Uuid) -> Result<UserView, AuthError> {
+        // On an SQLite file the read runs in place (no hand-off to the driver's thread); the
+        // pool answers when it cannot.
+        if let Some(found) = self.db.inline_reader().and_then(|reader| {
+            reader.query_row(
+                "SELECT email, email_verified_at, created_at, platform_level FROM users WHERE id = ?1 AND status = 'active'",
+                [user.as_bytes().as_slice()],
+                |row| {
+                    let verified: Option<String> = row.get(1)?;
+                    let created: String = row.get(2)?;
+                    Ok((row.get::<_, String>(0)?, verified.is_some(), created, row.get::<_, i64>(3)?))
+                },
+            )
+        }) {
+            let (email, email_verified, created, level) = found.ok_or(AuthError::Unauthenticated)?;
+            // Stored by the driver as RFC 3339; anything else is read through the pool below.
+            if let Ok(created_at) = DateTime::parse_from_rfc3339(&created) {
+                return Ok(UserView {
+                    id: user,
+                    email,
+                    email_verified,
+                    created_at: created_at.with_timezone(&Utc),
+                    platform_level: u8::try_from(level.clamp(0, 100)).unwrap_or(0),
+                });
+            }
+        }
         let row = self
             .db
             .conn()

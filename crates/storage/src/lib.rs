@@ -8,10 +8,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod config;
+mod inline_read;
 mod migrate;
 mod roles;
 
 pub use config::{Backend, DatabaseConfig};
+pub use inline_read::InlineReader;
 pub use migrate::{
     expected_schema_version, migrate, schema_version, Migration, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE,
 };
@@ -45,6 +47,8 @@ pub enum StorageError {
 pub struct Db {
     conn: DatabaseConnection,
     backend: Backend,
+    /// SQLite files only: reads run in place on the calling thread ([`InlineReader`]).
+    inline: Option<std::sync::Arc<InlineReader>>,
 }
 
 impl Db {
@@ -68,7 +72,16 @@ impl Db {
             conn.execute_unprepared("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
                 .await?;
         }
-        Ok(Db { conn, backend })
+        let inline = match backend {
+            Backend::Sqlite => InlineReader::for_url(url.expose_secret()).map(std::sync::Arc::new),
+            Backend::Postgres => None,
+        };
+        Ok(Db { conn, backend, inline })
+    }
+
+    /// The in-place reader of an SQLite file (`None` on PostgreSQL and for in-memory SQLite).
+    pub fn inline_reader(&self) -> Option<&InlineReader> {
+        self.inline.as_deref()
     }
 
     pub fn backend(&self) -> Backend {

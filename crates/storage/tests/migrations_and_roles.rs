@@ -101,3 +101,49 @@ async fn the_postgres_runtime_role_check_refuses_a_role_that_owns_tables() {
     let err = check_runtime_role(&owner).await.unwrap_err().to_string();
     assert!(err.contains("owns"), "{err}");
 }
+
+/// The status read every authenticated request makes, as the inline reader runs it.
+fn inline_status(db: &Db, id: uuid::Uuid) -> Option<Option<String>> {
+    db.inline_reader().expect("an SQLite file has an inline reader").query_row(
+        "SELECT status FROM users WHERE id = ?1",
+        [id.as_bytes().as_slice()],
+        |row| row.get(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_sqlite_read_sees_each_commit_through_the_pool_at_once() {
+    let test_db = TestDb::new(Backend::Sqlite).await;
+    let db = Db::connect(&test_db.runtime_url, 2).await.unwrap();
+    let id = uuid::Uuid::new_v4();
+    assert_eq!(inline_status(&db, id), Some(None), "no row yet");
+    let now = storage::Clock::now(&storage::SystemClock);
+    db.conn()
+        .execute(storage::Statement::from_sql_and_values(
+            storage::DatabaseBackend::Sqlite,
+            "INSERT INTO users (id, email, status, failed_signins, lockouts, created_at, updated_at) VALUES ($1, $2, 'active', 0, 0, $3, $3)",
+            [id.into(), format!("{id}@example.com").into(), now.into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(inline_status(&db, id), Some(Some("active".into())));
+    // Another pool on the same file, as an operator's session would be.
+    let other = Db::connect(&test_db.runtime_url, 1).await.unwrap();
+    other
+        .conn()
+        .execute(storage::Statement::from_sql_and_values(
+            storage::DatabaseBackend::Sqlite,
+            "UPDATE users SET status = 'suspended' WHERE id = $1",
+            [id.into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(inline_status(&db, id), Some(Some("suspended".into())), "the next read sees the suspension");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_has_no_inline_reader() {
+    let test_db = TestDb::new(Backend::Postgres).await;
+    let db = Db::connect(&test_db.runtime_url, 1).await.unwrap();
+    assert!(db.inline_reader().is_none());
+}

@@ -181,7 +181,9 @@ async fn a_recorded_audit_event_is_appended_at_commit_after_the_transactions_oth
     let log = seen.clone();
     db.observe_statements(move |sql| log.lock().unwrap().push(sql.to_owned()));
     let tx = TenantTx::begin(&db, w.a, w.alice).await.unwrap();
-    tx.record(audit::Category::Workspace, "workspace.renamed", serde_json::json!({ "name": "A2" }), now()).await.unwrap();
+    tx.record(audit::Category::Workspace, "workspace.renamed", serde_json::json!({ "name": "A2" }), now())
+        .await
+        .unwrap();
     let project = projects::create(&tx, "after the event", "", now()).await.unwrap();
     let before_commit = seen.lock().unwrap().clone();
     assert!(
@@ -207,7 +209,9 @@ async fn a_recorded_audit_event_is_dropped_with_a_rollback(backend: Backend) {
     let before = audit::list(tx.conn(), w.a.0, &audit::Filter::default(), 100).await.unwrap().len();
     tx.commit().await.unwrap();
     let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
-    tx.record(audit::Category::Workspace, "workspace.renamed", serde_json::json!({ "name": "A2" }), now()).await.unwrap();
+    tx.record(audit::Category::Workspace, "workspace.renamed", serde_json::json!({ "name": "A2" }), now())
+        .await
+        .unwrap();
     let result: Result<(), TenancyError> = Err(TenancyError::Invalid("the change failed"));
     assert!(tx.settle(result).await.is_err());
     let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
