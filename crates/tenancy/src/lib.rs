@@ -194,24 +194,7 @@ impl TenantTx {
 
     /// Appends the recorded audit events, then commits; rolls back if an append fails.
     pub async fn commit(self) -> Result<(), TenancyError> {
-        let pending = self.pending.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // On PostgreSQL the writers of one chain in this process take turns here, so at most one
-        // of them at a time waits in the database for the head row lock; the rest wait in
-        // memory instead of piling up as lock waiters. Only the appends and the commit happen
-        // in a turn, and they never wait for a lock that a transaction waiting for a turn holds.
-        let _turn = if pending.is_empty() || self.txn.get_database_backend() != DatabaseBackend::Postgres {
-            None
-        } else {
-            Some(chain_turn(self.tenant).lock().await)
-        };
-        for (event, now) in &pending {
-            if let Err(err) = audit::append(&self.txn, self.tenant.0, event, *now).await {
-                self.txn.rollback().await?;
-                return Err(err.into());
-            }
-        }
-        self.txn.commit().await?;
-        Ok(())
+        self.settle(Ok(())).await
     }
 
     /// Rolls back now. Prefer this to dropping the transaction: a dropped one is rolled back only
@@ -223,26 +206,26 @@ impl TenantTx {
 
     /// Ends the transaction by the outcome of the work done in it: commits on `Ok`, rolls back at
     /// once on `Err` (and returns that error). Every tenant transaction ends through here.
+    /// The recorded audit events are appended first, as the last statements before the commit.
     pub async fn settle<T>(self, result: Result<T, TenancyError>) -> Result<T, TenancyError> {
-        match result {
-            Ok(value) => {
-                self.commit().await?;
-                Ok(value)
-            }
-            Err(err) => {
-                self.rollback().await?;
-                Err(err)
-            }
-        }
+        let pending = self.pending.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = match result {
+            Ok(value) => append_all(&self.txn, self.tenant, &pending).await.map(|()| value),
+            err => err,
+        };
+        storage::settle(self.txn, result).await
     }
 }
 
-/// Turns per chain for this process's writers, by stripe: two tenants that share a stripe only
-/// take turns between their last statements and their commits.
-static CHAIN_TURNS: [tokio::sync::Mutex<()>; 64] = [const { tokio::sync::Mutex::const_new(()) }; 64];
-
-fn chain_turn(tenant: TenantId) -> &'static tokio::sync::Mutex<()> {
-    &CHAIN_TURNS[(tenant.0.as_u128() % CHAIN_TURNS.len() as u128) as usize]
+async fn append_all(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    events: &[(audit::NewEvent, chrono::DateTime<chrono::Utc>)],
+) -> Result<(), TenancyError> {
+    for (event, now) in events {
+        audit::append(txn, tenant.0, event, *now).await?;
+    }
+    Ok(())
 }
 
 pub(crate) fn stmt(tx: &TenantTx, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
