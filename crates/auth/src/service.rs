@@ -593,48 +593,37 @@ impl AuthService {
         }
     }
 
+    /// The active user `user`: the read every authenticated request makes. On an SQLite file it
+    /// runs in place (no hand-off to the driver's thread); the pool answers when it cannot.
     pub async fn me(&self, user: Uuid) -> Result<UserView, AuthError> {
-        // On an SQLite file the read runs in place (no hand-off to the driver's thread); the
-        // pool answers when it cannot.
-        if let Some(found) = self.db.inline_reader().and_then(|reader| {
-            reader.query_row(
-                "SELECT email, email_verified_at, created_at, platform_level FROM users WHERE id = ?1 AND status = 'active'",
-                [user.as_bytes().as_slice()],
-                |row| {
-                    let verified: Option<String> = row.get(1)?;
-                    let created: String = row.get(2)?;
-                    Ok((row.get::<_, String>(0)?, verified.is_some(), created, row.get::<_, i64>(3)?))
-                },
-            )
-        }) {
-            let (email, email_verified, created, level) = found.ok_or(AuthError::Unauthenticated)?;
-            // Stored by the driver as RFC 3339; anything else is read through the pool below.
-            if let Ok(created_at) = DateTime::parse_from_rfc3339(&created) {
-                return Ok(UserView {
+        const ACTIVE_USER: &str = "SELECT email, email_verified_at, created_at, platform_level FROM users WHERE id = $1 AND status = 'active'";
+        let level = |raw: i64| u8::try_from(raw.clamp(0, 100)).unwrap_or(0);
+        let inline = self.db.inline_reader().and_then(|reader| {
+            reader.query_row(ACTIVE_USER, [user.as_bytes().as_slice()], |row| {
+                Ok(UserView {
                     id: user,
-                    email,
-                    email_verified,
-                    created_at: created_at.with_timezone(&Utc),
-                    platform_level: u8::try_from(level.clamp(0, 100)).unwrap_or(0),
-                });
-            }
+                    email: row.get(0)?,
+                    email_verified: row.get::<_, Option<String>>(1)?.is_some(),
+                    created_at: row.get(2)?,
+                    platform_level: level(row.get(3)?),
+                })
+            })
+        });
+        if let Some(found) = inline {
+            return found.ok_or(AuthError::Unauthenticated);
         }
         let row = self
             .db
             .conn()
-            .query_one(stmt(
-                self.db.conn(),
-                "SELECT id, email, email_verified_at, created_at, platform_level FROM users WHERE id = $1 AND status = 'active'",
-                vec![user.into()],
-            ))
+            .query_one(stmt(self.db.conn(), ACTIVE_USER, vec![user.into()]))
             .await?
             .ok_or(AuthError::Unauthenticated)?;
         Ok(UserView {
-            id: row.try_get("", "id")?,
+            id: user,
             email: row.try_get("", "email")?,
             email_verified: row.try_get::<Option<DateTime<Utc>>>("", "email_verified_at")?.is_some(),
             created_at: row.try_get("", "created_at")?,
-            platform_level: u8::try_from(row.try_get::<i16>("", "platform_level")?.clamp(0, 100)).unwrap_or(0),
+            platform_level: level(row.try_get::<i16>("", "platform_level")?.into()),
         })
     }
 

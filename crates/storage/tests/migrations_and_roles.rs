@@ -127,6 +127,14 @@ async fn an_inline_sqlite_read_sees_each_commit_through_the_pool_at_once() {
         .await
         .unwrap();
     assert_eq!(inline_status(&db, id), Some(Some("active".into())));
+    // The driver's text for a timestamp reads back in place as the same instant, and the
+    // placeholder style of the pool's statements binds here too.
+    let created = db.inline_reader().unwrap().query_row(
+        "SELECT created_at FROM users WHERE id = $1",
+        [id.as_bytes().as_slice()],
+        |row| row.get::<_, chrono::DateTime<chrono::Utc>>(0),
+    );
+    assert_eq!(created, Some(Some(now)));
     // Another pool on the same file, as an operator's session would be.
     let other = Db::connect(&test_db.runtime_url, 1).await.unwrap();
     other
