@@ -280,47 +280,93 @@ pub async fn append<C: ConnectionTrait>(
     event: &NewEvent,
     now: DateTime<Utc>,
 ) -> Result<Uuid, AuditError> {
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        let ids = insert_linked_by_trigger(conn, chain, &[(event, now)]).await?;
+        return ids.into_iter().next().ok_or_else(|| AuditError::Invalid("no event inserted"));
+    }
     check_action(&event.action)?;
     let id = Uuid::new_v4();
     let mut payload = event.payload.clone();
     scrub_value(&mut payload);
     let payload = payload.to_string();
-    let occurred_at = truncate_micros(now);
-    match conn.get_database_backend() {
-        DatabaseBackend::Postgres => {
-            conn.execute(stmt(
-                conn,
-                "INSERT INTO audit_events (id, tenant_id, seq, occurred_at, category, action, actor_id, request_id, payload, prev_hash, hash)
-                 VALUES ($1, $2, 0, $3, $4, $5, $6, $7, $8, '', '')",
-                vec![
-                    id.into(),
-                    chain.into(),
-                    occurred_at.into(),
-                    event.category.as_str().into(),
-                    event.action.as_str().into(),
-                    event.actor.into(),
-                    event.request_id.clone().into(),
-                    payload.into(),
-                ],
-            ))
-            .await?;
-        }
-        _ => {
-            let row = Row {
-                id,
-                chain,
-                occurred_at,
-                category: event.category.as_str(),
-                action: &event.action,
-                actor: event.actor,
-                request_id: event.request_id.as_deref(),
-                payload: &payload,
-            };
-            append_linked(conn, &row).await?;
-        }
-    }
+    let row = Row {
+        id,
+        chain,
+        occurred_at: truncate_micros(now),
+        category: event.category.as_str(),
+        action: &event.action,
+        actor: event.actor,
+        request_id: event.request_id.as_deref(),
+        payload: &payload,
+    };
+    append_linked(conn, &row).await?;
     Ok(id)
 }
+
+/// Appends `events` to `chain` in order, like [`append`] for each of them. On PostgreSQL they go
+/// in multi-row inserts of up to [`APPEND_CHUNK`] events: the chaining trigger runs per row, each
+/// run seeing the head the one before it moved, so one statement links them all in a single round
+/// trip while the chain's head lock is held. Returns their ids.
+pub async fn append_many<C: ConnectionTrait>(
+    conn: &C,
+    chain: Uuid,
+    events: &[(NewEvent, DateTime<Utc>)],
+) -> Result<Vec<Uuid>, AuditError> {
+    let mut ids = Vec::with_capacity(events.len());
+    if conn.get_database_backend() != DatabaseBackend::Postgres {
+        for (event, now) in events {
+            ids.push(append(conn, chain, event, *now).await?);
+        }
+        return Ok(ids);
+    }
+    for chunk in events.chunks(APPEND_CHUNK) {
+        let chunk: Vec<(&NewEvent, DateTime<Utc>)> = chunk.iter().map(|(e, now)| (e, *now)).collect();
+        ids.extend(insert_linked_by_trigger(conn, chain, &chunk).await?);
+    }
+    Ok(ids)
+}
+
+/// PostgreSQL: one insert of `events` into `chain`, numbered and linked by the chaining trigger.
+async fn insert_linked_by_trigger<C: ConnectionTrait>(
+    conn: &C,
+    chain: Uuid,
+    events: &[(&NewEvent, DateTime<Utc>)],
+) -> Result<Vec<Uuid>, AuditError> {
+    const COLUMNS: usize = 8;
+    let mut sql = String::from(
+        "INSERT INTO audit_events (id, tenant_id, seq, occurred_at, category, action, actor_id, request_id, payload, prev_hash, hash) VALUES ",
+    );
+    let mut values = Vec::with_capacity(events.len() * COLUMNS);
+    let mut ids = Vec::with_capacity(events.len());
+    for (i, (event, now)) in events.iter().enumerate() {
+        check_action(&event.action)?;
+        let id = Uuid::new_v4();
+        let mut payload = event.payload.clone();
+        scrub_value(&mut payload);
+        let p: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", i * COLUMNS + c)).collect();
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("({}, {}, 0, {}, '', '')", p[0], p[1], p[2..].join(", ")));
+        values.extend([
+            id.into(),
+            chain.into(),
+            truncate_micros(*now).into(),
+            event.category.as_str().into(),
+            event.action.as_str().into(),
+            event.actor.into(),
+            event.request_id.clone().into(),
+            payload.to_string().into(),
+        ]);
+        ids.push(id);
+    }
+    conn.execute(stmt(conn, &sql, values)).await?;
+    Ok(ids)
+}
+
+/// Events one insert of [`append_many`] carries at most (8 parameters each, far below
+/// PostgreSQL's 65,535).
+pub const APPEND_CHUNK: usize = 256;
 
 /// An event's fields before it is linked.
 struct Row<'a> {

@@ -100,6 +100,32 @@ async fn committed_events_chain_in_order_and_a_rolled_back_one_leaves_nothing(ba
     assert_eq!(v.head, Some((3, events[0].hash.clone())));
 }
 
+async fn events_appended_together_are_linked_in_order_like_single_appends(backend: Backend) {
+    let s = stores(backend).await;
+    let chain = Uuid::new_v4();
+    append_committed(&s.runtime, chain, 2, now()).await;
+    let txn = in_chain(&s.runtime, chain).await;
+    let batch: Vec<(NewEvent, DateTime<Utc>)> = (10..15).map(|n| (event(n), now())).collect();
+    let ids = audit::append_many(&txn, chain, &batch).await.unwrap();
+    txn.commit().await.unwrap();
+    // One event more after the batch, so the head the batch left is where the next one links.
+    append_committed(&s.runtime, chain, 1, now()).await;
+
+    let v = verify(&s.owner, chain).await;
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.events, 8);
+    let txn = audit::begin_auditor(s.owner.conn()).await.unwrap();
+    let mut events = audit::list(&txn, chain, &audit::Filter::default(), 10).await.unwrap();
+    events.reverse();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+    assert_eq!(events[2..7].iter().map(|e| e.id).collect::<Vec<_>>(), ids, "in the order given");
+    let requests: Vec<_> = events[2..7].iter().map(|e| e.request_id.clone().unwrap()).collect();
+    assert_eq!(requests, ["req-10", "req-11", "req-12", "req-13", "req-14"]);
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash, "each links to the one before it");
+    }
+}
+
 async fn chains_are_per_tenant_and_filters_select_by_category_actor_and_cursor(backend: Backend) {
     let s = stores(backend).await;
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
@@ -219,6 +245,7 @@ async fn on_sqlite_a_recent_event_can_be_neither_updated_nor_deleted() {
 
 backend_tests!(
     committed_events_chain_in_order_and_a_rolled_back_one_leaves_nothing,
+    events_appended_together_are_linked_in_order_like_single_appends,
     chains_are_per_tenant_and_filters_select_by_category_actor_and_cursor,
     the_retention_purge_removes_only_a_prefix_past_a_year_and_records_itself,
     a_missing_first_event_without_a_purge_record_is_reported,

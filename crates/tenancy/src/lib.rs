@@ -222,8 +222,8 @@ async fn append_all(
     tenant: TenantId,
     events: &[(audit::NewEvent, chrono::DateTime<chrono::Utc>)],
 ) -> Result<(), TenancyError> {
-    for (event, now) in events {
-        audit::append(txn, tenant.0, event, *now).await?;
+    if !events.is_empty() {
+        audit::append_many(txn, tenant.0, events).await?;
     }
     Ok(())
 }
