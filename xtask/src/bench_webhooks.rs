@@ -152,7 +152,7 @@ pub(crate) async fn inbound_entries(
     Ok(vec![entry(
         "inbound webhook verified + persisted events/s (PostgreSQL)",
         &format!(
-            "POST /api/v1/inbound/{{workspace}}/{{source}} on rampart serve (PostgreSQL, runtime role), {CONNECTIONS} connections, each request a freshly signed Standard Webhooks delivery with its own webhook-id (~300-byte JSON), in one tenant transaction: read the source and its sealed secret, open it, verify, insert into the inbox, append the audit event at commit (one source: every delivery shares one audit chain head); only 200 \"accepted\" counts"
+            "POST /api/v1/inbound/{{workspace}}/{{source}} on rampart serve (PostgreSQL, runtime role), {CONNECTIONS} connections, each request a freshly signed Standard Webhooks delivery with its own webhook-id (~300-byte JSON), recorded source by source in batches (the deliveries waiting when a batch starts, up to 64, share one tenant transaction: read the source and its sealed secret once, open it, verify each, insert them into the inbox in one statement, append their audit events at commit; one source: every delivery shares one audit chain head); only 200 \"accepted\" counts"
         ),
         "the same freshly signed requests (same generator, headers and body size) POSTed to the xtask hello-server, a bare hyper server that reads the body and answers 200 {\"status\":\"ok\"}: no verification, no database",
         &s,

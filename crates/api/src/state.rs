@@ -25,6 +25,8 @@ pub struct AppState {
     /// The activity ingestion pipeline (its default sensitive-application and private-window
     /// lists).
     pub pipeline: Arc<pii::pipeline::Pipeline>,
+    /// Inbound webhook deliveries, recorded source by source in batches.
+    pub inbox: Arc<webhooks::inbound::Inbox>,
 }
 
 /// How connection tests reach providers.
@@ -115,6 +117,7 @@ impl AppState {
             vault: Arc::new(a.vault),
             egress: a.egress,
             pipeline: Arc::new(pii::pipeline::Pipeline::new(pii::pipeline::Config::default())),
+            inbox: Arc::new(webhooks::inbound::Inbox::new()),
         })
     }
 

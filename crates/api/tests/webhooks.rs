@@ -1,7 +1,8 @@
 //! Inbound webhooks through HTTP, on SQLite and on PostgreSQL as the runtime role: freshly signed
 //! deliveries are accepted once; tampered, stale, future, unsigned, malformed and wrongly signed
 //! ones are refused with 401 before anything runs; a source without secrets answers 500 and
-//! processes nothing; eight concurrent copies of one event are processed once.
+//! processes nothing; eight concurrent copies of one event are processed once; many deliveries at
+//! once, recorded in shared transactions, each enter the inbox and the audit chain once.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -201,6 +202,74 @@ async fn eight_concurrent_copies_of_a_standard_webhook_are_processed_once(backen
     }
 }
 
+/// Several deliveries arriving at one source at once are recorded together: each still enters the
+/// inbox and the audit chain exactly once, copies are duplicates, bad signatures are refused and
+/// counted, and the chain verifies.
+async fn concurrent_deliveries_to_one_source_are_each_recorded_once_and_bad_ones_counted(backend: Backend) {
+    // All 48 requests come from one address within a second: above the default per-client budget.
+    let app = testkit::spawn_app_with(backend, |http| http.rate_limit_per_client_per_sec = 100_000).await;
+    let owner = app.new_user().await;
+    let secret = webhooks::standard::Secret::generate(&mut rand::rngs::OsRng);
+    let wrong = webhooks::standard::Secret::generate(&mut rand::rngs::OsRng);
+    let whsec = secrecy::ExposeSecret::expose_secret(&secret.to_whsec()).to_owned();
+    let (ws, path) = source(&app, &owner, json!({"kind": "standard", "name": "Busy", "secrets": [whsec]})).await;
+    let t = now(&app);
+    // 32 distinct events, 8 copies of one more, 8 signed with a secret the source does not hold.
+    let mut plan: Vec<(String, &webhooks::standard::Secret)> =
+        (0..32).map(|n| (format!("msg_distinct_{n}"), &secret)).collect();
+    plan.extend((0..8).map(|_| ("msg_copied".to_owned(), &secret)));
+    plan.extend((0..8).map(|n| (format!("msg_forged_{n}"), &wrong)));
+    let mut requests = tokio::task::JoinSet::new();
+    for (id, key) in plan {
+        let body = format!(r#"{{"type":"order.paid","id":"{id}"}}"#).into_bytes();
+        let message = webhooks::standard::MessageId::parse(&id).unwrap();
+        let signature = webhooks::standard::sign(std::slice::from_ref(key), &message, t, &body).unwrap();
+        let req = app
+            .client
+            .post(app.url(&path))
+            .header("content-type", "application/json")
+            .header("webhook-id", id.clone())
+            .header("webhook-timestamp", t.timestamp().to_string())
+            .header("webhook-signature", signature)
+            .body(body);
+        requests.spawn(async move {
+            let resp = req.send().await.unwrap();
+            (id, resp.status().as_u16(), resp.json::<Value>().await.unwrap_or(Value::Null))
+        });
+    }
+    let answers = requests.join_all().await;
+    let count = |status: u16, what: &str| {
+        answers.iter().filter(|(_, s, b)| *s == status && (b["status"] == what || b["code"] == what)).count()
+    };
+    assert_eq!(count(200, "accepted"), 33, "{answers:?}");
+    assert_eq!(count(200, "duplicate"), 7, "{answers:?}");
+    assert_eq!(count(401, "webhook_signature_mismatch"), 8, "{answers:?}");
+    for (id, status, body) in &answers {
+        if *status == 200 {
+            assert_eq!(body["event_id"].as_str(), Some(id.as_str()), "each answer names its own event");
+        }
+    }
+
+    let events = received_events(&app, &owner, &ws).await;
+    let mut ids: Vec<String> = events.iter().map(|e| e["payload"]["event_id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((events.len(), ids.len()), (33, 33), "one audit event per accepted delivery");
+    let source_id = path.rsplit('/').next().unwrap();
+    let (status, listed) =
+        call(&app, &owner, Method::GET, &format!("/api/v1/workspaces/{ws}/webhook-sources"), None).await;
+    assert_eq!(status, 200, "{listed}");
+    let shown = listed.as_array().unwrap().iter().find(|s| s["id"] == source_id).unwrap();
+    assert_eq!((shown["accepted"].as_i64(), shown["signature_failures"].as_i64()), (Some(33), Some(8)), "{shown}");
+
+    let owner_db = testkit::storage::Db::connect(&app.db.owner_url, 1).await.unwrap();
+    let txn = audit::begin_auditor(owner_db.conn()).await.unwrap();
+    let chain = audit::verify(&txn, ws.parse().unwrap()).await.unwrap();
+    txn.commit().await.unwrap();
+    assert!(chain.is_intact(), "{chain:?}");
+    assert!(chain.events >= 34, "the source's creation and 33 receipts at least: {chain:?}");
+}
+
 async fn twilio_form_deliveries_verify_against_the_configured_url(backend: Backend) {
     let app = testkit::spawn_app(backend).await;
     let owner = app.new_user().await;
@@ -248,5 +317,6 @@ backend_tests!(
     stripe_deliveries_are_accepted_once_and_every_bad_signature_is_a_401,
     a_source_without_secrets_fails_closed_and_unknown_sources_are_not_found,
     eight_concurrent_copies_of_a_standard_webhook_are_processed_once,
+    concurrent_deliveries_to_one_source_are_each_recorded_once_and_bad_ones_counted,
     twilio_form_deliveries_verify_against_the_configured_url,
 );

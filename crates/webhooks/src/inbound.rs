@@ -2,9 +2,13 @@
 //! workspace's data key) and the persistent inbox. A delivery is verified before anything else
 //! runs; an accepted event is recorded in the inbox (unique on source and event id) in the same
 //! transaction as its processing — an audit event in the workspace's chain — so a replay, also
-//! after a restart or on another replica, is acknowledged and not processed again.
+//! after a restart or on another replica, is acknowledged and not processed again. Deliveries to
+//! one source that arrive together share that transaction ([`Inbox`]).
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    sync::Arc,
+};
 
 use chrono::{DateTime, Utc};
 use crypto_vault::{Place, Purpose, Vault};
@@ -13,6 +17,7 @@ use sea_orm::{ConnectionTrait, QueryResult, Statement};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use tenancy::{secrets, TenancyError, TenantId, TenantTx, UserId};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{generic, standard, stripe, twilio, VerifyError};
@@ -397,13 +402,13 @@ async fn open_sealed(
 
 /// One inbound delivery as the HTTP layer received it.
 #[derive(Debug)]
-pub struct Delivery<'a> {
-    /// Header lookup by lower-case name.
-    pub headers: &'a BTreeMap<String, String>,
-    pub body: &'a [u8],
+pub struct Delivery {
+    /// Header values by lower-case name.
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
 }
 
-impl Delivery<'_> {
+impl Delivery {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
@@ -432,51 +437,213 @@ pub enum ReceiveError {
     Tenancy(#[from] TenancyError),
 }
 
-/// Receives one delivery for `source` of `tenant`: verifies it against the source's secrets at
-/// `now`, then records it in the inbox and processes it, or finds it there already. A failed
-/// check is counted on the source and processes nothing.
+/// What [`Inbox::receive`] answers for one delivery.
+pub type Outcome = Result<(Kind, Received), ReceiveError>;
+
+/// Deliveries one recording transaction takes at most: 64 inbox rows of 6 parameters and 64
+/// audit events of 8, far below the 32,766 (SQLite) and 65,535 (PostgreSQL) a statement may bind.
+pub const MAX_BATCH: usize = 64;
+
+/// Receives this process's inbound deliveries, source by source.
 ///
-/// On PostgreSQL one transaction does both: a concurrent copy's inbox insert waits on the
-/// primary key for the first one's commit and then finds it. On SQLite the check runs in a
-/// read-only transaction and the recording in a second one whose first statement is the inbox
-/// insert, so concurrent copies queue on the write lock instead of failing on a stale snapshot.
-pub async fn receive(
+/// Every delivery to one source of one workspace passes through that source's *lane*: whoever
+/// takes the lane's turn verifies and records every delivery then waiting (up to [`MAX_BATCH`])
+/// in one transaction, and answers each. Each delivery is still recorded in the inbox in the same
+/// transaction as its processing (its audit event); what is shared is the transaction, so under
+/// load the workspace's audit chain head is locked, and the WAL flushed, once per batch rather
+/// than once per delivery. An idle lane holds nothing: the first delivery takes the turn at once
+/// and is a batch of one.
+///
+/// Cancel-safe: a request dropped while it holds the turn rolls its transaction back, and the
+/// deliveries it had taken go back to the front of their lane (had its commit already gone
+/// through, the next batch finds them in the inbox and answers `duplicate`); one dropped while
+/// waiting leaves its delivery to be recorded or not (unacknowledged either way, so the sender
+/// delivers it again and the inbox tells the copies apart).
+#[derive(Default)]
+pub struct Inbox {
+    lanes: std::sync::Mutex<HashMap<(TenantId, Uuid), Arc<Lane>>>,
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox").field("lanes", &lock(&self.lanes).len()).finish()
+    }
+}
+
+#[derive(Default)]
+struct Lane {
+    waiting: std::sync::Mutex<VecDeque<Waiting>>,
+    /// Held by the request recording a batch (tokio's mutex queues waiters in order).
+    turn: tokio::sync::Mutex<()>,
+}
+
+struct Waiting {
+    delivery: Delivery,
+    now: DateTime<Utc>,
+    answer: oneshot::Sender<Outcome>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A request's hold on its lane: the last one out removes the lane.
+struct Entered<'a> {
+    inbox: &'a Inbox,
+    key: (TenantId, Uuid),
+    lane: Arc<Lane>,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        let mut lanes = lock(&self.inbox.lanes);
+        // Every other holder of the lane took it from the map under this lock.
+        if Arc::strong_count(&self.lane) == 2 {
+            lanes.remove(&self.key);
+        }
+    }
+}
+
+impl Inbox {
+    pub fn new() -> Inbox {
+        Inbox::default()
+    }
+
+    /// Receives one delivery for `source` of `tenant`: verifies it against the source's secrets
+    /// at `now`, then records it in the inbox and processes it, or finds it there already. A
+    /// failed check is counted on the source and processes nothing.
+    pub async fn receive(
+        &self,
+        db: &tenancy::Db,
+        vault: &Vault,
+        tenant: TenantId,
+        source: Uuid,
+        delivery: Delivery,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let key = (tenant, source);
+        let lane = lock(&self.lanes).entry(key).or_default().clone();
+        let entered = Entered { inbox: self, key, lane };
+        let lane = &entered.lane;
+        let (answer, mut answered) = oneshot::channel();
+        lock(&lane.waiting).push_back(Waiting { delivery, now, answer });
+        loop {
+            let turn = tokio::select! {
+                biased;
+                outcome = &mut answered => return outcome.unwrap_or_else(|_| Err(unanswered())),
+                turn = lane.turn.lock() => turn,
+            };
+            match answered.try_recv() {
+                Ok(outcome) => return outcome,
+                Err(oneshot::error::TryRecvError::Closed) => return Err(unanswered()),
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            // Those waiting now, this delivery among them unless more than a batch is ahead of it.
+            let taken = {
+                let mut waiting = lock(&lane.waiting);
+                let n = waiting.len().min(MAX_BATCH);
+                waiting.drain(..n).collect()
+            };
+            Batch { lane, taken }.record(db, vault, tenant, source).await;
+            drop(turn);
+        }
+    }
+}
+
+/// Never expected: a batch answers every delivery it takes or puts it back.
+fn unanswered() -> ReceiveError {
+    ReceiveError::Tenancy(TenancyError::Internal("an inbound delivery was left unanswered".into()))
+}
+
+/// Deliveries taken from a lane: each is answered, or put back at the front of the lane (in
+/// order) if the request recording them is dropped first.
+struct Batch<'a> {
+    lane: &'a Lane,
+    taken: Vec<Waiting>,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if !self.taken.is_empty() {
+            let mut waiting = lock(&self.lane.waiting);
+            for w in self.taken.drain(..).rev() {
+                waiting.push_front(w);
+            }
+        }
+    }
+}
+
+impl Batch<'_> {
+    async fn record(mut self, db: &tenancy::Db, vault: &Vault, tenant: TenantId, source: Uuid) {
+        let arrivals: Vec<(&Delivery, DateTime<Utc>)> = self.taken.iter().map(|w| (&w.delivery, w.now)).collect();
+        let outcomes = match receive_batch(db, vault, tenant, source, &arrivals).await {
+            Ok(outcomes) => outcomes,
+            Err(err) if arrivals.len() == 1 => vec![Err(err.into())],
+            // The whole batch failed: each delivery alone, so each gets its own answer.
+            Err(_) => {
+                let mut outcomes = Vec::with_capacity(arrivals.len());
+                for one in arrivals.chunks(1) {
+                    outcomes.push(match receive_batch(db, vault, tenant, source, one).await {
+                        Ok(mut alone) => alone.pop().unwrap_or_else(|| Err(unanswered())),
+                        Err(err) => Err(err.into()),
+                    });
+                }
+                outcomes
+            }
+        };
+        for (w, outcome) in std::mem::take(&mut self.taken).into_iter().zip(outcomes) {
+            // A request that has gone away no longer needs its answer.
+            let _ = w.answer.send(outcome);
+        }
+    }
+}
+
+/// A verified delivery, ready for the inbox.
+struct Event {
+    event_id: String,
+    event_type: Option<String>,
+    body_sha256: String,
+    received_at: DateTime<Utc>,
+}
+
+/// Verifies and records `arrivals` for `source`, answering each in order.
+///
+/// On PostgreSQL one transaction does both: a concurrent copy's inbox insert (from another
+/// replica) waits on the primary key for this one's commit and then finds it. On SQLite the check
+/// runs in a read-only transaction and the recording in a second one whose first statement
+/// writes, so concurrent writers queue on the write lock instead of failing on a stale snapshot.
+async fn receive_batch(
     db: &tenancy::Db,
     vault: &Vault,
     tenant: TenantId,
     source: Uuid,
-    delivery: &Delivery<'_>,
-    now: DateTime<Utc>,
-) -> Result<(Kind, Received), ReceiveError> {
+    arrivals: &[(&Delivery, DateTime<Utc>)],
+) -> Result<Vec<Outcome>, TenancyError> {
     // No principal: the policies let a tenant-context transaction read sources and write the
     // inbox, its statistics and the audit trail, nothing else.
     let tx = TenantTx::begin_claiming(db, tenant, UserId(Uuid::nil())).await?;
-    let (kind, event_id, event_type) = match check(&tx, vault, source, delivery, now).await {
-        Ok(ok) => ok,
-        Err(ReceiveError::Verify(kind, err)) if !err.is_configuration_error() => {
-            let counted = count_failure(&tx, source, now).await;
-            tx.settle(counted).await?;
-            return Err(ReceiveError::Verify(kind, err));
-        }
-        Err(err) => {
+    let checked = match check(&tx, vault, source, arrivals).await {
+        Ok(Some(checked)) => checked,
+        Ok(None) => {
             tx.rollback().await?;
-            return Err(err);
+            return Ok(arrivals.iter().map(|_| Err(ReceiveError::NotFound)).collect());
         }
+        Err(err) => return tx.settle(Err(err)).await,
     };
     if db.backend() == storage::Backend::Postgres {
-        let result = record(&tx, kind, source, &event_id, event_type, delivery, now).await;
-        return Ok((kind, tx.settle(result).await?));
+        let result = record(&tx, source, &checked).await;
+        return tx.settle(result).await;
     }
     tx.commit().await?;
     let mut attempt = 0;
     loop {
         let tx = TenantTx::begin_claiming(db, tenant, UserId(Uuid::nil())).await?;
-        let result = record(&tx, kind, source, &event_id, event_type.clone(), delivery, now).await;
+        let result = record(&tx, source, &checked).await;
         match tx.settle(result).await {
             // SQLite refuses a write whose read snapshot another writer has since moved past
             // (`SQLITE_BUSY`); the transaction was rolled back whole, so it is simply run again.
             Err(err) if attempt < SQLITE_BUSY_RETRIES && is_sqlite_busy(&err) => attempt += 1,
-            other => return Ok((kind, other?)),
+            other => return other,
         }
     }
 }
@@ -493,14 +660,22 @@ fn is_sqlite_busy(err: &TenancyError) -> bool {
     text.contains("database is locked") || text.contains("(code: 5)") || text.contains("(code: 517)")
 }
 
-/// Reads the source and verifies the delivery: its kind, event id and event type.
+/// A source's kind and each arrival's verdict.
+struct Checked {
+    kind: Kind,
+    verdicts: Vec<Result<Event, VerifyError>>,
+    /// When each arrived.
+    arrived: Vec<DateTime<Utc>>,
+}
+
+/// Reads the source once and verifies every arrival against it; `None` when there is no such
+/// live source.
 async fn check(
     tx: &TenantTx,
     vault: &Vault,
     source: Uuid,
-    delivery: &Delivery<'_>,
-    now: DateTime<Utc>,
-) -> Result<(Kind, String, Option<String>), ReceiveError> {
+    arrivals: &[(&Delivery, DateTime<Utc>)],
+) -> Result<Option<Checked>, TenancyError> {
     let row = tx
         .conn()
         .query_one(stmt(
@@ -509,60 +684,104 @@ async fn check(
               WHERE s.tenant_id = $1 AND s.id = $2 AND w.deleted_at IS NULL",
             vec![tx.tenant().0.into(), source.into()],
         ))
-        .await
-        .map_err(TenancyError::from)?
-        .ok_or(ReceiveError::NotFound)?;
-    let kind: String = row.try_get("", "kind").map_err(TenancyError::from)?;
-    let kind = Kind::parse(&kind).ok_or(ReceiveError::NotFound)?;
-    let settings: String = row.try_get("", "settings").map_err(TenancyError::from)?;
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let kind: String = row.try_get("", "kind")?;
+    let Some(kind) = Kind::parse(&kind) else { return Ok(None) };
+    let settings: String = row.try_get("", "settings")?;
     let settings: Settings =
         serde_json::from_str(&settings).map_err(|_| TenancyError::Internal("webhook settings are not JSON".into()))?;
-    let sealed: Option<Vec<u8>> = row.try_get("", "secrets_ciphertext").map_err(TenancyError::from)?;
+    let sealed: Option<Vec<u8>> = row.try_get("", "secrets_ciphertext")?;
     let secrets = open_sealed(tx, vault, source, sealed.as_deref()).await?.unwrap_or(SourceSecrets(Vec::new()));
-    let (event_id, event_type) =
-        verify(kind, &settings, &secrets, delivery, now).map_err(|e| ReceiveError::Verify(kind, e))?;
-    Ok((kind, event_id, event_type))
+    let verdicts = arrivals
+        .iter()
+        .map(|(delivery, now)| {
+            let (event_id, event_type) = verify(kind, &settings, &secrets, delivery, *now)?;
+            Ok(Event {
+                event_id,
+                event_type,
+                body_sha256: hex::encode(Sha256::digest(&delivery.body)),
+                received_at: *now,
+            })
+        })
+        .collect();
+    Ok(Some(Checked { kind, verdicts, arrived: arrivals.iter().map(|(_, now)| *now).collect() }))
 }
 
-/// Inserts a verified event into the inbox and processes it, unless it is there already.
-async fn record(
-    tx: &TenantTx,
-    kind: Kind,
-    source: Uuid,
-    event_id: &str,
-    event_type: Option<String>,
-    delivery: &Delivery<'_>,
-    now: DateTime<Utc>,
-) -> Result<Received, TenancyError> {
-    let inserted = tx
-        .conn()
-        .execute(stmt(
-            tx,
-            "INSERT INTO webhook_inbox (tenant_id, source_id, event_id, event_type, body_sha256, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (source_id, event_id) DO NOTHING",
-            vec![
-                tx.tenant().0.into(),
-                source.into(),
-                event_id.into(),
-                event_type.clone().into(),
-                hex::encode(Sha256::digest(delivery.body)).into(),
-                now.into(),
-            ],
-        ))
-        .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(Received::Duplicate { event_id: event_id.to_owned() });
+/// Counts the batch's signature failures on the source, inserts its verified events into the
+/// inbox and processes those that were not there already; each arrival's answer, in order.
+async fn record(tx: &TenantTx, source: Uuid, checked: &Checked) -> Result<Vec<Outcome>, TenancyError> {
+    let kind = checked.kind;
+    let failures: Vec<DateTime<Utc>> = checked
+        .verdicts
+        .iter()
+        .zip(&checked.arrived)
+        .filter(|(v, _)| v.as_ref().is_err_and(|e| !e.is_configuration_error()))
+        .map(|(_, at)| *at)
+        .collect();
+    if let Some(last_at) = failures.iter().max() {
+        count_failures(tx, source, failures.len(), *last_at).await?;
     }
-    // Processing: the event enters the workspace's audit trail (never its body).
-    tx.record(
-        audit::Category::Webhook,
-        "webhook.received",
-        serde_json::json!({ "source_id": source, "kind": kind.as_str(), "event_id": event_id, "event_type": event_type }),
-        now,
-    )
-    .await?;
+    // The first copy of an event id in the batch goes to the inbox; later ones are duplicates.
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    let fresh: Vec<(usize, &Event)> = checked
+        .verdicts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.as_ref().ok().map(|e| (i, e)))
+        .filter(|(i, e)| *first.entry(e.event_id.as_str()).or_insert(*i) == *i)
+        .collect();
+    let inserted = insert(tx, source, &fresh).await?;
+    let mut outcomes = Vec::with_capacity(checked.verdicts.len());
+    for (i, verdict) in checked.verdicts.iter().enumerate() {
+        outcomes.push(match verdict {
+            Err(err) => Err(ReceiveError::Verify(kind, *err)),
+            Ok(e) if first.get(e.event_id.as_str()) == Some(&i) && inserted.contains(e.event_id.as_str()) => {
+                // Processing: the event enters the workspace's audit trail (never its body).
+                tx.record(
+                    audit::Category::Webhook,
+                    "webhook.received",
+                    serde_json::json!({ "source_id": source, "kind": kind.as_str(), "event_id": e.event_id, "event_type": e.event_type }),
+                    e.received_at,
+                )
+                .await?;
+                Ok((kind, Received::Accepted { event_id: e.event_id.clone() }))
+            }
+            Ok(e) => Ok((kind, Received::Duplicate { event_id: e.event_id.clone() })),
+        });
+    }
     // The accepted count is the inbox's own row count: no shared counter row to lock per event.
-    Ok(Received::Accepted { event_id: event_id.to_owned() })
+    Ok(outcomes)
+}
+
+/// Inserts `events` into the inbox in one statement, skipping those there already; the event ids
+/// it inserted.
+async fn insert(tx: &TenantTx, source: Uuid, events: &[(usize, &Event)]) -> Result<HashSet<String>, TenancyError> {
+    if events.is_empty() {
+        return Ok(HashSet::new());
+    }
+    const COLUMNS: usize = 6;
+    let mut sql = String::from(
+        "INSERT INTO webhook_inbox (tenant_id, source_id, event_id, event_type, body_sha256, received_at) VALUES ",
+    );
+    let mut values = Vec::with_capacity(events.len() * COLUMNS);
+    for (n, (_, e)) in events.iter().enumerate() {
+        let p: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", n * COLUMNS + c)).collect();
+        sql.push_str(if n == 0 { "(" } else { ", (" });
+        sql.push_str(&p.join(", "));
+        sql.push(')');
+        values.extend([
+            tx.tenant().0.into(),
+            source.into(),
+            e.event_id.clone().into(),
+            e.event_type.clone().into(),
+            e.body_sha256.clone().into(),
+            e.received_at.into(),
+        ]);
+    }
+    sql.push_str(" ON CONFLICT (source_id, event_id) DO NOTHING RETURNING event_id");
+    let rows = tx.conn().query_all(stmt(tx, &sql, values)).await?;
+    rows.iter().map(|r| r.try_get::<String>("", "event_id").map_err(TenancyError::from)).collect()
 }
 
 /// Checks the delivery's signature; the event id (and type) it carries.
@@ -570,12 +789,12 @@ fn verify(
     kind: Kind,
     settings: &Settings,
     secrets: &SourceSecrets,
-    d: &Delivery<'_>,
+    d: &Delivery,
     now: DateTime<Utc>,
 ) -> Result<(String, Option<String>), VerifyError> {
-    let body_id = || format!("sha256:{}", hex::encode(Sha256::digest(d.body)));
+    let body_id = || format!("sha256:{}", hex::encode(Sha256::digest(&d.body)));
     let json_field = |field: &str| {
-        serde_json::from_slice::<serde_json::Value>(d.body)
+        serde_json::from_slice::<serde_json::Value>(&d.body)
             .ok()
             .and_then(|v| v.get(field).and_then(|f| f.as_str()).map(|s| s.chars().take(200).collect::<String>()))
     };
@@ -583,7 +802,7 @@ fn verify(
     match kind {
         Kind::Stripe => {
             let keys = raw.iter().filter_map(|s| stripe::SigningSecret::parse(s).ok()).collect::<Vec<_>>();
-            stripe::verify(d.header(stripe::SIGNATURE_HEADER), d.body, &keys, now)?;
+            stripe::verify(d.header(stripe::SIGNATURE_HEADER), &d.body, &keys, now)?;
             Ok((json_field("id").unwrap_or_else(body_id), json_field("type")))
         }
         Kind::Standard => {
@@ -593,13 +812,13 @@ fn verify(
                 timestamp: d.header(standard::TIMESTAMP_HEADER),
                 signature: d.header(standard::SIGNATURE_HEADER),
             };
-            standard::verify(&headers, d.body, &keys, now)?;
+            standard::verify(&headers, &d.body, &keys, now)?;
             Ok((headers.id.unwrap_or_default().to_owned(), json_field("type")))
         }
         Kind::Twilio => {
             let keys = raw.iter().filter_map(|s| twilio::AuthToken::parse(s).ok()).collect::<Vec<_>>();
             let url = settings.url.as_deref().unwrap_or_default();
-            twilio::verify(d.header(twilio::SIGNATURE_HEADER), url, d.body, &keys)?;
+            twilio::verify(d.header(twilio::SIGNATURE_HEADER), url, &d.body, &keys)?;
             // Only signed material names the event: the URL and the parameters as signed (sorted,
             // decoded), or the body that `bodySHA256` in the signed URL pins. An unsigned header
             // such as `I-Twilio-Idempotency-Token`, or a re-encoded or reordered body, must not
@@ -608,7 +827,7 @@ fn verify(
                 d.body.to_vec()
             } else {
                 let mut params: Vec<(String, String)> =
-                    url::form_urlencoded::parse(d.body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+                    url::form_urlencoded::parse(&d.body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
                 params.sort();
                 params.into_iter().flat_map(|(k, v)| [k, v]).collect::<Vec<_>>().join("\n").into_bytes()
             };
@@ -625,14 +844,14 @@ fn verify(
                 signature: settings.signature_header.as_deref().and_then(|h| d.header(h)),
                 timestamp: settings.timestamp_header.as_deref().and_then(|h| d.header(h)),
             };
-            generic::verify(&scheme, &headers, d.body, &keys, now)?;
+            generic::verify(&scheme, &headers, &d.body, &keys, now)?;
             // The signed material names the event: the timestamp (when signed) and the body.
             let id = match headers.timestamp {
                 Some(t) => {
                     let mut h = Sha256::new();
                     h.update(t.as_bytes());
                     h.update(b".");
-                    h.update(d.body);
+                    h.update(&d.body);
                     format!("sha256:{}", hex::encode(h.finalize()))
                 }
                 None => body_id(),
@@ -642,16 +861,16 @@ fn verify(
     }
 }
 
-/// Counts a signature failure on a source.
-async fn count_failure(tx: &TenantTx, source: Uuid, failed_at: DateTime<Utc>) -> Result<(), TenancyError> {
+/// Counts `n` signature failures on a source, the last of them at `last_at`.
+async fn count_failures(tx: &TenantTx, source: Uuid, n: usize, last_at: DateTime<Utc>) -> Result<(), TenancyError> {
     tx.conn()
         .execute(stmt(
             tx,
             "INSERT INTO webhook_source_stats (source_id, tenant_id, accepted, signature_failures, last_failure_at)
-             VALUES ($1, $2, 0, 1, $3)
-             ON CONFLICT (source_id) DO UPDATE SET signature_failures = webhook_source_stats.signature_failures + 1,
+             VALUES ($1, $2, 0, $3, $4)
+             ON CONFLICT (source_id) DO UPDATE SET signature_failures = webhook_source_stats.signature_failures + excluded.signature_failures,
                  last_failure_at = excluded.last_failure_at",
-            vec![source.into(), tx.tenant().0.into(), failed_at.into()],
+            vec![source.into(), tx.tenant().0.into(), i64::try_from(n).unwrap_or(i64::MAX).into(), last_at.into()],
         ))
         .await?;
     Ok(())

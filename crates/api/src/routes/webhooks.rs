@@ -209,9 +209,9 @@ impl WebhooksApi {
             .iter()
             .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_owned())))
             .collect();
-        let delivery = inbound::Delivery { headers: &headers, body: &body.0 };
+        let delivery = inbound::Delivery { headers, body: body.0 };
         let tenant = tenancy::TenantId(workspace_id.0);
-        match inbound::receive(&state.db, &state.vault, tenant, source_id.0, &delivery, state.auth.now()).await {
+        match state.inbox.receive(&state.db, &state.vault, tenant, source_id.0, delivery, state.auth.now()).await {
             Ok((_, Received::Accepted { event_id })) => Ok(Json(DeliveryBody { status: "accepted".into(), event_id })),
             Ok((_, Received::Duplicate { event_id })) => {
                 Ok(Json(DeliveryBody { status: "duplicate".into(), event_id }))
