@@ -280,15 +280,12 @@ pub async fn append<C: ConnectionTrait>(
     event: &NewEvent,
     now: DateTime<Utc>,
 ) -> Result<Uuid, AuditError> {
-    if conn.get_database_backend() == DatabaseBackend::Postgres {
-        let ids = insert_linked_by_trigger(conn, chain, &[(event, now)]).await?;
-        return ids.into_iter().next().ok_or_else(|| AuditError::Invalid("no event inserted"));
-    }
-    check_action(&event.action)?;
     let id = Uuid::new_v4();
-    let mut payload = event.payload.clone();
-    scrub_value(&mut payload);
-    let payload = payload.to_string();
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        insert_linked_by_trigger(conn, chain, &[(id, event, now)]).await?;
+        return Ok(id);
+    }
+    let payload = stored_payload(event)?;
     let row = Row {
         id,
         chain,
@@ -312,59 +309,62 @@ pub async fn append_many<C: ConnectionTrait>(
     chain: Uuid,
     events: &[(NewEvent, DateTime<Utc>)],
 ) -> Result<Vec<Uuid>, AuditError> {
-    let mut ids = Vec::with_capacity(events.len());
     if conn.get_database_backend() != DatabaseBackend::Postgres {
+        let mut ids = Vec::with_capacity(events.len());
         for (event, now) in events {
             ids.push(append(conn, chain, event, *now).await?);
         }
         return Ok(ids);
     }
-    for chunk in events.chunks(APPEND_CHUNK) {
-        let chunk: Vec<(&NewEvent, DateTime<Utc>)> = chunk.iter().map(|(e, now)| (e, *now)).collect();
-        ids.extend(insert_linked_by_trigger(conn, chain, &chunk).await?);
+    let rows: Vec<(Uuid, &NewEvent, DateTime<Utc>)> = events.iter().map(|(e, now)| (Uuid::new_v4(), e, *now)).collect();
+    for chunk in rows.chunks(APPEND_CHUNK) {
+        insert_linked_by_trigger(conn, chain, chunk).await?;
     }
-    Ok(ids)
+    Ok(rows.iter().map(|(id, _, _)| *id).collect())
 }
 
-/// PostgreSQL: one insert of `events` into `chain`, numbered and linked by the chaining trigger.
+/// The payload text an event is stored and hashed with (its action checked, its personal data
+/// scrubbed).
+fn stored_payload(event: &NewEvent) -> Result<String, AuditError> {
+    check_action(&event.action)?;
+    let mut payload = event.payload.clone();
+    scrub_value(&mut payload);
+    Ok(payload.to_string())
+}
+
+/// PostgreSQL: one insert of `rows` into `chain`; the chaining trigger numbers and links each
+/// (whatever is bound for seq, prev_hash and hash).
 async fn insert_linked_by_trigger<C: ConnectionTrait>(
     conn: &C,
     chain: Uuid,
-    events: &[(&NewEvent, DateTime<Utc>)],
-) -> Result<Vec<Uuid>, AuditError> {
-    const COLUMNS: usize = 8;
-    let mut sql = String::from(
-        "INSERT INTO audit_events (id, tenant_id, seq, occurred_at, category, action, actor_id, request_id, payload, prev_hash, hash) VALUES ",
-    );
-    let mut values = Vec::with_capacity(events.len() * COLUMNS);
-    let mut ids = Vec::with_capacity(events.len());
-    for (i, (event, now)) in events.iter().enumerate() {
-        check_action(&event.action)?;
-        let id = Uuid::new_v4();
-        let mut payload = event.payload.clone();
-        scrub_value(&mut payload);
-        let p: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", i * COLUMNS + c)).collect();
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("({}, {}, 0, {}, '', '')", p[0], p[1], p[2..].join(", ")));
+    rows: &[(Uuid, &NewEvent, DateTime<Utc>)],
+) -> Result<(), AuditError> {
+    const COLUMNS: usize = 11;
+    let mut values = Vec::with_capacity(rows.len() * COLUMNS);
+    for (id, event, now) in rows {
         values.extend([
-            id.into(),
+            (*id).into(),
             chain.into(),
+            0i64.into(),
             truncate_micros(*now).into(),
             event.category.as_str().into(),
             event.action.as_str().into(),
             event.actor.into(),
             event.request_id.clone().into(),
-            payload.to_string().into(),
+            stored_payload(event)?.into(),
+            "".into(),
+            "".into(),
         ]);
-        ids.push(id);
     }
+    let sql = format!(
+        "INSERT INTO audit_events (id, tenant_id, seq, occurred_at, category, action, actor_id, request_id, payload, prev_hash, hash) VALUES {}",
+        storage::values_rows(rows.len(), COLUMNS)
+    );
     conn.execute(stmt(conn, &sql, values)).await?;
-    Ok(ids)
+    Ok(())
 }
 
-/// Events one insert of [`append_many`] carries at most (8 parameters each, far below
+/// Events one insert of [`append_many`] carries at most (11 parameters each, far below
 /// PostgreSQL's 65,535).
 pub const APPEND_CHUNK: usize = 256;
 

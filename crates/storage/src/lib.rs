@@ -176,3 +176,31 @@ pub async fn settle<T, E: From<DbErr>>(txn: sea_orm::DatabaseTransaction, result
         }
     }
 }
+
+/// The `VALUES` list of a multi-row insert: `rows` groups of `columns` numbered placeholders,
+/// `($1, $2), ($3, $4)` (both stores bind `$n`).
+pub fn values_rows(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 1..=columns {
+            if column > 1 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+#[cfg(test)]
+mod values_rows_tests {
+    #[test]
+    fn placeholders_are_numbered_row_by_row() {
+        assert_eq!(super::values_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::values_rows(1, 1), "($1)");
+        assert_eq!(super::values_rows(0, 4), "");
+    }
+}

@@ -210,22 +210,13 @@ impl TenantTx {
     pub async fn settle<T>(self, result: Result<T, TenancyError>) -> Result<T, TenancyError> {
         let pending = self.pending.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         let result = match result {
-            Ok(value) => append_all(&self.txn, self.tenant, &pending).await.map(|()| value),
+            Ok(value) => {
+                audit::append_many(&self.txn, self.tenant.0, &pending).await.map(|_| value).map_err(Into::into)
+            }
             err => err,
         };
         storage::settle(self.txn, result).await
     }
-}
-
-async fn append_all(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
-    events: &[(audit::NewEvent, chrono::DateTime<chrono::Utc>)],
-) -> Result<(), TenancyError> {
-    if !events.is_empty() {
-        audit::append_many(txn, tenant.0, events).await?;
-    }
-    Ok(())
 }
 
 pub(crate) fn stmt(tx: &TenantTx, sql: &str, values: Vec<sea_orm::Value>) -> Statement {

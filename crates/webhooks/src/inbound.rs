@@ -441,7 +441,7 @@ pub enum ReceiveError {
 pub type Outcome = Result<(Kind, Received), ReceiveError>;
 
 /// Deliveries one recording transaction takes at most: 64 inbox rows of 6 parameters and 64
-/// audit events of 8, far below the 32,766 (SQLite) and 65,535 (PostgreSQL) a statement may bind.
+/// audit events of 11, far below the 32,766 (SQLite) and 65,535 (PostgreSQL) a statement may bind.
 pub const MAX_BATCH: usize = 64;
 
 /// Receives this process's inbound deliveries, source by source.
@@ -603,7 +603,6 @@ struct Event {
     event_id: String,
     event_type: Option<String>,
     body_sha256: String,
-    received_at: DateTime<Utc>,
 }
 
 /// Verifies and records `arrivals` for `source`, answering each in order.
@@ -660,12 +659,10 @@ fn is_sqlite_busy(err: &TenancyError) -> bool {
     text.contains("database is locked") || text.contains("(code: 5)") || text.contains("(code: 517)")
 }
 
-/// A source's kind and each arrival's verdict.
+/// A source's kind, and each arrival's time and verdict.
 struct Checked {
     kind: Kind,
-    verdicts: Vec<Result<Event, VerifyError>>,
-    /// When each arrived.
-    arrived: Vec<DateTime<Utc>>,
+    verdicts: Vec<(DateTime<Utc>, Result<Event, VerifyError>)>,
 }
 
 /// Reads the source once and verifies every arrival against it; `None` when there is no such
@@ -696,53 +693,51 @@ async fn check(
     let verdicts = arrivals
         .iter()
         .map(|(delivery, now)| {
-            let (event_id, event_type) = verify(kind, &settings, &secrets, delivery, *now)?;
-            Ok(Event {
+            let verdict = verify(kind, &settings, &secrets, delivery, *now).map(|(event_id, event_type)| Event {
                 event_id,
                 event_type,
                 body_sha256: hex::encode(Sha256::digest(&delivery.body)),
-                received_at: *now,
-            })
+            });
+            (*now, verdict)
         })
         .collect();
-    Ok(Some(Checked { kind, verdicts, arrived: arrivals.iter().map(|(_, now)| *now).collect() }))
+    Ok(Some(Checked { kind, verdicts }))
 }
 
 /// Counts the batch's signature failures on the source, inserts its verified events into the
 /// inbox and processes those that were not there already; each arrival's answer, in order.
 async fn record(tx: &TenantTx, source: Uuid, checked: &Checked) -> Result<Vec<Outcome>, TenancyError> {
     let kind = checked.kind;
-    let failures: Vec<DateTime<Utc>> = checked
+    let failed: Vec<DateTime<Utc>> = checked
         .verdicts
         .iter()
-        .zip(&checked.arrived)
-        .filter(|(v, _)| v.as_ref().is_err_and(|e| !e.is_configuration_error()))
-        .map(|(_, at)| *at)
+        .filter(|(_, v)| v.as_ref().is_err_and(|e| !e.is_configuration_error()))
+        .map(|(at, _)| *at)
         .collect();
-    if let Some(last_at) = failures.iter().max() {
-        count_failures(tx, source, failures.len(), *last_at).await?;
+    if let Some(last_at) = failed.iter().max() {
+        count_failures(tx, source, failed.len(), *last_at).await?;
     }
     // The first copy of an event id in the batch goes to the inbox; later ones are duplicates.
-    let mut first: HashMap<&str, usize> = HashMap::new();
-    let fresh: Vec<(usize, &Event)> = checked
+    let mut seen = HashSet::new();
+    let fresh: Vec<(DateTime<Utc>, &Event)> = checked
         .verdicts
         .iter()
-        .enumerate()
-        .filter_map(|(i, v)| v.as_ref().ok().map(|e| (i, e)))
-        .filter(|(i, e)| *first.entry(e.event_id.as_str()).or_insert(*i) == *i)
+        .filter_map(|(at, v)| v.as_ref().ok().map(|e| (*at, e)))
+        .filter(|(_, e)| seen.insert(e.event_id.as_str()))
         .collect();
-    let inserted = insert(tx, source, &fresh).await?;
+    let mut inserted = insert(tx, source, &fresh).await?;
     let mut outcomes = Vec::with_capacity(checked.verdicts.len());
-    for (i, verdict) in checked.verdicts.iter().enumerate() {
+    for (at, verdict) in &checked.verdicts {
         outcomes.push(match verdict {
             Err(err) => Err(ReceiveError::Verify(kind, *err)),
-            Ok(e) if first.get(e.event_id.as_str()) == Some(&i) && inserted.contains(e.event_id.as_str()) => {
+            // Only the copy that was inserted is processed (the first to claim its id here).
+            Ok(e) if inserted.remove(&e.event_id) => {
                 // Processing: the event enters the workspace's audit trail (never its body).
                 tx.record(
                     audit::Category::Webhook,
                     "webhook.received",
                     serde_json::json!({ "source_id": source, "kind": kind.as_str(), "event_id": e.event_id, "event_type": e.event_type }),
-                    e.received_at,
+                    *at,
                 )
                 .await?;
                 Ok((kind, Received::Accepted { event_id: e.event_id.clone() }))
@@ -756,30 +751,31 @@ async fn record(tx: &TenantTx, source: Uuid, checked: &Checked) -> Result<Vec<Ou
 
 /// Inserts `events` into the inbox in one statement, skipping those there already; the event ids
 /// it inserted.
-async fn insert(tx: &TenantTx, source: Uuid, events: &[(usize, &Event)]) -> Result<HashSet<String>, TenancyError> {
+async fn insert(
+    tx: &TenantTx,
+    source: Uuid,
+    events: &[(DateTime<Utc>, &Event)],
+) -> Result<HashSet<String>, TenancyError> {
     if events.is_empty() {
         return Ok(HashSet::new());
     }
     const COLUMNS: usize = 6;
-    let mut sql = String::from(
-        "INSERT INTO webhook_inbox (tenant_id, source_id, event_id, event_type, body_sha256, received_at) VALUES ",
-    );
     let mut values = Vec::with_capacity(events.len() * COLUMNS);
-    for (n, (_, e)) in events.iter().enumerate() {
-        let p: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", n * COLUMNS + c)).collect();
-        sql.push_str(if n == 0 { "(" } else { ", (" });
-        sql.push_str(&p.join(", "));
-        sql.push(')');
+    for (at, e) in events {
         values.extend([
             tx.tenant().0.into(),
             source.into(),
             e.event_id.clone().into(),
             e.event_type.clone().into(),
             e.body_sha256.clone().into(),
-            e.received_at.into(),
+            (*at).into(),
         ]);
     }
-    sql.push_str(" ON CONFLICT (source_id, event_id) DO NOTHING RETURNING event_id");
+    let sql = format!(
+        "INSERT INTO webhook_inbox (tenant_id, source_id, event_id, event_type, body_sha256, received_at) VALUES {}
+         ON CONFLICT (source_id, event_id) DO NOTHING RETURNING event_id",
+        storage::values_rows(events.len(), COLUMNS)
+    );
     let rows = tx.conn().query_all(stmt(tx, &sql, values)).await?;
     rows.iter().map(|r| r.try_get::<String>("", "event_id").map_err(TenancyError::from)).collect()
 }
