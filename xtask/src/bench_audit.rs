@@ -155,7 +155,7 @@ pub(crate) async fn entries(
     admin.conn().execute_unprepared(UNCHAINED).await?;
     admin.close().await?;
     let (mut on_runs, mut off_runs, mut chains) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..2 {
+    for _ in 0..crate::bench::ROUNDS {
         let tenants: Vec<uuid::Uuid> = (0..4).map(|_| uuid::Uuid::new_v4()).collect();
         on_runs.push(append_load(app_url, Chain::On, &tenants, duration).await?);
         off_runs.push(append_load(app_url, Chain::Off, &tenants, duration).await?);

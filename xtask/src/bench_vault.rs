@@ -38,7 +38,7 @@ fn measure(budget: Duration, mut op: impl FnMut()) -> Measurement {
     }
 }
 
-/// Seal + open of a 256-byte secret: the envelope vs the raw crate, alternating, best of two.
+/// Seal + open of a 256-byte secret: the envelope vs the raw crate, alternating, best of ROUNDS.
 pub(crate) fn crypto_entries(seconds: u64) -> anyhow::Result<Vec<Entry>> {
     let budget = Duration::from_secs(seconds.clamp(1, 10));
     let material = crypto_vault::KeyMaterial::generate();
@@ -50,7 +50,7 @@ pub(crate) fn crypto_entries(seconds: u64) -> anyhow::Result<Vec<Entry>> {
     let secret = [0x42u8; SECRET_LEN];
     let mut failures = 0u64;
     let (mut subject, mut baseline) = (Vec::new(), Vec::new());
-    for _ in 0..2 {
+    for _ in 0..crate::bench::ROUNDS {
         subject.push(measure(budget, || {
             let sealed = key.seal(&place, &secret);
             let ok = sealed.and_then(|s| key.open(&place, &s)).is_ok_and(|p| p.len() == SECRET_LEN);
