@@ -221,6 +221,37 @@ async fn a_first_sign_in_creates_a_passwordless_verified_account_and_the_next_fi
     }
 }
 
+async fn two_first_sign_ins_of_one_identity_at_once_both_succeed_into_one_account(backend: Backend) {
+    let s = setup(backend).await;
+    let email = testkit::unique_email();
+    s.provider.add_account("sub-twin", &email, true).await;
+    // Two browsers finish at the provider, then both arrive back at the same moment: each finds
+    // no account yet and creates one; the second to commit must settle into the first's.
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let (url, binding) = start(&s.app).await;
+        answers.push((s.provider.authorize(&url, "sub-twin").await, binding));
+    }
+    let (first, second) = tokio::join!(
+        callback(&s.app, &answers[0].0, Some(&answers[0].1)),
+        callback(&s.app, &answers[1].0, Some(&answers[1].1)),
+    );
+    let mut ids = Vec::new();
+    for resp in [first, second] {
+        assert_eq!(resp.status(), 303, "each sign-in completes");
+        let (status, user) = me(&s.app, &cookie(&resp, "__Host-rampart_session").expect("a session cookie")).await;
+        assert_eq!((status, user["email"].as_str()), (200, Some(email.as_str())), "{user}");
+        ids.push(user["id"].clone());
+    }
+    assert_eq!(ids[0], ids[1], "both sessions belong to one account");
+    let accounts =
+        owner_text(&s.app, &format!("SELECT CAST(COUNT(*) AS TEXT) FROM users WHERE email = '{email}'")).await;
+    let identities =
+        owner_text(&s.app, &format!("SELECT CAST(COUNT(*) AS TEXT) FROM user_identities WHERE email = '{email}'"))
+            .await;
+    assert_eq!((accounts.as_deref(), identities.as_deref()), (Some("1"), Some("1")), "one account, linked once");
+}
+
 async fn a_tampered_a_replayed_or_another_browsers_state_is_refused(backend: Backend) {
     let s = setup(backend).await;
     s.provider.add_account("sub-bo", &testkit::unique_email(), true).await;
@@ -723,6 +754,7 @@ backend_tests!(
     an_account_with_a_second_factor_completes_a_provider_sign_in_with_it,
     an_account_without_a_password_re_authenticates_through_its_provider,
     a_first_sign_in_creates_a_passwordless_verified_account_and_the_next_finds_it,
+    two_first_sign_ins_of_one_identity_at_once_both_succeed_into_one_account,
     a_tampered_a_replayed_or_another_browsers_state_is_refused,
     an_id_token_with_another_nonce_or_signed_by_another_key_is_refused,
     an_address_the_provider_has_not_verified_is_not_taken,

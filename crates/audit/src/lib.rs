@@ -285,6 +285,9 @@ pub async fn append<C: ConnectionTrait>(
         insert_linked_by_trigger(conn, chain, &[(id, event, now)]).await?;
         return Ok(id);
     }
+    // The chain's head is read, then moved: holding the write lock first makes a concurrent
+    // writer wait instead of failing this transaction on a stale snapshot.
+    storage::claim_sqlite_write_lock(conn).await?;
     let payload = stored_payload(event)?;
     let row = Row {
         id,

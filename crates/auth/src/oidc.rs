@@ -44,6 +44,9 @@ use crate::{token, AuthError};
 pub const FLOW_TTL: Duration = Duration::minutes(10);
 /// The code a native client exchanges lives one minute and works once (RFC 6749 §4.1.2).
 pub const NATIVE_CODE_TTL: Duration = Duration::minutes(1);
+/// Times a provider sign-in's account transaction runs before a lost race to create the account
+/// is reported (the second run finds the winner's account).
+const SETTLE_ATTEMPTS: u32 = 3;
 /// Provider metadata and keys are fetched again after an hour, or for an unknown key (at most
 /// once a minute, so forged tokens cannot make Rampart hammer the provider).
 const METADATA_TTL: Duration = Duration::hours(1);
@@ -1095,18 +1098,63 @@ impl AuthService {
     /// - an account with that address already verified is not linked silently: its owner signs
     ///   in and links the provider ([`OidcError::AccountExists`]);
     /// - otherwise a new account, without a password, when sign-up is open.
+    ///
+    /// Two first sign-ins of one identity at once: on SQLite the second waits for the first's
+    /// write lock, then finds what it created; on PostgreSQL both find no identity and both
+    /// create it, and the one whose commit comes second fails whole on the unique address or
+    /// identity and is settled again, now finding the first's.
     async fn settle_sign_in(
         &self,
         cfg: &ProviderConfig,
         verified: &Verified,
         meta: &RequestMeta,
     ) -> Result<Uuid, AuthError> {
+        let mut attempt = 1;
+        loop {
+            match self.settle_sign_in_once(cfg, verified, meta).await {
+                Err(AuthError::Db(err) | AuthError::Audit(audit::AuditError::Db(err)))
+                    if attempt < SETTLE_ATTEMPTS && storage::is_unique_violation(&err) =>
+                {
+                    attempt += 1;
+                }
+                settled => return settled,
+            }
+        }
+    }
+
+    /// One run of [`Self::settle_sign_in`]'s transaction, ended by its outcome. On SQLite it holds
+    /// the write lock from its start, so a concurrent sign-in queues on it instead of failing its
+    /// first write on a stale snapshot.
+    async fn settle_sign_in_once(
+        &self,
+        cfg: &ProviderConfig,
+        verified: &Verified,
+        meta: &RequestMeta,
+    ) -> Result<Uuid, AuthError> {
+        let txn = self.db.conn().begin().await?;
+        let result = match storage::claim_sqlite_write_lock(&txn).await {
+            Ok(()) => self.settle_sign_in_in(&txn, cfg, verified, meta).await,
+            Err(err) => Err(err.into()),
+        };
+        let result = storage::settle(txn, result).await;
+        if let Err(err @ AuthError::Oidc(OidcError::EmailUnverified)) = &result {
+            self.record_refusal(cfg.name.as_str(), err, meta).await?;
+        }
+        result
+    }
+
+    async fn settle_sign_in_in(
+        &self,
+        txn: &DatabaseTransaction,
+        cfg: &ProviderConfig,
+        verified: &Verified,
+        meta: &RequestMeta,
+    ) -> Result<Uuid, AuthError> {
         let provider = cfg.name.as_str();
         let now = self.clock.now();
-        let txn = self.db.conn().begin().await?;
         let known = txn
             .query_one(stmt(
-                &txn,
+                txn,
                 "SELECT i.id, i.user_id, u.status FROM user_identities i JOIN users u ON u.id = i.user_id
                   WHERE i.issuer = $1 AND i.subject = $2",
                 vec![verified.issuer.clone().into(), verified.subject.clone().into()],
@@ -1117,25 +1165,19 @@ impl AuthService {
             if status != "active" {
                 return Err(AuthError::Unauthenticated);
             }
-            self.keep_tokens(&txn, row.try_get("", "id")?, verified, now).await?;
-            txn.commit().await?;
+            self.keep_tokens(txn, row.try_get("", "id")?, verified, now).await?;
             return Ok(row.try_get("", "user_id")?);
         }
         if !cfg.trust_email {
-            txn.rollback().await?;
             return Err(OidcError::EmailUntrusted.into());
         }
         let email = match (&verified.email, verified.email_verified) {
             (Some(email), true) => EmailAddress::parse(email)?,
-            _ => {
-                txn.rollback().await?;
-                self.record_refusal(provider, &AuthError::Oidc(OidcError::EmailUnverified), meta).await?;
-                return Err(OidcError::EmailUnverified.into());
-            }
+            _ => return Err(OidcError::EmailUnverified.into()),
         };
         let existing = txn
             .query_one(stmt(
-                &txn,
+                txn,
                 "SELECT id, status, email_verified_at FROM users WHERE email = $1",
                 vec![email.as_str().into()],
             ))
@@ -1153,22 +1195,22 @@ impl AuthService {
                     return Err(OidcError::AccountExists.into());
                 }
                 txn.execute(stmt(
-                    &txn,
+                    txn,
                     "UPDATE users SET password_hash = NULL, email_verified_at = $2, failed_signins = 0, lockouts = 0,
                             locked_until = NULL, updated_at = $2 WHERE id = $1",
                     vec![user.into(), now.into()],
                 ))
                 .await?;
                 // Links mailed for the unverified account stop working with its password.
-                txn.execute(stmt(&txn, "DELETE FROM one_time_tokens WHERE user_id = $1", vec![user.into()])).await?;
+                txn.execute(stmt(txn, "DELETE FROM one_time_tokens WHERE user_id = $1", vec![user.into()])).await?;
                 txn.execute(stmt(
-                    &txn,
+                    txn,
                     "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
                     vec![user.into(), now.into()],
                 ))
                 .await?;
                 self.record_event(
-                    &txn,
+                    txn,
                     events::OIDC_UNVERIFIED_PASSWORD_CLEARED,
                     Some(user),
                     meta,
@@ -1184,14 +1226,14 @@ impl AuthService {
                 }
                 let user = Uuid::new_v4();
                 txn.execute(stmt(
-                    &txn,
+                    txn,
                     "INSERT INTO users (id, email, email_verified_at, password_hash, status, failed_signins, lockouts, created_at, updated_at)
                      VALUES ($1, $2, $3, NULL, 'active', 0, 0, $3, $3)",
                     vec![user.into(), email.as_str().into(), now.into()],
                 ))
                 .await?;
                 self.record_event(
-                    &txn,
+                    txn,
                     events::OIDC_SIGNUP,
                     Some(user),
                     meta,
@@ -1201,7 +1243,7 @@ impl AuthService {
                 user
             }
         };
-        self.insert_identity(&txn, user, provider, verified, now).await?;
+        self.insert_identity(txn, user, provider, verified, now).await?;
         if cleared {
             // Sessions opened with the cleared password (none should exist while unverified,
             // but the rule does not rest on that) end with it, before the takeover commits: a
@@ -1210,7 +1252,6 @@ impl AuthService {
                 self.kv.delete_session(&hash, user).await?;
             }
         }
-        txn.commit().await?;
         Ok(user)
     }
 

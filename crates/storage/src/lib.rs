@@ -177,6 +177,29 @@ pub async fn settle<T, E: From<DbErr>>(txn: sea_orm::DatabaseTransaction, result
     }
 }
 
+/// Whether an error is SQLite's `SQLITE_BUSY` (code 5) or `SQLITE_BUSY_SNAPSHOT` (code 517): the
+/// transaction lost a race for the write lock and was rolled back whole, so it may be run again.
+pub fn is_sqlite_busy(err: &dyn std::fmt::Display) -> bool {
+    let text = err.to_string();
+    text.contains("database is locked") || text.contains("(code: 5)") || text.contains("(code: 517)")
+}
+
+/// Whether a database error is a unique-constraint violation (both backends).
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// Makes the write lock `txn`'s first step on SQLite: a concurrent writer then waits for it (the
+/// busy timeout) instead of failing its own first write after reads, on a snapshot another commit
+/// has moved past (`SQLITE_BUSY`, not retried by SQLite). PostgreSQL needs nothing.
+pub async fn claim_sqlite_write_lock<C: ConnectionTrait>(txn: &C) -> Result<(), DbErr> {
+    if txn.get_database_backend() == DatabaseBackend::Sqlite {
+        // Any write statement takes the lock, whether or not it changes a row.
+        txn.execute_unprepared("UPDATE rampart_migrations SET version = version WHERE 0").await?;
+    }
+    Ok(())
+}
+
 /// The `VALUES` list of a multi-row insert: `rows` groups of `columns` numbered placeholders,
 /// `($1, $2), ($3, $4)` (both stores bind `$n`).
 pub fn values_rows(rows: usize, columns: usize) -> String {

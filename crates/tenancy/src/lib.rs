@@ -236,7 +236,4 @@ pub(crate) fn check_name(name: &str) -> Result<&str, TenancyError> {
     Ok(name)
 }
 
-/// Whether a database error is a unique-constraint violation (both backends).
-pub(crate) fn is_unique_violation(err: &sea_orm::DbErr) -> bool {
-    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
-}
+pub(crate) use storage::is_unique_violation;

@@ -651,12 +651,11 @@ async fn receive_batch(
 const SQLITE_BUSY_RETRIES: u32 = 16;
 
 fn is_sqlite_busy(err: &TenancyError) -> bool {
-    let text = match err {
-        TenancyError::Db(e) => e.to_string(),
-        TenancyError::Audit(e) => e.to_string(),
-        _ => return false,
-    };
-    text.contains("database is locked") || text.contains("(code: 5)") || text.contains("(code: 517)")
+    match err {
+        TenancyError::Db(e) => storage::is_sqlite_busy(e),
+        TenancyError::Audit(e) => storage::is_sqlite_busy(e),
+        _ => false,
+    }
 }
 
 /// A source's kind, and each arrival's time and verdict.
