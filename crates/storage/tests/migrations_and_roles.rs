@@ -155,3 +155,44 @@ async fn postgres_has_no_inline_reader() {
     let db = Db::connect(&test_db.runtime_url, 1).await.unwrap();
     assert!(db.inline_reader().is_none());
 }
+
+/// A second connection to the same SQLite file that never waits for a lock.
+fn impatient_writer(test_db: &TestDb) -> rusqlite::Connection {
+    use secrecy::ExposeSecret as _;
+    let url = test_db.runtime_url.expose_secret();
+    let path = url.strip_prefix("sqlite://").and_then(|rest| rest.split('?').next()).expect("an SQLite file URL");
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(std::time::Duration::ZERO).unwrap();
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqlite_transaction_that_claims_the_write_lock_first_is_not_undercut_by_another_writer() {
+    let test_db = TestDb::new(Backend::Sqlite).await;
+    let db = Db::connect(&test_db.runtime_url, 2).await.unwrap();
+    let other = impatient_writer(&test_db);
+    other.execute("CREATE TABLE scratch (n INTEGER)", []).unwrap();
+    let write = "INSERT INTO scratch (n) VALUES (1)";
+    let read =
+        || storage::Statement::from_string(storage::DatabaseBackend::Sqlite, "SELECT count(*) AS n FROM scratch");
+
+    // Unclaimed: it reads, another connection commits, and its own first write then fails.
+    let txn = storage::TransactionTrait::begin(db.conn()).await.unwrap();
+    txn.query_one(read()).await.unwrap();
+    other.execute(write, []).unwrap();
+    let err = txn.execute_unprepared(write).await.unwrap_err();
+    assert!(storage::is_sqlite_busy(&err), "a stale snapshot cannot write: {err}");
+    txn.rollback().await.unwrap();
+
+    // Claimed: from its first step no other writer gets in, and its own write goes through.
+    let txn = storage::TransactionTrait::begin(db.conn()).await.unwrap();
+    storage::claim_sqlite_write_lock(&txn).await.unwrap();
+    txn.query_one(read()).await.unwrap();
+    let refused = other.execute(write, []).unwrap_err();
+    assert!(storage::is_sqlite_busy(&refused), "the other writer waits for the lock: {refused}");
+    txn.execute_unprepared(write).await.unwrap();
+    txn.commit().await.unwrap();
+    other.execute(write, []).expect("the lock is free after the commit");
+    let rows: i64 = other.query_row("SELECT count(*) FROM scratch", [], |row| row.get(0)).unwrap();
+    assert_eq!(rows, 3, "the other's two writes and the claimed transaction's one");
+}
