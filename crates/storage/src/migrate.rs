@@ -58,6 +58,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 11, "mfa"),
     migration!("postgres", 12, "oidc_and_step_up"),
     migration!("postgres", 13, "audit_link_plpgsql"),
+    migration!("postgres", 14, "platform_level_by_operators"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
@@ -75,6 +76,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     migration!("sqlite", 11, "mfa"),
     migration!("sqlite", 12, "oidc_and_step_up"),
     migration!("sqlite", 13, "audit_link_plpgsql"),
+    migration!("sqlite", 14, "platform_level_by_operators"),
 ];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {

@@ -1,0 +1,2 @@
+-- PostgreSQL only: the runtime role loses the right to write `users.platform_level`. SQLite has
+-- no roles, so nothing changes here; the file keeps both backends' schema versions equal.
