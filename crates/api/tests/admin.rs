@@ -28,8 +28,17 @@ async fn only_a_platform_admin_lists_retries_and_cancels_outbox_actions(backend:
         )
     };
     if backend == Backend::Postgres {
-        // The server's own role cannot raise a platform level, whatever SQL reaches it.
+        // The server's own role cannot raise a platform level, whatever SQL reaches it: neither
+        // on an existing account nor on one it creates.
         let refused = app.state.db.conn().execute(promote()).await.unwrap_err().to_string();
+        assert!(refused.contains("permission denied"), "{refused}");
+        let born_admin = testkit::storage::Statement::from_sql_and_values(
+            testkit::storage::DatabaseBackend::Postgres,
+            "INSERT INTO users (id, email, status, failed_signins, lockouts, platform_level, created_at, updated_at)
+             VALUES ($1, $2, 'active', 0, 0, 80, $3, $3)",
+            [uuid::Uuid::new_v4().into(), testkit::unique_email().into(), now.into()],
+        );
+        let refused = app.state.db.conn().execute(born_admin).await.unwrap_err().to_string();
         assert!(refused.contains("permission denied"), "{refused}");
     }
     // An operator does, as the owner role.

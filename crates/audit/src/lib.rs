@@ -42,8 +42,6 @@ pub const MIN_RETENTION_DAYS: i64 = 365;
 pub enum AuditError {
     #[error("invalid audit event: {0}")]
     Invalid(&'static str),
-    #[error("the audit chain moved while this event was being linked; retry")]
-    Contended,
     #[error("database error: {0}")]
     Db(#[from] DbErr),
 }
@@ -281,25 +279,7 @@ pub async fn append<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<Uuid, AuditError> {
     let id = Uuid::new_v4();
-    if conn.get_database_backend() == DatabaseBackend::Postgres {
-        insert_linked_by_trigger(conn, chain, &[(id, event, now)]).await?;
-        return Ok(id);
-    }
-    // The chain's head is read, then moved: holding the write lock first makes a concurrent
-    // writer wait instead of failing this transaction on a stale snapshot.
-    storage::claim_sqlite_write_lock(conn).await?;
-    let payload = stored_payload(event)?;
-    let row = Row {
-        id,
-        chain,
-        occurred_at: truncate_micros(now),
-        category: event.category.as_str(),
-        action: &event.action,
-        actor: event.actor,
-        request_id: event.request_id.as_deref(),
-        payload: &payload,
-    };
-    append_linked(conn, &row).await?;
+    insert_linked(conn, chain, &[(id, event, now)]).await?;
     Ok(id)
 }
 
@@ -312,16 +292,9 @@ pub async fn append_many<C: ConnectionTrait>(
     chain: Uuid,
     events: &[(NewEvent, DateTime<Utc>)],
 ) -> Result<Vec<Uuid>, AuditError> {
-    if conn.get_database_backend() != DatabaseBackend::Postgres {
-        let mut ids = Vec::with_capacity(events.len());
-        for (event, now) in events {
-            ids.push(append(conn, chain, event, *now).await?);
-        }
-        return Ok(ids);
-    }
     let rows: Vec<(Uuid, &NewEvent, DateTime<Utc>)> = events.iter().map(|(e, now)| (Uuid::new_v4(), e, *now)).collect();
     for chunk in rows.chunks(APPEND_CHUNK) {
-        insert_linked_by_trigger(conn, chain, chunk).await?;
+        insert_linked(conn, chain, chunk).await?;
     }
     Ok(rows.iter().map(|(id, _, _)| *id).collect())
 }
@@ -333,6 +306,20 @@ fn stored_payload(event: &NewEvent) -> Result<String, AuditError> {
     let mut payload = event.payload.clone();
     scrub_value(&mut payload);
     Ok(payload.to_string())
+}
+
+/// Appends `rows` to `chain` in order: numbered and linked by the database's trigger on
+/// PostgreSQL, by this crate on SQLite.
+async fn insert_linked<C: ConnectionTrait>(
+    conn: &C,
+    chain: Uuid,
+    rows: &[(Uuid, &NewEvent, DateTime<Utc>)],
+) -> Result<(), AuditError> {
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        insert_linked_by_trigger(conn, chain, rows).await
+    } else {
+        link_in_order(conn, chain, rows).await
+    }
 }
 
 /// PostgreSQL: one insert of `rows` into `chain`; the chaining trigger numbers and links each
@@ -383,26 +370,41 @@ struct Row<'a> {
     payload: &'a str,
 }
 
-/// Attempts to link an event on SQLite before giving up: a concurrent writer that took the same
-/// position makes the insert fail on `UNIQUE (tenant_id, seq)`, and the event is linked again.
-const LINK_ATTEMPTS: usize = 5;
-
-/// SQLite: reads the chain's newest link, links the row to it and inserts it.
-async fn append_linked<C: ConnectionTrait>(conn: &C, row: &Row<'_>) -> Result<(), AuditError> {
-    for _ in 0..LINK_ATTEMPTS {
-        let head = head_from_events(conn, row.chain).await?;
-        match insert_link(conn, row, head).await {
-            Ok(()) => return Ok(()),
-            Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => continue,
-            Err(e) => return Err(e.into()),
-        }
+/// SQLite: takes the write lock, so no other writer can move the chain meanwhile (it waits, where
+/// a transaction that read first would fail its write on a stale snapshot), reads the chain's
+/// newest link once and inserts each row linked to the one before.
+async fn link_in_order<C: ConnectionTrait>(
+    conn: &C,
+    chain: Uuid,
+    rows: &[(Uuid, &NewEvent, DateTime<Utc>)],
+) -> Result<(), AuditError> {
+    storage::claim_sqlite_write_lock(conn).await?;
+    let mut head = head_from_events(conn, chain).await?;
+    for (id, event, now) in rows {
+        let payload = stored_payload(event)?;
+        let row = Row {
+            id: *id,
+            chain,
+            occurred_at: truncate_micros(*now),
+            category: event.category.as_str(),
+            action: &event.action,
+            actor: event.actor,
+            request_id: event.request_id.as_deref(),
+            payload: &payload,
+        };
+        head = Some(insert_link(conn, &row, head).await?);
     }
-    Err(AuditError::Contended)
+    Ok(())
 }
 
 /// SQLite: inserts `row` as the link after `head` (the chain's newest (seq, hash), `None` for an
-/// empty chain), with its position, previous hash and own hash.
-async fn insert_link<C: ConnectionTrait>(conn: &C, row: &Row<'_>, head: Option<(i64, String)>) -> Result<(), DbErr> {
+/// empty chain), with its position, previous hash and own hash; returns its (seq, hash), the
+/// chain's new head.
+async fn insert_link<C: ConnectionTrait>(
+    conn: &C,
+    row: &Row<'_>,
+    head: Option<(i64, String)>,
+) -> Result<(i64, String), DbErr> {
     let (seq, prev_hash) = head.map_or((1, GENESIS_HASH.to_owned()), |(s, h)| (s + 1, h));
     let hash = link_hash(&Link {
         chain: row.chain,
@@ -431,11 +433,11 @@ async fn insert_link<C: ConnectionTrait>(conn: &C, row: &Row<'_>, head: Option<(
             row.request_id.map(str::to_owned).into(),
             row.payload.into(),
             prev_hash.into(),
-            hash.into(),
+            hash.clone().into(),
         ],
     ))
     .await?;
-    Ok(())
+    Ok((seq, hash))
 }
 
 async fn head_from_events<C: ConnectionTrait>(conn: &C, chain: Uuid) -> Result<Option<(i64, String)>, AuditError> {
@@ -575,6 +577,8 @@ pub async fn purge<C: TransactionTrait>(
     if postgres {
         txn.execute_unprepared(&format!("SET LOCAL ROLE {AUDIT_ROLE}")).await?;
     }
+    // SQLite: it reads each chain's anchor and head before it deletes and links.
+    storage::claim_sqlite_write_lock(&txn).await?;
     let mut report = PurgeReport::default();
     for chain in chains(&txn).await? {
         let bound = txn

@@ -1122,9 +1122,7 @@ impl AuthService {
         }
     }
 
-    /// One run of [`Self::settle_sign_in`]'s transaction, ended by its outcome. On SQLite it holds
-    /// the write lock from its start, so a concurrent sign-in queues on it instead of failing its
-    /// first write on a stale snapshot.
+    /// One run of [`Self::settle_sign_in`]'s transaction, ended by its outcome.
     async fn settle_sign_in_once(
         &self,
         cfg: &ProviderConfig,
@@ -1132,10 +1130,7 @@ impl AuthService {
         meta: &RequestMeta,
     ) -> Result<Uuid, AuthError> {
         let txn = self.db.conn().begin().await?;
-        let result = match storage::claim_sqlite_write_lock(&txn).await {
-            Ok(()) => self.settle_sign_in_in(&txn, cfg, verified, meta).await,
-            Err(err) => Err(err.into()),
-        };
+        let result = self.sign_in_account(&txn, cfg, verified, meta).await;
         let result = storage::settle(txn, result).await;
         if let Err(err @ AuthError::Oidc(OidcError::EmailUnverified)) = &result {
             self.record_refusal(cfg.name.as_str(), err, meta).await?;
@@ -1143,13 +1138,17 @@ impl AuthService {
         result
     }
 
-    async fn settle_sign_in_in(
+    /// The account a provider sign-in settles on, found or made in `txn`. On SQLite the write lock
+    /// comes first, so a concurrent sign-in queues on it instead of failing its first write on a
+    /// stale snapshot.
+    async fn sign_in_account(
         &self,
         txn: &DatabaseTransaction,
         cfg: &ProviderConfig,
         verified: &Verified,
         meta: &RequestMeta,
     ) -> Result<Uuid, AuthError> {
+        storage::claim_sqlite_write_lock(txn).await?;
         let provider = cfg.name.as_str();
         let now = self.clock.now();
         let known = txn

@@ -178,7 +178,7 @@ pub async fn settle<T, E: From<DbErr>>(txn: sea_orm::DatabaseTransaction, result
 }
 
 /// Whether an error is SQLite's `SQLITE_BUSY` (code 5) or `SQLITE_BUSY_SNAPSHOT` (code 517): the
-/// transaction lost a race for the write lock and was rolled back whole, so it may be run again.
+/// transaction lost a race for the write lock; rolled back, it may be run again from the start.
 pub fn is_sqlite_busy(err: &dyn std::fmt::Display) -> bool {
     let text = err.to_string();
     text.contains("database is locked") || text.contains("(code: 5)") || text.contains("(code: 517)")
