@@ -201,7 +201,7 @@ pub struct Link<'a> {
 
 /// SHA-256 (FIPS 180-4), hex, of one link: a version tag, then each field as its byte length, a
 /// colon, the value and a newline (`~` and a newline for an absent value). The time counts
-/// microseconds since the Unix epoch. PostgreSQL's `audit_link_hash` computes the same bytes.
+/// microseconds since the Unix epoch. PostgreSQL's chaining trigger computes the same bytes.
 pub fn link_hash(link: &Link<'_>) -> String {
     fn field(h: &mut Sha256, value: Option<&str>) {
         match value {

@@ -243,6 +243,37 @@ async fn on_sqlite_a_recent_event_can_be_neither_updated_nor_deleted() {
     assert_eq!(verify(&s.owner, chain).await.events, 2);
 }
 
+async fn unset_fields_non_ascii_text_and_times_before_1970_link_as_the_crate_computes(backend: Backend) {
+    let s = stores(backend).await;
+    let chain = Uuid::new_v4();
+    let plain = NewEvent::new(Category::Workspace, "workspace.renamed", serde_json::json!({ "to": "Zoë — 東京 🚀" }));
+    let events = [
+        (plain.clone(), now()),
+        (plain.clone().request(Some("rêq-ü".into())), now()),
+        (plain.clone().by(Some(Uuid::new_v4())), DateTime::from_timestamp_micros(-1).unwrap()),
+        (plain, DateTime::from_timestamp_micros(-86_400_000_001).unwrap()),
+    ];
+    let txn = in_chain(&s.runtime, chain).await;
+    for (event, at) in &events {
+        audit::append(&txn, chain, event, *at).await.unwrap();
+    }
+    txn.commit().await.unwrap();
+
+    let v = verify(&s.owner, chain).await;
+    assert!(v.is_intact(), "the store's links are the crate's: {v:?}");
+    let txn = audit::begin_auditor(s.owner.conn()).await.unwrap();
+    let mut stored = audit::list(&txn, chain, &audit::Filter::default(), 10).await.unwrap();
+    txn.commit().await.unwrap();
+    stored.reverse();
+    assert_eq!(stored.len(), 4);
+    for (e, (event, at)) in stored.iter().zip(&events) {
+        assert_eq!(e.hash, e.computed_hash(), "event {}", e.seq);
+        assert_eq!((e.actor, e.request_id.as_deref()), (event.actor, event.request_id.as_deref()));
+        assert_eq!(e.occurred_at.timestamp_micros(), at.timestamp_micros());
+    }
+    assert!(stored[0].payload.contains("東京"), "{}", stored[0].payload);
+}
+
 backend_tests!(
     committed_events_chain_in_order_and_a_rolled_back_one_leaves_nothing,
     events_appended_together_are_linked_in_order_like_single_appends,
@@ -250,6 +281,7 @@ backend_tests!(
     the_retention_purge_removes_only_a_prefix_past_a_year_and_records_itself,
     a_missing_first_event_without_a_purge_record_is_reported,
     an_edited_event_and_a_rehashed_one_are_both_reported_at_the_right_link,
+    unset_fields_non_ascii_text_and_times_before_1970_link_as_the_crate_computes,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -59,6 +59,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 12, "oidc_and_step_up"),
     migration!("postgres", 13, "audit_link_plpgsql"),
     migration!("postgres", 14, "platform_level_by_operators"),
+    migration!("postgres", 15, "audit_link_inline"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
@@ -77,6 +78,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     migration!("sqlite", 12, "oidc_and_step_up"),
     migration!("sqlite", 13, "audit_link_plpgsql"),
     migration!("sqlite", 14, "platform_level_by_operators"),
+    migration!("sqlite", 15, "audit_link_inline"),
 ];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {

@@ -1,0 +1,3 @@
+-- PostgreSQL only: its chaining trigger computes the same link more cheaply. On SQLite the links
+-- are computed by `audit::link_hash` in Rust, so nothing changes here; the file keeps both
+-- backends' schema versions equal.
