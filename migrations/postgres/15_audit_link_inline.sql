@@ -52,8 +52,7 @@ BEGIN
                    octet_length(micros), micros,
                    octet_length(NEW.category), NEW.category,
                    octet_length(NEW.action), NEW.action,
-                   CASE WHEN NEW.actor_id IS NULL THEN E'~\n'
-                        ELSE octet_length(NEW.actor_id::text) || ':' || NEW.actor_id::text || E'\n' END,
+                   CASE WHEN NEW.actor_id IS NULL THEN E'~\n' ELSE '36:' || NEW.actor_id::text || E'\n' END,
                    CASE WHEN NEW.request_id IS NULL THEN E'~\n'
                         ELSE octet_length(NEW.request_id) || ':' || NEW.request_id || E'\n' END,
                    octet_length(NEW.payload), NEW.payload), 'UTF8')), 'hex')

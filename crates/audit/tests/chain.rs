@@ -284,6 +284,68 @@ backend_tests!(
     unset_fields_non_ascii_text_and_times_before_1970_link_as_the_crate_computes,
 );
 
+/// Waits until a backend of this test's database waits for a lock: an observed state, not a delay.
+async fn until_a_writer_waits_for_a_lock(admin: &Db) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting = admin
+            .conn()
+            .query_one(Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the second writer never waited for the first");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgres_a_writer_racing_a_chains_first_event_links_after_it_or_starts_the_chain_if_it_rolls_back() {
+    let s = stores(Backend::Postgres).await;
+    let admin = Db::connect(&s.test_db.admin_url().unwrap().into(), 1).await.unwrap();
+    for first_commits in [true, false] {
+        let chain = Uuid::new_v4();
+        let first = in_chain(&s.runtime, chain).await;
+        audit::append(&first, chain, &event(1), now()).await.unwrap();
+        let db = s.runtime.clone();
+        let second = tokio::spawn(async move {
+            let txn = in_chain(&db, chain).await;
+            audit::append(&txn, chain, &event(2), now()).await.unwrap();
+            txn.commit().await.unwrap();
+        });
+        // The second writer waits on the head the first event created, still uncommitted.
+        until_a_writer_waits_for_a_lock(&admin).await;
+        if first_commits {
+            first.commit().await.unwrap();
+        } else {
+            first.rollback().await.unwrap();
+        }
+        second.await.unwrap();
+
+        let v = verify(&s.owner, chain).await;
+        assert!(v.is_intact(), "{v:?}");
+        let txn = audit::begin_auditor(s.owner.conn()).await.unwrap();
+        let mut events = audit::list(&txn, chain, &audit::Filter::default(), 10).await.unwrap();
+        txn.commit().await.unwrap();
+        events.reverse();
+        let requests: Vec<_> = events.iter().map(|e| (e.seq, e.request_id.clone().unwrap())).collect();
+        if first_commits {
+            assert_eq!(requests, [(1, "req-1".to_owned()), (2, "req-2".to_owned())], "linked after the first");
+        } else {
+            assert_eq!(requests, [(1, "req-2".to_owned())], "the rolled-back head went with its event");
+            assert_eq!(events[0].prev_hash, audit::GENESIS_HASH);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_postgres_eight_concurrent_writers_to_one_tenant_keep_its_chain_unbroken() {
     let s = stores(Backend::Postgres).await;
