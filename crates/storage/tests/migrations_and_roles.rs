@@ -1,6 +1,6 @@
 //! Migrations and role checks against real databases.
 
-use storage::{check_runtime_role, migrate, ConnectionTrait, Db, StorageError};
+use storage::{check_runtime_role, migrate, ConnectionTrait, Db, RoleReport, StorageError, RUNTIME_GROUP_ROLE};
 use testkit::{backend_tests, Backend, TestDb};
 
 async fn owner(db: &TestDb) -> Db {
@@ -100,6 +100,144 @@ async fn the_postgres_runtime_role_check_refuses_a_role_that_owns_tables() {
     let owner = owner(&db).await;
     let err = check_runtime_role(&owner).await.unwrap_err().to_string();
     assert!(err.contains("owns"), "{err}");
+}
+
+/// The password the harness gives its roles (`testkit`'s `TEST_ROLE_PASSWORD`), for clusters that
+/// do not use trust authentication.
+const TEST_ROLE_PASSWORD: &str = "rampart-test-only";
+
+/// A name no other test uses for a role, which is cluster-wide.
+fn unique_role(what: &str) -> String {
+    format!("rampart_test_{what}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// What `check_runtime_role` says over a connection to `db` as `roles[0]`, a login role: `setup`
+/// (run as the superuser, in one implicit transaction) creates `roles`. They are dropped again
+/// before this returns, whatever the check said, and only then does a failed step panic. `Err`
+/// holds the refusal.
+async fn check_as_new_role(db: &TestDb, roles: &[&str], setup: &str) -> Result<RoleReport, String> {
+    let admin_url = db.admin_url().expect("a PostgreSQL database");
+    let admin = Db::connect(&admin_url.clone().into(), 1).await.expect("admin connection");
+    let created = admin.conn().execute_unprepared(setup).await.map(|_| ());
+    let checked = match &created {
+        Ok(()) => {
+            let mut url = url::Url::parse(&admin_url).expect("a URL");
+            url.set_username(roles[0]).expect("a user name");
+            url.set_password(Some(TEST_ROLE_PASSWORD)).expect("a password");
+            match Db::connect(&url.to_string().into(), 1).await {
+                Ok(conn) => {
+                    let checked = check_runtime_role(&conn).await;
+                    let _ = conn.close().await;
+                    Some(checked)
+                }
+                Err(err) => Some(Err(err)),
+            }
+        }
+        Err(_) => None,
+    };
+    let dropped = match created {
+        Ok(()) => {
+            let names = roles.iter().map(|r| format!("\"{r}\"")).collect::<Vec<_>>().join(", ");
+            admin.conn().execute_unprepared(&format!("DROP OWNED BY {names}; DROP ROLE {names}")).await.map(|_| ())
+        }
+        Err(err) => panic!("setting up the roles: {err}"),
+    };
+    let _ = admin.close().await;
+    dropped.expect("dropping the test roles");
+    match checked.expect("the check ran") {
+        Ok(report) => Ok(report.expect("a report on PostgreSQL")),
+        Err(err @ StorageError::UnsafeRuntimeRole { .. }) => Err(err.to_string()),
+        Err(err) => panic!("the check failed to run: {err}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_role_that_is_a_member_of_the_owner_role_is_refused_and_told_which_membership() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let login = unique_role("owner_member");
+    let setup = format!(
+        "CREATE ROLE \"{login}\" LOGIN PASSWORD '{TEST_ROLE_PASSWORD}';
+         GRANT {RUNTIME_GROUP_ROLE} TO \"{login}\";
+         GRANT rampart_owner TO \"{login}\";"
+    );
+    let err = check_as_new_role(&db, &[&login], &setup).await.expect_err("a member of the owner must be refused");
+    assert!(err.contains(&format!("`{login}` is unsafe")), "{err}");
+    assert!(err.contains("it is a member of `rampart_owner`, which owns "), "{err}");
+    assert!(!err.contains("it owns"), "the login role owns nothing itself: {err}");
+    assert!(!err.contains(&format!("member of `{RUNTIME_GROUP_ROLE}`,")), "the group role is harmless: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_role_that_can_only_set_role_to_the_owner_is_refused_too() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let login = unique_role("owner_set_role");
+    let setup = format!(
+        "CREATE ROLE \"{login}\" LOGIN NOINHERIT PASSWORD '{TEST_ROLE_PASSWORD}';
+         GRANT rampart_owner TO \"{login}\";"
+    );
+    let err = check_as_new_role(&db, &[&login], &setup).await.expect_err("SET ROLE rampart_owner must be refused");
+    assert!(err.contains("it is a member of `rampart_owner`, which owns "), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_role_that_is_a_member_of_a_bypassrls_role_is_refused_and_told_which_membership() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let login = unique_role("bypass_member");
+    let bypass = unique_role("bypass");
+    let setup = format!(
+        "CREATE ROLE \"{bypass}\" NOLOGIN BYPASSRLS;
+         CREATE ROLE \"{login}\" LOGIN PASSWORD '{TEST_ROLE_PASSWORD}';
+         GRANT {RUNTIME_GROUP_ROLE} TO \"{login}\";
+         GRANT \"{bypass}\" TO \"{login}\";"
+    );
+    let err = check_as_new_role(&db, &[&login, &bypass], &setup).await.expect_err("a BYPASSRLS membership");
+    assert!(err.contains(&format!("it is a member of `{bypass}`, which has BYPASSRLS")), "{err}");
+    assert!(!err.contains("it has BYPASSRLS"), "the login role itself has no BYPASSRLS: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_role_that_reaches_the_owner_role_through_an_intermediate_role_is_refused_naming_both() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let login = unique_role("indirect");
+    let middle = unique_role("middle");
+    let setup = format!(
+        "CREATE ROLE \"{middle}\" NOLOGIN;
+         CREATE ROLE \"{login}\" LOGIN PASSWORD '{TEST_ROLE_PASSWORD}';
+         GRANT rampart_owner TO \"{middle}\";
+         GRANT {RUNTIME_GROUP_ROLE} TO \"{login}\";
+         GRANT \"{middle}\" TO \"{login}\";"
+    );
+    let err = check_as_new_role(&db, &[&login, &middle], &setup).await.expect_err("an indirect owner membership");
+    assert!(
+        err.contains(&format!("it is a member of `rampart_owner` (through its membership of `{middle}`), which owns ")),
+        "{err}"
+    );
+    assert!(!err.contains(&format!("member of `{middle}`,")), "the intermediate role itself is harmless: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_role_that_is_a_member_of_a_superuser_role_is_refused_and_told_which_membership() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let login = unique_role("super_member");
+    let superuser = unique_role("superuser");
+    let setup = format!(
+        "CREATE ROLE \"{superuser}\" NOLOGIN SUPERUSER;
+         CREATE ROLE \"{login}\" LOGIN PASSWORD '{TEST_ROLE_PASSWORD}';
+         GRANT \"{superuser}\" TO \"{login}\";"
+    );
+    let err = check_as_new_role(&db, &[&login, &superuser], &setup).await.expect_err("a superuser membership");
+    assert!(err.contains(&format!("it is a member of `{superuser}`, which is a superuser")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_runtime_role_passes_the_check_with_its_harmless_group_membership() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let runtime = Db::connect(&db.runtime_url, 1).await.unwrap();
+    let report = check_runtime_role(&runtime).await.unwrap().expect("a report on PostgreSQL");
+    assert!(report.is_safe(), "{report:?}");
+    let groups: Vec<&str> = report.memberships.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(groups, [RUNTIME_GROUP_ROLE], "{report:?}");
+    assert_eq!(report.memberships[0].via, None, "granted directly: {report:?}");
 }
 
 /// The status read every authenticated request makes, as the inline reader runs it.
