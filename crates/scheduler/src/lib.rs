@@ -1,6 +1,7 @@
 //! The outbox: every durable side effect is a `scheduled_actions` row written in the same
-//! transaction as the change that causes it, then claimed by a worker with a lease, run with its
-//! id as the idempotency key, and retried with exponential back-off until it succeeds or dies.
+//! transaction as the change that causes it, then claimed by a worker with a lease (renewed while
+//! its handler runs), run with its id as the idempotency key, and retried with exponential
+//! back-off until it succeeds or dies.
 //!
 //! Payloads are sealed with AES-256-GCM, bound to the row id, because they may carry secrets
 //! (a verification link holds a one-time token).
@@ -10,7 +11,16 @@
 
 pub mod mail;
 
-use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc};
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+};
 
 use chrono::{DateTime, Duration, Utc};
 use crypto_vault::KeyMaterial;
@@ -28,11 +38,24 @@ pub enum OutboxError {
     Json(#[from] serde_json::Error),
 }
 
-/// How long a claim lasts before another worker may take the action over (the default).
+/// How long a claim lasts before another worker may take the action over (the default). A live
+/// worker renews its claims while their handlers run, so this bounds only how long the actions of
+/// a killed worker wait before another takes them over.
 pub const LEASE: Duration = Duration::seconds(60);
-/// The shortest lease a worker accepts: longer than the slowest handler's own deadline (a webhook
-/// delivery's 15 s), so a live worker is not overtaken while its handler still runs.
-pub const MIN_LEASE: Duration = Duration::seconds(20);
+/// The shortest lease a worker accepts: 3 s. It no longer has to outlast the slowest handler (a
+/// webhook delivery's 15 s deadline, `webhooks::outbound::REQUEST_TIMEOUT`): a worker renews the
+/// claims it still holds every third of its lease for as long as their handlers run, so a live
+/// worker is not overtaken however long a handler takes. What the lease must outlast is a late
+/// renewal: with one every second, a renewal may take up to 2 s (or fail, and the next one take
+/// up to 1 s) before the claim lapses, where the one-row-per-claim UPDATE takes milliseconds
+/// (SQLite waits up to 5 s for another process's write lock, but write transactions there last
+/// milliseconds). Shorter, one slow round trip under load, or clock skew between hosts, would let
+/// a live worker be overtaken. Even then nothing is lost or recorded twice, the action only runs
+/// again: handlers take the action id as their idempotency key, and an overtaken worker's outcome
+/// and renewals name its claim's attempt, so they no longer touch the new claim. Production keeps
+/// [`LEASE`]; the floor serves deployments and drills that want a killed worker's actions back
+/// within seconds.
+pub const MIN_LEASE: Duration = Duration::seconds(3);
 /// Attempts before an action is declared dead.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
 
@@ -238,7 +261,8 @@ impl Worker {
     }
 
     /// How long this worker's claims last (at least [`MIN_LEASE`]; shorter values are raised to
-    /// it). A crashed worker's actions are taken over once it has passed.
+    /// it). The worker renews the claims it holds every third of it while their handlers run; a
+    /// crashed worker's actions are taken over once its last renewal has passed.
     pub fn with_lease(mut self, lease: Duration) -> Worker {
         self.lease = lease.max(MIN_LEASE);
         self
@@ -262,6 +286,8 @@ impl Worker {
     }
 
     /// Claims due actions (and actions whose lease expired) until none is left, running each.
+    /// While a batch runs, the claims it still holds are renewed every third of the lease, in the
+    /// same task: when this future is dropped (the process stops), renewal stops with it.
     pub async fn run_due(&self) -> Result<PassReport, OutboxError> {
         let mut report = PassReport::default();
         loop {
@@ -269,26 +295,86 @@ impl Worker {
             if claimed.is_empty() {
                 return Ok(report);
             }
-            for (action, max_attempts) in claimed {
-                match self.execute(&action).await {
-                    Ok(()) => {
-                        self.finish(action.id, action.attempt, "done", None, None).await?;
-                        report.done += 1;
-                    }
-                    Err(err) if action.attempt >= max_attempts => {
-                        tracing::error!(action.id = %action.id, action.kind = %action.kind, error = %err, "action is dead after its last attempt");
-                        self.finish(action.id, action.attempt, "dead", Some(&err), None).await?;
-                        report.dead += 1;
-                    }
-                    Err(err) => {
-                        let at = self.clock.now() + backoff(action.attempt);
-                        tracing::warn!(action.id = %action.id, action.kind = %action.kind, attempt = action.attempt, error = %err, "action failed; will retry");
-                        self.finish(action.id, action.attempt, "pending", Some(&err), Some(at)).await?;
-                        report.retried += 1;
-                    }
+            // The index of the action running now: it and the ones after it are still held.
+            let running = AtomicUsize::new(0);
+            let batch = tokio::select! {
+                biased;
+                batch = self.run_batch(&claimed, &running) => batch?,
+                never = self.keep_renewing(&claimed, &running) => match never {},
+            };
+            report.done += batch.done;
+            report.retried += batch.retried;
+            report.dead += batch.dead;
+        }
+    }
+
+    /// Runs the handlers of a claimed batch in turn and records each outcome, advancing
+    /// `running` past every action it has finished with.
+    async fn run_batch(&self, claimed: &[(Action, i32)], running: &AtomicUsize) -> Result<PassReport, OutboxError> {
+        let mut report = PassReport::default();
+        for (index, (action, max_attempts)) in claimed.iter().enumerate() {
+            running.store(index, Ordering::Release);
+            match self.execute(action).await {
+                Ok(()) => {
+                    self.finish(action.id, action.attempt, "done", None, None).await?;
+                    report.done += 1;
+                }
+                Err(err) if action.attempt >= *max_attempts => {
+                    tracing::error!(action.id = %action.id, action.kind = %action.kind, error = %err, "action is dead after its last attempt");
+                    self.finish(action.id, action.attempt, "dead", Some(&err), None).await?;
+                    report.dead += 1;
+                }
+                Err(err) => {
+                    let at = self.clock.now() + backoff(action.attempt);
+                    tracing::warn!(action.id = %action.id, action.kind = %action.kind, attempt = action.attempt, error = %err, "action failed; will retry");
+                    self.finish(action.id, action.attempt, "pending", Some(&err), Some(at)).await?;
+                    report.retried += 1;
                 }
             }
         }
+        running.store(claimed.len(), Ordering::Release);
+        Ok(report)
+    }
+
+    /// Renews the claims of `claimed` from `running` on, every third of the lease, forever: the
+    /// caller drops this future when the batch is over. A renewal that fails is logged and tried
+    /// again at the next turn; the claim lapses only if none succeeds within the lease.
+    async fn keep_renewing(&self, claimed: &[(Action, i32)], running: &AtomicUsize) -> Infallible {
+        let every = (self.lease / 3).to_std().unwrap_or(std::time::Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(every).await;
+            let held = claimed.get(running.load(Ordering::Acquire)..).unwrap_or_default();
+            match self.renew(held).await {
+                Ok(renewed) => tracing::debug!(renewed, held = held.len(), "outbox claims renewed"),
+                Err(err) => tracing::warn!(error = %err, "outbox claims could not be renewed; trying again"),
+            }
+        }
+    }
+
+    /// Extends the lease of `held` to a full lease from now, in one statement. Like
+    /// [`Worker::finish`], it names each claim's attempt: a claim another worker has taken over
+    /// since (which counted another attempt) or that is no longer running is left alone.
+    /// Returns how many claims were renewed.
+    async fn renew(&self, held: &[(Action, i32)]) -> Result<u64, OutboxError> {
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let conn = self.db.conn();
+        let until = self.clock.now() + self.lease;
+        let sql = format!(
+            "UPDATE scheduled_actions SET locked_until = ${}
+              WHERE status = 'running' AND (id, attempts) IN (VALUES {})",
+            held.len() * 2 + 1,
+            storage::values_rows(held.len(), 2)
+        );
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(held.len() * 2 + 1);
+        for (action, _) in held {
+            values.push(action.id.into());
+            values.push(action.attempt.into());
+        }
+        values.push(until.into());
+        let done = conn.execute(Statement::from_sql_and_values(conn.get_database_backend(), &sql, values)).await?;
+        Ok(done.rows_affected())
     }
 
     /// The server's loop: a pass every `interval` until `shutdown` resolves.
@@ -361,8 +447,8 @@ impl Worker {
     }
 
     /// Records the outcome of the claim made at `attempt`. A worker whose lease ran out while the
-    /// handler ran has been overtaken (the new claim counted another attempt): its outcome is
-    /// dropped rather than overwrite the new claim's, which decides.
+    /// handler ran (its renewals stalled) has been overtaken (the new claim counted another
+    /// attempt): its outcome is dropped rather than overwrite the new claim's, which decides.
     async fn finish(
         &self,
         id: Uuid,

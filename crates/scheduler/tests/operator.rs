@@ -86,9 +86,9 @@ async fn a_dead_action_can_be_retried_and_a_pending_one_cancelled(backend: Backe
     assert_eq!(after.iter().map(|a| a.id).collect::<Vec<_>>(), [pending]);
 }
 
-/// A worker whose lease runs out while its handler is still running is overtaken by another
-/// worker; when the first one finally reports, its outcome is dropped instead of overwriting the
-/// one that took over (which would run the action yet again).
+/// A worker whose lease runs out while its handler is still running (its renewals stalled) is
+/// overtaken by another worker; when the first one finally reports, its outcome is dropped
+/// instead of overwriting the one that took over (which would run the action yet again).
 async fn a_worker_overtaken_after_its_lease_cannot_overwrite_the_new_claims_outcome(backend: Backend) {
     let test_db = TestDb::new(backend).await;
     let db = Db::connect(&test_db.runtime_url, 2).await.unwrap();
