@@ -135,6 +135,17 @@ pub async fn create(
     if !(1..=MAX_PER_MINUTE).contains(&per_minute) || !(1..=MAX_PER_MONTH).contains(&per_month) {
         return Err(bad("per_minute is 1 to 60,000 and per_month 1 to 1,000,000,000"));
     }
+    if tx.conn().get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        // The cap is counted, then kept: concurrent creations in one workspace queue here until
+        // the one before commits, so each counts the keys made before it (READ COMMITTED would
+        // let them all count the same number). SQLite has one writer at a time.
+        tx.conn()
+            .execute(tx.statement(
+                "SELECT pg_advisory_xact_lock(hashtextextended('rampart.api_keys:' || $1, 0))",
+                vec![tx.tenant().0.to_string().into()],
+            ))
+            .await?;
+    }
     let count: i64 = tx
         .conn()
         .query_one(tx.statement("SELECT COUNT(*) AS n FROM api_keys WHERE tenant_id = $1", vec![tx.tenant().0.into()]))
@@ -216,14 +227,19 @@ pub async fn revoke(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<ApiKe
     if key.revoked_at.is_some() {
         return Ok(key);
     }
-    tx.conn()
+    let done = tx
+        .conn()
         .execute(tx.statement(
             "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL",
             vec![now.into(), tx.tenant().0.into(), id.into()],
         ))
         .await?;
-    tx.record(audit::Category::Secret, "api_key.revoked", serde_json::json!({ "key_id": id, "name": key.name }), now)
-        .await?;
+    // A concurrent revocation may have come first: it recorded the revocation, this one answers
+    // the key as that one left it.
+    if done.rows_affected() == 1 {
+        let payload = serde_json::json!({ "key_id": id, "name": key.name });
+        tx.record(audit::Category::Secret, "api_key.revoked", payload, now).await?;
+    }
     get(tx, id).await
 }
 

@@ -9,7 +9,7 @@ use rbac::Permission;
 use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
-use crate::{check_name, stmt, TenancyError, TenantTx};
+use crate::{check_name, is_postgres, stmt, TenancyError, TenantTx};
 
 /// Longest body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -85,6 +85,17 @@ pub async fn record(
         return Ok(Ingested { activity: None, stages: processed.reports });
     };
     let hash = hash.to_string();
+    if is_postgres(tx) {
+        // Identical captures queue here until the first commits, so the next one sees it stored
+        // (READ COMMITTED) and is dropped as a copy. SQLite has one writer at a time.
+        tx.conn()
+            .execute(stmt(
+                tx,
+                "SELECT pg_advisory_xact_lock(hashtextextended('rampart.activity:' || $1 || ':' || $2 || ':' || $3, 0))",
+                vec![tx.tenant().0.to_string().into(), tx.user().0.to_string().into(), hash.clone().into()],
+            ))
+            .await?;
+    }
     let seen = tx
         .conn()
         .query_one(stmt(

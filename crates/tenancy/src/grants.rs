@@ -8,7 +8,7 @@ use rbac::Permission;
 use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
-use crate::{stmt, TenancyError, TenantId, TenantTx};
+use crate::{is_postgres, stmt, TenancyError, TenantId, TenantTx};
 
 /// The permissions a grant may carry: data permissions of the example domain, never
 /// administration of the granting workspace.
@@ -48,7 +48,9 @@ fn require_manager(tx: &TenantTx) -> Result<(), TenancyError> {
 }
 
 /// Lets the members of `grantee` hold `permission` here (`grants.manage`, and the granter must
-/// hold `permission` themselves).
+/// hold `permission` themselves). Idempotent: while that grant is active, asking for it again —
+/// later or at the same moment — answers the one grant, so a workspace never holds two copies of
+/// one grant and revoking it ends the access.
 pub async fn create(
     tx: &TenantTx,
     grantee: TenantId,
@@ -63,6 +65,32 @@ pub async fn create(
     tx.require(&permission)?;
     if grantee == tx.tenant() {
         return Err(TenancyError::Invalid("a workspace cannot grant to itself"));
+    }
+    if is_postgres(tx) {
+        // Identical requests queue here until the first commits, then find its grant (READ
+        // COMMITTED: the next statement sees that commit). SQLite has one writer at a time.
+        tx.conn()
+            .execute(stmt(
+                tx,
+                "SELECT pg_advisory_xact_lock(hashtextextended('rampart.grants:' || $1 || ':' || $2 || ':' || $3, 0))",
+                vec![tx.tenant().0.to_string().into(), grantee.0.to_string().into(), permission.to_string().into()],
+            ))
+            .await?;
+    }
+    let active = tx
+        .conn()
+        .query_one(stmt(
+            tx,
+            &format!(
+                "SELECT {COLUMNS} FROM workspace_grants
+                  WHERE tenant_id = $1 AND grantee_tenant_id = $2 AND permission = $3 AND revoked_at IS NULL
+                  ORDER BY created_at, id LIMIT 1"
+            ),
+            vec![tx.tenant().0.into(), grantee.0.into(), permission.to_string().into()],
+        ))
+        .await?;
+    if let Some(row) = active {
+        return from_row(&row);
     }
     let grant = Grant {
         id: Uuid::new_v4(),

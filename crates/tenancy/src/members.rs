@@ -104,6 +104,10 @@ pub async fn change_role(
     let current = role_of(tx, member).await?;
     let new = roles::find(tx, new_role).await?;
     rbac::can_change_member_role(&actor, &current, &new)?;
+    if current.name == new.name {
+        // Nothing changes: a repeated request answers as the first did and records nothing.
+        return Ok(new);
+    }
     if current.name == rbac::OWNER_ROLE && new.name != rbac::OWNER_ROLE {
         ensure_an_owner_remains(tx, member).await?;
     }
@@ -117,7 +121,12 @@ pub async fn change_role(
         ))
         .await?;
     if done.rows_affected() == 0 {
-        return Err(TenancyError::Conflict("the member's role changed meanwhile; try again"));
+        // A concurrent request changed the role first (READ COMMITTED: this statement sees its
+        // commit). The very role asked for is no conflict; a member gone meanwhile is not found.
+        return match role_of(tx, member).await? {
+            now if now.name == new.name => Ok(new),
+            _ => Err(TenancyError::Conflict("the member's role changed meanwhile; try again")),
+        };
     }
     let payload = serde_json::json!({ "member": member.0, "from": current.name, "to": new.name });
     tx.record(audit::Category::Membership, "member.role_changed", payload, now).await?;
@@ -144,6 +153,9 @@ pub async fn remove(tx: &TenantTx, member: UserId, now: DateTime<Utc>) -> Result
         ))
         .await?;
     if done.rows_affected() == 0 {
+        // Removed by a concurrent request: not found, as for a request after it. Still a member
+        // (under another role): a real conflict.
+        role_of(tx, member).await?;
         return Err(TenancyError::Conflict("the member's role changed meanwhile; try again"));
     }
     let action = if member == tx.user() { "member.left" } else { "member.removed" };

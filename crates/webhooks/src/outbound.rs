@@ -273,6 +273,17 @@ pub async fn create(
     let url = check_url(policy, url)?;
     let description = check_description(description)?;
     let event_types = check_event_types(event_types)?;
+    if tx.conn().get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        // The cap is counted, then kept: concurrent registrations in one workspace queue here
+        // until the one before commits, so each counts the endpoints made before it (READ
+        // COMMITTED would let them all count the same number). SQLite has one writer at a time.
+        tx.conn()
+            .execute(tx.statement(
+                "SELECT pg_advisory_xact_lock(hashtextextended('rampart.webhook_endpoints:' || $1, 0))",
+                vec![tx.tenant().0.to_string().into()],
+            ))
+            .await?;
+    }
     let count =
         tx.conn()
             .query_one(tx.statement(
@@ -717,6 +728,14 @@ pub async fn attempts(tx: &TenantTx, delivery: Uuid) -> Result<(Delivery, Vec<At
     Ok((found, list))
 }
 
+/// A replay of a delivery that is still pending (being retried, or already queued again).
+fn still_pending() -> TenancyError {
+    TenancyError::StateConflict {
+        code: "delivery_pending",
+        message: "the delivery is still being retried on its schedule",
+    }
+}
+
 /// Sends a delivery again, once, now, with the same `webhook-id` and body (`webhooks.manage`). A
 /// delivery still on its schedule cannot be replayed (it is being retried); neither can one whose
 /// endpoint is disabled.
@@ -729,10 +748,7 @@ pub async fn replay(
     tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
     let found = get_delivery(tx, delivery).await?;
     if found.status == "pending" {
-        return Err(TenancyError::StateConflict {
-            code: "delivery_pending",
-            message: "the delivery is still being retried on its schedule",
-        });
+        return Err(still_pending());
     }
     let disabled = tx
         .conn()
@@ -750,12 +766,19 @@ pub async fn replay(
             message: "the endpoint is disabled; enable it first",
         });
     }
-    tx.conn()
+    // Only if it is not pending yet: of concurrent replays one queues the attempt, the others
+    // find it pending as a replay after it would, and the receiver gets the message once more.
+    let queued = tx
+        .conn()
         .execute(tx.statement(
-            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1 WHERE tenant_id = $2 AND id = $3",
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1
+              WHERE tenant_id = $2 AND id = $3 AND status <> 'pending'",
             vec![now.into(), tx.tenant().0.into(), delivery.into()],
         ))
         .await?;
+    if queued.rows_affected() == 0 {
+        return Err(still_pending());
+    }
     enqueue_attempt(tx, outbox_key, delivery, "replay", now, now).await?;
     tx.record(
         audit::Category::Webhook,
