@@ -9,6 +9,22 @@ tokio::task_local! {
     pub(crate) static REQUEST_ID: String;
 }
 
+tokio::task_local! {
+    /// A backend failure met while checking a credential, kept for the request. When several
+    /// security schemes are tried, the last one's refusal is what comes back (a missing cookie,
+    /// say); this answer wins over such a 401: a store that could not answer is never a 401 for
+    /// a credential that may well be valid.
+    pub(crate) static CREDENTIAL_FAULT: std::sync::Mutex<Option<ApiError>>;
+}
+
+/// Keeps `err` as the request's credential fault (see [`CREDENTIAL_FAULT`]) and returns it.
+pub(crate) fn note_credential_fault(err: ApiError) -> ApiError {
+    let _ = CREDENTIAL_FAULT.try_with(|slot| {
+        *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(err.clone());
+    });
+    err
+}
+
 /// The id of the current request, or `"-"` outside one.
 pub fn current_request_id() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".to_owned())
@@ -74,6 +90,43 @@ impl ApiError {
         }
     }
 
+    /// 503 with `Retry-After` (RFC 9110 §15.6.4): the store was busy or out of reach, the
+    /// request's transaction rolled back, and the same request may succeed in a moment.
+    pub fn unavailable(fault: storage::Fault) -> ApiError {
+        let (code, message) = match fault {
+            storage::Fault::Contention => {
+                ("storage_busy", "The data store was busy with other writes; nothing was changed. Retry shortly.")
+            }
+            storage::Fault::Unavailable => {
+                ("storage_unavailable", "The data store could not be reached; nothing was changed. Retry shortly.")
+            }
+        };
+        ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message) }
+    }
+
+    /// A backend failure under `context`: 503 when a database error in its cause chain is a
+    /// [`storage::Fault`], 409 when it is a unique violation (a concurrent request created the
+    /// same thing first), else the opaque 500. The cause is logged either way.
+    pub fn backend(err: &(dyn std::error::Error + 'static), context: &'static str) -> ApiError {
+        let db = std::iter::successors(Some(err), |e| e.source()).find_map(|e| e.downcast_ref::<storage::DbErr>());
+        if let Some(db) = db {
+            if let Some(fault) = storage::fault(db) {
+                tracing::warn!(error = %err, fault = ?fault, "{context}: answered 503");
+                return ApiError::unavailable(fault);
+            }
+            if storage::is_unique_violation(db) {
+                tracing::info!(error = %err, "{context}: concurrent duplicate answered 409");
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "A concurrent request created the same resource first; reload and retry.",
+                );
+            }
+        }
+        tracing::error!(error = %err, "{context}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", OPAQUE_MESSAGE)
+    }
+
     pub fn body(&self) -> ErrorBody {
         ErrorBody { code: self.code.to_owned(), message: self.message.clone(), request_id: current_request_id() }
     }
@@ -111,6 +164,16 @@ impl From<auth::AuthError> for ApiError {
             E::RefreshTokenReused => (StatusCode::UNAUTHORIZED, "refresh_token_reused"),
             E::Jwt(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             E::RateLimited { retry_after_secs } => return ApiError::rate_limited(*retry_after_secs),
+            E::Unavailable { retry_after_secs } => {
+                return ApiError {
+                    retry_after: Some(*retry_after_secs),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "session_store_unavailable",
+                        "The session store could not be reached; nothing was changed. Retry shortly.",
+                    )
+                }
+            }
             E::InvalidCode => (StatusCode::UNAUTHORIZED, "invalid_code"),
             E::MfaAlreadyEnabled => (StatusCode::CONFLICT, "mfa_already_enabled"),
             E::ReauthenticateWithProvider => (StatusCode::CONFLICT, "reauthenticate_with_provider"),
@@ -150,8 +213,7 @@ impl From<auth::AuthError> for ApiError {
                 (status, code)
             }
             E::Store(_) | E::Db(_) | E::Audit(_) | E::Outbox(_) | E::Internal(_) => {
-                tracing::error!(error = %err, "authentication backend failure");
-                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", OPAQUE_MESSAGE);
+                return ApiError::backend(&err, "authentication backend failure");
             }
         };
         ApiError::new(status, code, err.to_string())
@@ -175,8 +237,7 @@ impl From<tenancy::TenancyError> for ApiError {
             E::Rejected { code, .. } => (StatusCode::BAD_REQUEST, *code),
             E::StateConflict { code, .. } => (StatusCode::CONFLICT, *code),
             E::Db(_) | E::Audit(_) | E::Vault(_) | E::Internal(_) => {
-                tracing::error!(error = %err, "tenant data backend failure");
-                return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", OPAQUE_MESSAGE);
+                return ApiError::backend(&err, "tenant data backend failure");
             }
         };
         ApiError::new(status, code, err.to_string())
@@ -235,6 +296,15 @@ pub(crate) const OPAQUE_MESSAGE: &str = "An internal error occurred. Quote the r
 
 /// Turns any error that reached the top of the stack into the error shape.
 pub(crate) fn into_error_response(err: poem::Error) -> Response {
+    if err.status() == StatusCode::UNAUTHORIZED {
+        let fault = CREDENTIAL_FAULT
+            .try_with(|slot| slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take())
+            .ok()
+            .flatten();
+        if let Some(fault) = fault {
+            return fault.as_response_with_log();
+        }
+    }
     if let Some(api) = err.downcast_ref::<ApiError>() {
         return api.as_response_with_log();
     }

@@ -25,6 +25,9 @@ pub enum AuthError {
     RateLimited { retry_after_secs: u64 },
     #[error("session store error: {0}")]
     Store(String),
+    /// The session store (Redis) could not be reached; nothing was changed there.
+    #[error("the session store is unavailable; retry in {retry_after_secs} s")]
+    Unavailable { retry_after_secs: u64 },
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error("audit trail: {0}")]

@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::ConnectionTrait;
 use secrecy::SecretString;
 use sha1::Sha1;
 use uuid::Uuid;
@@ -209,7 +209,7 @@ impl AuthService {
         code: &str,
         meta: &RequestMeta,
     ) -> Result<Vec<SecretString>, AuthError> {
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let row = txn
             .query_one(stmt(
                 &txn,
@@ -226,12 +226,19 @@ impl AuthService {
             self.open_with_vault_keys(user.as_bytes(), &row.try_get::<String>("", "secret_ciphertext")?)?;
         let now = self.clock.now();
         let step = matching_step(&secret, code, now).ok_or(AuthError::InvalidCode)?;
-        txn.execute(stmt(
-            &txn,
-            "UPDATE user_totp SET confirmed_at = $2, last_step = $3, secret_ciphertext = $4 WHERE user_id = $1 AND confirmed_at IS NULL",
-            vec![user.into(), now.into(), step.into(), self.seal_with_vault_key(user.as_bytes(), &secret)?.into()],
-        ))
-        .await?;
+        let confirmed = txn
+            .execute(stmt(
+                &txn,
+                "UPDATE user_totp SET confirmed_at = $2, last_step = $3, secret_ciphertext = $4 WHERE user_id = $1 AND confirmed_at IS NULL",
+                vec![user.into(), now.into(), step.into(), self.seal_with_vault_key(user.as_bytes(), &secret)?.into()],
+            ))
+            .await?;
+        if confirmed.rows_affected() == 0 {
+            // A concurrent confirmation came first (READ COMMITTED: this update waited for it and
+            // then matched nothing): its recovery codes stand, and this code was used there.
+            txn.rollback().await?;
+            return Err(AuthError::MfaAlreadyEnabled);
+        }
         let codes = self.replace_recovery_codes(&txn, user, now).await?;
         self.record_event(&txn, events::MFA_ENABLED, Some(user), meta, serde_json::json!({"factor": "totp"})).await?;
         txn.commit().await?;
@@ -340,7 +347,7 @@ impl AuthService {
         factor: &Factor<'_>,
         meta: &RequestMeta,
     ) -> Result<Vec<SecretString>, AuthError> {
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         self.check_factor(&txn, user, factor, meta).await?;
         let codes = self.replace_recovery_codes(&txn, user, self.clock.now()).await?;
         self.record_event(&txn, events::RECOVERY_CODES_REGENERATED, Some(user), meta, serde_json::json!({})).await?;
@@ -350,7 +357,7 @@ impl AuthService {
 
     /// Turns the second factor off, after a current second factor (step-up).
     pub async fn mfa_disable(&self, user: Uuid, factor: &Factor<'_>, meta: &RequestMeta) -> Result<(), AuthError> {
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         if let Err(err) = self.check_factor(&txn, user, factor, meta).await {
             txn.rollback().await?;
             return Err(err);
@@ -420,10 +427,10 @@ impl AuthService {
             .ok_or(AuthError::InvalidToken)?;
         let user: Uuid = row.try_get("", "user_id")?;
         let first: String = row.try_get("", "first_factor")?;
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         if let Err(err) = self.check_factor(&txn, user, factor, meta).await {
             txn.rollback().await?;
-            let failed = self.db.conn().begin().await?;
+            let failed = self.db.begin_write().await?;
             self.record_event(&failed, events::MFA_FAILED, Some(user), meta, serde_json::json!({})).await?;
             failed.commit().await?;
             return Err(err);

@@ -27,7 +27,7 @@ use openidconnect::{
     AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
     PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _,
 };
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -1007,7 +1007,7 @@ impl AuthService {
     }
 
     async fn record_refusal(&self, provider: &str, err: &AuthError, meta: &RequestMeta) -> Result<(), AuthError> {
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let reason = match err {
             AuthError::Oidc(OidcError::CodeRejected) => "code_rejected",
             AuthError::Oidc(OidcError::InvalidIdToken(_)) => "invalid_id_token",
@@ -1129,7 +1129,7 @@ impl AuthService {
         verified: &Verified,
         meta: &RequestMeta,
     ) -> Result<Uuid, AuthError> {
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let result = self.sign_in_account(&txn, cfg, verified, meta).await;
         let result = storage::settle(txn, result).await;
         if let Err(err @ AuthError::Oidc(OidcError::EmailUnverified)) = &result {
@@ -1262,7 +1262,7 @@ impl AuthService {
         meta: &RequestMeta,
     ) -> Result<(), AuthError> {
         let now = self.clock.now();
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let known = txn
             .query_one(stmt(
                 &txn,
@@ -1291,7 +1291,7 @@ impl AuthService {
         meta: &RequestMeta,
     ) -> Result<(), AuthError> {
         let now = self.clock.now();
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let row = txn
             .query_one(stmt(
                 &txn,
@@ -1378,7 +1378,7 @@ impl AuthService {
     /// Unlinks an identity (the caller has re-authenticated recently). An account keeps at least
     /// one way to sign in: its password or another identity.
     pub async fn unlink_identity(&self, user: Uuid, identity: Uuid, meta: &RequestMeta) -> Result<(), AuthError> {
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         // Locks the account's row so two unlinks cannot each leave the other as the last way in.
         let password: Option<String> = txn
             .query_one(stmt(

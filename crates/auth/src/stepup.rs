@@ -7,7 +7,7 @@
 //! §2, RFC 8176), copied across refreshes by the token family.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use crate::mfa::Factor;
@@ -103,7 +103,7 @@ impl AuthService {
         }
         if has_mfa {
             let factor = factor.ok_or(AuthError::InvalidCode)?;
-            let txn = self.db.conn().begin().await?;
+            let txn = self.db.begin_write().await?;
             if let Err(err) = self.check_factor(&txn, user, factor, meta).await {
                 txn.rollback().await?;
                 return Err(err);
@@ -112,7 +112,7 @@ impl AuthService {
             methods.push(amr::OTP);
         }
         let authentication = Authentication::new(self.clock.now(), &methods);
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         self.record_event(&txn, REAUTHENTICATED, Some(user), meta, serde_json::json!({"amr": authentication.amr}))
             .await?;
         txn.commit().await?;

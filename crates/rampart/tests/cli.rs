@@ -1,78 +1,11 @@
 //! The `rampart` binary end to end: the README's serve command, production refusals, and the
 //! PostgreSQL owner/runtime split.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-};
+mod support;
 
 use secrecy::ExposeSecret;
+use support::{rampart, serve};
 use testkit::{Backend, TestDb};
-
-#[allow(clippy::disallowed_methods)] // The child gets a clean environment except PATH.
-fn rampart(dir: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
-    cmd.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-    cmd
-}
-
-/// A running `rampart serve`, killed on drop.
-struct Server {
-    child: Child,
-    base_url: String,
-    log: Vec<String>,
-    rest: std::sync::mpsc::Receiver<String>,
-}
-
-impl Server {
-    /// Stops the server with SIGTERM and returns its exit status and its whole log.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let status = self.child.wait().unwrap();
-        // The reader thread ends when the pipe closes, so this collects every line.
-        let mut log = std::mem::take(&mut self.log);
-        log.extend(self.rest.iter());
-        (status, log.join("\n"))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `rampart serve --listen 127.0.0.1:0` and reads its log until it says where it listens.
-/// A thread keeps draining the log afterwards so the server never writes into a closed pipe.
-fn serve(mut cmd: Command) -> Result<Server, (i32, String)> {
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn rampart");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                // Nobody listens any more; keep draining.
-                continue;
-            }
-        }
-    });
-    let mut log = Vec::new();
-    while let Ok(line) = rx.recv() {
-        log.push(line.clone());
-        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
-            if let (Some(msg), Some(addr)) = (event["message"].as_str(), event["address"].as_str()) {
-                if msg.starts_with("rampart listening") {
-                    return Ok(Server { child, base_url: format!("http://{addr}"), log, rest: rx });
-                }
-            }
-        }
-    }
-    let status = child.wait().unwrap();
-    Err((status.code().unwrap_or(-1), log.join("\n")))
-}
 
 #[tokio::test]
 async fn serve_with_no_configuration_runs_on_embedded_sqlite_with_generated_development_keys() {

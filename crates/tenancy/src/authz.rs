@@ -91,8 +91,8 @@ pub async fn own_platform_events(
     filter: &audit::Filter,
     limit: u64,
 ) -> Result<Vec<audit::Event>, TenancyError> {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
-    let txn = db.conn().begin().await?;
+    use sea_orm::ConnectionTrait;
+    let txn = db.begin_write().await?;
     let backend = txn.get_database_backend();
     if backend == sea_orm::DatabaseBackend::Postgres {
         txn.execute(sea_orm::Statement::from_sql_and_values(

@@ -21,8 +21,17 @@ pub mod workspaces;
 pub use access::{Access, Via};
 pub use storage::Db;
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement};
 use uuid::Uuid;
+
+/// How a tenant transaction opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Read,
+    Write,
+    /// Writes, keeping the tenant context without access.
+    Claim,
+}
 
 /// A workspace id: the tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,10 +86,11 @@ pub enum TenancyError {
 /// those inserts to the commit, never across the rest of the transaction's work.
 #[derive(Debug)]
 pub struct TenantTx {
-    txn: DatabaseTransaction,
+    txn: storage::Txn,
     tenant: TenantId,
     user: UserId,
     access: Option<Access>,
+    mode: Mode,
     request_id: Option<String>,
     /// Recorded, not yet appended: written by `commit`, dropped with a rollback.
     pending: std::sync::Mutex<Vec<(audit::NewEvent, chrono::DateTime<chrono::Utc>)>>,
@@ -91,19 +101,34 @@ impl TenantTx {
     /// grant) the tenant context is unset again on PostgreSQL, so nothing of the tenant can be
     /// read or written in it, whatever the application does next.
     pub async fn begin(db: &Db, tenant: TenantId, user: UserId) -> Result<TenantTx, TenancyError> {
-        Self::open(db, tenant, user, false).await
+        Self::open(db, tenant, user, Mode::Write).await
+    }
+
+    /// Begins a transaction that only reads (a `GET`): on SQLite it runs beside the writer and
+    /// other readers, and a write in it fails. It records no audit events.
+    pub async fn begin_read(db: &Db, tenant: TenantId, user: UserId) -> Result<TenantTx, TenancyError> {
+        Self::open(db, tenant, user, Mode::Read).await
     }
 
     /// Begins a transaction that keeps the tenant context without access: for founding a
     /// workspace, accepting an invitation and purging. The policies decide what it may do.
     pub async fn begin_claiming(db: &Db, tenant: TenantId, user: UserId) -> Result<TenantTx, TenancyError> {
-        Self::open(db, tenant, user, true).await
+        Self::open(db, tenant, user, Mode::Claim).await
     }
 
-    async fn open(db: &Db, tenant: TenantId, user: UserId, keep_context: bool) -> Result<TenantTx, TenancyError> {
-        let txn = db.conn().begin().await?;
-        let access = access::enter(&txn, tenant, user, keep_context).await?;
-        Ok(TenantTx { txn, tenant, user, access, request_id: None, pending: Default::default() })
+    /// Every tenant transaction opens here. One that may write takes the store's write path
+    /// before its first statement ([`Db::begin_write`]), so the access check already runs as
+    /// the writer.
+    async fn open(db: &Db, tenant: TenantId, user: UserId, mode: Mode) -> Result<TenantTx, TenancyError> {
+        let txn = match mode {
+            Mode::Read => db.begin_read().await?,
+            Mode::Write | Mode::Claim => db.begin_write().await?,
+        };
+        let access = match access::enter(&txn, tenant, user, mode == Mode::Claim).await {
+            Ok(access) => access,
+            Err(err) => return storage::settle(txn, Err(err)).await,
+        };
+        Ok(TenantTx { txn, tenant, user, access, mode, request_id: None, pending: Default::default() })
     }
 
     /// Names the request this transaction serves; audit events written in it carry the id.
@@ -125,6 +150,10 @@ impl TenantTx {
         payload: serde_json::Value,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), TenancyError> {
+        if self.mode == Mode::Read {
+            // A read path that records is a write path: it must open with `begin`.
+            return Err(TenancyError::Internal(format!("audit event `{action}` recorded in a read transaction")));
+        }
         let event = audit::NewEvent::new(category, action, payload)
             .by(Some(self.user.0).filter(|u| !u.is_nil()))
             .request(self.request_id.clone());
@@ -179,6 +208,20 @@ impl TenantTx {
             .into());
         }
         Ok(access)
+    }
+
+    /// Makes the transactions of this tenant that name the same `topic` take turns from here to
+    /// their commit, so a check-then-act (count the keys, then insert one; look for the grant,
+    /// then create it) sees the work of the one before it, which READ COMMITTED alone would not
+    /// show. A transaction-level advisory lock on PostgreSQL; SQLite has one writer at a time.
+    pub async fn take_turn(&self, topic: &str) -> Result<(), TenancyError> {
+        if is_postgres(self) {
+            let key = format!("rampart.{topic}:{}", self.tenant.0);
+            self.txn
+                .execute(self.statement("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", vec![key.into()]))
+                .await?;
+        }
+        Ok(())
     }
 
     /// A statement in this transaction's SQL dialect, for crates that keep tenant tables of their

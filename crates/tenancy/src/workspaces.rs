@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use rbac::Permission;
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 use uuid::Uuid;
 
 use crate::{check_name, stmt, Db, TenancyError, TenantId, TenantTx, UserId};
@@ -52,7 +52,7 @@ pub async fn create(db: &Db, owner: UserId, name: &str, now: DateTime<Utc>) -> R
 
 /// The live workspaces `user` belongs to, oldest first.
 pub async fn list_mine(db: &Db, user: UserId) -> Result<Vec<Workspace>, TenancyError> {
-    let txn = db.conn().begin().await?;
+    let txn = db.begin_write().await?;
     let backend = txn.get_database_backend();
     if backend == DatabaseBackend::Postgres {
         // No tenant: the policies show a principal their own memberships and those workspaces.

@@ -69,11 +69,11 @@ async fn another_tenants_project_is_not_found_for_read_update_or_delete(backend:
 
 async fn a_non_member_has_no_role_in_a_workspace(backend: Backend) {
     let w = world(backend).await;
-    let tx = TenantTx::begin(&w.db, w.b, w.alice).await.unwrap();
+    let tx = TenantTx::begin_read(&w.db, w.b, w.alice).await.unwrap();
     assert!(tx.access().is_none());
     assert!(matches!(workspaces::get(&tx).await, Err(TenancyError::NotFound)));
     assert!(matches!(projects::list(&tx, 20, None).await, Err(TenancyError::NotFound)));
-    let tx = TenantTx::begin(&w.db, w.a, w.alice).await.unwrap();
+    let tx = TenantTx::begin_read(&w.db, w.a, w.alice).await.unwrap();
     assert_eq!(tx.access().unwrap().role.name, "Owner");
     assert_eq!(workspaces::get(&tx).await.unwrap().role, "Owner");
 }
@@ -120,7 +120,7 @@ async fn an_invitation_joins_only_the_invited_address_once(backend: Backend) {
     let bob_email = format!("{}@example.com", w.bob.0);
     let joined = invitations::accept(&w.db, w.a, w.bob, &hash, &bob_email, now()).await.unwrap();
     assert_eq!(joined.role, "Support Agent");
-    let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
+    let tx = TenantTx::begin_read(&w.db, w.a, w.bob).await.unwrap();
     assert_eq!(tx.access().unwrap().role.name, "Support Agent");
     let again = invitations::accept(&w.db, w.a, w.bob, &hash, &bob_email, now()).await;
     assert!(matches!(again, Err(TenancyError::NotFound)), "single use: {again:?}");

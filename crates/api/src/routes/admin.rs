@@ -78,9 +78,8 @@ async fn change(
     id: Uuid,
     refused: &'static str,
 ) -> poem::Result<NoContent> {
-    use storage::TransactionTrait;
     let now = state.auth.now();
-    let txn = state.db.conn().begin().await.map_err(internal)?;
+    let txn = state.db.begin_write().await.map_err(internal)?;
     let work = async {
         let changed = match action {
             "outbox.retried" => scheduler::retry(&txn, id, now).await?,

@@ -13,6 +13,8 @@ pub(crate) struct Scope<'a> {
     pub tenant: TenantId,
     pub user: UserId,
     endpoint: String,
+    /// A `GET` or `HEAD`: the transaction only reads, beside the store's writer.
+    read_only: bool,
     /// An API key's one workspace and scopes.
     api_key: Option<auth::api_keys::KeyGrant>,
     /// The user's sign-in included a second factor; for an API key, its creator has one set up
@@ -27,6 +29,7 @@ impl<'a> Scope<'a> {
             tenant: TenantId(workspace),
             user: UserId(principal.user_id),
             endpoint: format!("{} {}", req.method(), req.uri().path()),
+            read_only: matches!(*req.method(), poem::http::Method::GET | poem::http::Method::HEAD),
             api_key: principal.api_key.clone(),
             second_factor: match &principal.api_key {
                 // A key keeps to the rule through its creator: held while they have no factor.
@@ -48,7 +51,13 @@ impl<'a> Scope<'a> {
         if self.api_key.as_ref().is_some_and(|key| key.tenant != self.tenant) {
             return Err(ApiError::from(TenancyError::NotFound).into());
         }
-        let mut tx = TenantTx::begin(&self.state.db, self.tenant, self.user).await.map_err(ApiError::from)?;
+        let (db, tenant, user) = (&self.state.db, self.tenant, self.user);
+        let opened = if self.read_only {
+            TenantTx::begin_read(db, tenant, user).await
+        } else {
+            TenantTx::begin(db, tenant, user).await
+        };
+        let mut tx = opened.map_err(ApiError::from)?;
         // The requirement came with the access, in the same statement.
         let required = tx.access().is_some_and(|access| access.require_mfa);
         if !self.second_factor && (required || self.api_key.is_some()) {

@@ -26,6 +26,8 @@ pub async fn begin<C: TransactionTrait>(db: &C) -> Result<DatabaseTransaction, T
     if txn.get_database_backend() == DatabaseBackend::Postgres {
         txn.execute_unprepared(&format!("SET LOCAL ROLE {KEYS_ROLE}")).await?;
     }
+    // SQLite: the maintenance reads sealed rows before it rewrites them.
+    storage::claim_sqlite_write_lock(&txn).await?;
     Ok(txn)
 }
 
