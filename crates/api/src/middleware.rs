@@ -85,21 +85,24 @@ pub(crate) async fn request_context<E: Endpoint>(
 
     let mut operation = "other";
     let mut resp = REQUEST_ID
-        .scope(request_id.clone(), async {
-            // poem-openapi tags what it served with the operation id: a bounded metrics label.
-            let resp = match ep.call(req).await {
-                Ok(resp) => {
-                    let resp = resp.into_response();
-                    operation = resp.data::<poem_openapi::OperationId>().map_or(operation, |op| op.0);
-                    resp
-                }
-                Err(err) => {
-                    operation = err.data::<poem_openapi::OperationId>().map_or(operation, |op| op.0);
-                    into_error_response(err)
-                }
-            };
-            normalise_error_body(resp)
-        })
+        .scope(
+            request_id.clone(),
+            crate::error::CREDENTIAL_FAULT.scope(Default::default(), async {
+                // poem-openapi tags what it served with the operation id: a bounded metrics label.
+                let resp = match ep.call(req).await {
+                    Ok(resp) => {
+                        let resp = resp.into_response();
+                        operation = resp.data::<poem_openapi::OperationId>().map_or(operation, |op| op.0);
+                        resp
+                    }
+                    Err(err) => {
+                        operation = err.data::<poem_openapi::OperationId>().map_or(operation, |op| op.0);
+                        into_error_response(err)
+                    }
+                };
+                normalise_error_body(resp)
+            }),
+        )
         .instrument(span.clone())
         .await;
 

@@ -109,9 +109,22 @@ fn unauthenticated() -> poem::Error {
     ApiError::new(poem::http::StatusCode::UNAUTHORIZED, "unauthenticated", "Sign in first.").into()
 }
 
+/// A credential that does not authenticate is 401. A store that could not say whether it does
+/// answers for itself (503 when it was busy or unreachable), never 401: the credential may be
+/// valid, and a client told to sign in again would throw it away.
+fn refusal(err: auth::AuthError) -> poem::Error {
+    use auth::AuthError as E;
+    match err {
+        E::Unavailable { .. } | E::Store(_) | E::Db(_) | E::Audit(_) | E::Outbox(_) | E::Internal(_) => {
+            crate::error::note_credential_fault(ApiError::from(err)).into()
+        }
+        _ => unauthenticated(),
+    }
+}
+
 async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Principal> {
     let state = state(req)?;
-    let session = state.auth.authenticate_session(&key.key).await.map_err(|_| unauthenticated())?;
+    let session = state.auth.authenticate_session(&key.key).await.map_err(refusal)?;
     if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         let header = req.header(CSRF_HEADER).unwrap_or_default();
         if !crate::csrf::verify(state.auth.tokens(), session.session.id, header) {
@@ -137,7 +150,7 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
     let state = state(req)?;
     let claims = state.auth.access_tokens().verify_access(&bearer.token).map_err(|_| unauthenticated())?;
     // Suspension and deletion take effect on the very next request, not at token expiry.
-    let user = state.auth.me(claims.sub).await.map_err(|_| unauthenticated())?;
+    let user = state.auth.me(claims.sub).await.map_err(refusal)?;
     let authentication = claims
         .auth_time
         .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
@@ -150,7 +163,7 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
 async fn check_api_key(req: &Request, _key: ApiKey) -> poem::Result<Principal> {
     let state = state(req)?;
     let grant = req.extensions().get::<auth::api_keys::KeyGrant>().cloned().ok_or_else(unauthenticated)?;
-    let user = state.auth.me(grant.user).await.map_err(|_| unauthenticated())?;
+    let user = state.auth.me(grant.user).await.map_err(refusal)?;
     Ok(Principal {
         user_id: grant.user,
         user,

@@ -58,6 +58,8 @@ pub struct Assembly {
     pub redis: Option<redis::aio::ConnectionManager>,
     /// Namespace for Redis keys (one deployment per prefix).
     pub redis_prefix: String,
+    /// How long a request waits for Redis, and how long the circuit stays open after a failure.
+    pub redis_settings: auth::store::RedisSettings,
     pub keyring: crypto_vault::Keyring,
     pub jwt_keys: auth::jwt::JwtKeys,
     pub jwt: auth::jwt::JwtConfig,
@@ -77,7 +79,7 @@ pub struct Assembly {
 impl AppState {
     pub fn assemble(a: Assembly) -> Result<AppState, auth::AuthError> {
         let kv = match &a.redis {
-            Some(conn) => auth::store::Kv::redis(conn.clone(), &a.redis_prefix),
+            Some(conn) => auth::store::Kv::redis(conn.clone(), &a.redis_prefix, a.redis_settings),
             None => auth::store::Kv::memory(),
         };
         let access = auth::AccessTokens::new(a.jwt_keys, a.jwt, a.clock.clone())?;

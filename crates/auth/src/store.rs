@@ -52,6 +52,17 @@ pub struct RateDecision {
     pub retry_after_secs: u64,
 }
 
+impl RateDecision {
+    fn of(count: u64, ttl: Duration, limit: u64) -> RateDecision {
+        RateDecision {
+            allowed: count <= limit,
+            limit,
+            remaining: limit.saturating_sub(count),
+            retry_after_secs: ttl.as_secs_f64().ceil().max(1.0) as u64,
+        }
+    }
+}
+
 /// Process-memory state of [`Kv::Memory`].
 #[derive(Debug, Default)]
 pub struct Memory {
@@ -64,16 +75,106 @@ pub struct Memory {
 #[derive(Clone)]
 pub enum Kv {
     Memory(Arc<Mutex<Memory>>),
-    Redis { conn: redis::aio::ConnectionManager, prefix: Arc<str> },
+    Redis(Arc<RedisKv>),
 }
 
 impl std::fmt::Debug for Kv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Kv::Memory(_) => f.write_str("Kv::Memory"),
-            Kv::Redis { prefix, .. } => write!(f, "Kv::Redis({prefix})"),
+            Kv::Redis(r) => write!(f, "Kv::Redis({})", r.prefix),
         }
     }
+}
+
+/// How long Redis may take before a request stops waiting for it, and how long the circuit then
+/// stays open (every call failing at once) before one call tries Redis again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// Connect and command timeout (and the budget of one call, reconnection included).
+    pub timeout: Duration,
+    /// How long calls fail at once after a failure, before the next one tries again.
+    pub open_for: Duration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings { timeout: Duration::from_millis(250), open_for: Duration::from_secs(1) }
+    }
+}
+
+/// Connects to Redis with `settings`' timeouts: one reconnection attempt per call, so a request
+/// never waits through the client's default back-off (seconds) while Redis is down.
+pub async fn connect_redis(
+    client: redis::Client,
+    settings: RedisSettings,
+) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(settings.timeout))
+        .set_response_timeout(Some(settings.timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(settings.timeout);
+    redis::aio::ConnectionManager::new_with_config(client, config).await
+}
+
+/// A Redis store behind a circuit breaker: after a call fails for the connection (refused,
+/// reset, timed out), calls fail at once with [`AuthError::Unavailable`] for `open_for`, then the
+/// next one tries Redis again and closes the circuit when it answers. A dependency outage thus
+/// costs a request at most one `timeout`, never the client's reconnection back-off.
+pub struct RedisKv {
+    conn: redis::aio::ConnectionManager,
+    prefix: Arc<str>,
+    settings: RedisSettings,
+    /// While open: when the next call may try Redis again.
+    open_until: Mutex<Option<Instant>>,
+    /// Rate counters kept in this process while Redis is unreachable ([`Kv::hit_or_local`]).
+    local: Mutex<Memory>,
+}
+
+impl std::fmt::Debug for RedisKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisKv")
+            .field("prefix", &self.prefix)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisKv {
+    /// Runs `call` unless the circuit is open; trips it on a connection failure or timeout.
+    async fn call<T>(&self, call: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, AuthError> {
+        let now = Instant::now();
+        if let Some(until) = *self.open_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            if now < until {
+                return Err(unavailable(until - now));
+            }
+        }
+        let outcome = tokio::time::timeout(self.settings.timeout, call).await;
+        let failure = match outcome {
+            Ok(Ok(value)) => {
+                *self.open_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                return Ok(value);
+            }
+            Ok(Err(err)) if !is_connection_failure(&err) => return Err(store_err(err)),
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => format!("no answer within {:?}", self.settings.timeout),
+        };
+        let mut open = self.open_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if open.is_none() {
+            tracing::warn!(error = %failure, open_ms = self.settings.open_for.as_millis() as u64, "Redis unreachable: circuit open");
+        }
+        *open = Some(Instant::now() + self.settings.open_for);
+        Err(unavailable(self.settings.open_for))
+    }
+}
+
+/// Whether `err` says Redis could not be reached, rather than refusing a command.
+fn is_connection_failure(err: &redis::RedisError) -> bool {
+    err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_connection_refusal()
+}
+
+fn unavailable(wait: Duration) -> AuthError {
+    AuthError::Unavailable { retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64 }
 }
 
 /// Fixed-window counter in one round trip: INCR, set the expiry on the first hit, read the TTL.
@@ -85,6 +186,24 @@ if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1])
 return {c, ttl}
 ";
 
+impl Memory {
+    /// Counts a hit on `key` in a fixed window: the count so far and the time left.
+    fn hit(&mut self, key: &str, window: Duration) -> (u64, Duration) {
+        let now = Instant::now();
+        self.hits_since_prune += 1;
+        if self.hits_since_prune >= 4096 {
+            self.hits_since_prune = 0;
+            self.counters.retain(|_, (_, end)| *end > now);
+        }
+        let entry = self.counters.entry(key.to_owned()).or_insert((0, now + window));
+        if entry.1 <= now {
+            *entry = (0, now + window);
+        }
+        entry.0 += 1;
+        (entry.0, entry.1 - now)
+    }
+}
+
 fn store_err(e: impl std::fmt::Display) -> AuthError {
     AuthError::Store(e.to_string())
 }
@@ -95,12 +214,18 @@ impl Kv {
     }
 
     /// A Redis store; `prefix` namespaces every key (one deployment, or one test, per prefix).
-    pub fn redis(conn: redis::aio::ConnectionManager, prefix: &str) -> Kv {
-        Kv::Redis { conn, prefix: Arc::from(prefix) }
+    pub fn redis(conn: redis::aio::ConnectionManager, prefix: &str, settings: RedisSettings) -> Kv {
+        Kv::Redis(Arc::new(RedisKv {
+            conn,
+            prefix: Arc::from(prefix),
+            settings,
+            open_until: Mutex::new(None),
+            local: Mutex::new(Memory::default()),
+        }))
     }
 
     pub fn is_shared(&self) -> bool {
-        matches!(self, Kv::Redis { .. })
+        matches!(self, Kv::Redis(_))
     }
 
     fn lock(m: &Arc<Mutex<Memory>>) -> Result<std::sync::MutexGuard<'_, Memory>, AuthError> {
@@ -115,16 +240,17 @@ impl Kv {
                 Self::lock(m)?.sessions.insert(hash.to_owned(), record.clone());
                 Ok(())
             }
-            Kv::Redis { conn, prefix } => {
-                let mut conn = conn.clone();
+            Kv::Redis(r) => {
+                let (mut conn, prefix) = (r.conn.clone(), &r.prefix);
                 let json = serde_json::to_string(record).map_err(store_err)?;
-                redis::pipe()
-                    .atomic()
-                    .set_ex(format!("{prefix}sess:{hash}"), json, ttl)
-                    .sadd(format!("{prefix}usess:{}", record.user_id), hash)
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(store_err)
+                r.call(
+                    redis::pipe()
+                        .atomic()
+                        .set_ex(format!("{prefix}sess:{hash}"), json, ttl)
+                        .sadd(format!("{prefix}usess:{}", record.user_id), hash)
+                        .query_async::<()>(&mut conn),
+                )
+                .await
             }
         }
     }
@@ -150,18 +276,17 @@ impl Kv {
                     None => Ok(false),
                 }
             }
-            Kv::Redis { conn, prefix } => {
-                let mut conn = conn.clone();
+            Kv::Redis(r) => {
+                let (mut conn, prefix) = (r.conn.clone(), &r.prefix);
                 let json = serde_json::to_string(record).map_err(store_err)?;
-                let done: Option<String> = redis::cmd("SET")
+                let set = redis::cmd("SET")
                     .arg(format!("{prefix}sess:{hash}"))
                     .arg(json)
                     .arg("EX")
                     .arg(ttl)
                     .arg("XX")
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(store_err)?;
+                    .clone();
+                let done: Option<String> = r.call(set.query_async(&mut conn)).await?;
                 Ok(done.is_some())
             }
         }
@@ -170,29 +295,29 @@ impl Kv {
     pub async fn get_session(&self, hash: &str) -> Result<Option<SessionRecord>, AuthError> {
         match self {
             Kv::Memory(m) => Ok(Self::lock(m)?.sessions.get(hash).cloned()),
-            Kv::Redis { conn, prefix } => {
-                let mut conn = conn.clone();
-                let json: Option<String> = conn.get(format!("{prefix}sess:{hash}")).await.map_err(store_err)?;
+            Kv::Redis(r) => {
+                let (mut conn, prefix) = (r.conn.clone(), &r.prefix);
+                let json: Option<String> = r.call(conn.get(format!("{prefix}sess:{hash}"))).await?;
                 json.map(|j| serde_json::from_str(&j).map_err(store_err)).transpose()
             }
         }
     }
 
-    pub async fn delete_session(&self, hash: &str, user_id: Uuid) -> Result<(), AuthError> {
+    pub async fn delete_session(&self, hash: &str, user_id: Uuid) -> Result<bool, AuthError> {
         match self {
-            Kv::Memory(m) => {
-                Self::lock(m)?.sessions.remove(hash);
-                Ok(())
-            }
-            Kv::Redis { conn, prefix } => {
-                let mut conn = conn.clone();
-                redis::pipe()
-                    .atomic()
-                    .del(format!("{prefix}sess:{hash}"))
-                    .srem(format!("{prefix}usess:{user_id}"), hash)
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(store_err)
+            Kv::Memory(m) => Ok(Self::lock(m)?.sessions.remove(hash).is_some()),
+            Kv::Redis(r) => {
+                let (mut conn, prefix) = (r.conn.clone(), &r.prefix);
+                let (deleted, _): (u64, u64) = r
+                    .call(
+                        redis::pipe()
+                            .atomic()
+                            .del(format!("{prefix}sess:{hash}"))
+                            .srem(format!("{prefix}usess:{user_id}"), hash)
+                            .query_async(&mut conn),
+                    )
+                    .await?;
+                Ok(deleted > 0)
             }
         }
     }
@@ -206,16 +331,16 @@ impl Kv {
                 .filter(|(_, r)| r.user_id == user_id)
                 .map(|(h, r)| (h.clone(), r.clone()))
                 .collect()),
-            Kv::Redis { conn, prefix } => {
-                let mut conn = conn.clone();
+            Kv::Redis(r) => {
+                let (mut conn, prefix) = (r.conn.clone(), &r.prefix);
                 let index = format!("{prefix}usess:{user_id}");
-                let hashes: Vec<String> = conn.smembers(&index).await.map_err(store_err)?;
+                let hashes: Vec<String> = r.call(conn.smembers(&index)).await?;
                 if hashes.is_empty() {
                     return Ok(Vec::new());
                 }
                 // One round trip for every record.
                 let keys: Vec<String> = hashes.iter().map(|h| format!("{prefix}sess:{h}")).collect();
-                let records: Vec<Option<String>> = conn.mget(&keys).await.map_err(store_err)?;
+                let records: Vec<Option<String>> = r.call(conn.mget(&keys)).await?;
                 let mut out = Vec::new();
                 let mut expired = Vec::new();
                 for (hash, json) in hashes.into_iter().zip(records) {
@@ -226,7 +351,7 @@ impl Kv {
                 }
                 if !expired.is_empty() {
                     // Expired records leave the index too.
-                    conn.srem::<_, _, ()>(&index, &expired).await.map_err(store_err)?;
+                    r.call(conn.srem::<_, _, ()>(&index, &expired)).await?;
                 }
                 Ok(out)
             }
@@ -237,38 +362,32 @@ impl Kv {
     /// `limit`.
     pub async fn hit(&self, key: &str, limit: u64, window: Duration) -> Result<RateDecision, AuthError> {
         let (count, ttl) = match self {
-            Kv::Memory(m) => {
-                let now = Instant::now();
-                let mut state = Self::lock(m)?;
-                state.hits_since_prune += 1;
-                if state.hits_since_prune >= 4096 {
-                    state.hits_since_prune = 0;
-                    state.counters.retain(|_, (_, end)| *end > now);
-                }
-                let entry = state.counters.entry(key.to_owned()).or_insert((0, now + window));
-                if entry.1 <= now {
-                    *entry = (0, now + window);
-                }
-                entry.0 += 1;
-                (entry.0, entry.1 - now)
-            }
-            Kv::Redis { conn, prefix } => {
-                let mut conn = conn.clone();
-                let (count, ttl_ms): (u64, i64) = redis::Script::new(HIT_SCRIPT)
-                    .key(format!("{prefix}rl:{key}"))
-                    .arg(window.as_millis() as u64)
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(store_err)?;
+            Kv::Memory(m) => Memory::hit(&mut *Self::lock(m)?, key, window),
+            Kv::Redis(r) => {
+                let mut conn = r.conn.clone();
+                let script = redis::Script::new(HIT_SCRIPT);
+                let mut invocation = script.key(format!("{}rl:{key}", r.prefix));
+                invocation.arg(window.as_millis() as u64);
+                let (count, ttl_ms): (u64, i64) = r.call(invocation.invoke_async(&mut conn)).await?;
                 (count, Duration::from_millis(ttl_ms.max(0) as u64))
             }
         };
-        Ok(RateDecision {
-            allowed: count <= limit,
-            limit,
-            remaining: limit.saturating_sub(count),
-            retry_after_secs: ttl.as_secs_f64().ceil().max(1.0) as u64,
-        })
+        Ok(RateDecision::of(count, ttl, limit))
+    }
+
+    /// Like [`Kv::hit`], but while Redis is unreachable the hit is counted in this process, so a
+    /// short-window limit (sign-in attempts per minute) keeps holding — per replica rather than
+    /// shared — instead of failing every request. Not for caps whose window outlasts an outage
+    /// (an API key's month), which a fresh local count would reset.
+    pub async fn hit_or_local(&self, key: &str, limit: u64, window: Duration) -> Result<RateDecision, AuthError> {
+        match (self, self.hit(key, limit, window).await) {
+            (Kv::Redis(r), Err(AuthError::Unavailable { .. })) => {
+                let mut local = r.local.lock().map_err(|_| AuthError::Store("local counters poisoned".into()))?;
+                let (count, ttl) = Memory::hit(&mut local, key, window);
+                Ok(RateDecision::of(count, ttl, limit))
+            }
+            (_, decision) => decision,
+        }
     }
 
     /// Drops expired sessions from process memory (Redis expires its keys by itself).
@@ -280,7 +399,7 @@ impl Kv {
                 state.sessions.retain(|_, r| now < r.idle_expires_at && now < r.absolute_expires_at);
                 Ok(before - state.sessions.len())
             }
-            Kv::Redis { .. } => Ok(0),
+            Kv::Redis(_) => Ok(0),
         }
     }
 
@@ -288,9 +407,9 @@ impl Kv {
     pub async fn ping(&self) -> Result<(), AuthError> {
         match self {
             Kv::Memory(_) => Ok(()),
-            Kv::Redis { conn, .. } => {
-                let mut conn = conn.clone();
-                redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(store_err)
+            Kv::Redis(r) => {
+                let mut conn = r.conn.clone();
+                r.call(redis::cmd("PING").query_async::<String>(&mut conn)).await.map(|_| ())
             }
         }
     }

@@ -53,11 +53,26 @@ pub struct RedisConfig {
     pub url: Option<SecretString>,
     /// Prefix of every key, so several deployments can share one Redis.
     pub key_prefix: String,
+    /// Connect and command timeout in milliseconds (default 250): while Redis is unreachable, a
+    /// request that needs it is answered 503 within about this long.
+    pub timeout_ms: u64,
+    /// After a failure, how long requests that need Redis are answered 503 at once before one
+    /// tries again, in milliseconds (default 1000).
+    pub circuit_open_ms: u64,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        RedisConfig { url: None, key_prefix: "rampart:".into() }
+        RedisConfig { url: None, key_prefix: "rampart:".into(), timeout_ms: 250, circuit_open_ms: 1000 }
+    }
+}
+
+impl RedisConfig {
+    pub fn settings(&self) -> auth::store::RedisSettings {
+        auth::store::RedisSettings {
+            timeout: std::time::Duration::from_millis(self.timeout_ms.max(1)),
+            open_for: std::time::Duration::from_millis(self.circuit_open_ms.max(1)),
+        }
     }
 }
 
@@ -208,7 +223,8 @@ pub struct OidcProviderConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
     /// Seconds a claimed action stays with its worker before another may take it over; at least
-    /// 20 (longer than a webhook delivery's 15 s deadline).
+    /// 3. A live worker renews its claims every third of this while their handlers run, so it
+    /// bounds only how long a killed worker's actions wait.
     pub lease_secs: i64,
     /// Milliseconds between passes over due actions.
     pub poll_interval_ms: u64,
@@ -285,7 +301,7 @@ impl Config {
         }
         if self.outbox.lease_secs < scheduler::MIN_LEASE.num_seconds() {
             problems.push(format!(
-                "outbox.lease_secs must be at least {} (longer than a webhook delivery's deadline)",
+                "outbox.lease_secs must be at least {} (workers renew their claims every third of the lease)",
                 scheduler::MIN_LEASE.num_seconds()
             ));
         }

@@ -157,17 +157,25 @@ fn write_openapi(output: Option<&std::path::Path>) -> anyhow::Result<()> {
 }
 
 /// Structured logs on stderr through a background writer, so a request never waits on the log
-/// pipe; every line passes the PII and secret scrubber first. Not lossy: when the buffer is full, writers wait rather than drop lines. The guard
-/// flushes on drop; keep it alive for the life of the process.
+/// pipe; every field value passes the PII and secret scrubber first (`log_scrub`: JSON lines
+/// value by value in the writer, text lines in the field formatter). Not lossy: when the buffer is
+/// full, writers wait rather than drop lines. The guard flushes on drop; keep it alive for the
+/// life of the process.
 fn init_logging(cfg: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (writer, guard) =
         tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(log_scrub::Scrubbing(writer));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match cfg.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(log_scrub::Scrubbing(writer))
+            .try_init(),
+        LogFormat::Text => builder.fmt_fields(log_scrub::ScrubbedFields).with_writer(writer).try_init(),
     };
     guard
 }
@@ -223,7 +231,7 @@ async fn assemble(cfg: &Config) -> anyhow::Result<(api::AppState, scheduler::mai
     let redis = match &cfg.redis.url {
         Some(url) => {
             let client = redis::Client::open(url.expose_secret()).context("redis.url is not a valid Redis URL")?;
-            Some(redis::aio::ConnectionManager::new(client).await.context("connecting to Redis")?)
+            Some(auth::store::connect_redis(client, cfg.redis.settings()).await.context("connecting to Redis")?)
         }
         None => None,
     };
@@ -258,6 +266,7 @@ async fn assemble(cfg: &Config) -> anyhow::Result<(api::AppState, scheduler::mai
         db,
         redis,
         redis_prefix: cfg.redis.key_prefix.clone(),
+        redis_settings: cfg.redis.settings(),
         keyring: keys.keyring,
         jwt_keys: keys.jwt,
         jwt,

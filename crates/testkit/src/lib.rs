@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 pub mod oidc;
 pub mod receiver;
+pub mod services;
 
 pub use api;
 pub use auth;
@@ -56,6 +57,8 @@ pub struct TestDb {
     /// URL of the owner role (PostgreSQL) or the same file (SQLite), for migrations and fixtures.
     pub owner_url: SecretString,
     pg_name: Option<String>,
+    /// The admin URL of the cluster the database lives in (PostgreSQL).
+    pg_admin: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -139,7 +142,18 @@ impl TestDb {
         Self::create(backend, false).await.expect("creating the test database")
     }
 
+    /// A migrated PostgreSQL database on the cluster at `admin_url` (a superuser URL), for tests
+    /// that run a cluster of their own ([`services::PgCluster`]).
+    pub async fn on_cluster(admin_url: &str) -> TestDb {
+        Self::create_on(Backend::Postgres, true, admin_url).await.expect("creating the test database")
+    }
+
     async fn create(backend: Backend, migrated: bool) -> anyhow::Result<TestDb> {
+        let admin_url = if backend == Backend::Postgres { pg_admin_url() } else { String::new() };
+        Self::create_on(backend, migrated, &admin_url).await
+    }
+
+    async fn create_on(backend: Backend, migrated: bool, admin_url: &str) -> anyhow::Result<TestDb> {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir()?;
@@ -149,12 +163,18 @@ impl TestDb {
                     storage::migrate(db.conn()).await?;
                     db.close().await?;
                 }
-                Ok(TestDb { backend, runtime_url: url.clone(), owner_url: url, pg_name: None, _dir: Some(dir) })
+                Ok(TestDb {
+                    backend,
+                    runtime_url: url.clone(),
+                    owner_url: url,
+                    pg_name: None,
+                    pg_admin: None,
+                    _dir: Some(dir),
+                })
             }
             Backend::Postgres => {
-                let admin_url = pg_admin_url();
-                let admin = single_connection(&admin_url).await.context("connecting to RAMPART_TEST_DATABASE_URL")?;
-                let template = ensure_template(&admin, &admin_url).await?;
+                let admin = single_connection(admin_url).await.context("connecting to RAMPART_TEST_DATABASE_URL")?;
+                let template = ensure_template(&admin, admin_url).await?;
                 let name = format!("rampart_test_{}", uuid::Uuid::new_v4().simple());
                 let clause =
                     if migrated { format!("TEMPLATE \"{template}\"") } else { "TEMPLATE template0".to_owned() };
@@ -162,9 +182,10 @@ impl TestDb {
                 admin.close().await?;
                 Ok(TestDb {
                     backend,
-                    runtime_url: SecretString::from(with_user_and_db(&admin_url, "rampart_app", &name)),
-                    owner_url: SecretString::from(with_user_and_db(&admin_url, "rampart_owner", &name)),
+                    runtime_url: SecretString::from(with_user_and_db(admin_url, "rampart_app", &name)),
+                    owner_url: SecretString::from(with_user_and_db(admin_url, "rampart_owner", &name)),
                     pg_name: Some(name),
+                    pg_admin: Some(admin_url.to_owned()),
                     _dir: None,
                 })
             }
@@ -174,7 +195,7 @@ impl TestDb {
     /// The admin (superuser) URL of this database, for tests that must act beyond the roles.
     pub fn admin_url(&self) -> Option<String> {
         let name = self.pg_name.as_ref()?;
-        let mut url = url::Url::parse(&pg_admin_url()).ok()?;
+        let mut url = url::Url::parse(self.pg_admin.as_ref()?).ok()?;
         url.set_path(&format!("/{name}"));
         Some(url.to_string())
     }
@@ -182,12 +203,11 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
+        let (Some(name), Some(admin_url)) = (self.pg_name.take(), self.pg_admin.take()) else {
             return;
         };
         // Dropping needs async I/O; a short-lived runtime on its own thread keeps Drop usable from
         // inside the test's runtime.
-        let admin_url = pg_admin_url();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
@@ -442,7 +462,11 @@ pub async fn app_state_extended(
             assert!(report.is_some_and(|r| r.is_safe()));
             conn.ensure_schema_current().await.expect("template is migrated");
             let client = redis::Client::open(redis_url()).expect("RAMPART_TEST_REDIS_URL is not a Redis URL");
-            Some(redis::aio::ConnectionManager::new(client).await.expect("connecting to Redis"))
+            Some(
+                auth::store::connect_redis(client, auth::store::RedisSettings::default())
+                    .await
+                    .expect("connecting to Redis"),
+            )
         }
     };
     let security = api::SecurityTxtConfig {
@@ -460,6 +484,7 @@ pub async fn app_state_extended(
         db: conn,
         redis,
         redis_prefix: format!("rampart-test:{}:", uuid::Uuid::new_v4().simple()),
+        redis_settings: auth::store::RedisSettings::default(),
         vault: vault_with(&keyring.vault_kek, &keyring.vault_previous),
         egress: api::Egress { exceptions: extras.egress_exceptions, ..api::Egress::default() },
         oidc: extras.oidc,

@@ -329,7 +329,7 @@ pub(super) async fn throttle(state: &AppState, req: &Request, account: Option<&s
         return Ok(());
     }
     for key in keys {
-        let decision = state.auth.kv().hit(&key, state.auth_attempts_per_minute, AUTH_WINDOW).await.api()?;
+        let decision = state.auth.kv().hit_or_local(&key, state.auth_attempts_per_minute, AUTH_WINDOW).await.api()?;
         if !decision.allowed {
             return Err(ApiError::rate_limited(decision.retry_after_secs).into());
         }
