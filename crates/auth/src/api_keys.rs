@@ -135,17 +135,9 @@ pub async fn create(
     if !(1..=MAX_PER_MINUTE).contains(&per_minute) || !(1..=MAX_PER_MONTH).contains(&per_month) {
         return Err(bad("per_minute is 1 to 60,000 and per_month 1 to 1,000,000,000"));
     }
-    if tx.conn().get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        // The cap is counted, then kept: concurrent creations in one workspace queue here until
-        // the one before commits, so each counts the keys made before it (READ COMMITTED would
-        // let them all count the same number). SQLite has one writer at a time.
-        tx.conn()
-            .execute(tx.statement(
-                "SELECT pg_advisory_xact_lock(hashtextextended('rampart.api_keys:' || $1, 0))",
-                vec![tx.tenant().0.to_string().into()],
-            ))
-            .await?;
-    }
+    // The cap is counted, then kept: concurrent creations in one workspace take turns, so each
+    // counts the keys made before it.
+    tx.take_turn("api_keys").await?;
     let count: i64 = tx
         .conn()
         .query_one(tx.statement("SELECT COUNT(*) AS n FROM api_keys WHERE tenant_id = $1", vec![tx.tenant().0.into()]))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use crypto_vault::KeyMaterial;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement};
 use storage::{Clock, Db};
 use uuid::Uuid;
 
@@ -312,10 +312,27 @@ impl AuthService {
         // not the address has an account), so no transaction waits on bcrypt: on SQLite a write
         // transaction held open that long makes concurrent writers fail.
         let hash = self.hasher.hash(&password).await?;
-        let txn = self.db.conn().begin().await?;
-        let existing =
-            txn.query_one(stmt(&txn, "SELECT id FROM users WHERE email = $1", vec![email.as_str().into()])).await?;
-        if let Some(row) = existing {
+        let txn = self.db.begin_write().await?;
+        let id = Uuid::new_v4();
+        let now = self.clock.now();
+        // Claims the address in one statement. ON CONFLICT waits for a concurrent sign-up of the
+        // same address to commit and then inserts nothing, so the sign-up that loses the race
+        // takes the taken-address path below and answers exactly as the first did — never a
+        // conflict that would tell the account exists (OWASP ASVS 5.0 V6.3.8).
+        let created = txn
+            .query_one(stmt(
+                &txn,
+                "INSERT INTO users (id, email, password_hash, status, failed_signins, lockouts, created_at, updated_at) VALUES ($1, $2, $3, 'active', 0, 0, $4, $4)
+                 ON CONFLICT (email) DO NOTHING RETURNING id",
+                vec![id.into(), email.as_str().into(), hash.into(), now.into()],
+            ))
+            .await?
+            .is_some();
+        if !created {
+            let row = txn
+                .query_one(stmt(&txn, "SELECT id FROM users WHERE email = $1", vec![email.as_str().into()]))
+                .await?
+                .ok_or_else(|| AuthError::Internal("the account holding the address is gone".into()))?;
             let user: Uuid = row.try_get("", "id")?;
             self.mail(
                 &txn,
@@ -334,14 +351,6 @@ impl AuthService {
             txn.commit().await?;
             return Ok(());
         }
-        let id = Uuid::new_v4();
-        let now = self.clock.now();
-        txn.execute(stmt(
-            &txn,
-            "INSERT INTO users (id, email, password_hash, status, failed_signins, lockouts, created_at, updated_at) VALUES ($1, $2, $3, 'active', 0, 0, $4, $4)",
-            vec![id.into(), email.as_str().into(), hash.into(), now.into()],
-        ))
-        .await?;
         let token = self.issue_one_time_token(&txn, id, VERIFY_PURPOSE, VERIFY_EMAIL_TTL).await?;
         self.mail(
             &txn,
@@ -360,7 +369,7 @@ impl AuthService {
 
     /// Consumes a verification token and marks the address verified.
     pub async fn verify_email(&self, token: &str, meta: &RequestMeta) -> Result<(), AuthError> {
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let user = self.consume_one_time_token(&txn, VERIFY_PURPOSE, token).await?;
         let now = self.clock.now();
         txn.execute(stmt(
@@ -411,7 +420,7 @@ impl AuthService {
         at: Option<DateTime<Utc>>,
     ) -> Result<NewSession, AuthError> {
         let session = self.open_session(user, meta, at, methods).await?;
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         self.record_event(
             &txn,
             events::SIGNIN_SUCCEEDED,
@@ -442,7 +451,7 @@ impl AuthService {
             .await?;
         let Some(row) = row else {
             self.hasher.verify(&password, None).await?;
-            let txn = self.db.conn().begin().await?;
+            let txn = self.db.begin_write().await?;
             self.record_event(
                 &txn,
                 events::SIGNIN_FAILED,
@@ -483,7 +492,7 @@ impl AuthService {
         } else {
             "wrong_password"
         };
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         if !locked && status == "active" {
             // Count the failure atomically; the update that reaches the threshold locks.
             let row = txn
@@ -582,11 +591,12 @@ impl AuthService {
 
     /// Refuses users who are suspended or deleted.
     pub async fn ensure_active(&self, user: Uuid) -> Result<(), AuthError> {
-        let row = self
-            .db
-            .conn()
-            .query_one(stmt(self.db.conn(), "SELECT status FROM users WHERE id = $1", vec![user.into()]))
-            .await?;
+        Self::ensure_active_on(self.db.conn(), user).await
+    }
+
+    /// [`AuthService::ensure_active`] on `conn` (a transaction the caller holds).
+    async fn ensure_active_on<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<(), AuthError> {
+        let row = conn.query_one(stmt(conn, "SELECT status FROM users WHERE id = $1", vec![user.into()])).await?;
         match row.map(|r| r.try_get::<String>("", "status")).transpose()? {
             Some(status) if status == "active" => Ok(()),
             _ => Err(AuthError::Unauthenticated),
@@ -630,7 +640,7 @@ impl AuthService {
     /// Ends the presented session.
     pub async fn sign_out(&self, principal: &SessionPrincipal, meta: &RequestMeta) -> Result<(), AuthError> {
         self.kv.delete_session(&principal.token_hash, principal.user_id).await?;
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         self.record_event(
             &txn,
             events::SIGNOUT,
@@ -667,8 +677,9 @@ impl AuthService {
                 Revoke::AllExcept(keep) => record.id != keep,
                 Revoke::All => true,
             };
-            if hit {
-                self.kv.delete_session(&hash, user).await?;
+            // Counted only if this request removed it: of concurrent revocations of one session,
+            // one ends it and the others find nothing, as a later one would.
+            if hit && self.kv.delete_session(&hash, user).await? {
                 revoked += 1;
             }
         }
@@ -677,7 +688,7 @@ impl AuthService {
                 return Err(AuthError::SessionNotFound);
             }
         }
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         self.record_event(&txn, events::SESSION_REVOKED, Some(user), meta, serde_json::json!({"count": revoked}))
             .await?;
         txn.commit().await?;
@@ -698,7 +709,7 @@ impl AuthService {
         let email = EmailAddress::parse(&me.email)?;
         let password = Password::parse_new(new, &[email.as_str(), email.local_part(), "rampart"])?;
         let hash = self.hasher.hash(&password).await?;
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let now = self.clock.now();
         txn.execute(stmt(
             &txn,
@@ -720,7 +731,7 @@ impl AuthService {
     /// the account exists: the lookup happens later, in the outbox worker.
     pub async fn request_password_reset(&self, email: &str, meta: &RequestMeta) -> Result<(), AuthError> {
         let email = EmailAddress::parse(email)?;
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let now = self.clock.now();
         scheduler::enqueue(
             &txn,
@@ -742,7 +753,7 @@ impl AuthService {
         let Some(email) = payload.get("email").and_then(|e| e.as_str()) else {
             return Ok(());
         };
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let row = txn
             .query_one(stmt(&txn, "SELECT id FROM users WHERE email = $1 AND status = 'active'", vec![email.into()]))
             .await?;
@@ -768,7 +779,7 @@ impl AuthService {
     /// Sets a new password with a reset token (single use), verifies the address (the mail
     /// proved it), clears any lockout and ends every session.
     pub async fn reset_password(&self, token: &str, new: &str, meta: &RequestMeta) -> Result<(), AuthError> {
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let user = self.consume_one_time_token(&txn, RESET_PURPOSE, token).await?;
         let row = txn
             .query_one(stmt(&txn, "SELECT email FROM users WHERE id = $1", vec![user.into()]))
@@ -921,7 +932,7 @@ impl AuthService {
         at: Option<DateTime<Utc>>,
     ) -> Result<TokenPair, AuthError> {
         let authentication = at.map(|at| Authentication::new(at, methods));
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let pair = self.issue_pair(&txn, user, Uuid::new_v4(), authentication.as_ref()).await?;
         self.record_event(
             &txn,
@@ -939,7 +950,7 @@ impl AuthService {
     pub async fn refresh(&self, refresh_token: &str, meta: &RequestMeta) -> Result<TokenPair, AuthError> {
         let hash = self.tokens.hash(REFRESH_PURPOSE, refresh_token);
         let now = self.clock.now();
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let claimed = txn
             .query_one(stmt(
                 &txn,
@@ -993,7 +1004,9 @@ impl AuthService {
                 }
             }
         };
-        self.ensure_active(user).await?;
+        // On the transaction's own connection: waiting for a second pooled connection while
+        // holding one starves the pool when as many refreshes as connections arrive at once.
+        Self::ensure_active_on(&txn, user).await?;
         let pair = self.issue_pair(&txn, user, family, authentication.as_ref()).await?;
         self.record_event(&txn, events::TOKEN_REFRESHED, Some(user), meta, serde_json::json!({"token_family": family}))
             .await?;
@@ -1003,7 +1016,7 @@ impl AuthService {
 
     /// Ends a token family (sign-out for API clients).
     pub async fn revoke_family(&self, user: Uuid, family: Uuid, meta: &RequestMeta) -> Result<(), AuthError> {
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         txn.execute(stmt(
             &txn,
             "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND user_id = $3 AND revoked_at IS NULL",
@@ -1029,7 +1042,7 @@ impl AuthService {
     ) -> Result<usize, AuthError> {
         // Refresh tokens and the event first: if that fails, nothing has changed yet.
         let sessions = self.kv.user_sessions(user).await?;
-        let txn = self.db.conn().begin().await?;
+        let txn = self.db.begin_write().await?;
         let families = txn
             .execute(stmt(
                 &txn,

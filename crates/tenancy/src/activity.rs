@@ -85,17 +85,9 @@ pub async fn record(
         return Ok(Ingested { activity: None, stages: processed.reports });
     };
     let hash = hash.to_string();
-    if is_postgres(tx) {
-        // Identical captures queue here until the first commits, so the next one sees it stored
-        // (READ COMMITTED) and is dropped as a copy. SQLite has one writer at a time.
-        tx.conn()
-            .execute(stmt(
-                tx,
-                "SELECT pg_advisory_xact_lock(hashtextextended('rampart.activity:' || $1 || ':' || $2 || ':' || $3, 0))",
-                vec![tx.tenant().0.to_string().into(), tx.user().0.to_string().into(), hash.clone().into()],
-            ))
-            .await?;
-    }
+    // Identical captures queue here until the first commits, so the next one sees it stored
+    // and is dropped as a copy.
+    tx.take_turn(&format!("activity:{}:{hash}", tx.user().0)).await?;
     let seen = tx
         .conn()
         .query_one(stmt(

@@ -66,17 +66,8 @@ pub async fn create(
     if grantee == tx.tenant() {
         return Err(TenancyError::Invalid("a workspace cannot grant to itself"));
     }
-    if is_postgres(tx) {
-        // Identical requests queue here until the first commits, then find its grant (READ
-        // COMMITTED: the next statement sees that commit). SQLite has one writer at a time.
-        tx.conn()
-            .execute(stmt(
-                tx,
-                "SELECT pg_advisory_xact_lock(hashtextextended('rampart.grants:' || $1 || ':' || $2 || ':' || $3, 0))",
-                vec![tx.tenant().0.to_string().into(), grantee.0.to_string().into(), permission.to_string().into()],
-            ))
-            .await?;
-    }
+    // Identical requests queue here until the first commits, then find its grant.
+    tx.take_turn(&format!("grants:{}:{permission}", grantee.0)).await?;
     let active = tx
         .conn()
         .query_one(stmt(

@@ -64,15 +64,7 @@ fn acting_role<'a>(tx: &'a TenantTx, permission: &Permission) -> Result<&'a Role
 /// transaction-level advisory lock on the workspace is taken first, so two owners demoting each
 /// other at once cannot both succeed (SQLite has one writer at a time).
 async fn ensure_an_owner_remains(tx: &TenantTx, leaving: UserId) -> Result<(), TenancyError> {
-    if is_postgres(tx) {
-        tx.conn()
-            .execute(stmt(
-                tx,
-                "SELECT pg_advisory_xact_lock(hashtextextended('rampart.owners:' || $1, 0))",
-                vec![tx.tenant().0.to_string().into()],
-            ))
-            .await?;
-    }
+    tx.take_turn("owners").await?;
     let rows = tx
         .conn()
         .query_all(stmt(

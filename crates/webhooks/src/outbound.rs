@@ -273,17 +273,9 @@ pub async fn create(
     let url = check_url(policy, url)?;
     let description = check_description(description)?;
     let event_types = check_event_types(event_types)?;
-    if tx.conn().get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        // The cap is counted, then kept: concurrent registrations in one workspace queue here
-        // until the one before commits, so each counts the endpoints made before it (READ
-        // COMMITTED would let them all count the same number). SQLite has one writer at a time.
-        tx.conn()
-            .execute(tx.statement(
-                "SELECT pg_advisory_xact_lock(hashtextextended('rampart.webhook_endpoints:' || $1, 0))",
-                vec![tx.tenant().0.to_string().into()],
-            ))
-            .await?;
-    }
+    // The cap is counted, then kept: concurrent registrations in one workspace take turns, so
+    // each counts the endpoints made before it.
+    tx.take_turn("webhook_endpoints").await?;
     let count =
         tx.conn()
             .query_one(tx.statement(
