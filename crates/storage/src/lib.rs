@@ -82,9 +82,9 @@ pub struct Db {
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a statement waits for a pooled connection — including reconnecting to a server that
 /// went away — before it fails as [`Fault::Unavailable`] (answered 503). Transactions last
-/// milliseconds, so a second's wait already means an outage or an overload: the request is
-/// answered then rather than held.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// milliseconds, so this wait already means an outage or an overload: the request is answered
+/// within a second rather than held.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(750);
 /// How long a transaction waits for the SQLite writer's turn (a queue of short transactions, or
 /// one long maintenance transaction) before it fails as [`Fault::Unavailable`].
 const WRITER_TURN_TIMEOUT: Duration = Duration::from_secs(10);

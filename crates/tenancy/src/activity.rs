@@ -9,7 +9,7 @@ use rbac::Permission;
 use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
-use crate::{check_name, is_postgres, stmt, TenancyError, TenantTx};
+use crate::{check_name, stmt, TenancyError, TenantTx};
 
 /// Longest body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

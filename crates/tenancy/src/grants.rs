@@ -8,7 +8,7 @@ use rbac::Permission;
 use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
-use crate::{is_postgres, stmt, TenancyError, TenantId, TenantTx};
+use crate::{stmt, TenancyError, TenantId, TenantTx};
 
 /// The permissions a grant may carry: data permissions of the example domain, never
 /// administration of the granting workspace.

@@ -6,7 +6,7 @@ use rbac::{Permission, RbacError, Role};
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
-use crate::{is_postgres, roles, stmt, TenancyError, TenantTx, UserId};
+use crate::{roles, stmt, TenancyError, TenantTx, UserId};
 
 /// A member of the workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
