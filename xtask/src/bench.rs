@@ -186,7 +186,7 @@ fn auth_entries(
     rt.block_on(async {
         wait_until_up(rampart_addr, "/healthz").await?;
         let token = prepare_user(rampart_addr, &mail_log).await?;
-        let me = Spec { bearer: Some(token), ..Spec::get("/api/v1/me") };
+        let me = Spec { bearer: Some(token.clone()), ..Spec::get("/api/v1/me") };
         let login = Spec {
             method: hyper::Method::POST,
             path: "/api/v1/auth/token".into(),
@@ -262,9 +262,57 @@ fn auth_entries(
             "<= 1.5x",
             busy.p99_ms / idle.p99_ms.max(f64::MIN_POSITIVE),
         ));
+
+        entries.extend(embedded_writes(rampart_addr, &token, duration).await?);
         anyhow::Ok(())
     })?;
     Ok(entries)
+}
+
+/// What the embedded default sustains for writes: project creations (one audited transaction
+/// each, through the single SQLite writer) by 1, 4 and 16 concurrent clients, each against the
+/// one-client rate. Errors count every non-2xx answer; the README quotes these numbers.
+async fn embedded_writes(addr: SocketAddr, token: &str, duration: Duration) -> anyhow::Result<Vec<Entry>> {
+    let made = Spec {
+        method: hyper::Method::POST,
+        path: "/api/v1/workspaces".into(),
+        body: Some(serde_json::json!({"name": "Bench writes"}).to_string()),
+        bearer: Some(token.to_owned()),
+    };
+    let (status, body) = call(addr, &made).await?;
+    if status != 201 {
+        bail!("workspace creation answered {status}: {body}");
+    }
+    let ws: serde_json::Value = serde_json::from_str(&body)?;
+    let create = Spec {
+        method: hyper::Method::POST,
+        path: format!("/api/v1/workspaces/{}/projects", ws["id"].as_str().context("a workspace id")?),
+        body: Some(serde_json::json!({"name": "Bench project", "description": "written by the bench"}).to_string()),
+        bearer: Some(token.to_owned()),
+    };
+    let mut runs = Vec::new();
+    for clients in [1, 4, 16] {
+        let mut rounds = Vec::new();
+        for _ in 0..ROUNDS {
+            rounds.push(load(addr, create.clone(), clients, duration).await?);
+        }
+        runs.push((clients, best(rounds)));
+    }
+    let single = runs[0].1.clone();
+    Ok(runs
+        .iter()
+        .map(|(clients, m)| {
+            entry(
+                &format!("embedded SQLite writes, {clients} client(s) (POST /projects): {} non-2xx", m.errors),
+                &format!("{clients} concurrent client(s) creating projects"),
+                "the same writes by 1 client",
+                m,
+                &single,
+                "report only",
+                m.requests_per_sec / single.requests_per_sec.max(f64::MIN_POSITIVE),
+            )
+        })
+        .collect())
 }
 
 pub(crate) fn entry(

@@ -163,6 +163,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     let mut cmd = cargo();
     cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(args).envs(envs.clone());
     let result = run(&mut cmd);
+    print_suite_durations();
     if result.is_ok() && args.is_empty() {
         summarise_by_backend(&envs)?;
     }
@@ -170,6 +171,43 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     drop(redis);
     drop(pg);
     result
+}
+
+/// Prints the time spent in each test binary, slowest first, from nextest's JUnit report
+/// (`.config/nextest.toml`), so a suite that grows slow shows in every run's log.
+fn print_suite_durations() {
+    // nextest keeps its store under the workspace's `target/` or the configured target directory.
+    let newest = [std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from), Some("target".into())]
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join("nextest/default/junit.xml"))
+        .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
+        .max();
+    let Some(Ok(report)) = newest.map(|(_, path)| std::fs::read_to_string(path)) else {
+        println!("xtask: no JUnit report, so no per-suite durations");
+        return;
+    };
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        Some(tag[start..].split('"').next()?.to_owned())
+    };
+    let mut suites: Vec<(String, usize, f64)> = Vec::new();
+    for tag in report.split('<').filter(|t| t.starts_with("testcase ")) {
+        let (Some(suite), Some(time)) = (attr(tag, "classname"), attr(tag, "time")) else { continue };
+        let time: f64 = time.parse().unwrap_or(0.0);
+        match suites.iter_mut().find(|(name, _, _)| *name == suite) {
+            Some(entry) => {
+                entry.1 += 1;
+                entry.2 += time;
+            }
+            None => suites.push((suite, 1, time)),
+        }
+    }
+    suites.sort_by(|a, b| b.2.total_cmp(&a.2));
+    println!("xtask: time per suite (sum of its tests' durations):");
+    for (suite, tests, secs) in suites {
+        println!("xtask:   {secs:>8.1} s  {tests:>4} tests  {suite}");
+    }
 }
 
 /// Prints how many tests ran on each store, so a run that quietly lost its PostgreSQL tests shows.
