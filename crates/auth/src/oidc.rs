@@ -1138,9 +1138,8 @@ impl AuthService {
         result
     }
 
-    /// The account a provider sign-in settles on, found or made in `txn`. On SQLite the write lock
-    /// comes first, so a concurrent sign-in queues on it instead of failing its first write on a
-    /// stale snapshot.
+    /// The account a provider sign-in settles on, found or made in `txn` (a write transaction: on
+    /// SQLite it already holds the write lock, so a concurrent sign-in queues behind it).
     async fn sign_in_account(
         &self,
         txn: &DatabaseTransaction,
@@ -1148,7 +1147,6 @@ impl AuthService {
         verified: &Verified,
         meta: &RequestMeta,
     ) -> Result<Uuid, AuthError> {
-        storage::claim_sqlite_write_lock(txn).await?;
         let provider = cfg.name.as_str();
         let now = self.clock.now();
         let known = txn
