@@ -129,6 +129,8 @@ pub struct RedisKv {
     open_until: Mutex<Option<Instant>>,
     /// Rate counters kept in this process while Redis is unreachable ([`Kv::hit_or_local`]).
     local: Mutex<Memory>,
+    /// [`HIT_SCRIPT`] with its SHA-1 computed once, not on every counted request.
+    hit_script: redis::Script,
 }
 
 impl std::fmt::Debug for RedisKv {
@@ -221,6 +223,7 @@ impl Kv {
             settings,
             open_until: Mutex::new(None),
             local: Mutex::new(Memory::default()),
+            hit_script: redis::Script::new(HIT_SCRIPT),
         }))
     }
 
@@ -365,8 +368,7 @@ impl Kv {
             Kv::Memory(m) => Memory::hit(&mut *Self::lock(m)?, key, window),
             Kv::Redis(r) => {
                 let mut conn = r.conn.clone();
-                let script = redis::Script::new(HIT_SCRIPT);
-                let mut invocation = script.key(format!("{}rl:{key}", r.prefix));
+                let mut invocation = r.hit_script.key(format!("{}rl:{key}", r.prefix));
                 invocation.arg(window.as_millis() as u64);
                 let (count, ttl_ms): (u64, i64) = r.call(invocation.invoke_async(&mut conn)).await?;
                 (count, Duration::from_millis(ttl_ms.max(0) as u64))

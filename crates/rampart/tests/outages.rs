@@ -40,6 +40,7 @@ impl Api {
             Auth::None => req,
             Auth::Bearer(token) => req.bearer_auth(token),
             Auth::Cookie(cookie) => req.header("cookie", cookie),
+            Auth::ApiKey(key) => req.header("x-api-key", key),
         };
         if let Some(body) = body {
             req = req.json(&body);
@@ -104,6 +105,7 @@ enum Auth<'a> {
     None,
     Bearer(&'a str),
     Cookie(&'a str),
+    ApiKey(&'a str),
 }
 
 /// The newest mail to `to`, polled for with a deadline.
@@ -152,6 +154,17 @@ async fn on_postgres_while_redis_is_down_what_needs_it_is_answered_503_and_after
     let bearer = api.account(&email).await;
     let cookie = api.cookie_session(&email).await;
     assert_eq!(api.send(Method::GET, "/api/v1/me", Auth::Cookie(&cookie), None).await.status, 200);
+    // An API key whose per-minute and monthly caps are counted in Redis.
+    let made = api.send(Method::POST, "/api/v1/workspaces", Auth::Bearer(&bearer), Some(json!({"name": "Keys"}))).await;
+    assert_eq!(made.status, 201, "{made:?}");
+    let projects = format!("/api/v1/workspaces/{}/projects", made.body["id"].as_str().unwrap());
+    let keys = projects.replace("/projects", "/api-keys");
+    let made = api
+        .send(Method::POST, &keys, Auth::Bearer(&bearer), Some(json!({"name": "sync", "scopes": ["projects.read"]})))
+        .await;
+    assert_eq!(made.status, 201, "{made:?}");
+    let key = made.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(api.send(Method::GET, &projects, Auth::ApiKey(&key), None).await.status, 200);
 
     redis.stop();
     // The cookie session lives in Redis: its requests wait at most the Redis timeout, then 503.
@@ -165,6 +178,9 @@ async fn on_postgres_while_redis_is_down_what_needs_it_is_answered_503_and_after
     assert_unavailable("POST /auth/signin", &signin, "session_store_unavailable");
     let ready = api.send(Method::GET, "/readyz", Auth::None, None).await;
     assert_eq!(ready.status, 503, "{ready:?}");
+    // Key caps fail closed: what cannot be counted is not let through.
+    let keyed = api.send(Method::GET, &projects, Auth::ApiKey(&key), None).await;
+    assert_unavailable("GET /projects by API key", &keyed, "session_store_unavailable");
     // What does not need Redis goes on: bearer tokens (the request limit fails open), token
     // grants (their attempt throttle counts in process meanwhile) and sign-ups with their mail.
     let me = api.send(Method::GET, "/api/v1/me", Auth::Bearer(&bearer), None).await;
@@ -184,6 +200,7 @@ async fn on_postgres_while_redis_is_down_what_needs_it_is_answered_503_and_after
     let took = api.until_ok("/api/v1/me", Auth::Cookie(&cookie)).await;
     eprintln!("the cookie session works again {took:?} after Redis answers");
     assert_eq!(api.send(Method::GET, "/readyz", Auth::None, None).await.status, 200);
+    assert_eq!(api.send(Method::GET, &projects, Auth::ApiKey(&key), None).await.status, 200);
     assert!(!api.cookie_session(&email).await.is_empty());
     // The mail queued during the outage was sent once.
     mail_to(&late).await;
