@@ -162,6 +162,7 @@ impl From<auth::AuthError> for ApiError {
             E::SignupClosed => (StatusCode::FORBIDDEN, "signup_closed"),
             E::SessionNotFound => (StatusCode::NOT_FOUND, "not_found"),
             E::RefreshTokenReused => (StatusCode::UNAUTHORIZED, "refresh_token_reused"),
+            E::TokenFamilyEnded => (StatusCode::UNAUTHORIZED, "token_family_ended"),
             E::Jwt(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             E::RateLimited { retry_after_secs } => return ApiError::rate_limited(*retry_after_secs),
             E::Unavailable { retry_after_secs } => {

@@ -148,9 +148,9 @@ async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Principal> {
 
 async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
     let state = state(req)?;
-    let claims = state.auth.access_tokens().verify_access(&bearer.token).map_err(|_| unauthenticated())?;
-    // Suspension and deletion take effect on the very next request, not at token expiry.
-    let user = state.auth.me(claims.sub).await.map_err(refusal)?;
+    // Suspension, revocation and a credential-ending event (password change or reset, revoke-all)
+    // take effect on the very next request, not at token expiry.
+    let (claims, user) = state.auth.authenticate_access(&bearer.token).await.map_err(refusal)?;
     let authentication = claims
         .auth_time
         .and_then(|t| chrono::DateTime::from_timestamp(t, 0))

@@ -313,7 +313,7 @@ async fn refresh_tokens_rotate_and_a_late_reuse_revokes_the_family(backend: Back
     assert_eq!(code_of(stolen).await, (401, "refresh_token_reused".into()));
     // The whole family is revoked, including the legitimate successor.
     let legit = post(&app, "/api/v1/auth/token/refresh", json!({"refresh_token": second["refresh_token"]})).await;
-    assert_eq!(code_of(legit).await, (400, "invalid_token".into()));
+    assert_eq!(code_of(legit).await, (401, "token_family_ended".into()));
 }
 
 fn b64(v: &[u8]) -> String {

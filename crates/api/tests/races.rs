@@ -273,7 +273,11 @@ async fn eight_refreshes_with_one_token_at_once_each_get_a_pair_of_its_family_un
             .collect(),
     )
     .await;
-    assert_eq!(tally(&answers), expected(&[(400, "invalid_token", COPIES)]), "the family is revoked: {answers:#?}");
+    assert_eq!(
+        tally(&answers),
+        expected(&[(401, "token_family_ended", COPIES)]),
+        "the family is revoked: {answers:#?}"
+    );
 }
 
 /// Ending a session that another request is ending too: one ends it, the others find nothing to

@@ -69,18 +69,23 @@ impl AccessTokens {
         Ok(self.keys.issue(&self.cfg, user, family, self.clock.now())?)
     }
 
-    /// An access token that carries the authentication of its sign-in (`auth_time`, `amr`).
+    /// An access token for `holder` that carries the authentication of its sign-in (`auth_time`,
+    /// `amr`).
     pub fn issue_authenticated(
         &self,
-        user: Uuid,
-        family: Uuid,
+        holder: crate::jwt::Holder,
         authentication: Option<&crate::stepup::Authentication>,
     ) -> Result<(String, AccessClaims), AuthError> {
         let (at, amr) = match authentication {
             Some(a) => (Some(a.at), a.amr.as_slice()),
             None => (None, &[][..]),
         };
-        Ok(self.keys.issue_authenticated(&self.cfg, user, family, self.clock.now(), at, amr)?)
+        Ok(self.keys.issue_authenticated(&self.cfg, holder, self.clock.now(), at, amr)?)
+    }
+
+    /// How long an access token may be accepted after its issue: its lifetime plus the leeway.
+    pub fn lifetime_with_leeway(&self) -> chrono::Duration {
+        self.cfg.access_ttl + self.cfg.leeway
     }
 
     /// The claims of a valid access token: verified in full the first time this key set sees

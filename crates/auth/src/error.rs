@@ -21,6 +21,8 @@ pub enum AuthError {
     SessionNotFound,
     #[error("refresh token reuse detected; the whole token family was revoked")]
     RefreshTokenReused,
+    #[error("the token family was ended: signed out, revoked, or every credential ended since")]
+    TokenFamilyEnded,
     #[error("too many attempts; try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("session store error: {0}")]

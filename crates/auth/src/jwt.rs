@@ -304,6 +304,19 @@ pub struct AccessClaims {
     /// How they authenticated (RFC 8176 `amr` values, such as `pwd` and `otp`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
+    /// The user's credential generation when the token was issued (a private claim). Every
+    /// event that ends a user's credentials raises it, and a token of an older generation is
+    /// refused on its next request: `iat`, whole seconds, cannot order events within a second.
+    pub gen: i64,
+}
+
+/// Whom an access token is for: the user, the session or token family, and the user's
+/// credential generation at issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    pub user: Uuid,
+    pub sid: Uuid,
+    pub generation: i64,
 }
 
 /// The claims as received, before the check that every one of them is present.
@@ -322,6 +335,7 @@ struct ReceivedClaims {
     jti: Option<Uuid>,
     auth_time: Option<i64>,
     amr: Option<Vec<String>>,
+    gen: Option<i64>,
 }
 
 impl ReceivedClaims {
@@ -338,6 +352,7 @@ impl ReceivedClaims {
             jti: self.jti.ok_or(JwtError::MissingClaim("jti"))?,
             auth_time: self.auth_time,
             amr: self.amr.unwrap_or_default(),
+            gen: self.gen.ok_or(JwtError::MissingClaim("gen"))?,
         })
     }
 }
@@ -461,10 +476,11 @@ impl JwtKeys {
         sid: Uuid,
         now: DateTime<Utc>,
     ) -> Result<(String, AccessClaims), JwtError> {
-        self.issue_authenticated(cfg, user, sid, now, None, &[])
+        self.issue_authenticated(cfg, Holder { user, sid, generation: 0 }, now, None, &[])
     }
 
-    /// [`JwtKeys::issue`] with the `auth_time` and `amr` claims of the sign-in behind the token.
+    /// [`JwtKeys::issue`] for a [`Holder`] (generation included), with the `auth_time` and `amr`
+    /// claims of the sign-in behind the token.
     ///
     /// # Errors
     ///
@@ -472,12 +488,12 @@ impl JwtKeys {
     pub fn issue_authenticated(
         &self,
         cfg: &JwtConfig,
-        user: Uuid,
-        sid: Uuid,
+        holder: Holder,
         now: DateTime<Utc>,
         auth_time: Option<DateTime<Utc>>,
         amr: &[String],
     ) -> Result<(String, AccessClaims), JwtError> {
+        let Holder { user, sid, generation } = holder;
         cfg.validate()?;
         let expires = now.checked_add_signed(cfg.access_ttl).ok_or(JwtError::Config("token expiry is out of range"))?;
         let claims = AccessClaims {
@@ -491,6 +507,7 @@ impl JwtKeys {
             jti: Uuid::new_v4(),
             auth_time: auth_time.map(|t| t.timestamp()),
             amr: amr.to_vec(),
+            gen: generation,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
@@ -697,6 +714,7 @@ mod tests {
             "nbf": now,
             "exp": now + 900,
             "jti": Uuid::new_v4(),
+            "gen": 0,
         })
     }
 
@@ -1003,7 +1021,7 @@ mod tests {
     #[test]
     fn a_token_missing_any_required_claim_is_refused() {
         let keys = keys();
-        for name in ["sub", "sid", "iss", "aud", "iat", "nbf", "exp", "jti"] {
+        for name in ["sub", "sid", "iss", "aud", "iat", "nbf", "exp", "jti", "gen"] {
             let token = sign_raw(keys.active(), &header_for("k1"), &without(good_claims(), name));
 
             assert_eq!(

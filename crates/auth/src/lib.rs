@@ -5,12 +5,14 @@
 
 pub mod access;
 pub mod api_keys;
+pub mod credentials;
 pub mod email;
 mod error;
 pub mod jwt;
 pub mod metrics;
 pub mod mfa;
 pub mod oidc;
+pub mod operator;
 pub mod password;
 pub mod service;
 pub mod stepup;
@@ -18,6 +20,7 @@ pub mod store;
 pub mod token;
 
 pub use access::AccessTokens;
+pub use credentials::{Credential, CredentialKind, Ended};
 pub use error::AuthError;
 pub use service::{AuthService, AuthSettings, RequestMeta, Revoke, SessionPrincipal, SignupMode};
 pub use stepup::{Authentication, STEP_UP_MAX_AGE};

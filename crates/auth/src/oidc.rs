@@ -1149,6 +1149,22 @@ impl AuthService {
     ) -> Result<Uuid, AuthError> {
         let provider = cfg.name.as_str();
         let now = self.clock.now();
+        // The account with the provider's address is read before the identity. On PostgreSQL
+        // each statement sees every commit made before it began, so a concurrent first sign-in
+        // that commits between the two reads shows its identity to the second one; read the
+        // other way round, it would show its account (verified) but not its identity, and the
+        // sign-in would be refused as the address of someone else's account.
+        let by_email = match verified.email.as_deref().map(EmailAddress::parse) {
+            Some(Ok(email)) => {
+                txn.query_one(stmt(
+                    txn,
+                    "SELECT id, status, email_verified_at FROM users WHERE email = $1",
+                    vec![email.as_str().into()],
+                ))
+                .await?
+            }
+            _ => None,
+        };
         let known = txn
             .query_one(stmt(
                 txn,
@@ -1172,15 +1188,8 @@ impl AuthService {
             (Some(email), true) => EmailAddress::parse(email)?,
             _ => return Err(OidcError::EmailUnverified.into()),
         };
-        let existing = txn
-            .query_one(stmt(
-                txn,
-                "SELECT id, status, email_verified_at FROM users WHERE email = $1",
-                vec![email.as_str().into()],
-            ))
-            .await?;
         let mut cleared = false;
-        let user = match existing {
+        let user = match by_email {
             Some(row) => {
                 let user: Uuid = row.try_get("", "id")?;
                 let status: String = row.try_get("", "status")?;
@@ -1200,12 +1209,9 @@ impl AuthService {
                 .await?;
                 // Links mailed for the unverified account stop working with its password.
                 txn.execute(stmt(txn, "DELETE FROM one_time_tokens WHERE user_id = $1", vec![user.into()])).await?;
-                txn.execute(stmt(
-                    txn,
-                    "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-                    vec![user.into(), now.into()],
-                ))
-                .await?;
+                // Every credential opened with the cleared password ends with it: refresh tokens
+                // here, access tokens and sessions by the generation (and the loop below).
+                let _ending = self.end_credentials_in(txn, user, None).await?;
                 self.record_event(
                     txn,
                     events::OIDC_UNVERIFIED_PASSWORD_CLEARED,

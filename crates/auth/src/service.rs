@@ -80,6 +80,9 @@ pub struct UserView {
     /// Standing across the whole platform (`rbac::PlatformLevel`'s value: 100 super admin …
     /// 20 viewer), read with the user on every request.
     pub platform_level: u8,
+    /// Raised by every event that ends the user's credentials; a session or token of an older
+    /// generation is refused (read in the same per-request query, at no extra cost).
+    pub credential_generation: i64,
 }
 
 /// A session just created: the token goes to the client once and is never stored.
@@ -114,6 +117,8 @@ pub mod events {
     pub const TOKEN_REFRESHED: &str = "token_refreshed";
     pub const REFRESH_REUSE_DETECTED: &str = "refresh_token_reuse_detected";
     pub const SESSIONS_REVOKED_BY_ADMIN: &str = "sessions_revoked_by_admin";
+    pub const USER_SUSPENDED: &str = "user_suspended";
+    pub const USER_REINSTATED: &str = "user_reinstated";
 }
 
 const SESSION_PURPOSE: &str = "session";
@@ -550,6 +555,7 @@ impl AuthService {
         methods: &[&str],
     ) -> Result<NewSession, AuthError> {
         let token = token::generate();
+        let generation = Self::active_generation_on(self.db.conn(), user).await?;
         let now = self.clock.now();
         let record = SessionRecord {
             id: Uuid::new_v4(),
@@ -562,6 +568,7 @@ impl AuthService {
             ip: meta.ip.clone(),
             authenticated_at: at,
             amr: methods.iter().map(|m| (*m).to_owned()).collect(),
+            generation,
         };
         self.kv.put_session(&self.tokens.hash(SESSION_PURPOSE, &token), &record, now).await?;
         Ok(NewSession { token: secrecy::SecretString::from(token), record })
@@ -578,6 +585,12 @@ impl AuthService {
             return Err(AuthError::Unauthenticated);
         }
         let user = self.me(record.user_id).await?;
+        if record.generation != user.credential_generation {
+            // Opened before an event that ended the user's credentials (and missed by its
+            // deletion, say while the store was unreachable): ended now.
+            self.kv.delete_session(&hash, record.user_id).await?;
+            return Err(AuthError::Unauthenticated);
+        }
         if now - record.last_refreshed_at >= SESSION_REFRESH {
             record.last_refreshed_at = now;
             record.idle_expires_at = (now + SESSION_IDLE).min(record.absolute_expires_at);
@@ -596,9 +609,17 @@ impl AuthService {
 
     /// [`AuthService::ensure_active`] on `conn` (a transaction the caller holds).
     async fn ensure_active_on<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<(), AuthError> {
-        let row = conn.query_one(stmt(conn, "SELECT status FROM users WHERE id = $1", vec![user.into()])).await?;
-        match row.map(|r| r.try_get::<String>("", "status")).transpose()? {
-            Some(status) if status == "active" => Ok(()),
+        Self::active_generation_on(conn, user).await.map(|_| ())
+    }
+
+    /// The credential generation of `user` if active (read on `conn`); refused otherwise.
+    pub(crate) async fn active_generation_on<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<i64, AuthError> {
+        let row = conn
+            .query_one(stmt(conn, "SELECT status, credential_generation FROM users WHERE id = $1", vec![user.into()]))
+            .await?
+            .ok_or(AuthError::Unauthenticated)?;
+        match row.try_get::<String>("", "status")?.as_str() {
+            "active" => Ok(row.try_get("", "credential_generation")?),
             _ => Err(AuthError::Unauthenticated),
         }
     }
@@ -606,7 +627,7 @@ impl AuthService {
     /// The active user `user`: the read every authenticated request makes. On an SQLite file it
     /// runs in place (no hand-off to the driver's thread); the pool answers when it cannot.
     pub async fn me(&self, user: Uuid) -> Result<UserView, AuthError> {
-        const ACTIVE_USER: &str = "SELECT email, email_verified_at, created_at, platform_level FROM users WHERE id = $1 AND status = 'active'";
+        const ACTIVE_USER: &str = "SELECT email, email_verified_at, created_at, platform_level, credential_generation FROM users WHERE id = $1 AND status = 'active'";
         let level = |raw: i64| u8::try_from(raw.clamp(0, 100)).unwrap_or(0);
         let inline = self.db.inline_reader().and_then(|reader| {
             reader.query_row(ACTIVE_USER, [user.as_bytes().as_slice()], |row| {
@@ -616,6 +637,7 @@ impl AuthService {
                     email_verified: row.get::<_, Option<String>>(1)?.is_some(),
                     created_at: row.get(2)?,
                     platform_level: level(row.get(3)?),
+                    credential_generation: row.get(4)?,
                 })
             })
         });
@@ -634,6 +656,7 @@ impl AuthService {
             email_verified: row.try_get::<Option<DateTime<Utc>>>("", "email_verified_at")?.is_some(),
             created_at: row.try_get("", "created_at")?,
             platform_level: level(row.try_get::<i16>("", "platform_level")?.into()),
+            credential_generation: row.try_get("", "credential_generation")?,
         })
     }
 
@@ -651,48 +674,6 @@ impl AuthService {
         .await?;
         txn.commit().await?;
         Ok(())
-    }
-
-    /// The user's live sessions, newest first.
-    pub async fn list_sessions(&self, user: Uuid) -> Result<Vec<SessionRecord>, AuthError> {
-        let now = self.clock.now();
-        let mut sessions: Vec<SessionRecord> = self
-            .kv
-            .user_sessions(user)
-            .await?
-            .into_iter()
-            .map(|(_, r)| r)
-            .filter(|r| now < r.idle_expires_at && now < r.absolute_expires_at)
-            .collect();
-        sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-        Ok(sessions)
-    }
-
-    /// Revokes sessions of `user`: one by public id, or all (optionally keeping one).
-    pub async fn revoke_sessions(&self, user: Uuid, which: Revoke, meta: &RequestMeta) -> Result<usize, AuthError> {
-        let mut revoked = 0;
-        for (hash, record) in self.kv.user_sessions(user).await? {
-            let hit = match which {
-                Revoke::One(id) => record.id == id,
-                Revoke::AllExcept(keep) => record.id != keep,
-                Revoke::All => true,
-            };
-            // Counted only if this request removed it: of concurrent revocations of one session,
-            // one ends it and the others find nothing, as a later one would.
-            if hit && self.kv.delete_session(&hash, user).await? {
-                revoked += 1;
-            }
-        }
-        if let Revoke::One(_) = which {
-            if revoked == 0 {
-                return Err(AuthError::SessionNotFound);
-            }
-        }
-        let txn = self.db.begin_write().await?;
-        self.record_event(&txn, events::SESSION_REVOKED, Some(user), meta, serde_json::json!({"count": revoked}))
-            .await?;
-        txn.commit().await?;
-        Ok(revoked)
     }
 
     /// Changes the password after checking the current one; every other session ends and the
@@ -719,9 +700,10 @@ impl AuthService {
         .await?;
         self.mail(&txn, &me.email, "Your password was changed", "Your password was just changed and your other sessions were signed out. If this was not you, reset your password now.".into())
             .await?;
+        let ending = self.end_credentials_in(&txn, principal.user_id, None).await?;
         self.record_event(&txn, events::PASSWORD_CHANGED, Some(principal.user_id), meta, serde_json::json!({})).await?;
         txn.commit().await?;
-        self.revoke_sessions(principal.user_id, Revoke::All, meta).await?;
+        self.finish_ending(ending).await?;
         // The new session keeps the authentication of the one it replaces.
         let methods: Vec<&str> = principal.session.amr.iter().map(String::as_str).collect();
         self.open_session(principal.user_id, meta, principal.session.authenticated_at, &methods).await
@@ -802,9 +784,10 @@ impl AuthService {
             "Your password was reset and every session was signed out. If this was not you, contact support.".into(),
         )
         .await?;
+        let ending = self.end_credentials_in(&txn, user, None).await?;
         self.record_event(&txn, events::PASSWORD_RESET, Some(user), meta, serde_json::json!({})).await?;
         txn.commit().await?;
-        self.revoke_sessions(user, Revoke::All, meta).await?;
+        self.finish_ending(ending).await?;
         Ok(())
     }
 
@@ -873,36 +856,72 @@ pub struct TokenPair {
     pub family: Uuid,
 }
 
+/// The token family a new refresh token joins: its id, when it began (its absolute limit runs
+/// from there), the credential generation it belongs to and the authentication it carries.
+#[derive(Debug, Clone)]
+struct FamilyTurn {
+    family: Uuid,
+    began: DateTime<Utc>,
+    generation: i64,
+    authentication: Option<Authentication>,
+}
+
+impl FamilyTurn {
+    /// The turn of the refresh token in `row` (selected with [`FAMILY_COLUMNS`]).
+    fn from_row(row: &sea_orm::QueryResult) -> Result<FamilyTurn, AuthError> {
+        Ok(FamilyTurn {
+            family: row.try_get("", "family_id")?,
+            began: row.try_get("", "began")?,
+            generation: row.try_get("", "generation")?,
+            authentication: Authentication::from_stored(row.try_get("", "auth_time")?, row.try_get("", "amr")?),
+        })
+    }
+}
+
+/// The columns [`FamilyTurn::from_row`] reads, and the owner.
+const FAMILY_COLUMNS: &str =
+    "family_id, user_id, generation, COALESCE(family_created_at, created_at) AS began, auth_time, amr";
+
 impl AuthService {
     async fn issue_pair<C: ConnectionTrait>(
         &self,
         conn: &C,
         user: Uuid,
-        family: Uuid,
-        authentication: Option<&Authentication>,
+        turn: &FamilyTurn,
+        meta: &RequestMeta,
     ) -> Result<TokenPair, AuthError> {
         let refresh = token::generate();
         let now = self.clock.now();
+        let authentication = turn.authentication.as_ref();
         conn.execute(stmt(
             conn,
-            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at, auth_time, amr) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at, auth_time, amr,
+                                         generation, family_created_at, ip, user_agent)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             vec![
                 self.tokens.hash(REFRESH_PURPOSE, &refresh).into(),
-                family.into(),
+                turn.family.into(),
                 user.into(),
                 now.into(),
-                (now + REFRESH_TTL).into(),
+                // A family ends 30 days after its sign-in however often it is refreshed, as a
+                // browser session does (SESSION_ABSOLUTE).
+                (turn.began + REFRESH_TTL).into(),
                 authentication.map(|a| a.at).into(),
                 authentication.map(Authentication::amr_text).into(),
+                turn.generation.into(),
+                turn.began.into(),
+                meta.ip.clone().into(),
+                meta.user_agent.as_ref().map(|ua| ua.chars().take(256).collect::<String>()).into(),
             ],
         ))
         .await?;
-        let (access, _) = self.access.issue_authenticated(user, family, authentication)?;
+        let holder = crate::jwt::Holder { user, sid: turn.family, generation: turn.generation };
+        let (access, _) = self.access.issue_authenticated(holder, authentication)?;
         Ok(TokenPair {
             access_token: secrecy::SecretString::from(access),
             refresh_token: secrecy::SecretString::from(refresh),
             expires_in: self.access.ttl_secs(),
-            family,
+            family: turn.family,
         })
     }
 
@@ -931,9 +950,14 @@ impl AuthService {
         methods: &[&str],
         at: Option<DateTime<Utc>>,
     ) -> Result<TokenPair, AuthError> {
-        let authentication = at.map(|at| Authentication::new(at, methods));
         let txn = self.db.begin_write().await?;
-        let pair = self.issue_pair(&txn, user, Uuid::new_v4(), authentication.as_ref()).await?;
+        let turn = FamilyTurn {
+            family: Uuid::new_v4(),
+            began: self.clock.now(),
+            generation: Self::active_generation_on(&txn, user).await?,
+            authentication: at.map(|at| Authentication::new(at, methods)),
+        };
+        let pair = self.issue_pair(&txn, user, &turn, meta).await?;
         self.record_event(
             &txn,
             events::SIGNIN_SUCCEEDED,
@@ -946,7 +970,8 @@ impl AuthService {
         Ok(pair)
     }
 
-    /// Rotates a refresh token. Reuse after the grace window revokes the family.
+    /// Rotates a refresh token. Reuse after the grace window revokes the family; a token of an
+    /// older credential generation (a password reset, revoke-all, … since) is refused.
     pub async fn refresh(&self, refresh_token: &str, meta: &RequestMeta) -> Result<TokenPair, AuthError> {
         let hash = self.tokens.hash(REFRESH_PURPOSE, refresh_token);
         let now = self.clock.now();
@@ -954,116 +979,76 @@ impl AuthService {
         let claimed = txn
             .query_one(stmt(
                 &txn,
-                "UPDATE refresh_tokens SET used_at = $1
-                  WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1
-                  RETURNING family_id, user_id, auth_time, amr",
+                &format!(
+                    "UPDATE refresh_tokens SET used_at = $1
+                      WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1
+                      RETURNING {FAMILY_COLUMNS}"
+                ),
                 vec![now.into(), hash.clone().into()],
             ))
             .await?;
-        let (family, user, authentication) = match claimed {
-            Some(row) => (
-                row.try_get::<Uuid>("", "family_id")?,
-                row.try_get::<Uuid>("", "user_id")?,
-                Authentication::from_stored(row.try_get("", "auth_time")?, row.try_get("", "amr")?),
-            ),
+        let (turn, user) = match claimed {
+            Some(row) => (FamilyTurn::from_row(&row)?, row.try_get::<Uuid>("", "user_id")?),
             None => {
                 let row = txn
-                    .query_one(stmt(&txn, "SELECT family_id, user_id, used_at, revoked_at, expires_at, auth_time, amr FROM refresh_tokens WHERE token_hash = $1", vec![hash.into()]))
+                    .query_one(stmt(
+                        &txn,
+                        &format!(
+                            "SELECT {FAMILY_COLUMNS}, used_at, revoked_at, expires_at FROM refresh_tokens WHERE token_hash = $1"
+                        ),
+                        vec![hash.into()],
+                    ))
                     .await?
                     .ok_or(AuthError::InvalidToken)?;
-                let family: Uuid = row.try_get("", "family_id")?;
+                let turn = FamilyTurn::from_row(&row)?;
                 let user: Uuid = row.try_get("", "user_id")?;
                 let used_at: Option<DateTime<Utc>> = row.try_get("", "used_at")?;
                 let revoked: Option<DateTime<Utc>> = row.try_get("", "revoked_at")?;
                 let expires: DateTime<Utc> = row.try_get("", "expires_at")?;
-                let authentication =
-                    Authentication::from_stored(row.try_get("", "auth_time")?, row.try_get("", "amr")?);
                 match used_at {
                     Some(used) if revoked.is_none() && expires > now && now - used <= REFRESH_REUSE_GRACE => {
-                        (family, user, authentication)
+                        (turn, user)
                     }
                     Some(_) if revoked.is_none() => {
-                        txn.execute(stmt(
-                            &txn,
-                            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
-                            vec![now.into(), family.into()],
-                        ))
-                        .await?;
+                        self.end_family(&txn, user, turn.family).await?;
                         self.record_event(
                             &txn,
                             events::REFRESH_REUSE_DETECTED,
                             Some(user),
                             meta,
-                            serde_json::json!({"token_family": family}),
+                            serde_json::json!({"token_family": turn.family}),
                         )
                         .await?;
                         txn.commit().await?;
+                        // The thief's (or the victim's) access tokens end with the family.
+                        self.mark_family_revoked(turn.family).await?;
                         return Err(AuthError::RefreshTokenReused);
                     }
+                    _ if revoked.is_some() => return Err(AuthError::TokenFamilyEnded),
                     _ => return Err(AuthError::InvalidToken),
                 }
             }
         };
         // On the transaction's own connection: waiting for a second pooled connection while
         // holding one starves the pool when as many refreshes as connections arrive at once.
-        Self::ensure_active_on(&txn, user).await?;
-        let pair = self.issue_pair(&txn, user, family, authentication.as_ref()).await?;
-        self.record_event(&txn, events::TOKEN_REFRESHED, Some(user), meta, serde_json::json!({"token_family": family}))
-            .await?;
+        if Self::active_generation_on(&txn, user).await? != turn.generation {
+            return Err(AuthError::TokenFamilyEnded);
+        }
+        let pair = self.issue_pair(&txn, user, &turn, meta).await?;
+        self.record_event(
+            &txn,
+            events::TOKEN_REFRESHED,
+            Some(user),
+            meta,
+            serde_json::json!({"token_family": turn.family}),
+        )
+        .await?;
         txn.commit().await?;
         Ok(pair)
-    }
-
-    /// Ends a token family (sign-out for API clients).
-    pub async fn revoke_family(&self, user: Uuid, family: Uuid, meta: &RequestMeta) -> Result<(), AuthError> {
-        let txn = self.db.begin_write().await?;
-        txn.execute(stmt(
-            &txn,
-            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND user_id = $3 AND revoked_at IS NULL",
-            vec![self.clock.now().into(), family.into(), user.into()],
-        ))
-        .await?;
-        self.record_event(&txn, events::SIGNOUT, Some(user), meta, serde_json::json!({"token_family": family})).await?;
-        txn.commit().await?;
-        Ok(())
     }
 }
 
 impl AuthService {
-    /// Ends every browser session and every refresh-token family of `user` on behalf of an
-    /// administrator (`admin`, recorded as the actor in the event). Access tokens already issued
-    /// stop at their expiry (at most the access-token lifetime, 15 min by default).
-    pub async fn revoke_all_by_admin(
-        &self,
-        user: Uuid,
-        admin: Uuid,
-        workspace: Uuid,
-        meta: &RequestMeta,
-    ) -> Result<usize, AuthError> {
-        // Refresh tokens and the event first: if that fails, nothing has changed yet.
-        let sessions = self.kv.user_sessions(user).await?;
-        let txn = self.db.begin_write().await?;
-        let families = txn
-            .execute(stmt(
-                &txn,
-                "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-                vec![self.clock.now().into(), user.into()],
-            ))
-            .await?
-            .rows_affected();
-        let detail = serde_json::json!({
-            "sessions": sessions.len(), "refresh_tokens": families, "by": admin, "workspace": workspace
-        });
-        self.record_event(&txn, events::SESSIONS_REVOKED_BY_ADMIN, Some(user), meta, detail).await?;
-        txn.commit().await?;
-        let mut revoked = 0;
-        for (hash, _) in sessions {
-            self.kv.delete_session(&hash, user).await?;
-            revoked += 1;
-        }
-        Ok(revoked)
-    }
-
     /// Queues a mail in the caller's transaction (the outbox), so it is sent only if that
     /// transaction commits.
     pub async fn enqueue_mail<C: ConnectionTrait>(

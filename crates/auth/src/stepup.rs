@@ -139,24 +139,29 @@ impl AuthService {
     }
 
     /// Stamps the live refresh tokens of a token family, so its next refreshes carry the new
-    /// authentication; `false` when the family has none (ended).
+    /// authentication; the family's credential generation, or `None` when it has no live token
+    /// (ended).
     pub(crate) async fn stamp_family_tokens(
         &self,
         user: Uuid,
         family: Uuid,
         authentication: &Authentication,
-    ) -> Result<bool, AuthError> {
-        let done = self
-            .db
-            .conn()
-            .execute(stmt(
-                self.db.conn(),
+    ) -> Result<Option<i64>, AuthError> {
+        let conn = self.db.conn();
+        let rows = conn
+            .query_all(stmt(
+                conn,
                 "UPDATE refresh_tokens SET auth_time = $3, amr = $4
-                  WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL AND used_at IS NULL",
+                  WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL AND used_at IS NULL
+                  RETURNING generation",
                 vec![family.into(), user.into(), authentication.at.into(), authentication.amr_text().into()],
             ))
             .await?;
-        Ok(done.rows_affected() > 0)
+        let mut generation = None;
+        for row in rows {
+            generation = generation.max(Some(row.try_get::<i64>("", "generation")?));
+        }
+        Ok(generation)
     }
 
     /// Stamps a browser session with a fresh authentication.
@@ -180,10 +185,11 @@ impl AuthService {
         family: Uuid,
         authentication: &Authentication,
     ) -> Result<(secrecy::SecretString, i64), AuthError> {
-        if !self.stamp_family_tokens(user, family, authentication).await? {
+        let Some(generation) = self.stamp_family_tokens(user, family, authentication).await? else {
             return Err(AuthError::Unauthenticated);
-        }
-        let (access, _) = self.access.issue_authenticated(user, family, Some(authentication))?;
+        };
+        let holder = crate::jwt::Holder { user, sid: family, generation };
+        let (access, _) = self.access.issue_authenticated(holder, Some(authentication))?;
         Ok((secrecy::SecretString::from(access), self.access.ttl_secs()))
     }
 }

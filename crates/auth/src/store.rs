@@ -33,6 +33,10 @@ pub struct SessionRecord {
     /// How (RFC 8176 values: `pwd`, `otp`, `fed`).
     #[serde(default)]
     pub amr: Vec<String>,
+    /// The user's credential generation when the session was opened (or last kept through a
+    /// revocation of the others); a session of an older generation is refused.
+    #[serde(default)]
+    pub generation: i64,
 }
 
 impl SessionRecord {
@@ -69,6 +73,8 @@ pub struct Memory {
     sessions: HashMap<String, SessionRecord>,
     counters: HashMap<String, (u64, Instant)>,
     hits_since_prune: u64,
+    /// Revoked token families, until their last access token has expired.
+    revoked_families: HashMap<Uuid, DateTime<Utc>>,
 }
 
 /// The store: Redis or process memory.
@@ -246,11 +252,16 @@ impl Kv {
             Kv::Redis(r) => {
                 let (mut conn, prefix) = (r.conn.clone(), &r.prefix);
                 let json = serde_json::to_string(record).map_err(store_err)?;
+                let index = format!("{prefix}usess:{}", record.user_id);
+                // The per-user index lives as long as its newest session can: a user who never
+                // comes back leaves nothing behind.
+                let index_ttl = (record.absolute_expires_at - now).num_seconds().max(1);
                 r.call(
                     redis::pipe()
                         .atomic()
                         .set_ex(format!("{prefix}sess:{hash}"), json, ttl)
-                        .sadd(format!("{prefix}usess:{}", record.user_id), hash)
+                        .sadd(&index, hash)
+                        .expire(&index, index_ttl)
                         .query_async::<()>(&mut conn),
                 )
                 .await
@@ -392,13 +403,42 @@ impl Kv {
         }
     }
 
-    /// Drops expired sessions from process memory (Redis expires its keys by itself).
+    /// Marks a token family revoked until `until` (when its last access token has expired), so
+    /// its access tokens are refused at once rather than at their expiry.
+    pub async fn revoke_family(&self, family: Uuid, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), AuthError> {
+        match self {
+            Kv::Memory(m) => {
+                Self::lock(m)?.revoked_families.insert(family, until);
+                Ok(())
+            }
+            Kv::Redis(r) => {
+                let mut conn = r.conn.clone();
+                let ttl = (until - now).num_seconds().max(1) as u64;
+                r.call(conn.set_ex::<_, _, ()>(format!("{}rfam:{family}", r.prefix), 1, ttl)).await
+            }
+        }
+    }
+
+    /// Whether [`Kv::revoke_family`] marked `family` and the mark still holds at `now`.
+    pub async fn is_family_revoked(&self, family: Uuid, now: DateTime<Utc>) -> Result<bool, AuthError> {
+        match self {
+            Kv::Memory(m) => Ok(Self::lock(m)?.revoked_families.get(&family).is_some_and(|until| now < *until)),
+            Kv::Redis(r) => {
+                let mut conn = r.conn.clone();
+                r.call(conn.exists(format!("{}rfam:{family}", r.prefix))).await
+            }
+        }
+    }
+
+    /// Drops expired sessions and family marks from process memory (Redis expires its keys by
+    /// itself).
     pub fn prune_sessions(&self, now: DateTime<Utc>) -> Result<usize, AuthError> {
         match self {
             Kv::Memory(m) => {
                 let mut state = Self::lock(m)?;
                 let before = state.sessions.len();
                 state.sessions.retain(|_, r| now < r.idle_expires_at && now < r.absolute_expires_at);
+                state.revoked_families.retain(|_, until| now < *until);
                 Ok(before - state.sessions.len())
             }
             Kv::Redis(_) => Ok(0),

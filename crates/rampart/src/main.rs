@@ -1,5 +1,5 @@
 //! `rampart`: the server binary. Parses the command line, loads and validates configuration, and
-//! runs `serve`, `worker`, `migrate`, `openapi`, `keys`, `audit`, `outbox` or `pii scan`.
+//! runs `serve`, `worker`, `migrate`, `openapi`, `keys`, `audit`, `outbox`, `users` or `pii scan`.
 
 mod audit_cli;
 mod config;
@@ -8,6 +8,7 @@ mod keys_cli;
 mod log_scrub;
 mod outbox_cli;
 mod pii_cli;
+mod users_cli;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
@@ -59,6 +60,11 @@ enum Command {
     Outbox {
         #[command(subcommand)]
         command: outbox_cli::OutboxCommand,
+    },
+    /// Accounts: list, suspend, reinstate.
+    Users {
+        #[command(subcommand)]
+        command: users_cli::UsersCommand,
     },
     /// Personal data and secrets.
     Pii {
@@ -126,6 +132,7 @@ fn main() -> ExitCode {
             Command::Audit { command } => audit_cli::run(&cfg, command).await,
             Command::Keys { command } => keys_cli::run(&cfg, command).await,
             Command::Outbox { command } => outbox_cli::run(&cfg, command).await,
+            Command::Users { command } => users_cli::run(&cfg, command).await,
             Command::Openapi { .. } | Command::Pii { .. } => Ok(()),
         }
     });

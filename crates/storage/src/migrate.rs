@@ -60,6 +60,7 @@ pub const MIGRATIONS_POSTGRES: &[Migration] = &[
     migration!("postgres", 13, "audit_link_plpgsql"),
     migration!("postgres", 14, "platform_level_by_operators"),
     migration!("postgres", 15, "audit_link_inline"),
+    migration!("postgres", 16, "credential_generation"),
 ];
 
 /// SQLite migrations, in order. File names are `<version>_<name>.sql`.
@@ -79,6 +80,7 @@ pub const MIGRATIONS_SQLITE: &[Migration] = &[
     migration!("sqlite", 13, "audit_link_plpgsql"),
     migration!("sqlite", 14, "platform_level_by_operators"),
     migration!("sqlite", 15, "audit_link_inline"),
+    migration!("sqlite", 16, "credential_generation"),
 ];
 
 fn migrations_for(backend: Backend) -> &'static [Migration] {

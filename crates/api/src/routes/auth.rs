@@ -8,7 +8,7 @@ use poem::{
     web::cookie::{Cookie, CookieJar, SameSite},
     Request,
 };
-use poem_openapi::{param::Path, payload::Json, ApiResponse, Object, OpenApi};
+use poem_openapi::{param::Path, payload::Json, ApiResponse, Enum, Object, OpenApi};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
@@ -61,26 +61,57 @@ impl From<auth::service::UserView> for UserBody {
     }
 }
 
-/// A session (never its token).
+/// What kind of credential a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+enum SessionKind {
+    /// A browser session (the session cookie).
+    BrowserSession,
+    /// An API client's token family (a refresh token and its access tokens).
+    TokenFamily,
+}
+
+/// A session: a browser session or an API client's token family (never a token).
 #[derive(Debug, Object)]
 struct SessionBody {
+    /// The session's id, or the token family's (the access tokens' `sid`).
     id: Uuid,
+    kind: SessionKind,
     created_at: DateTime<Utc>,
+    /// The last sliding refresh of a browser session; the last token refresh of a family.
     last_refreshed_at: DateTime<Utc>,
     idle_expires_at: DateTime<Utc>,
     absolute_expires_at: DateTime<Utc>,
     user_agent: Option<String>,
+    /// The client address it was last used from.
     ip: Option<String>,
     /// True for the session making this request.
     current: bool,
 }
 
-fn session_body(r: auth::store::SessionRecord, current: Option<Uuid>) -> SessionBody {
+fn session_body(c: auth::Credential, current: Option<Uuid>) -> SessionBody {
     SessionBody {
-        current: Some(r.id) == current,
+        current: Some(c.id) == current,
+        id: c.id,
+        kind: match c.kind {
+            auth::CredentialKind::BrowserSession => SessionKind::BrowserSession,
+            auth::CredentialKind::TokenFamily => SessionKind::TokenFamily,
+        },
+        created_at: c.created_at,
+        last_refreshed_at: c.last_used_at,
+        idle_expires_at: c.idle_expires_at,
+        absolute_expires_at: c.absolute_expires_at,
+        user_agent: c.user_agent,
+        ip: c.ip,
+    }
+}
+
+fn browser_session(r: auth::store::SessionRecord) -> auth::Credential {
+    auth::Credential {
         id: r.id,
+        kind: auth::CredentialKind::BrowserSession,
         created_at: r.created_at,
-        last_refreshed_at: r.last_refreshed_at,
+        last_used_at: r.last_refreshed_at,
         idle_expires_at: r.idle_expires_at,
         absolute_expires_at: r.absolute_expires_at,
         user_agent: r.user_agent,
@@ -121,10 +152,21 @@ struct ResetConfirm {
     new_password: String,
 }
 
-/// How many sessions ended.
+/// How many sessions ended, of each kind.
 #[derive(Debug, Object)]
-struct Revoked {
+pub(super) struct Revoked {
+    /// Browser sessions and token families together.
     revoked: u64,
+    /// Browser sessions ended.
+    sessions: u64,
+    /// Token families ended (their refresh tokens at once, their access tokens on next use).
+    token_families: u64,
+}
+
+impl From<auth::Ended> for Revoked {
+    fn from(e: auth::Ended) -> Revoked {
+        Revoked { revoked: e.total() as u64, sessions: e.sessions as u64, token_families: e.token_families as u64 }
+    }
 }
 
 /// Tokens for an API client (OAuth 2.0 token response shape, RFC 6749 §5.1).
@@ -365,7 +407,7 @@ pub(super) async fn signed_in(
     let user = state.auth.me(session.record.user_id).await.api()?;
     Ok(Json(SignedIn {
         user: user.into(),
-        session: session_body(session.record.clone(), Some(session.record.id)),
+        session: session_body(browser_session(session.record.clone()), Some(session.record.id)),
         csrf_token,
     }))
 }
@@ -630,7 +672,8 @@ impl AuthApi {
         Ok(NoContent::Done)
     }
 
-    /// My live sessions (device, created, last refreshed; never the token).
+    /// My live sessions: browser sessions and API clients' token families (device, created,
+    /// last used, from where; never a token).
     #[oai(path = "/auth/sessions", method = "get", operation_id = "listSessions")]
     async fn sessions(&self, state: poem::web::Data<&AppState>, auth: Auth) -> poem::Result<Json<Vec<SessionBody>>> {
         let p = auth.principal();
@@ -638,7 +681,8 @@ impl AuthApi {
         Ok(Json(list.into_iter().map(|r| session_body(r, Some(p.session_id))).collect()))
     }
 
-    /// End one of my sessions.
+    /// End one of my sessions: a browser session, or a token family (its refresh token at once,
+    /// its access tokens on their next request).
     #[oai(path = "/auth/sessions/:id", method = "delete", operation_id = "revokeSession")]
     async fn revoke_one(
         &self,
@@ -660,8 +704,9 @@ impl AuthApi {
         auth: Auth,
     ) -> poem::Result<Json<Revoked>> {
         let p = auth.principal();
-        let n = state.auth.revoke_sessions(p.user_id, auth::Revoke::AllExcept(p.session_id), &meta(req)).await.api()?;
-        Ok(Json(Revoked { revoked: n as u64 }))
+        let ended =
+            state.auth.revoke_sessions(p.user_id, auth::Revoke::AllExcept(p.session_id), &meta(req)).await.api()?;
+        Ok(Json(ended.into()))
     }
 
     /// End every session, this one included.
@@ -673,8 +718,8 @@ impl AuthApi {
         jar: &CookieJar,
         auth: Auth,
     ) -> poem::Result<Json<Revoked>> {
-        let n = state.auth.revoke_sessions(auth.principal().user_id, auth::Revoke::All, &meta(req)).await.api()?;
+        let ended = state.auth.revoke_sessions(auth.principal().user_id, auth::Revoke::All, &meta(req)).await.api()?;
         clear_session_cookies(jar);
-        Ok(Json(Revoked { revoked: n as u64 }))
+        Ok(Json(ended.into()))
     }
 }

@@ -218,12 +218,6 @@ impl From<authz::AuthzFailure> for AuthzFailureBody {
     }
 }
 
-/// How many sessions ended.
-#[derive(Debug, Object)]
-struct SessionsRevoked {
-    revoked: u64,
-}
-
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Workspaces")]
 impl WorkspacesApi {
     /// The workspaces I belong to.
@@ -403,15 +397,15 @@ impl WorkspacesApi {
         auth: Auth,
         workspace_id: Path<Uuid>,
         user_id: Path<Uuid>,
-    ) -> poem::Result<Json<SessionsRevoked>> {
+    ) -> poem::Result<Json<super::auth::Revoked>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         let tx = scope.begin().await?;
         let result = members::check_may_revoke_sessions(&tx, UserId(user_id.0)).await;
         scope.finish(tx, result).await?;
         let meta = super::auth::meta(req);
-        let n =
+        let ended =
             state.auth.revoke_all_by_admin(user_id.0, auth.principal().user_id, workspace_id.0, &meta).await.api()?;
-        Ok(Json(SessionsRevoked { revoked: n as u64 }))
+        Ok(Json(ended.into()))
     }
 
     /// The built-in roles and this workspace's custom roles.
