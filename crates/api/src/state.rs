@@ -18,6 +18,9 @@ pub struct AppState {
     /// Authentication attempts per minute per client address and per account (0 disables, for
     /// benchmarks only).
     pub auth_attempts_per_minute: u64,
+    /// Workspaces one user may create per hour (0 disables): setting up workspaces is not a way
+    /// to flood the platform (OWASP API4:2023, unrestricted resource consumption).
+    pub workspace_creations_per_hour: u64,
     /// Envelope encryption of secrets at rest (tenants' data keys, KEKs from configuration).
     pub vault: Arc<crypto_vault::Vault>,
     /// Outbound requests of connection tests: the resolver every address is checked after.
@@ -70,6 +73,7 @@ pub struct Assembly {
     pub hash_concurrency: usize,
     pub security_txt: String,
     pub auth_attempts_per_minute: u64,
+    pub workspace_creations_per_hour: u64,
     pub vault: crypto_vault::Vault,
     pub egress: Egress,
     /// OpenID Connect providers to sign in with.
@@ -80,7 +84,7 @@ impl AppState {
     pub fn assemble(a: Assembly) -> Result<AppState, auth::AuthError> {
         let kv = match &a.redis {
             Some(conn) => auth::store::Kv::redis(conn.clone(), &a.redis_prefix, a.redis_settings),
-            None => auth::store::Kv::memory(),
+            None => auth::store::Kv::memory_with_clock(a.clock.clone()),
         };
         let access = auth::AccessTokens::new(a.jwt_keys, a.jwt, a.clock.clone())?;
         let oidc = if a.oidc.is_empty() {
@@ -116,6 +120,7 @@ impl AppState {
             keyring: Arc::new(a.keyring),
             auth,
             auth_attempts_per_minute: a.auth_attempts_per_minute,
+            workspace_creations_per_hour: a.workspace_creations_per_hour,
             vault: Arc::new(a.vault),
             egress: a.egress,
             pipeline: Arc::new(pii::pipeline::Pipeline::new(pii::pipeline::Config::default())),

@@ -67,11 +67,13 @@ impl RateDecision {
     }
 }
 
-/// Process-memory state of [`Kv::Memory`].
-#[derive(Debug, Default)]
+/// Process-memory state of [`Kv::Memory`]. Its rate windows run on the injected clock, so a test
+/// decides when a second or a minute has passed.
+#[derive(Debug)]
 pub struct Memory {
+    clock: Arc<dyn storage::Clock>,
     sessions: HashMap<String, SessionRecord>,
-    counters: HashMap<String, (u64, Instant)>,
+    counters: HashMap<String, (u64, DateTime<Utc>)>,
     hits_since_prune: u64,
     /// Revoked token families, until their last access token has expired.
     revoked_families: HashMap<Uuid, DateTime<Utc>>,
@@ -194,10 +196,27 @@ if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1])
 return {c, ttl}
 ";
 
+impl Default for Memory {
+    fn default() -> Memory {
+        Memory::with_clock(Arc::new(storage::SystemClock))
+    }
+}
+
 impl Memory {
+    fn with_clock(clock: Arc<dyn storage::Clock>) -> Memory {
+        Memory {
+            clock,
+            sessions: HashMap::new(),
+            counters: HashMap::new(),
+            hits_since_prune: 0,
+            revoked_families: HashMap::new(),
+        }
+    }
+
     /// Counts a hit on `key` in a fixed window: the count so far and the time left.
     fn hit(&mut self, key: &str, window: Duration) -> (u64, Duration) {
-        let now = Instant::now();
+        let now = self.clock.now();
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
         self.hits_since_prune += 1;
         if self.hits_since_prune >= 4096 {
             self.hits_since_prune = 0;
@@ -208,7 +227,7 @@ impl Memory {
             *entry = (0, now + window);
         }
         entry.0 += 1;
-        (entry.0, entry.1 - now)
+        (entry.0, (entry.1 - now).to_std().unwrap_or_default())
     }
 }
 
@@ -219,6 +238,11 @@ fn store_err(e: impl std::fmt::Display) -> AuthError {
 impl Kv {
     pub fn memory() -> Kv {
         Kv::Memory(Arc::new(Mutex::new(Memory::default())))
+    }
+
+    /// An in-process store whose rate windows run on `clock`.
+    pub fn memory_with_clock(clock: Arc<dyn storage::Clock>) -> Kv {
+        Kv::Memory(Arc::new(Mutex::new(Memory::with_clock(clock))))
     }
 
     /// A Redis store; `prefix` namespaces every key (one deployment, or one test, per prefix).

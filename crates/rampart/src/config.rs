@@ -93,6 +93,8 @@ pub struct AuthConfig {
     /// Sign-in, sign-up, reset and verification attempts per minute, per client address and per
     /// account (default 10; 0 disables and is refused in production).
     pub attempts_per_minute: u64,
+    /// Workspaces one user may create per hour (default 10; 0 disables).
+    pub workspace_creations_per_hour: u64,
     /// Redirect URIs of the native and desktop clients allowed to sign in through a provider
     /// (`http://127.0.0.1/callback` matches any port; `com.example.app:/oauth2redirect`).
     pub native_redirect_uris: Vec<String>,
@@ -107,6 +109,7 @@ impl Default for AuthConfig {
             link_base_url: None,
             access_token_ttl_secs: 900,
             attempts_per_minute: 10,
+            workspace_creations_per_hour: 10,
             native_redirect_uris: Vec::new(),
         }
     }

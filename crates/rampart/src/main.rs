@@ -290,6 +290,7 @@ async fn assemble(cfg: &Config) -> anyhow::Result<(api::AppState, scheduler::mai
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
         security_txt,
         auth_attempts_per_minute: cfg.auth.attempts_per_minute,
+        workspace_creations_per_hour: cfg.auth.workspace_creations_per_hour,
         vault: keys.vault,
         egress: api::Egress { exceptions: cfg.egress.test_exceptions.clone(), ..api::Egress::default() },
         oidc: cfg.oidc_providers(),
@@ -310,13 +311,6 @@ fn outbox_worker(
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let (state, mailer, clock) = assemble(&cfg).await?;
-    let tls = match &cfg.http.tls {
-        Some(files) => Some(api::server::TlsPem {
-            cert: std::fs::read(&files.cert_path).with_context(|| format!("reading {}", files.cert_path.display()))?,
-            key: std::fs::read(&files.key_path).with_context(|| format!("reading {}", files.key_path.display()))?,
-        }),
-        None => None,
-    };
     let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
     let worker = outbox_worker(&cfg, &state, mailer, clock);
     // The outbox loop is the one task spawned here: it only claims rows, so whatever it was doing
@@ -327,8 +321,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let mut http = cfg.http.clone();
     http.test_mode = cfg.env == Environment::Test;
     let app = api::build_app(state, &http);
-    let bound =
-        api::server::Bound::bind(cfg.http.listen, tls).await.with_context(|| format!("binding {}", cfg.http.listen))?;
+    // The TLS files are read and checked here, and again on SIGHUP (`api::server`).
+    let bound = api::server::Bound::bind(cfg.http.listen, cfg.http.tls.clone())
+        .await
+        .with_context(|| format!("binding {}", cfg.http.listen))?;
     let scheme = if bound.is_tls() { "https" } else { "http" };
     tracing::info!(address = %bound.local_addr(), env = ?cfg.env, "rampart listening on {scheme}://{}", bound.local_addr());
     bound.serve(app, shutdown_signal()).await?;

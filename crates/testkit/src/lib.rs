@@ -387,7 +387,13 @@ pub async fn spawn_app_extended(
     extras: Extras,
 ) -> TestApp {
     let db = TestDb::new(backend).await;
-    let mut http = api::HttpConfig { listen: "127.0.0.1:0".parse().expect("address"), ..Default::default() };
+    // The per-client limit counts on the test's manual clock, on which a second never passes by
+    // itself: it is lifted unless a test (of the limit) configures it.
+    let mut http = api::HttpConfig {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        rate_limit_per_client_per_sec: 100_000,
+        ..Default::default()
+    };
     configure(&mut http);
     let clock = Arc::new(storage::ManualClock::new(storage::Clock::now(&storage::SystemClock)));
     let mut state = app_state_extended(&db, clock.clone(), signup, test_keyring(), extras).await;
@@ -502,6 +508,7 @@ pub async fn app_state_extended(
         hash_concurrency: 4,
         security_txt,
         auth_attempts_per_minute: 10,
+        workspace_creations_per_hour: 10,
     })
     .expect("assembling the state")
 }

@@ -598,6 +598,7 @@ impl AuthApi {
         req: &Request,
         auth: crate::principal::BearerAuth,
     ) -> poem::Result<NoContent> {
+        throttle(&state, req, None).await?;
         state.auth.revoke_family(auth.0.user_id, auth.0.session_id, &meta(req)).await.api()?;
         Ok(NoContent::Done)
     }
@@ -611,6 +612,7 @@ impl AuthApi {
         jar: &CookieJar,
         auth: CookieAuth,
     ) -> poem::Result<NoContent> {
+        throttle(&state, req, None).await?;
         if let Some(session) = &auth.0.session {
             state.auth.sign_out(session, &meta(req)).await.api()?;
         }
@@ -691,6 +693,7 @@ impl AuthApi {
         auth: Auth,
         id: Path<Uuid>,
     ) -> poem::Result<NoContent> {
+        throttle(&state, req, None).await?;
         state.auth.revoke_sessions(auth.principal().user_id, auth::Revoke::One(id.0), &meta(req)).await.api()?;
         Ok(NoContent::Done)
     }
@@ -703,6 +706,7 @@ impl AuthApi {
         req: &Request,
         auth: Auth,
     ) -> poem::Result<Json<Revoked>> {
+        throttle(&state, req, None).await?;
         let p = auth.principal();
         let ended =
             state.auth.revoke_sessions(p.user_id, auth::Revoke::AllExcept(p.session_id), &meta(req)).await.api()?;
@@ -718,6 +722,7 @@ impl AuthApi {
         jar: &CookieJar,
         auth: Auth,
     ) -> poem::Result<Json<Revoked>> {
+        throttle(&state, req, None).await?;
         let ended = state.auth.revoke_sessions(auth.principal().user_id, auth::Revoke::All, &meta(req)).await.api()?;
         clear_session_cookies(jar);
         Ok(Json(ended.into()))

@@ -218,6 +218,21 @@ impl From<authz::AuthzFailure> for AuthzFailureBody {
     }
 }
 
+/// Counts a workspace creation by `user` against the hourly limit; 429 with `Retry-After` over it.
+async fn limit_creations(state: &AppState, user: Uuid) -> poem::Result<()> {
+    let limit = state.workspace_creations_per_hour;
+    if limit == 0 {
+        return Ok(());
+    }
+    let window = std::time::Duration::from_secs(3600);
+    let decision = state.auth.kv().hit(&format!("ws-create:{user}"), limit, window).await.api()?;
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(ApiError::rate_limited(decision.retry_after_secs).into())
+    }
+}
+
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Workspaces")]
 impl WorkspacesApi {
     /// The workspaces I belong to.
@@ -235,6 +250,7 @@ impl WorkspacesApi {
         auth: Auth,
         body: Json<WorkspaceName>,
     ) -> poem::Result<Created<WorkspaceBody>> {
+        limit_creations(&state, auth.principal().user_id).await?;
         let ws = workspaces::create(&state.db, UserId(auth.principal().user_id), &body.name, state.auth.now())
             .await
             .api()?;
