@@ -1,25 +1,20 @@
-//! Binding the listener (plain or rustls) and serving until a shutdown signal.
+//! Binding the listener (plain or rustls) and serving until a shutdown signal. With TLS, the
+//! certificate chain and key are read again from their files on SIGHUP, so a renewed certificate
+//! is served without a restart.
 
-use std::{future::Future, io, net::SocketAddr, time::Duration};
+use std::{future::Future, io, net::SocketAddr, path::Path, time::Duration};
 
+use futures_util::{stream, Stream, StreamExt as _};
 use poem::{
     endpoint::BoxEndpoint,
     listener::{Acceptor, AcceptorExt, BoxAcceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener},
+    web::{LocalAddr, RemoteAddr},
     Server,
 };
+use rustls::pki_types::{pem::PemObject as _, CertificateDer, PrivateKeyDer};
+use sha2::{Digest as _, Sha256};
 
-/// Certificate chain and private key, PEM encoded, for native TLS.
-#[derive(Clone)]
-pub struct TlsPem {
-    pub cert: Vec<u8>,
-    pub key: Vec<u8>,
-}
-
-impl std::fmt::Debug for TlsPem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TlsPem { key: [REDACTED], .. }")
-    }
-}
+pub use crate::config::TlsFiles;
 
 /// Installs the process-wide rustls crypto provider once. Both poem (server TLS) and sqlx (client
 /// TLS to PostgreSQL) use rustls; with two providers compiled in, rustls needs one chosen.
@@ -41,15 +36,25 @@ impl std::fmt::Debug for Bound {
 }
 
 impl Bound {
-    /// Binds `addr`, with rustls when `tls` is given. rustls speaks only TLS 1.2 and 1.3, so the
-    /// TLS 1.2 minimum of the seeds (and of OWASP's TLS Cheat Sheet) holds by construction.
-    pub async fn bind(addr: SocketAddr, tls: Option<TlsPem>) -> io::Result<Bound> {
+    /// Binds `addr`, with rustls when `tls` names the PEM files. The files are read and checked
+    /// here (a chain whose leaf does not match the key is refused before the port is bound), and
+    /// read again on every SIGHUP: a renewal that fails the same checks is logged and the
+    /// certificate in use stays.
+    ///
+    /// rustls speaks only TLS 1.2 and 1.3 (poem enables exactly those, with rustls' AEAD-only,
+    /// forward-secret suites), so the TLS 1.2 minimum of NIST SP 800-52r2 §3.1 and OWASP's
+    /// Transport Layer Security Cheat Sheet holds by construction: a TLS 1.0 or 1.1 client hello
+    /// is answered with a `protocol_version` alert (RFC 8446 §4.2.1, RFC 8996).
+    pub async fn bind(addr: SocketAddr, tls: Option<TlsFiles>) -> io::Result<Bound> {
         install_crypto_provider();
         let (acceptor, is_tls) = match tls {
             None => (TcpListener::bind(addr).into_acceptor().await?.boxed(), false),
-            Some(pem) => {
-                let config = RustlsConfig::new().fallback(RustlsCertificate::new().cert(pem.cert).key(pem.key));
-                (TcpListener::bind(addr).rustls(config).into_acceptor().await?.boxed(), true)
+            Some(files) => {
+                let first = load(&files).await?;
+                tracing::info!(tls.cert_sha256 = %first.leaf_sha256, "tls certificate loaded");
+                let configs = stream::once(async move { first.config }).chain(reloads(files));
+                let tcp = TcpListener::bind(addr).into_acceptor().await?;
+                (ConfigFirst { inner: tcp, first: true }.rustls(configs.boxed()).boxed(), true)
             }
         };
         let local_addr = acceptor
@@ -77,5 +82,96 @@ impl Bound {
         Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(30)))
             .await
+    }
+}
+
+/// A TLS configuration read from its files, with the SHA-256 of its leaf for the log.
+struct Loaded {
+    config: RustlsConfig,
+    leaf_sha256: String,
+}
+
+/// Reads the chain and key and checks them as rustls will use them: at least one certificate, a
+/// private key rustls can sign with, and a leaf whose public key is the key's.
+async fn load(files: &TlsFiles) -> io::Result<Loaded> {
+    let cert = read(&files.cert_path).await?;
+    let key = read(&files.key_path).await?;
+    let chain = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(&files.cert_path, &e))?;
+    let leaf_sha256 = match chain.first() {
+        Some(leaf) => hex::encode(Sha256::digest(leaf)),
+        None => return Err(invalid(&files.cert_path, &"no certificate in the file")),
+    };
+    let private = PrivateKeyDer::from_pem_slice(&key).map_err(|e| invalid(&files.key_path, &e))?;
+    rustls::sign::CertifiedKey::from_der(chain, private, &rustls::crypto::aws_lc_rs::default_provider()).map_err(
+        |e| invalid(&files.key_path, &format!("{e} (for the certificate in {})", files.cert_path.display())),
+    )?;
+    Ok(Loaded { config: RustlsConfig::new().fallback(RustlsCertificate::new().cert(cert).key(key)), leaf_sha256 })
+}
+
+async fn read(path: &Path) -> io::Result<Vec<u8>> {
+    tokio::fs::read(path).await.map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))
+}
+
+fn invalid(path: &Path, e: &dyn std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+}
+
+/// The configurations read on each SIGHUP (the conventional signal to re-read files, as nginx and
+/// most daemons use it), the ones that fail the checks left out. Polled by the acceptor itself,
+/// between connections, so no task runs beside the server.
+#[cfg(unix)]
+fn reloads(files: TlsFiles) -> impl Stream<Item = RustlsConfig> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => Some(hangups),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; the tls certificate is read at start-up only");
+            None
+        }
+    };
+    stream::unfold((hangups, files), |(mut hangups, files)| async move {
+        loop {
+            hangups.as_mut()?.recv().await?;
+            match load(&files).await {
+                Ok(loaded) => {
+                    tracing::info!(tls.cert_sha256 = %loaded.leaf_sha256, "tls certificate reloaded");
+                    return Some((loaded.config, (hangups, files)));
+                }
+                Err(error) => {
+                    tracing::error!(%error, "tls certificate reload failed; the previous certificate stays in use");
+                }
+            }
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn reloads(_files: TlsFiles) -> impl Stream<Item = RustlsConfig> + Send + 'static {
+    stream::pending()
+}
+
+/// The TCP acceptor under poem's rustls acceptor, holding back only its very first accept by one
+/// poll. poem's acceptor waits on its configuration stream and on this acceptor at once, without
+/// bias; a client already queued when serving starts would otherwise be taken before the first
+/// configuration is, and dropped for want of one.
+struct ConfigFirst<A> {
+    inner: A,
+    first: bool,
+}
+
+impl<A: Acceptor> Acceptor for ConfigFirst<A> {
+    type Io = A::Io;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.inner.local_addr()
+    }
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
+        if std::mem::take(&mut self.first) {
+            tokio::task::yield_now().await;
+        }
+        self.inner.accept().await
     }
 }

@@ -25,6 +25,27 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server's process id, to signal it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads the server's log until a JSON line whose `message` is `message`, for at most
+    /// `within`; every line read is kept in `log`. `None` when no such line came in time.
+    pub fn wait_for_log(&mut self, message: &str, within: std::time::Duration) -> Option<serde_json::Value> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let line = self.rest.recv_timeout(left).ok()?;
+            self.log.push(line.clone());
+            if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
+                if event["message"] == message {
+                    return Some(event);
+                }
+            }
+        }
+    }
+
     /// Stops the server with SIGTERM and returns its exit status and its whole log.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
