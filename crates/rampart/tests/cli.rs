@@ -359,3 +359,72 @@ async fn outbox_commands_list_cancel_and_retry_actions_without_showing_payloads(
     let (ok, _, err) = outbox(&["list", "--status", "sleeping"]);
     assert!(!ok && err.contains("--status is one of"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_commands_suspend_and_reinstate_and_suspension_ends_every_credential_for_good() {
+    use testkit::storage::ConnectionTrait as _;
+    let app = testkit::spawn_app(Backend::Sqlite).await;
+    let user = app.new_user().await;
+    let bystander = app.new_user().await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = |args: &[&str]| {
+        let out = rampart(dir.path())
+            .arg("users")
+            .args(args)
+            .env("DATABASE_URL", app.db.runtime_url.expose_secret())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let me = |token: String| {
+        let req = app.client.get(app.url("/api/v1/me")).bearer_auth(token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let (ok, listed, err) = users(&["list"]);
+    assert!(ok, "{err}");
+    assert!(listed.contains(&format!("{} active {}", user.id, user.email)), "{listed}");
+
+    let (ok, out, err) = users(&["suspend", &user.email]);
+    assert!(ok && out.contains("suspended"), "{out}{err}");
+    // The server (another process) sees it on the very next request.
+    assert_eq!(me(user.token.clone()).await, 401, "suspended");
+    assert_eq!(me(bystander.token.clone()).await, 200, "only that account");
+    let (ok, out, _) = users(&["suspend", &user.id.to_string()]);
+    assert!(ok && out.contains("already suspended"), "{out}");
+    let (ok, json, _) = users(&["list", "--status", "suspended", "--json"]);
+    assert!(ok);
+    let row: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!((row["email"].as_str(), row["status"].as_str()), (Some(user.email.as_str()), Some("suspended")));
+
+    let (ok, out, err) = users(&["unsuspend", &user.id.to_string()]);
+    assert!(ok && out.contains("reinstated"), "{out}{err}");
+    // Reinstating revives no credential of before: the holder signs in again.
+    assert_eq!(me(user.token.clone()).await, 401, "the old access token stays ended");
+    let refreshed = app
+        .client
+        .post(app.url("/api/v1/auth/token/refresh"))
+        .json(&serde_json::json!({"refresh_token": user.refresh_token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 401, "so does the old refresh token");
+    assert_eq!(me(app.renew(&user).await.token).await, 200, "a new sign-in works");
+
+    let (ok, _, err) = users(&["suspend", "nobody@example.com"]);
+    assert!(!ok && err.contains("no account"), "{err}");
+    let (ok, _, err) = users(&["list", "--status", "deleted"]);
+    assert!(!ok && err.contains("--status"), "{err}");
+    // Each change is in the audit trail, once.
+    let owner = testkit::storage::Db::connect(&app.db.owner_url, 1).await.unwrap();
+    for action in ["auth.user_suspended", "auth.user_reinstated"] {
+        let sql = format!("SELECT COUNT(*) AS n FROM audit_events WHERE action = '{action}' AND actor_id IS NOT NULL");
+        let row =
+            owner.conn().query_one(testkit::storage::Statement::from_string(owner.conn().get_database_backend(), sql));
+        let n: i64 = row.await.unwrap().unwrap().try_get("", "n").unwrap();
+        assert_eq!(n, 1, "{action}");
+    }
+}
