@@ -9,6 +9,7 @@
 pub mod config;
 mod csrf;
 pub mod error;
+mod forwarded;
 pub mod metrics;
 mod middleware;
 pub mod principal;
@@ -17,6 +18,6 @@ mod routes;
 pub mod server;
 mod state;
 
-pub use config::{HttpConfig, SecurityTxtConfig};
+pub use config::{HttpConfig, SecurityTxtConfig, TrustedProxies};
 pub use routes::{build_app, openapi_json, render_security_txt};
 pub use state::{AppState, Assembly, Egress};

@@ -10,7 +10,9 @@ use poem::{
 };
 use tracing::Instrument;
 
+use crate::config::TrustedProxies;
 use crate::error::{code_for_status, error_response, into_error_response, ApiError, REQUEST_ID};
+use crate::forwarded::ClientAddr;
 
 pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -18,6 +20,12 @@ pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 pub(crate) const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// Headers set on every response unless a route chose its own value.
+///
+/// `Strict-Transport-Security` is sent on every response, whatever the scheme the request came
+/// in by: over TLS, through a proxy that terminated TLS, or plain. Browsers ignore it over plain
+/// http (RFC 6797 §8.1), so this is never weaker than sending it for https only, and it needs no
+/// `X-Forwarded-Proto`: no header a client or proxy sends can turn it off. The session cookies
+/// are `Secure` unconditionally for the same reason (`routes::auth::cookie`).
 #[derive(Debug, Clone)]
 pub(crate) struct SecurityHeaders {
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -70,13 +78,27 @@ pub(crate) fn accept_or_generate_request_id(supplied: Option<&str>) -> String {
     }
 }
 
-/// The outermost layer: request id, access log, error shape and security headers.
+/// The outermost layer: request id, the client's address, access log, error shape and security
+/// headers.
+///
+/// The client's address is resolved here, once per request, from the TCP peer and (for trusted
+/// proxies only) the forwarding headers, and kept in the request as a [`ClientAddr`]: the
+/// rate limits, the sign-in throttles and lockouts, session records, audit records and this
+/// access log all read it through [`client_ip`].
 pub(crate) async fn request_context<E: Endpoint>(
     ep: Arc<E>,
-    req: Request,
+    mut req: Request,
     security: Arc<SecurityHeaders>,
+    proxies: Arc<TrustedProxies>,
 ) -> poem::Result<Response> {
     let started = std::time::Instant::now();
+    let client = req
+        .remote_addr()
+        .as_socket_addr()
+        .map(|peer| ClientAddr(crate::forwarded::client_addr(peer.ip(), req.headers(), &proxies)));
+    if let Some(client) = client {
+        req.extensions_mut().insert(client);
+    }
     let request_id = accept_or_generate_request_id(req.header(REQUEST_ID_HEADER));
     let method = req.method().clone();
     // Only the path is logged: query strings may carry tokens.
@@ -114,8 +136,9 @@ pub(crate) async fn request_context<E: Endpoint>(
     let elapsed = started.elapsed().as_secs_f64();
     crate::metrics::observe_request(operation, method.as_str(), status, elapsed);
     let duration_ms = elapsed * 1000.0;
+    let client_ip = client.map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
     span.in_scope(|| {
-        tracing::info!(http.method = %method, http.path = %path, http.status = status, duration_ms = duration_ms, "request served")
+        tracing::info!(http.method = %method, http.path = %path, http.status = status, client.ip = %client_ip, duration_ms = duration_ms, "request served")
     });
     Ok(resp)
 }
@@ -188,10 +211,16 @@ pub(crate) async fn timeout<E: Endpoint>(ep: Arc<E>, req: Request, limit: Durati
     }
 }
 
-/// The client's address: the TCP peer. A proxy's `X-Forwarded-For` is not trusted: put the
-/// server behind a proxy that rewrites the peer, or extend this with an explicit trusted list.
+/// The client's address as [`request_context`] resolved it: the TCP peer, or for a peer in
+/// `http.trusted_proxies` the client its forwarding headers name (see [`crate::forwarded`]).
+/// Every use of the client's address goes through here; nothing else reads the peer or the
+/// forwarding headers. Outside `request_context` (which every route is wrapped in) it is the
+/// TCP peer, never a header.
 pub(crate) fn client_ip(req: &Request) -> Option<String> {
-    req.remote_addr().as_socket_addr().map(|a| a.ip().to_string())
+    match req.extensions().get::<ClientAddr>() {
+        Some(client) => Some(client.0.to_string()),
+        None => req.remote_addr().as_socket_addr().map(|a| a.ip().to_canonical().to_string()),
+    }
 }
 
 /// Headers that would let a client claim an identity. Identity comes only from credentials the

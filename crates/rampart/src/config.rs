@@ -649,6 +649,42 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_read_from_the_file_and_the_environment() {
+        Jail::expect_with(|jail| {
+            assert!(load(None).unwrap().http.trusted_proxies.is_empty(), "no proxy is trusted by default");
+            jail.create_file("rampart.toml", "[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.10\"]\n")?;
+            let cfg = load(None).unwrap();
+            assert!(cfg.http.trusted_proxies.contains("10.20.30.40".parse().unwrap()));
+            assert!(cfg.http.trusted_proxies.contains("192.0.2.10".parse().unwrap()));
+            assert!(!cfg.http.trusted_proxies.contains("192.0.2.11".parse().unwrap()));
+            jail.set_env("RAMPART__HTTP__TRUSTED_PROXIES", "[\"2001:db8::/32\"]");
+            let cfg = load(None).unwrap();
+            assert!(!cfg.http.trusted_proxies.contains("10.20.30.40".parse().unwrap()), "the environment wins");
+            assert!(cfg.http.trusted_proxies.contains("2001:db8::1".parse().unwrap()));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_invalid_trusted_proxy_range_stops_start_up_naming_the_setting_and_the_entry() {
+        for (entry, reason) in [
+            ("10.0.0.0/33", "is not a CIDR range"),
+            ("lb.internal", "is not an IP address"),
+            ("10.0.0.1/8", "has host bits set"),
+            ("0.0.0.0/0", "trusts every address"),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env("RAMPART__HTTP__TRUSTED_PROXIES", format!("[\"127.0.0.1\", \"{entry}\"]"));
+                let err = load(None).unwrap_err().to_string();
+                // The key as figment names it: `HTTP.TRUSTED_PROXIES` from the environment.
+                let names_key = err.to_lowercase().contains("http.trusted_proxies");
+                assert!(names_key && err.contains(&format!("`{entry}`")) && err.contains(reason), "{err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
     fn secrets_never_appear_in_debug_output() {
         Jail::expect_with(|jail| {
             jail.set_env("RAMPART__SECRETS__VAULT_KEY", KEY_B);

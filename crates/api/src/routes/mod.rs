@@ -183,7 +183,8 @@ fn with_middleware<E: Endpoint + 'static>(route: E, http: &HttpConfig) -> BoxEnd
     };
 
     let security = Arc::new(SecurityHeaders::new(http.hsts_max_age_secs));
-    route.around(move |ep, req| middleware::request_context(ep, req, security.clone())).boxed()
+    let proxies = Arc::new(http.trusted_proxies.clone());
+    route.around(move |ep, req| middleware::request_context(ep, req, security.clone(), proxies.clone())).boxed()
 }
 
 /// CSP for the documentation page: its inline scripts are allowed by hash only.
