@@ -273,7 +273,9 @@ pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> R
 pub(crate) fn code_for_status(status: StatusCode) -> &'static str {
     match status.as_u16() {
         400 => "bad_request",
-        401 => "unauthorized",
+        // One code for every 401, whichever credential scheme failed (poem's fallback when none
+        // of several schemes was presented says "unauthorized" otherwise).
+        401 => "unauthenticated",
         403 => "forbidden",
         404 => "not_found",
         405 => "method_not_allowed",
@@ -324,6 +326,7 @@ pub(crate) fn into_error_response(err: poem::Error) -> Response {
         code_for_status(status)
     };
     let message = match status.as_u16() {
+        401 => "Sign in first.".to_owned(),
         404 => "No such resource.".to_owned(),
         405 => "This method is not allowed on this resource.".to_owned(),
         _ => err.to_string(),

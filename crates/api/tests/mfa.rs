@@ -429,7 +429,44 @@ async fn a_browser_session_changes_its_password_only_after_a_recent_authenticati
     assert_eq!(status, 200, "{changed}");
 }
 
+/// A count from the database as its owner (past row-level security).
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    use testkit::storage::ConnectionTrait as _;
+    let owner = testkit::storage::Db::connect(&app.db.owner_url, 1).await.unwrap();
+    let stmt = testkit::storage::Statement::from_string(owner.conn().get_database_backend(), sql.to_owned());
+    owner.conn().query_one(stmt).await.unwrap().unwrap().try_get("", "n").unwrap()
+}
+
+async fn the_purge_job_removes_spent_challenges_at_once_and_finished_outbox_actions_after_a_week(backend: Backend) {
+    let app = app(backend).await;
+    let alice = app.new_user().await;
+    let (_, recovery) = enrol(&app, &alice).await;
+    let spent = challenge(&app, &alice, "/api/v1/auth/token").await;
+    let (status, _) =
+        post(&app, "/api/v1/auth/token/mfa", json!({"challenge": spent, "recovery_code": recovery[0]})).await;
+    assert_eq!(status, 200);
+    let _live = challenge(&app, &alice, "/api/v1/auth/token").await;
+    let challenges = "SELECT COUNT(*) AS n FROM mfa_challenges";
+    let finished = "SELECT COUNT(*) AS n FROM scheduled_actions WHERE status = 'done'";
+    assert_eq!(count(&app, challenges).await, 2);
+    let done_before = count(&app, finished).await;
+    assert!(done_before >= 1, "the verification mail was sent through the outbox");
+
+    app.state.auth.purge_expired().await.unwrap();
+    assert_eq!(count(&app, challenges).await, 1, "the used challenge goes, the live one stays");
+    assert_eq!(count(&app, finished).await, done_before, "finished actions are kept for a week");
+
+    app.state.auth.schedule_purge().await.unwrap();
+    app.clock.advance(Duration::days(7));
+    app.state.auth.purge_expired().await.unwrap();
+    assert_eq!(count(&app, challenges).await, 0, "the expired challenge goes");
+    assert_eq!(count(&app, finished).await, 0, "a week after they finished");
+    let pending = "SELECT COUNT(*) AS n FROM scheduled_actions WHERE status = 'pending'";
+    assert_eq!(count(&app, pending).await, 1, "what is still to do stays");
+}
+
 backend_tests!(
+    the_purge_job_removes_spent_challenges_at_once_and_finished_outbox_actions_after_a_week,
     a_browser_session_changes_its_password_only_after_a_recent_authentication,
     sensitive_actions_need_an_authentication_within_five_minutes_and_a_key_never_has_one,
     a_workspace_that_requires_a_second_factor_admits_members_only_from_such_a_sign_in,

@@ -815,8 +815,10 @@ impl AuthService {
         Ok(())
     }
 
-    /// Deletes expired and used one-time tokens, expired refresh tokens and (in process memory)
-    /// expired sessions.
+    /// Deletes expired and used one-time tokens, expired refresh tokens, expired and used MFA
+    /// challenges, finished OIDC flows, outbox actions finished more than
+    /// [`scheduler::FINISHED_RETENTION`] ago and (in process memory) expired sessions; Redis
+    /// expires its own keys, the per-user session index with its newest session.
     pub async fn purge_expired(&self) -> Result<u64, AuthError> {
         let now = self.clock.now();
         let sessions = self.kv.prune_sessions(now)? as u64;
@@ -834,7 +836,17 @@ impl AuthService {
             .await?
             .rows_affected();
         let c = self.purge_oidc(now).await?;
-        Ok(a + b + c + sessions)
+        // Second-factor challenges, once used or expired, prove nothing more.
+        let d = conn
+            .execute(stmt(
+                conn,
+                "DELETE FROM mfa_challenges WHERE expires_at <= $1 OR used_at IS NOT NULL",
+                vec![now.into()],
+            ))
+            .await?
+            .rows_affected();
+        let e = scheduler::purge_finished(conn, now).await?;
+        Ok(a + b + c + d + e + sessions)
     }
 }
 

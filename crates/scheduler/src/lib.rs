@@ -185,6 +185,23 @@ pub async fn list<C: ConnectionTrait>(
         .collect()
 }
 
+/// Finished actions (done or cancelled) are kept this long for operators (`rampart outbox list`),
+/// then removed by the purge job; dead ones stay until an operator retries or cancels them.
+pub const FINISHED_RETENTION: Duration = Duration::days(7);
+
+/// Removes actions that finished (done or cancelled) more than [`FINISHED_RETENTION`] before
+/// `now`; how many.
+pub async fn purge_finished<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) -> Result<u64, OutboxError> {
+    let done = conn
+        .execute(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "DELETE FROM scheduled_actions WHERE status IN ('done', 'cancelled') AND completed_at <= $1",
+            vec![(now - FINISHED_RETENTION).into()],
+        ))
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Puts a dead or cancelled action back in the queue, due at `now`, with a fresh set of
 /// [`DEFAULT_MAX_ATTEMPTS`] attempts (its id, and so its idempotency key, stays). Returns
 /// whether it was requeued (a pending, running or done action is left alone).
