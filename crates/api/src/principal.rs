@@ -32,6 +32,16 @@ pub struct Principal {
     /// When and how the user last authenticated (the session's record or the token's `auth_time`
     /// and `amr`); `None` for API keys, which never authenticate a person.
     pub authentication: Option<auth::Authentication>,
+    /// Present for a token made by exchange: the one workspace it acts in, and the permissions
+    /// it is narrowed to (`None`: the user's own there).
+    pub binding: Option<Binding>,
+}
+
+/// What a workspace-bound token may do.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub workspace: uuid::Uuid,
+    pub scopes: Option<Vec<rbac::Permission>>,
 }
 
 impl Principal {
@@ -82,11 +92,19 @@ impl Auth {
 #[oai(ty = "api_key", key_name = "X-Api-Key", key_in = "header", checker = "check_api_key")]
 pub struct ApiKeyAuth(pub Principal);
 
-/// The credentials of workspace routes: a user's (bearer or cookie) or an API key's.
+/// Agents acting in one workspace for a user: a short-lived JWT made by
+/// `POST /workspaces/{workspace_id}/tokens`, bound to that workspace (and its scope).
+#[derive(Debug, SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT", checker = "check_bound_bearer")]
+pub struct WorkspaceTokenAuth(pub Principal);
+
+/// The credentials of workspace routes: a user's (bearer or cookie), a workspace-bound token's
+/// or an API key's.
 #[derive(Debug, SecurityScheme)]
 pub enum WorkspaceAuth {
     Bearer(BearerAuth),
     Cookie(CookieAuth),
+    WorkspaceToken(WorkspaceTokenAuth),
     ApiKey(ApiKeyAuth),
 }
 
@@ -95,6 +113,7 @@ impl WorkspaceAuth {
         match self {
             WorkspaceAuth::Bearer(BearerAuth(p))
             | WorkspaceAuth::Cookie(CookieAuth(p))
+            | WorkspaceAuth::WorkspaceToken(WorkspaceTokenAuth(p))
             | WorkspaceAuth::ApiKey(ApiKeyAuth(p)) => p,
         }
     }
@@ -143,10 +162,29 @@ async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Principal> {
         authentication: session.session.authentication(),
         session: Some(session),
         api_key: None,
+        binding: None,
     })
 }
 
 async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    let principal = bearer_principal(req, &bearer).await?;
+    // A workspace-bound token acts only on its workspace's routes.
+    match principal.binding {
+        None => Ok(principal),
+        Some(_) => Err(unauthenticated()),
+    }
+}
+
+async fn check_bound_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    let principal = bearer_principal(req, &bearer).await?;
+    match principal.binding {
+        Some(_) => Ok(principal),
+        None => Err(unauthenticated()),
+    }
+}
+
+/// The principal of a bearer access token, bound or not.
+async fn bearer_principal(req: &Request, bearer: &Bearer) -> poem::Result<Principal> {
     let state = state(req)?;
     // Suspension, revocation and a credential-ending event (password change or reset, revoke-all)
     // take effect on the very next request, not at token expiry.
@@ -155,7 +193,31 @@ async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
         .auth_time
         .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
         .map(|at| auth::Authentication { at, amr: claims.amr.clone() });
-    Ok(Principal { user_id: claims.sub, user, session_id: claims.sid, session: None, api_key: None, authentication })
+    let binding = match claims.ws {
+        Some(workspace) => {
+            let scopes = match &claims.scope {
+                Some(scope) => Some(
+                    scope
+                        .split_whitespace()
+                        .map(rbac::Permission::parse)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|_| unauthenticated())?,
+                ),
+                None => None,
+            };
+            Some(Binding { workspace, scopes })
+        }
+        None => None,
+    };
+    Ok(Principal {
+        user_id: claims.sub,
+        user,
+        session_id: claims.sid,
+        session: None,
+        api_key: None,
+        authentication,
+        binding,
+    })
 }
 
 /// The key was authenticated and counted by [`crate::middleware::api_keys`]; this turns its grant
@@ -171,5 +233,6 @@ async fn check_api_key(req: &Request, _key: ApiKey) -> poem::Result<Principal> {
         session: None,
         api_key: Some(grant),
         authentication: None,
+        binding: None,
     })
 }

@@ -83,6 +83,22 @@ impl AccessTokens {
         Ok(self.keys.issue_authenticated(&self.cfg, holder, self.clock.now(), at, amr)?)
     }
 
+    /// An access token for `holder` that lives `ttl` (at most the configuration's limit, one
+    /// hour): the exchange of a credential for a short-lived, workspace-bound one.
+    pub fn issue_for(
+        &self,
+        holder: crate::jwt::Holder,
+        authentication: Option<&crate::stepup::Authentication>,
+        ttl: chrono::Duration,
+    ) -> Result<(String, AccessClaims), AuthError> {
+        let cfg = JwtConfig { access_ttl: ttl, ..self.cfg.clone() };
+        let (at, amr) = match authentication {
+            Some(a) => (Some(a.at), a.amr.as_slice()),
+            None => (None, &[][..]),
+        };
+        Ok(self.keys.issue_authenticated(&cfg, holder, self.clock.now(), at, amr)?)
+    }
+
     /// How long an access token may be accepted after its issue: its lifetime plus the leeway.
     pub fn lifetime_with_leeway(&self) -> chrono::Duration {
         self.cfg.access_ttl + self.cfg.leeway

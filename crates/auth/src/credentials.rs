@@ -22,6 +22,9 @@ use crate::{
     AuthError, AuthService,
 };
 
+/// The longest an access token made by exchange may live (the JWT configuration's limit too).
+pub const EXCHANGED_TTL_MAX: chrono::Duration = chrono::Duration::hours(1);
+
 /// The kinds of credential a user holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
@@ -162,7 +165,9 @@ impl AuthService {
     /// Refuses the access tokens of `family` from now until the last of them has expired.
     pub(crate) async fn mark_family_revoked(&self, family: Uuid) -> Result<(), AuthError> {
         let now = self.clock.now();
-        self.kv.revoke_family(family, now + self.access.lifetime_with_leeway(), now).await
+        // As long as the longest of its tokens can live: a sign-in's, or one made by exchange.
+        let longest = self.access.lifetime_with_leeway().max(EXCHANGED_TTL_MAX + chrono::Duration::minutes(5));
+        self.kv.revoke_family(family, now + longest, now).await
     }
 
     /// The claims and user of a bearer access token, if it still authenticates: valid signature
@@ -268,9 +273,8 @@ impl AuthService {
         let detail = serde_json::json!({"sessions": ended.sessions, "token_families": ended.token_families, "id": id});
         self.record_event(&txn, events::SESSION_REVOKED, Some(user), meta, detail).await?;
         txn.commit().await?;
-        if ended.token_families > 0 {
-            self.mark_family_revoked(id).await?;
-        }
+        // A session's or a family's exchanged tokens end with it (their `sid`).
+        self.mark_family_revoked(id).await?;
         Ok(ended)
     }
 
@@ -315,5 +319,38 @@ impl AuthService {
         self.record_event(&txn, events::SESSIONS_REVOKED_BY_ADMIN, Some(user), meta, detail).await?;
         txn.commit().await?;
         self.finish_ending(ending).await
+    }
+
+    /// Exchanges the caller's credential (session or token family `sid`) for an access token
+    /// bound to `workspace` and, when given, narrowed to `scope` (RFC 8693 token exchange). It
+    /// lives `ttl`, carries the caller's authentication and generation, and ends with its
+    /// session: every check of a sign-in's access token applies to it on each request, and the
+    /// workspace's own (membership, role, scope) on each workspace request.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn exchange_for_workspace(
+        &self,
+        user: &crate::service::UserView,
+        sid: Uuid,
+        authentication: Option<&crate::stepup::Authentication>,
+        workspace: Uuid,
+        scope: Option<String>,
+        ttl: chrono::Duration,
+        meta: &RequestMeta,
+    ) -> Result<(secrecy::SecretString, i64), AuthError> {
+        let holder = crate::jwt::Holder {
+            user: user.id,
+            sid,
+            generation: user.credential_generation,
+            workspace: Some(workspace),
+            scope: scope.clone(),
+        };
+        let (token, claims) = self.access.issue_for(holder, authentication, ttl)?;
+        let txn = self.db.begin_write().await?;
+        let detail = serde_json::json!({
+            "workspace": workspace, "scope": scope, "expires_in": ttl.num_seconds(), "from": sid, "token": claims.jti
+        });
+        self.record_event(&txn, events::TOKEN_EXCHANGED, Some(user.id), meta, detail).await?;
+        txn.commit().await?;
+        Ok((secrecy::SecretString::from(token), ttl.num_seconds()))
     }
 }

@@ -308,15 +308,32 @@ pub struct AccessClaims {
     /// event that ends a user's credentials raises it, and a token of an older generation is
     /// refused on its next request: `iat`, whole seconds, cannot order events within a second.
     pub gen: i64,
+    /// The one workspace a token made by exchange acts in (a private claim); absent on the
+    /// tokens of a sign-in, which act wherever their user may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws: Option<Uuid>,
+    /// The permissions an exchanged token is narrowed to, space-separated (RFC 8693 §4.2
+    /// `scope`); absent: the user's own in that workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// Whom an access token is for: the user, the session or token family, and the user's
-/// credential generation at issue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// credential generation at issue; for an exchanged token, its workspace and scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
     pub user: Uuid,
     pub sid: Uuid,
     pub generation: i64,
+    pub workspace: Option<Uuid>,
+    pub scope: Option<String>,
+}
+
+impl Holder {
+    /// The holder of a sign-in's tokens: no workspace binding.
+    pub fn signed_in(user: Uuid, sid: Uuid, generation: i64) -> Holder {
+        Holder { user, sid, generation, workspace: None, scope: None }
+    }
 }
 
 /// The claims as received, before the check that every one of them is present.
@@ -336,6 +353,8 @@ struct ReceivedClaims {
     auth_time: Option<i64>,
     amr: Option<Vec<String>>,
     gen: Option<i64>,
+    ws: Option<Uuid>,
+    scope: Option<String>,
 }
 
 impl ReceivedClaims {
@@ -353,6 +372,8 @@ impl ReceivedClaims {
             auth_time: self.auth_time,
             amr: self.amr.unwrap_or_default(),
             gen: self.gen.ok_or(JwtError::MissingClaim("gen"))?,
+            ws: self.ws,
+            scope: self.scope,
         })
     }
 }
@@ -476,7 +497,7 @@ impl JwtKeys {
         sid: Uuid,
         now: DateTime<Utc>,
     ) -> Result<(String, AccessClaims), JwtError> {
-        self.issue_authenticated(cfg, Holder { user, sid, generation: 0 }, now, None, &[])
+        self.issue_authenticated(cfg, Holder::signed_in(user, sid, 0), now, None, &[])
     }
 
     /// [`JwtKeys::issue`] for a [`Holder`] (generation included), with the `auth_time` and `amr`
@@ -493,7 +514,7 @@ impl JwtKeys {
         auth_time: Option<DateTime<Utc>>,
         amr: &[String],
     ) -> Result<(String, AccessClaims), JwtError> {
-        let Holder { user, sid, generation } = holder;
+        let Holder { user, sid, generation, workspace, scope } = holder;
         cfg.validate()?;
         let expires = now.checked_add_signed(cfg.access_ttl).ok_or(JwtError::Config("token expiry is out of range"))?;
         let claims = AccessClaims {
@@ -508,6 +529,8 @@ impl JwtKeys {
             auth_time: auth_time.map(|t| t.timestamp()),
             amr: amr.to_vec(),
             gen: generation,
+            ws: workspace,
+            scope,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(ACCESS_TOKEN_TYP.to_owned());

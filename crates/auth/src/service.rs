@@ -119,6 +119,7 @@ pub mod events {
     pub const SESSIONS_REVOKED_BY_ADMIN: &str = "sessions_revoked_by_admin";
     pub const USER_SUSPENDED: &str = "user_suspended";
     pub const USER_REINSTATED: &str = "user_reinstated";
+    pub const TOKEN_EXCHANGED: &str = "token_exchanged";
 }
 
 const SESSION_PURPOSE: &str = "session";
@@ -663,6 +664,8 @@ impl AuthService {
     /// Ends the presented session.
     pub async fn sign_out(&self, principal: &SessionPrincipal, meta: &RequestMeta) -> Result<(), AuthError> {
         self.kv.delete_session(&principal.token_hash, principal.user_id).await?;
+        // Tokens exchanged from this session end with it.
+        self.mark_family_revoked(principal.session.id).await?;
         let txn = self.db.begin_write().await?;
         self.record_event(
             &txn,
@@ -927,7 +930,7 @@ impl AuthService {
             ],
         ))
         .await?;
-        let holder = crate::jwt::Holder { user, sid: turn.family, generation: turn.generation };
+        let holder = crate::jwt::Holder::signed_in(user, turn.family, turn.generation);
         let (access, _) = self.access.issue_authenticated(holder, authentication)?;
         Ok(TokenPair {
             access_token: secrecy::SecretString::from(access),

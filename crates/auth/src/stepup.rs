@@ -188,7 +188,7 @@ impl AuthService {
         let Some(generation) = self.stamp_family_tokens(user, family, authentication).await? else {
             return Err(AuthError::Unauthenticated);
         };
-        let holder = crate::jwt::Holder { user, sid: family, generation };
+        let holder = crate::jwt::Holder::signed_in(user, family, generation);
         let (access, _) = self.access.issue_authenticated(holder, Some(authentication))?;
         Ok((secrecy::SecretString::from(access), self.access.ttl_secs()))
     }

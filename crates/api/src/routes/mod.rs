@@ -13,6 +13,7 @@ mod scope;
 mod webhook_endpoints;
 mod webhooks;
 mod well_known;
+mod workspace_tokens;
 mod workspaces;
 
 pub use workspaces::WORKSPACE_PURGE_ACTION;
@@ -87,6 +88,7 @@ type Apis = (
     auth::AuthApi,
     oidc::OidcApi,
     workspaces::WorkspacesApi,
+    workspace_tokens::WorkspaceTokensApi,
     api_keys::ApiKeysApi,
     projects::ProjectsApi,
     audit::AuditApi,
@@ -105,6 +107,7 @@ fn service() -> OpenApiService<Apis, ()> {
             auth::AuthApi,
             oidc::OidcApi,
             workspaces::WorkspacesApi,
+            workspace_tokens::WorkspaceTokensApi,
             api_keys::ApiKeysApi,
             projects::ProjectsApi,
             audit::AuditApi,

@@ -17,6 +17,8 @@ pub(crate) struct Scope<'a> {
     read_only: bool,
     /// An API key's one workspace and scopes.
     api_key: Option<auth::api_keys::KeyGrant>,
+    /// A workspace-bound token's one workspace and scope.
+    binding: Option<crate::principal::Binding>,
     /// The user's sign-in included a second factor; for an API key, its creator has one set up
     /// (or the workspace does not require one).
     second_factor: bool,
@@ -31,6 +33,7 @@ impl<'a> Scope<'a> {
             endpoint: format!("{} {}", req.method(), req.uri().path()),
             read_only: matches!(*req.method(), poem::http::Method::GET | poem::http::Method::HEAD),
             api_key: principal.api_key.clone(),
+            binding: principal.binding.clone(),
             second_factor: match &principal.api_key {
                 // A key keeps to the rule through its creator: held while they have no factor.
                 Some(key) => !key.held_by_mfa_rule,
@@ -48,7 +51,9 @@ impl<'a> Scope<'a> {
     /// An API key reaches only its own workspace (any other is not found) and only within its
     /// scopes and its creator's current role.
     pub async fn begin(&self) -> poem::Result<TenantTx> {
-        if self.api_key.as_ref().is_some_and(|key| key.tenant != self.tenant) {
+        if self.api_key.as_ref().is_some_and(|key| key.tenant != self.tenant)
+            || self.binding.as_ref().is_some_and(|b| b.workspace != self.tenant.0)
+        {
             return Err(ApiError::from(TenancyError::NotFound).into());
         }
         let (db, tenant, user) = (&self.state.db, self.tenant, self.user);
@@ -71,6 +76,9 @@ impl<'a> Scope<'a> {
         }
         if let Some(key) = &self.api_key {
             tx.restrict(&key.scopes);
+        }
+        if let Some(scopes) = self.binding.as_ref().and_then(|b| b.scopes.as_ref()) {
+            tx.restrict(scopes);
         }
         tx.set_request_id(crate::error::current_request_id());
         Ok(tx)
