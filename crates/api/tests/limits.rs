@@ -150,23 +150,8 @@ async fn cookie_revocations_need_the_csrf_token_and_with_it_end_the_other_sessio
     let user = app.new_user().await;
     let mut sessions = Vec::new();
     for _ in 0..3 {
-        let resp = app
-            .client
-            .post(app.url("/api/v1/auth/signin"))
-            .json(&json!({"email": user.email, "password": TEST_PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let cookie = resp
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-            .find(|c| c.starts_with("__Host-rampart_session="))
-            .unwrap();
-        let body: Value = resp.json().await.unwrap();
-        sessions.push((cookie, body["csrf_token"].as_str().unwrap().to_owned()));
+        let session = app.browser_sign_in(&user.email, TEST_PASSWORD).await;
+        sessions.push((session.cookie, session.csrf));
     }
     let me = |cookie: &str| app.client.get(app.url("/api/v1/me")).header("cookie", cookie.to_owned()).send();
     let (current, csrf) = &sessions[0];

@@ -747,7 +747,25 @@ async fn a_link_cannot_outlive_its_session_nor_an_answer_name_another_issuer(bac
     assert_eq!((status, refused["code"].as_str()), (400, Some("invalid_native_request")), "{refused}");
 }
 
+async fn the_purge_job_removes_sign_in_flows_once_expired_and_finished_ones_are_gone_already(backend: Backend) {
+    let s = setup(backend).await;
+    s.provider.add_account("sub-purge", &testkit::unique_email(), true).await;
+    let flows = "SELECT CAST(COUNT(*) AS TEXT) FROM oidc_flows";
+    let (abandoned, _) = start(&s.app).await;
+    let (url, binding) = start(&s.app).await;
+    assert_eq!(owner_text(&s.app, flows).await.as_deref(), Some("2"));
+    let back = s.provider.authorize(&url, "sub-purge").await;
+    assert_eq!(callback(&s.app, &back, Some(&binding)).await.status(), 303);
+    assert_eq!(owner_text(&s.app, flows).await.as_deref(), Some("1"), "a finished flow is deleted as it completes");
+    s.app.state.auth.purge_expired().await.unwrap();
+    assert_eq!(owner_text(&s.app, flows).await.as_deref(), Some("1"), "a live flow stays: {abandoned}");
+    s.app.clock.advance(Duration::minutes(10));
+    s.app.state.auth.purge_expired().await.unwrap();
+    assert_eq!(owner_text(&s.app, flows).await.as_deref(), Some("0"), "an abandoned flow goes once expired");
+}
+
 backend_tests!(
+    the_purge_job_removes_sign_in_flows_once_expired_and_finished_ones_are_gone_already,
     a_plain_oauth2_provider_names_the_user_through_its_user_info_endpoint,
     a_provider_whose_addresses_are_not_trusted_signs_in_only_to_accounts_that_linked_it,
     a_link_cannot_outlive_its_session_nor_an_answer_name_another_issuer,

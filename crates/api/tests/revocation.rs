@@ -17,13 +17,7 @@ async fn app(backend: Backend) -> TestApp {
     .await
 }
 
-/// A browser session as a client holds it.
-#[derive(Debug, Clone)]
-struct Browser {
-    cookie: String,
-    csrf: String,
-    id: String,
-}
+use testkit::BrowserSession as Browser;
 
 /// An API client's tokens.
 #[derive(Debug, Clone)]
@@ -42,21 +36,7 @@ async fn answer(resp: reqwest::Response) -> (u16, Value) {
 }
 
 async fn browser(app: &TestApp, email: &str, password: &str) -> Browser {
-    let resp = post(app, "/api/v1/auth/signin", json!({"email": email, "password": password})).await;
-    assert_eq!(resp.status(), 200, "sign-in");
-    let cookie = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("__Host-rampart_session="))
-        .expect("a session cookie");
-    let body: Value = resp.json().await.unwrap();
-    Browser {
-        cookie: cookie.split(';').next().unwrap().to_owned(),
-        csrf: body["csrf_token"].as_str().unwrap().to_owned(),
-        id: body["session"]["id"].as_str().unwrap().to_owned(),
-    }
+    app.browser_sign_in(email, password).await
 }
 
 async fn client(app: &TestApp, email: &str, password: &str) -> Client {
@@ -151,14 +131,8 @@ async fn a_password_change_ends_every_other_credential_and_the_new_session_works
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let rotated = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("__Host-rampart_session="))
-        .expect("a fresh session cookie");
-    let rotated = Browser { cookie: rotated.split(';').next().unwrap().to_owned(), ..current.clone() };
+    let rotated =
+        Browser { cookie: testkit::session_cookie(&resp).expect("a fresh session cookie"), ..current.clone() };
 
     assert_all_ended(&app, &held, "password change").await;
     assert_eq!(me_by_cookie(&app, &current).await, 401, "the old token of the changing session is gone");
@@ -383,3 +357,33 @@ backend_tests!(
     suspension_ends_every_credential_and_reinstatement_revives_none,
     a_refresh_racing_a_revoke_all_never_yields_tokens_that_outlive_it,
 );
+
+/// Redis holds nothing for ever: the per-user session index lives as long as its newest session
+/// can (30 days), a revoked family's mark as long as the longest of its tokens can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_session_index_and_family_marks_in_redis_expire_by_themselves() {
+    let app = app(Backend::Postgres).await;
+    let user = app.new_user().await;
+    let _browser = browser(&app, &user.email, TEST_PASSWORD).await;
+    let client = redis::Client::open(testkit::redis_url()).unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl_of = |pattern: String| {
+        let mut conn = conn.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.unwrap();
+            assert_eq!(keys.len(), 1, "{pattern}: {keys:?}");
+            let ttl: i64 = redis::cmd("TTL").arg(&keys[0]).query_async(&mut conn).await.unwrap();
+            ttl
+        }
+    };
+    let index = ttl_of(format!("*usess:{}", user.id)).await;
+    let absolute = testkit::auth::service::SESSION_ABSOLUTE.num_seconds();
+    assert!(index > absolute - 60 && index <= absolute, "the index expires with its newest session: {index}");
+
+    let (_, list) = bearer(&app, &user.token, Method::GET, "/api/v1/auth/sessions").await;
+    let family =
+        list.as_array().unwrap().iter().find(|s| s["current"] == true).unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(bearer(&app, &user.token, Method::POST, "/api/v1/auth/token/revoke").await.0, 204);
+    let mark = ttl_of(format!("*rfam:{family}")).await;
+    assert!(mark > 3_600 && mark <= 3_600 + 5 * 60, "as long as an exchanged token can live: {mark}");
+}

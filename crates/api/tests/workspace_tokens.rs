@@ -116,20 +116,7 @@ async fn an_exchanged_token_ends_at_its_expiry_with_its_session_and_with_members
     assert_eq!(with(&app, &from_family, Method::GET, &projects(&ws), None).await.0, 401, "ended with its family");
 
     // Its browser session signed out: it ends at once.
-    let resp = app
-        .client
-        .post(app.url("/api/v1/auth/signin"))
-        .json(&json!({"email": member.email, "password": TEST_PASSWORD}));
-    let resp = resp.send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let cookie = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("__Host-rampart_session="))
-        .unwrap();
-    let csrf = resp.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_owned();
+    let testkit::BrowserSession { cookie, csrf, .. } = app.browser_sign_in(&member.email, TEST_PASSWORD).await;
     let post = |path: String| app.client.post(app.url(&path)).header("cookie", &cookie).header("x-csrf-token", &csrf);
     let issued: Value =
         post(format!("/api/v1/workspaces/{ws}/tokens")).json(&json!({})).send().await.unwrap().json().await.unwrap();

@@ -52,6 +52,21 @@ pub struct Credential {
     pub ip: Option<String>,
 }
 
+impl From<crate::store::SessionRecord> for Credential {
+    fn from(r: crate::store::SessionRecord) -> Credential {
+        Credential {
+            id: r.id,
+            kind: CredentialKind::BrowserSession,
+            created_at: r.created_at,
+            last_used_at: r.last_refreshed_at,
+            idle_expires_at: r.idle_expires_at,
+            absolute_expires_at: r.absolute_expires_at,
+            user_agent: r.user_agent,
+            ip: r.ip,
+        }
+    }
+}
+
 /// How many credentials of each kind a revocation ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ended {
@@ -199,16 +214,7 @@ impl AuthService {
             .into_iter()
             .map(|(_, r)| r)
             .filter(|r| now < r.idle_expires_at && now < r.absolute_expires_at && r.generation == generation)
-            .map(|r| Credential {
-                id: r.id,
-                kind: CredentialKind::BrowserSession,
-                created_at: r.created_at,
-                last_used_at: r.last_refreshed_at,
-                idle_expires_at: r.idle_expires_at,
-                absolute_expires_at: r.absolute_expires_at,
-                user_agent: r.user_agent,
-                ip: r.ip,
-            })
+            .map(Credential::from)
             .collect();
         let conn = self.db.conn();
         let rows = conn

@@ -642,6 +642,42 @@ impl TestApp {
     }
 }
 
+/// The session cookie a response sets, as a `Cookie` header value (`__Host-rampart_session=…`).
+pub fn session_cookie(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .find(|c| c.starts_with("__Host-rampart_session="))
+}
+
+/// A browser session as a client holds it.
+#[derive(Debug, Clone)]
+pub struct BrowserSession {
+    /// The `Cookie` header value.
+    pub cookie: String,
+    /// The CSRF token to send as `X-CSRF-Token`.
+    pub csrf: String,
+    /// The session's public id.
+    pub id: String,
+}
+
+impl TestApp {
+    /// Signs `email` in through `POST /api/v1/auth/signin` (no second factor): the session.
+    pub async fn browser_sign_in(&self, email: &str, password: &str) -> BrowserSession {
+        let body = serde_json::json!({"email": email, "password": password});
+        let resp = self.client.post(self.url("/api/v1/auth/signin")).json(&body).send().await.expect("sign-in");
+        assert_eq!(resp.status(), 200, "sign-in");
+        let cookie = session_cookie(&resp).expect("a session cookie");
+        let body: serde_json::Value = resp.json().await.expect("a session body");
+        BrowserSession {
+            cookie,
+            csrf: body["csrf_token"].as_str().expect("a CSRF token").to_owned(),
+            id: body["session"]["id"].as_str().expect("a session id").to_owned(),
+        }
+    }
+}
+
 impl TestApp {
     /// A new workspace owned by `owner`; its id.
     pub async fn workspace(&self, owner: &TestUser, name: &str) -> String {

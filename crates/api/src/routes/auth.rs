@@ -106,19 +106,6 @@ fn session_body(c: auth::Credential, current: Option<Uuid>) -> SessionBody {
     }
 }
 
-fn browser_session(r: auth::store::SessionRecord) -> auth::Credential {
-    auth::Credential {
-        id: r.id,
-        kind: auth::CredentialKind::BrowserSession,
-        created_at: r.created_at,
-        last_used_at: r.last_refreshed_at,
-        idle_expires_at: r.idle_expires_at,
-        absolute_expires_at: r.absolute_expires_at,
-        user_agent: r.user_agent,
-        ip: r.ip,
-    }
-}
-
 /// A new browser session. The session token is only in the `__Host-rampart_session` cookie
 /// (HttpOnly); send `csrf_token` as `X-CSRF-Token` on state-changing requests.
 #[derive(Debug, Object)]
@@ -407,7 +394,7 @@ pub(super) async fn signed_in(
     let user = state.auth.me(session.record.user_id).await.api()?;
     Ok(Json(SignedIn {
         user: user.into(),
-        session: session_body(browser_session(session.record.clone()), Some(session.record.id)),
+        session: session_body(session.record.clone().into(), Some(session.record.id)),
         csrf_token,
     }))
 }
