@@ -13,3 +13,15 @@ ALTER TABLE refresh_tokens ADD COLUMN generation bigint NOT NULL DEFAULT 0;
 ALTER TABLE refresh_tokens ADD COLUMN family_created_at timestamptz;
 ALTER TABLE refresh_tokens ADD COLUMN ip text;
 ALTER TABLE refresh_tokens ADD COLUMN user_agent text;
+
+-- Token families ended one by one (signed out, revoked by id, reused refresh token): their access
+-- tokens are refused from the next request, read in the same query as the user (not a second
+-- round trip), whatever replica answers and whether or not Redis is up. A row outlives the
+-- longest token of its family (`until`), then the purge removes it.
+CREATE TABLE revoked_families (
+    family_id uuid PRIMARY KEY,
+    user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    until timestamptz NOT NULL
+);
+CREATE INDEX revoked_families_until ON revoked_families (until);
+GRANT SELECT, INSERT, UPDATE, DELETE ON revoked_families TO rampart_runtime;

@@ -420,7 +420,8 @@ async fn an_admin_ends_every_session_of_a_member_but_not_of_a_higher_role(backen
     let (status, body) = post(app, &member, &path(admin.id), json!({})).await;
     assert_eq!(status, 403, "{body}");
     let (status, body) = post(app, &admin, &path(member.id), json!({})).await;
-    assert_eq!((status, body["revoked"].as_u64()), (200, Some(1)), "{body}");
+    let ended = (body["sessions"].as_u64(), body["token_families"].as_u64(), body["revoked"].as_u64());
+    assert_eq!((status, ended), (200, (Some(1), Some(1), Some(2))), "the session and the token family: {body}");
     assert_eq!(me(cookie).await, 401, "the session ends on the next request");
     let refreshed = app
         .client
@@ -431,7 +432,12 @@ async fn an_admin_ends_every_session_of_a_member_but_not_of_a_higher_role(backen
         .unwrap();
     let status = refreshed.status().as_u16();
     let body: Value = refreshed.json().await.unwrap();
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_token")), "refresh tokens are revoked too");
+    assert_eq!((status, body["code"].as_str()), (401, Some("token_family_ended")), "refresh tokens are revoked too");
+    assert_eq!(
+        app.call(&member, reqwest::Method::GET, "/api/v1/me").send().await.unwrap().status(),
+        401,
+        "and access tokens"
+    );
 }
 
 async fn membership_changes_are_in_the_workspace_audit_trail_with_actor_and_request_id(backend: Backend) {

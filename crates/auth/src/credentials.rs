@@ -10,8 +10,10 @@
 //!   with the event (read committed lets that refresh commit, but under the old generation);
 //! - what the user asked to keep (their current session or family) is stamped with the new one.
 //!
-//! Ending one token family (sign-out of an API client, refresh-token reuse) marks the family in
-//! the key-value store for as long as its access tokens live, so they stop at once too.
+//! Ending one token family (sign-out of an API client, refresh-token reuse) records it in
+//! `revoked_families`, in the ending's own transaction, for as long as its tokens can live: the
+//! per-request user read sees it in the same query, so they stop at once too, on every replica,
+//! with or without Redis.
 
 use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
@@ -177,12 +179,25 @@ impl AuthService {
         Ok(ended > 0)
     }
 
-    /// Refuses the access tokens of `family` from now until the last of them has expired.
-    pub(crate) async fn mark_family_revoked(&self, family: Uuid) -> Result<(), AuthError> {
+    /// Refuses the access tokens of `family` (a token family, or a session for the tokens
+    /// exchanged from it) from the commit of `txn` until the last of them has expired.
+    pub(crate) async fn mark_family_revoked<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        user: Uuid,
+        family: Uuid,
+    ) -> Result<(), AuthError> {
         let now = self.clock.now();
         // As long as the longest of its tokens can live: a sign-in's, or one made by exchange.
         let longest = self.access.lifetime_with_leeway().max(EXCHANGED_TTL_MAX + chrono::Duration::minutes(5));
-        self.kv.revoke_family(family, now + longest, now).await
+        txn.execute(stmt(
+            txn,
+            "INSERT INTO revoked_families (family_id, user_id, until) VALUES ($1, $2, $3)
+             ON CONFLICT (family_id) DO UPDATE SET until = excluded.until",
+            vec![family.into(), user.into(), (now + longest).into()],
+        ))
+        .await?;
+        Ok(())
     }
 
     /// The claims and user of a bearer access token, if it still authenticates: valid signature
@@ -192,12 +207,10 @@ impl AuthService {
         token: &str,
     ) -> Result<(crate::jwt::AccessClaims, crate::service::UserView), AuthError> {
         let claims = self.access.verify_access(token)?;
-        // Suspension and deletion take effect on the very next request, not at token expiry.
-        let user = self.me(claims.sub).await?;
-        if claims.gen != user.credential_generation {
-            return Err(AuthError::Unauthenticated);
-        }
-        if self.kv.is_family_revoked(claims.sid, self.clock.now()).await? {
+        // Suspension and deletion take effect on the very next request, not at token expiry; so
+        // do the credential generation and the family's own end, read in the same query.
+        let (user, family_revoked) = self.active_user(claims.sub, claims.sid).await?;
+        if claims.gen != user.credential_generation || family_revoked {
             return Err(AuthError::Unauthenticated);
         }
         Ok((claims, user))
@@ -276,11 +289,11 @@ impl AuthService {
         if ended.total() == 0 {
             return Err(AuthError::SessionNotFound);
         }
+        // A session's or a family's exchanged tokens end with it (their `sid`).
+        self.mark_family_revoked(&txn, user, id).await?;
         let detail = serde_json::json!({"sessions": ended.sessions, "token_families": ended.token_families, "id": id});
         self.record_event(&txn, events::SESSION_REVOKED, Some(user), meta, detail).await?;
         txn.commit().await?;
-        // A session's or a family's exchanged tokens end with it (their `sid`).
-        self.mark_family_revoked(id).await?;
         Ok(ended)
     }
 
@@ -304,9 +317,10 @@ impl AuthService {
     pub async fn revoke_family(&self, user: Uuid, family: Uuid, meta: &RequestMeta) -> Result<(), AuthError> {
         let txn = self.db.begin_write().await?;
         self.end_family(&txn, user, family).await?;
+        self.mark_family_revoked(&txn, user, family).await?;
         self.record_event(&txn, events::SIGNOUT, Some(user), meta, serde_json::json!({"token_family": family})).await?;
         txn.commit().await?;
-        self.mark_family_revoked(family).await
+        Ok(())
     }
 
     /// Ends every browser session and every token family of `user` on behalf of a workspace

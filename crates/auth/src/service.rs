@@ -628,18 +628,28 @@ impl AuthService {
     /// The active user `user`: the read every authenticated request makes. On an SQLite file it
     /// runs in place (no hand-off to the driver's thread); the pool answers when it cannot.
     pub async fn me(&self, user: Uuid) -> Result<UserView, AuthError> {
-        const ACTIVE_USER: &str = "SELECT email, email_verified_at, created_at, platform_level, credential_generation FROM users WHERE id = $1 AND status = 'active'";
+        self.active_user(user, Uuid::nil()).await.map(|(view, _)| view)
+    }
+
+    /// [`AuthService::me`], and in the same query whether token family (or session) `family`
+    /// was ended one by one ([`AuthService::mark_family_revoked`]).
+    pub(crate) async fn active_user(&self, user: Uuid, family: Uuid) -> Result<(UserView, bool), AuthError> {
+        // SQLite numbers `$n` parameters in their order of appearance: `$1` comes first.
+        const ACTIVE_USER: &str = "SELECT email, email_verified_at, created_at, platform_level, credential_generation,
+                EXISTS (SELECT 1 FROM revoked_families WHERE family_id = $1) AS family_revoked
+           FROM users WHERE id = $2 AND status = 'active'";
         let level = |raw: i64| u8::try_from(raw.clamp(0, 100)).unwrap_or(0);
         let inline = self.db.inline_reader().and_then(|reader| {
-            reader.query_row(ACTIVE_USER, [user.as_bytes().as_slice()], |row| {
-                Ok(UserView {
+            reader.query_row(ACTIVE_USER, [family.as_bytes().as_slice(), user.as_bytes().as_slice()], |row| {
+                let view = UserView {
                     id: user,
                     email: row.get(0)?,
                     email_verified: row.get::<_, Option<String>>(1)?.is_some(),
                     created_at: row.get(2)?,
                     platform_level: level(row.get(3)?),
                     credential_generation: row.get(4)?,
-                })
+                };
+                Ok((view, row.get::<_, bool>(5)?))
             })
         });
         if let Some(found) = inline {
@@ -648,25 +658,26 @@ impl AuthService {
         let row = self
             .db
             .conn()
-            .query_one(stmt(self.db.conn(), ACTIVE_USER, vec![user.into()]))
+            .query_one(stmt(self.db.conn(), ACTIVE_USER, vec![family.into(), user.into()]))
             .await?
             .ok_or(AuthError::Unauthenticated)?;
-        Ok(UserView {
+        let view = UserView {
             id: user,
             email: row.try_get("", "email")?,
             email_verified: row.try_get::<Option<DateTime<Utc>>>("", "email_verified_at")?.is_some(),
             created_at: row.try_get("", "created_at")?,
             platform_level: level(row.try_get::<i16>("", "platform_level")?.into()),
             credential_generation: row.try_get("", "credential_generation")?,
-        })
+        };
+        Ok((view, row.try_get("", "family_revoked")?))
     }
 
     /// Ends the presented session.
     pub async fn sign_out(&self, principal: &SessionPrincipal, meta: &RequestMeta) -> Result<(), AuthError> {
         self.kv.delete_session(&principal.token_hash, principal.user_id).await?;
-        // Tokens exchanged from this session end with it.
-        self.mark_family_revoked(principal.session.id).await?;
         let txn = self.db.begin_write().await?;
+        // Tokens exchanged from this session end with it.
+        self.mark_family_revoked(&txn, principal.user_id, principal.session.id).await?;
         self.record_event(
             &txn,
             events::SIGNOUT,
@@ -849,7 +860,11 @@ impl AuthService {
             .await?
             .rows_affected();
         let e = scheduler::purge_finished(conn, now).await?;
-        Ok(a + b + c + d + e + sessions)
+        let f = conn
+            .execute(stmt(conn, "DELETE FROM revoked_families WHERE until <= $1", vec![now.into()]))
+            .await?
+            .rows_affected();
+        Ok(a + b + c + d + e + f + sessions)
     }
 }
 
@@ -1026,6 +1041,8 @@ impl AuthService {
                     }
                     Some(_) if revoked.is_none() => {
                         self.end_family(&txn, user, turn.family).await?;
+                        // The thief's (or the victim's) access tokens end with the family.
+                        self.mark_family_revoked(&txn, user, turn.family).await?;
                         self.record_event(
                             &txn,
                             events::REFRESH_REUSE_DETECTED,
@@ -1035,8 +1052,6 @@ impl AuthService {
                         )
                         .await?;
                         txn.commit().await?;
-                        // The thief's (or the victim's) access tokens end with the family.
-                        self.mark_family_revoked(turn.family).await?;
                         return Err(AuthError::RefreshTokenReused);
                     }
                     _ if revoked.is_some() => return Err(AuthError::TokenFamilyEnded),

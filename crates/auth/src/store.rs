@@ -75,8 +75,6 @@ pub struct Memory {
     sessions: HashMap<String, SessionRecord>,
     counters: HashMap<String, (u64, DateTime<Utc>)>,
     hits_since_prune: u64,
-    /// Revoked token families, until their last access token has expired.
-    revoked_families: HashMap<Uuid, DateTime<Utc>>,
 }
 
 /// The store: Redis or process memory.
@@ -204,13 +202,7 @@ impl Default for Memory {
 
 impl Memory {
     fn with_clock(clock: Arc<dyn storage::Clock>) -> Memory {
-        Memory {
-            clock,
-            sessions: HashMap::new(),
-            counters: HashMap::new(),
-            hits_since_prune: 0,
-            revoked_families: HashMap::new(),
-        }
+        Memory { clock, sessions: HashMap::new(), counters: HashMap::new(), hits_since_prune: 0 }
     }
 
     /// Counts a hit on `key` in a fixed window: the count so far and the time left.
@@ -427,42 +419,13 @@ impl Kv {
         }
     }
 
-    /// Marks a token family revoked until `until` (when its last access token has expired), so
-    /// its access tokens are refused at once rather than at their expiry.
-    pub async fn revoke_family(&self, family: Uuid, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), AuthError> {
-        match self {
-            Kv::Memory(m) => {
-                Self::lock(m)?.revoked_families.insert(family, until);
-                Ok(())
-            }
-            Kv::Redis(r) => {
-                let mut conn = r.conn.clone();
-                let ttl = (until - now).num_seconds().max(1) as u64;
-                r.call(conn.set_ex::<_, _, ()>(format!("{}rfam:{family}", r.prefix), 1, ttl)).await
-            }
-        }
-    }
-
-    /// Whether [`Kv::revoke_family`] marked `family` and the mark still holds at `now`.
-    pub async fn is_family_revoked(&self, family: Uuid, now: DateTime<Utc>) -> Result<bool, AuthError> {
-        match self {
-            Kv::Memory(m) => Ok(Self::lock(m)?.revoked_families.get(&family).is_some_and(|until| now < *until)),
-            Kv::Redis(r) => {
-                let mut conn = r.conn.clone();
-                r.call(conn.exists(format!("{}rfam:{family}", r.prefix))).await
-            }
-        }
-    }
-
-    /// Drops expired sessions and family marks from process memory (Redis expires its keys by
-    /// itself).
+    /// Drops expired sessions from process memory (Redis expires its keys by itself).
     pub fn prune_sessions(&self, now: DateTime<Utc>) -> Result<usize, AuthError> {
         match self {
             Kv::Memory(m) => {
                 let mut state = Self::lock(m)?;
                 let before = state.sessions.len();
                 state.sessions.retain(|_, r| now < r.idle_expires_at && now < r.absolute_expires_at);
-                state.revoked_families.retain(|_, until| now < *until);
                 Ok(before - state.sessions.len())
             }
             Kv::Redis(_) => Ok(0),
