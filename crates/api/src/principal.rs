@@ -167,25 +167,23 @@ async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Principal> {
 }
 
 async fn check_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
-    let principal = bearer_principal(req, &bearer).await?;
     // A workspace-bound token acts only on its workspace's routes.
-    match principal.binding {
-        None => Ok(principal),
-        Some(_) => Err(unauthenticated()),
-    }
+    bearer_principal(req, &bearer, false).await
 }
 
 async fn check_bound_bearer(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
-    let principal = bearer_principal(req, &bearer).await?;
-    match principal.binding {
-        Some(_) => Ok(principal),
-        None => Err(unauthenticated()),
-    }
+    bearer_principal(req, &bearer, true).await
 }
 
-/// The principal of a bearer access token, bound or not.
-async fn bearer_principal(req: &Request, bearer: &Bearer) -> poem::Result<Principal> {
+/// The principal of a bearer access token that is workspace-bound (`bound`) or not. The kind is
+/// told from the verified claims (cached by digest) before the per-request read, so a token tried
+/// against both schemes of a workspace route reads the database once.
+async fn bearer_principal(req: &Request, bearer: &Bearer, bound: bool) -> poem::Result<Principal> {
     let state = state(req)?;
+    let signed = state.auth.access_tokens().verify_access(&bearer.token).map_err(|_| unauthenticated())?;
+    if signed.ws.is_some() != bound {
+        return Err(unauthenticated());
+    }
     // Suspension, revocation and a credential-ending event (password change or reset, revoke-all)
     // take effect on the very next request, not at token expiry.
     let (claims, user) = state.auth.authenticate_access(&bearer.token).await.map_err(refusal)?;

@@ -290,14 +290,7 @@ async fn revoking_one_session_from_eight_requests_at_once_ends_it_once_and_the_r
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let cookie = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("__Host-rampart_session="))
-        .and_then(|c| c.split(';').next().map(str::to_owned))
-        .expect("a session cookie");
+    let cookie = testkit::session_cookie(&resp).expect("a session cookie");
     let session = resp.json::<Value>().await.unwrap()["session"]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/auth/sessions/{session}");
     let answers = at_once(copies(|| as_user(&app, &user, Method::DELETE, &path, None))).await;

@@ -403,13 +403,7 @@ async fn an_admin_ends_every_session_of_a_member_but_not_of_a_higher_role(backen
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let cookie = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .find(|c| c.starts_with("__Host-rampart_session="))
-        .unwrap();
+    let cookie = testkit::session_cookie(&resp).expect("a session cookie");
     let me = |cookie: String| async move {
         app.client.get(app.url("/api/v1/me")).header("cookie", cookie).send().await.unwrap().status().as_u16()
     };

@@ -605,12 +605,7 @@ impl AuthService {
 
     /// Refuses users who are suspended or deleted.
     pub async fn ensure_active(&self, user: Uuid) -> Result<(), AuthError> {
-        Self::ensure_active_on(self.db.conn(), user).await
-    }
-
-    /// [`AuthService::ensure_active`] on `conn` (a transaction the caller holds).
-    async fn ensure_active_on<C: ConnectionTrait>(conn: &C, user: Uuid) -> Result<(), AuthError> {
-        Self::active_generation_on(conn, user).await.map(|_| ())
+        Self::active_generation_on(self.db.conn(), user).await.map(|_| ())
     }
 
     /// The credential generation of `user` if active (read on `conn`); refused otherwise.

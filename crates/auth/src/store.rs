@@ -228,10 +228,6 @@ fn store_err(e: impl std::fmt::Display) -> AuthError {
 }
 
 impl Kv {
-    pub fn memory() -> Kv {
-        Kv::Memory(Arc::new(Mutex::new(Memory::default())))
-    }
-
     /// An in-process store whose rate windows run on `clock`.
     pub fn memory_with_clock(clock: Arc<dyn storage::Clock>) -> Kv {
         Kv::Memory(Arc::new(Mutex::new(Memory::with_clock(clock))))
