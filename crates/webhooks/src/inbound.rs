@@ -405,6 +405,8 @@ async fn open_sealed(
 pub struct Delivery {
     /// Header values by lower-case name.
     pub headers: BTreeMap<String, String>,
+    /// The request's query string exactly as received, without the `?` (Twilio signs it).
+    pub query: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -812,13 +814,17 @@ fn verify(
         }
         Kind::Twilio => {
             let keys = raw.iter().filter_map(|s| twilio::AuthToken::parse(s).ok()).collect::<Vec<_>>();
-            let url = settings.url.as_deref().unwrap_or_default();
-            twilio::verify(d.header(twilio::SIGNATURE_HEADER), url, &d.body, &keys)?;
-            // Only signed material names the event: the URL and the parameters as signed (sorted,
-            // decoded), or the body that `bodySHA256` in the signed URL pins. An unsigned header
-            // such as `I-Twilio-Idempotency-Token`, or a re-encoded or reordered body, must not
-            // make a replay look new.
-            let signed = if url.contains(twilio::BODY_HASH_PARAMETER) {
+            let url = twilio_url(settings.url.as_deref().unwrap_or_default(), d.query.as_deref());
+            let headers = twilio::Headers {
+                signature: d.header(twilio::SIGNATURE_HEADER),
+                settings: d.header(twilio::SIGNATURE_SETTINGS_HEADER),
+            };
+            twilio::verify(&headers, &url, &d.body, &keys)?;
+            // Only signed material names the event: the URL (its query included) and the
+            // parameters as signed (sorted, decoded), or the body that `bodySHA256` in the signed
+            // URL pins. An unsigned header such as `I-Twilio-Idempotency-Token` or the signature
+            // settings, or a re-encoded or reordered body, must not make a replay look new.
+            let signed = if twilio::has_body_hash(&url) {
                 d.body.to_vec()
             } else {
                 let mut params: Vec<(String, String)> =
@@ -853,6 +859,19 @@ fn verify(
             };
             Ok((id, None))
         }
+    }
+}
+
+/// The URL Twilio requested, as it signed it: the source's configured URL up to its path (scheme,
+/// host, port and path are the configured ones, never the request's `Host` header) followed by the
+/// request's own query string as received. The query is Twilio's to choose — it appends
+/// `bodySHA256` to JSON deliveries — and is signed, so a query the configured URL carries is not
+/// used: a delivery to it arrives with that query anyway.
+fn twilio_url(configured: &str, query: Option<&str>) -> String {
+    let base = configured.split(['?', '#']).next().unwrap_or_default();
+    match query.filter(|q| !q.is_empty()) {
+        Some(query) => format!("{base}?{query}"),
+        None => base.to_owned(),
     }
 }
 

@@ -209,7 +209,8 @@ impl WebhooksApi {
             .iter()
             .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_owned())))
             .collect();
-        let delivery = inbound::Delivery { headers, body: body.0 };
+        // The raw query string: Twilio signs the URL it requested, query included.
+        let delivery = inbound::Delivery { headers, query: req.uri().query().map(str::to_owned), body: body.0 };
         let tenant = tenancy::TenantId(workspace_id.0);
         match state.inbox.receive(&state.db, &state.vault, tenant, source_id.0, delivery, state.auth.now()).await {
             Ok((_, Received::Accepted { event_id })) => Ok(Json(DeliveryBody { status: "accepted".into(), event_id })),
