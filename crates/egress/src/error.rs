@@ -24,6 +24,9 @@ pub enum EgressError {
     /// link-local, metadata and the rest of [`crate::is_forbidden_ip`]).
     #[error("outbound request refused: `{host}` is or resolves only to forbidden addresses")]
     ForbiddenAddress { host: String },
+    /// The URL names a port other than the scheme's default where the policy allows only that.
+    #[error("outbound request refused: {origin} is not on the scheme's standard port")]
+    PortNotAllowed { origin: String },
     /// A redirect went past the policy's hop limit.
     #[error("outbound request refused: more than {max} redirects")]
     TooManyRedirects { max: usize },
@@ -50,6 +53,7 @@ impl EgressError {
             EgressError::UserinfoNotAllowed { .. } => "egress_userinfo_not_allowed",
             EgressError::DomainNotAllowed { .. } => "egress_domain_not_allowed",
             EgressError::ForbiddenAddress { .. } => "egress_forbidden_address",
+            EgressError::PortNotAllowed { .. } => "egress_port_not_allowed",
             EgressError::TooManyRedirects { .. } => "egress_too_many_redirects",
             EgressError::Timeout { .. } => "egress_timeout",
             EgressError::Transport { .. } => "egress_transport",

@@ -28,5 +28,5 @@ mod resolve;
 pub use client::GuardedClient;
 pub use error::EgressError;
 pub use ip::is_forbidden_ip;
-pub use policy::{EgressPolicy, DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT};
+pub use policy::{is_internal_name, EgressPolicy, DEFAULT_MAX_REDIRECTS, DEFAULT_TIMEOUT};
 pub use resolve::{BoxFuture, Resolver, StaticResolver, SystemResolver};

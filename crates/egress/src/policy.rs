@@ -50,6 +50,22 @@ pub struct EgressPolicy {
     /// a host name with an explicit port in the URL is refused, because the connector would put
     /// that port in place of the one the filter checked. Production policies leave this empty.
     pub exceptions: Vec<SocketAddr>,
+    /// Refuse an explicit port other than the scheme's default (443, or 80 for `http`) unless
+    /// an exception names it: an internal service on a public name rarely listens on 443, and
+    /// webhook receivers have no need of another port (OWASP SSRF Prevention Cheat Sheet).
+    pub standard_ports_only: bool,
+}
+
+/// Host names that name the platform's own services rather than the public internet: cloud
+/// metadata endpoints (AWS `instance-data`, GCP `metadata.google.internal`), and the suffixes
+/// reserved for local or private use: `.localhost` (RFC 6761 §6.3), `.local` (RFC 6762),
+/// `.home.arpa` (RFC 8375), `.internal` (ICANN's private-use TLD), `.localdomain`. A
+/// single-label name resolves through the resolver's search list, so it is internal too.
+pub fn is_internal_name(host: &str) -> bool {
+    const NAMES: &[&str] = &["metadata", "metadata.google.internal", "metadata.goog", "instance-data", "localhost"];
+    const SUFFIXES: &[&str] = &[".localhost", ".local", ".home.arpa", ".internal", ".localdomain"];
+    let host = normalise(host);
+    !host.contains('.') || NAMES.contains(&host.as_str()) || SUFFIXES.iter().any(|s| host.ends_with(s))
 }
 
 impl EgressPolicy {
@@ -63,6 +79,7 @@ impl EgressPolicy {
             timeout: DEFAULT_TIMEOUT,
             max_redirects: DEFAULT_MAX_REDIRECTS,
             exceptions: Vec::new(),
+            standard_ports_only: false,
         }
     }
 
@@ -91,8 +108,9 @@ impl EgressPolicy {
     pub fn allows_domain(&self, host: &str) -> bool {
         let host = normalise(host);
         if self.any_public_domain {
-            // `localhost` names loopback by definition (RFC 6761 section 6.3), whatever DNS says.
-            return !host.is_empty() && host != "localhost" && !host.ends_with(".localhost");
+            // `localhost` names loopback by definition (RFC 6761 section 6.3), whatever DNS says;
+            // metadata and private-use names are never the public internet.
+            return !host.is_empty() && !is_internal_name(&host);
         }
         !host.is_empty()
             && self.allowed_domains.iter().any(|allowed| {
@@ -135,6 +153,9 @@ impl EgressPolicy {
                 // would replace at connection time: the filter could no longer vouch for it.
                 if !self.exceptions.is_empty() && url.port().is_some() {
                     return Err(EgressError::ForbiddenAddress { host: host() });
+                }
+                if self.standard_ports_only && url.port().is_some() {
+                    return Err(EgressError::PortNotAllowed { origin: origin(url) });
                 }
                 Ok(())
             }
