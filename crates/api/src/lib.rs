@@ -6,8 +6,11 @@
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod codes;
 pub mod config;
+pub mod contract;
 mod csrf;
+pub mod describe;
 pub mod error;
 mod forwarded;
 pub mod metrics;

@@ -3,14 +3,11 @@
 //! actions. Served at `GET /metrics` only to a scraper presenting `http.metrics_token` (a bearer
 //! token compared in constant time); without a configured token the route does not exist (404).
 
+use crate::codes::ErrorCode;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use poem::{
-    http::{header, StatusCode},
-    web::Data,
-    IntoResponse, Request, Response,
-};
+use poem::{http::header, web::Data, IntoResponse, Request, Response};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
@@ -91,7 +88,7 @@ pub(crate) async fn endpoint(
     token: Data<&MetricsToken>,
 ) -> poem::Result<Response> {
     let Some(expected) = token.0 .0.as_ref() else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found.").into());
+        return Err(ApiError::new(ErrorCode::NotFound, "Not found.").into());
     };
     let presented = req.header(header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or_default();
     // Compare digests in constant time, so neither content nor length leaks through timing.
@@ -101,10 +98,10 @@ pub(crate) async fn endpoint(
     )
     .into();
     if !ok {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "A metrics token is required.").into());
+        return Err(ApiError::new(ErrorCode::Unauthenticated, "A metrics token is required.").into());
     }
     let Some(handle) = handle() else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found.").into());
+        return Err(ApiError::new(ErrorCode::NotFound, "Not found.").into());
     };
     let now = state.auth.now();
     match scheduler::stats(state.db.conn(), now).await {

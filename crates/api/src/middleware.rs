@@ -1,17 +1,18 @@
 //! Middleware applied to every request: request id, access log, security headers, the error
 //! shape, the body-size limit and the request timeout.
 
+use crate::codes::ErrorCode;
 use std::{sync::Arc, time::Duration};
 
 use poem::{
-    http::{header, HeaderName, HeaderValue, StatusCode},
+    http::{header, HeaderName, HeaderValue},
     web::headers::HeaderMapExt,
     Body, Endpoint, IntoResponse, Request, Response,
 };
 use tracing::Instrument;
 
 use crate::config::TrustedProxies;
-use crate::error::{code_for_status, error_response, into_error_response, ApiError, REQUEST_ID};
+use crate::error::{error_response, into_error_response, ApiError, REQUEST_ID};
 use crate::forwarded::ClientAddr;
 
 pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -155,7 +156,7 @@ fn normalise_error_body(resp: Response) -> Response {
     } else {
         status.canonical_reason().unwrap_or("Request refused").to_owned()
     };
-    let mut shaped = error_response(status, code_for_status(status), &message);
+    let mut shaped = error_response(ErrorCode::for_status(status), &message);
     for (name, value) in resp.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             shaped.headers_mut().insert(name.clone(), value.clone());
@@ -174,13 +175,7 @@ fn is_json(resp: &Response) -> bool {
 /// Refuses bodies larger than the limit: by `Content-Length` before reading, and while reading
 /// when the length is not declared (chunked transfer).
 pub(crate) async fn body_limit<E: Endpoint>(ep: Arc<E>, mut req: Request, limit: usize) -> poem::Result<Response> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("The request body exceeds {limit} bytes."),
-        )
-    };
+    let too_large = || ApiError::new(ErrorCode::PayloadTooLarge, format!("The request body exceeds {limit} bytes."));
     if let Some(len) = req.headers().typed_get::<poem::web::headers::ContentLength>() {
         if len.0 > limit as u64 {
             return Err(too_large().into());
@@ -201,12 +196,7 @@ pub(crate) async fn timeout<E: Endpoint>(ep: Arc<E>, req: Request, limit: Durati
         Ok(result) => result.map(IntoResponse::into_response),
         Err(_) => {
             tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                "The request took too long and was abandoned.",
-            )
-            .into())
+            Err(ApiError::new(ErrorCode::Timeout, "The request took too long and was abandoned.").into())
         }
     }
 }
@@ -248,8 +238,7 @@ pub(crate) async fn reject_identity_headers<E: Endpoint>(
     if !test_mode {
         if let Some(name) = IDENTITY_HEADERS.iter().find(|h| req.headers().contains_key(**h)) {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "identity_header_rejected",
+                ErrorCode::IdentityHeaderRejected,
                 format!("The `{name}` header is not accepted: identity comes from verified credentials only."),
             )
             .into());
@@ -316,14 +305,12 @@ pub(crate) async fn api_keys<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem:
         return ep.call(req).await.map(IntoResponse::into_response);
     };
     let Some(state) = req.data::<crate::AppState>().cloned() else {
-        return Err(ApiError::new(poem::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "state missing").into());
+        return Err(ApiError::new(ErrorCode::Internal, "state missing").into());
     };
     let grant = state.auth.authenticate_api_key(&presented).await.map_err(|err| match err {
-        auth::AuthError::Unauthenticated => ApiError::new(
-            poem::http::StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "The API key is unknown, revoked or expired.",
-        ),
+        auth::AuthError::Unauthenticated => {
+            ApiError::new(ErrorCode::Unauthenticated, "The API key is unknown, revoked or expired.")
+        }
         other => ApiError::from(other),
     })?;
     let now = state.auth.now();
@@ -348,8 +335,7 @@ pub(crate) async fn api_keys<E: Endpoint>(ep: Arc<E>, mut req: Request) -> poem:
     if !quota.minute.allowed || !quota.month.allowed {
         let wait = if quota.minute.allowed { quota.month.retry_after_secs } else { quota.minute.retry_after_secs };
         let mut resp = poem::error::ResponseError::as_response(&ApiError::new(
-            poem::http::StatusCode::TOO_MANY_REQUESTS,
-            "api_key_quota_exceeded",
+            ErrorCode::ApiKeyQuotaExceeded,
             format!(
                 "This API key used its requests for this {}; retry in {wait} s.",
                 if quota.minute.allowed { "month" } else { "minute" }
@@ -384,8 +370,7 @@ pub(crate) async fn refuse_cross_site<E: Endpoint>(
         let origin_allowed = req.header("origin").is_some_and(|o| allowed.iter().any(|a| a == o));
         if !origin_allowed {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "cross_site_request",
+                ErrorCode::CrossSiteRequest,
                 "State-changing requests from other sites are refused.",
             )
             .into());

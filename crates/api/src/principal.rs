@@ -1,6 +1,7 @@
 //! Turning a request into a principal: the session cookie (with its CSRF check) or a bearer
 //! token, declared as OpenAPI security schemes so a handler without one does not compile.
 
+use crate::codes::ErrorCode;
 use poem::{http::Method, Request};
 use poem_openapi::{
     auth::{ApiKey, Bearer},
@@ -125,7 +126,7 @@ fn state(req: &Request) -> poem::Result<&AppState> {
 }
 
 fn unauthenticated() -> poem::Error {
-    ApiError::new(poem::http::StatusCode::UNAUTHORIZED, "unauthenticated", "Sign in first.").into()
+    ApiError::new(ErrorCode::Unauthenticated, "Sign in first.").into()
 }
 
 /// A credential that does not authenticate is 401. A store that could not say whether it does
@@ -148,8 +149,7 @@ async fn check_cookie(req: &Request, key: ApiKey) -> poem::Result<Principal> {
         let header = req.header(CSRF_HEADER).unwrap_or_default();
         if !crate::csrf::verify(state.auth.tokens(), session.session.id, header) {
             return Err(ApiError::new(
-                poem::http::StatusCode::FORBIDDEN,
-                "csrf_failed",
+                ErrorCode::CsrfFailed,
                 "State-changing requests with a session cookie must send the CSRF token in the X-CSRF-Token header.",
             )
             .into());

@@ -2,9 +2,18 @@
 //! certificate chain and key are read again from their files on SIGHUP, so a renewed certificate
 //! is served without a restart.
 
-use std::{future::Future, io, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    path::Path,
+    pin::Pin,
+    task::{ready, Context, Poll},
+    time::Duration,
+};
 
 use futures_util::{stream, Stream, StreamExt as _};
+use poem::http::uri::Scheme;
 use poem::{
     endpoint::BoxEndpoint,
     listener::{Acceptor, AcceptorExt, BoxAcceptor, Listener, RustlsCertificate, RustlsConfig, TcpListener},
@@ -13,6 +22,9 @@ use poem::{
 };
 use rustls::pki_types::{pem::PemObject as _, CertificateDer, PrivateKeyDer};
 use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::codes::ErrorCode;
 
 pub use crate::config::TlsFiles;
 
@@ -62,7 +74,7 @@ impl Bound {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .ok_or_else(|| io::Error::other("listener has no socket address"))?;
-        Ok(Bound { acceptor, local_addr, tls: is_tls })
+        Ok(Bound { acceptor: ShapedAcceptor { inner: acceptor }.boxed(), local_addr, tls: is_tls })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -174,4 +186,119 @@ impl<A: Acceptor> Acceptor for ConfigFirst<A> {
         }
         self.inner.accept().await
     }
+}
+/// Answers of the HTTP parser in the error shape. hyper answers a request it cannot parse
+/// (a malformed request line or header, a target or header section over its limits) by itself,
+/// before any endpoint runs, with an empty body: 400, 414 or 431. Every connection's writes pass
+/// through [`ShapedIo`], which replaces exactly such an answer (a 400, 414 or 431 head with
+/// `content-length: 0` and no `x-request-id`, which every answer of the application carries)
+/// with the same status and the JSON error body.
+struct ShapedAcceptor<A> {
+    inner: A,
+}
+
+impl<A: Acceptor> Acceptor for ShapedAcceptor<A> {
+    type Io = ShapedIo<A::Io>;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.inner.local_addr()
+    }
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
+        let (io, local, remote, scheme) = self.inner.accept().await?;
+        Ok((ShapedIo { inner: io, pending: Vec::new(), written: 0 }, local, remote, scheme))
+    }
+}
+
+/// A connection whose parser-level error answers are rewritten (see [`ShapedAcceptor`]).
+struct ShapedIo<T> {
+    inner: T,
+    /// A rewritten answer still being written, and how much of it is.
+    pending: Vec<u8>,
+    written: usize,
+}
+
+impl<T: AsyncWrite + Unpin> ShapedIo<T> {
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.pending.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.pending.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ShapedIo<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ShapedIo<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        ready!(self.drain(cx))?;
+        if let Some(shaped) = parser_answer(buf) {
+            self.pending = shaped;
+            // The original bytes count as written; the rewritten ones go out on the next
+            // write, flush or shutdown (hyper flushes right after).
+            if let Poll::Ready(Err(e)) = self.drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.drain(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.drain(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The rewritten answer when `buf` is hyper's own answer to an unparsable request.
+fn parser_answer(buf: &[u8]) -> Option<Vec<u8>> {
+    let code = match buf.get(..13)? {
+        b"HTTP/1.1 400 " => ErrorCode::BadRequest,
+        b"HTTP/1.1 414 " => ErrorCode::UriTooLong,
+        b"HTTP/1.1 431 " => ErrorCode::HeadersTooLarge,
+        _ => return None,
+    };
+    let head = std::str::from_utf8(buf).ok()?.to_ascii_lowercase();
+    if !head.ends_with("\r\n\r\n") || !head.contains("\r\ncontent-length: 0\r\n") || head.contains("\r\nx-request-id:")
+    {
+        return None;
+    }
+    let request_id = crate::middleware::accept_or_generate_request_id(None);
+    let message = match code {
+        ErrorCode::UriTooLong => "The request target is longer than the server accepts.",
+        ErrorCode::HeadersTooLarge => "The request's header section is larger than the server accepts.",
+        _ => "The request could not be read as HTTP/1.1: a malformed request line, header or target.",
+    };
+    let body = serde_json::to_vec(&crate::error::ErrorBody {
+        code: code.as_str().to_owned(),
+        message: message.to_owned(),
+        request_id: request_id.clone(),
+    })
+    .ok()?;
+    let status = code.status();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\nx-request-id: {request_id}\r\nx-content-type-options: nosniff\r\ncache-control: no-store\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Bad Request"),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    Some(out)
 }

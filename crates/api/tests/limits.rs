@@ -86,7 +86,7 @@ fn auth_writes(app: &TestApp, access: &str) -> Vec<(&'static str, reqwest::Reque
         ("password/reset", post("/api/v1/auth/password/reset", json!({"email": anyone}))),
         (
             "password/reset/confirm",
-            post("/api/v1/auth/password/reset/confirm", json!({"token": "x", "new_password": "x"})),
+            post("/api/v1/auth/password/reset/confirm", json!({"token": "x", "new_password": TEST_PASSWORD})),
         ),
         ("sessions/revoke-others", post("/api/v1/auth/sessions/revoke-others", json!({})).bearer_auth(access)),
         ("sessions/revoke-all", post("/api/v1/auth/sessions/revoke-all", json!({})).bearer_auth(access)),

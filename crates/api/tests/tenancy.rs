@@ -317,7 +317,9 @@ async fn a_cross_workspace_grant_opens_exactly_its_permission_until_revoked(back
     assert!(theirs.as_array().unwrap().iter().any(|g| g["id"] == grant_id.as_str()), "{theirs}");
     // Only a data permission may be granted.
     let wide = json!({"grantee_workspace_id": w.b, "permission": "members.remove"});
-    assert_eq!(post(app, alice, &format!("/api/v1/workspaces/{}/grants", w.a), wide).await.0, 400);
+    let (status, body) = post(app, alice, &format!("/api/v1/workspaces/{}/grants", w.a), wide).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_value")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("`permission`"), "{body}");
     let path = format!("/api/v1/workspaces/{}/grants/{grant_id}", w.a);
     assert_eq!(send(app, alice, Method::DELETE, &path, None).await.0, 204);
     assert_eq!(get(app, bob, &a_projects).await.0, 404, "revoked at once");
@@ -493,7 +495,7 @@ async fn only_audit_readers_of_the_workspace_read_its_trail(backend: Backend) {
     assert_eq!(get(app, &member, &trail).await.0, 403, "a Member lacks audit.read");
     assert_eq!(get(app, &w.bob, &trail).await.0, 404, "another workspace's owner does not see it exists");
     let (status, body) = get(app, alice, &format!("{trail}?category=gossip")).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_request")));
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_parameter")));
     // B's own trail holds none of A's events.
     let (_, b_trail) = get(app, &w.bob, &format!("/api/v1/workspaces/{}/audit-events?limit=200", w.b)).await;
     let text = b_trail.to_string();
@@ -519,13 +521,13 @@ async fn bad_input_gets_a_clear_4xx_with_a_stable_code(backend: Backend) {
     let w = world(backend).await;
     let (app, alice, a) = (&w.app, &w.alice, &w.a);
     let cases = [
-        (Method::POST, "/api/v1/workspaces".to_owned(), json!({"name": "  "}), 400, "invalid_request"),
+        (Method::POST, "/api/v1/workspaces".to_owned(), json!({"name": "  "}), 422, "invalid_value"),
         (
             Method::POST,
             format!("/api/v1/workspaces/{a}/projects"),
             json!({"name": "x".repeat(201)}),
-            400,
-            "invalid_request",
+            422,
+            "invalid_value",
         ),
         (Method::POST, format!("/api/v1/workspaces/{a}/projects"), json!({"nom": "x"}), 400, "invalid_body"),
         (
@@ -546,8 +548,8 @@ async fn bad_input_gets_a_clear_4xx_with_a_stable_code(backend: Backend) {
             Method::POST,
             format!("/api/v1/workspaces/{a}/roles"),
             json!({"name": "Odd", "level": 10, "permissions": ["Projects..Read"]}),
-            400,
-            "invalid_permission",
+            422,
+            "invalid_value",
         ),
         (
             Method::POST,
@@ -759,7 +761,8 @@ async fn activity_ingestion_strips_pii_drops_what_it_must_and_reports_every_stag
     assert_eq!(status, 200);
     assert_eq!(last_stage(&outside), ("time_window".to_owned(), "dropped".to_owned()));
     let bad = json!({"utc_offset_minutes": 0, "windows": [{"days": ["someday"], "start": "09:00", "end": "17:00"}]});
-    assert_eq!(send(&app, &alice, Method::PUT, &windows_path, Some(bad)).await.0, 400);
+    let (status, body) = send(&app, &alice, Method::PUT, &windows_path, Some(bad)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_value")), "{body}");
     let (_, listed) = get(&app, &alice, &path).await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "only the first capture was stored: {listed}");
 }
@@ -781,7 +784,10 @@ async fn pii_redact_answers_findings_in_characters_for_a_signed_in_caller_only(b
     assert_eq!(anonymous.status(), 401);
     let huge = "a".repeat(300 * 1024);
     let (status, body) = post(&app, &alice, "/api/v1/pii/redact", json!({"text": huge})).await;
-    assert!(status == 400 || status == 413, "{status} {body}");
+    assert!(status == 422 || status == 413, "{status} {body}");
+    if status == 422 {
+        assert_eq!(body["code"], "invalid_value", "{body}");
+    }
 }
 
 backend_tests!(

@@ -72,14 +72,15 @@ async fn a_narrowed_token_does_only_what_its_scope_allows_and_never_more_than_it
     // A member cannot obtain what their role does not grant.
     let (status, body) = exchange(&app, &member, &ws, json!({"scope": "projects.read api_keys.manage"})).await;
     assert_eq!(status, 403, "{body}");
-    for bad in [
-        json!({"scope": "projects.fly"}),
-        json!({"scope": "  "}),
-        json!({"expires_in": 0}),
-        json!({"expires_in": 3601}),
+    for (bad, refusal) in [
+        (json!({"scope": "projects.fly"}), (400, "invalid_scope")),
+        (json!({"scope": "  "}), (400, "invalid_scope")),
+        // Out of the bounds the description states: refused before the handler runs.
+        (json!({"expires_in": 0}), (422, "invalid_value")),
+        (json!({"expires_in": 3601}), (422, "invalid_value")),
     ] {
         let (status, body) = exchange(&app, &member, &ws, bad.clone()).await;
-        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!((status, body["code"].as_str().unwrap_or_default()), refusal, "{bad}: {body}");
     }
     let (status, body) = exchange(&app, &member, &ws, json!({"expires_in": 3600})).await;
     assert_eq!((status, body["expires_in"].as_i64()), (200, Some(3600)), "an hour at most: {body}");

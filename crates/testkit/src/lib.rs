@@ -13,6 +13,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Sta
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
+pub mod conformance;
 pub mod oidc;
 pub mod receiver;
 pub mod services;
@@ -313,6 +314,8 @@ pub struct TestApp {
     pub state: api::AppState,
     pub clock: Arc<storage::ManualClock>,
     worker: scheduler::Worker,
+    /// Every response of this server, held to the published description.
+    pub conformance: Arc<conformance::Conformance>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -336,6 +339,10 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        let mismatches = self.conformance.take();
+        if !mismatches.is_empty() && !std::thread::panicking() {
+            panic!("responses that break the published API description:\n{}", mismatches.join("\n"));
         }
     }
 }
@@ -401,7 +408,8 @@ pub async fn spawn_app_extended(
     let (smtp, _) = smtp_sink();
     let mailer = scheduler::mail::Mailer::smtp(&smtp, "Rampart <no-reply@example.com>").expect("mailer");
     let worker = state.worker(mailer, clock.clone());
-    let app = api::build_app(state.clone(), &http);
+    let conformance = conformance::Conformance::new();
+    let app = api::contract::observed(api::build_app(state.clone(), &http), conformance.clone());
     let bound = api::server::Bound::bind(http.listen, None).await.expect("binding port 0");
     let base_url = format!("http://{}", bound.local_addr());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -409,7 +417,7 @@ pub async fn spawn_app_extended(
         let _ = rx.await;
     }));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    TestApp { base_url, client, backend, db, state, clock, worker, shutdown: Some(tx) }
+    TestApp { base_url, client, backend, db, state, clock, worker, conformance, shutdown: Some(tx) }
 }
 
 /// The state the binary would build for this database: PostgreSQL tests connect as the runtime

@@ -2,8 +2,9 @@
 //! outbox's actions — list, retry a dead or cancelled one, cancel a pending one. Every change is
 //! recorded in the platform audit chain with its actor.
 
+use crate::codes::ErrorCode;
 use chrono::{DateTime, Utc};
-use poem::{http::StatusCode, Request};
+use poem::Request;
 use poem_openapi::{param::Path, param::Query, payload::Json, Object, OpenApi};
 use uuid::Uuid;
 
@@ -47,7 +48,7 @@ fn require_admin(auth: &Auth) -> poem::Result<()> {
     if auth.principal().user.platform_level >= rbac::PlatformLevel::ADMIN.value() {
         return Ok(());
     }
-    Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "This needs the platform level Admin or above.").into())
+    Err(ApiError::new(ErrorCode::Forbidden, "This needs the platform level Admin or above.").into())
 }
 
 fn backend_error(err: scheduler::OutboxError) -> poem::Error {
@@ -67,7 +68,7 @@ enum AdminError {
 
 fn internal(err: impl std::fmt::Display) -> poem::Error {
     tracing::error!(error = %err, "outbox administration failed");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", crate::error::OPAQUE_MESSAGE).into()
+    ApiError::new(ErrorCode::Internal, crate::error::OPAQUE_MESSAGE).into()
 }
 
 /// Runs `change` (retry or cancel) and records it in the platform chain, in one transaction.
@@ -99,7 +100,7 @@ async fn change(
     // Nothing changed (wrong state) rolls back like a failure would; it commits nothing either way.
     match storage::settle(txn, work).await {
         Ok(true) => Ok(NoContent::Done),
-        Ok(false) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", refused).into()),
+        Ok(false) => Err(ApiError::new(ErrorCode::Conflict, refused).into()),
         Err(err) => Err(internal(err)),
     }
 }
@@ -113,14 +114,16 @@ impl AdminApi {
         state: poem::web::Data<&AppState>,
         auth: Auth,
         /// `pending`, `running`, `done`, `dead` or `cancelled`.
+        #[oai(validator(pattern = r"^(?:pending|running|done|dead|cancelled)$"))]
         status: Query<Option<String>>,
         /// At most this many (1 to 1,000, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<Vec<ActionBody>>> {
         require_admin(&auth)?;
         if let Some(s) = status.0.as_deref() {
             if !scheduler::STATUSES.contains(&s) {
-                return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "unknown status").into());
+                return Err(ApiError::new(ErrorCode::InvalidRequest, "unknown status").into());
             }
         }
         let actions = scheduler::list(state.db.conn(), status.0.as_deref(), limit.0.unwrap_or(50))

@@ -55,15 +55,39 @@ impl From<auth::api_keys::ApiKey> for ApiKeyBody {
 
 /// A new key.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct NewApiKeyBody {
+    /// 1 to 100 characters, not blank, without control characters.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x1F\x7F-\x9F]*$"
+    ))]
     name: String,
-    /// Permissions (`projects.read`, `projects.*`, …), each one your own role grants.
+    /// 1 to 32 permissions (`projects.read`, `projects.*`, …; at most 64 characters each), each
+    /// one your own role grants.
+    #[oai(validator(min_items = 1, max_items = 32, max_length = 64, pattern = r"^[a-z0-9_]+\.(?:\*|[a-z0-9_]+)$"))]
     scopes: Vec<String>,
+    /// In the future.
     expires_at: Option<DateTime<Utc>>,
-    /// Default 600 (at most 60,000).
+    /// Default 600 (1 to 60,000).
+    #[oai(validator(minimum(value = "1"), maximum(value = "60000")))]
     per_minute: Option<u32>,
-    /// Default 1,000,000 (at most 1,000,000,000).
+    /// Default 1,000,000 (1 to 1,000,000,000).
+    #[oai(validator(minimum(value = "1"), maximum(value = "1000000000")))]
     per_month: Option<u64>,
+}
+
+impl poem_openapi::types::Example for NewApiKeyBody {
+    fn example() -> Self {
+        NewApiKeyBody {
+            name: "CI deploys".into(),
+            scopes: vec!["projects.read".into(), "projects.update".into()],
+            expires_at: None,
+            per_minute: Some(600),
+            per_month: Some(1_000_000),
+        }
+    }
 }
 
 /// A new key with its secret, shown this once.

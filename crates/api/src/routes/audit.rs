@@ -2,6 +2,7 @@
 //! each user's own authentication events. Read-only: nothing in the API writes or edits events
 //! except by doing the thing they record.
 
+use crate::codes::ErrorCode;
 use chrono::{DateTime, Utc};
 use poem::Request;
 use poem_openapi::{param::Path, param::Query, payload::Json, Object, OpenApi};
@@ -80,9 +81,10 @@ fn filter(
 ) -> poem::Result<audit::Filter> {
     let category = match category {
         None => None,
-        Some(name) => Some(audit::Category::parse(&name).ok_or_else(|| {
-            ApiError::new(poem::http::StatusCode::BAD_REQUEST, "invalid_request", "Unknown audit category.")
-        })?),
+        Some(name) => Some(
+            audit::Category::parse(&name)
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidRequest, "Unknown audit category."))?,
+        ),
     };
     Ok(audit::Filter { category, actor, since, until, before_seq: before })
 }
@@ -103,7 +105,11 @@ impl AuditApi {
         req: &Request,
         auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
-        /// Only this category.
+        /// Only this category: `authentication`, `authorization`, `membership`, `workspace`,
+        /// `webhook`, `llm_usage`, `action`, `data_sync`, `secret`, `privacy` or `retention`.
+        #[oai(validator(
+            pattern = r"^(?:authentication|authorization|membership|workspace|webhook|llm_usage|action|data_sync|secret|privacy|retention)$"
+        ))]
         category: Query<Option<String>>,
         /// Only events by this user.
         actor: Query<Option<Uuid>>,
@@ -114,6 +120,7 @@ impl AuditApi {
         /// Only events before this position (the previous page's `next_before`).
         before: Query<Option<i64>>,
         /// At most this many (1 to 200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<AuditPage>> {
         let filter = filter(category.0, actor.0, since.0, until.0, before.0)?;
@@ -134,6 +141,7 @@ impl AuditApi {
         /// Only events before this position (the previous page's `next_before`).
         before: Query<Option<i64>>,
         /// At most this many (1 to 200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<AuditPage>> {
         let filter = audit::Filter { before_seq: before.0, ..Default::default() };

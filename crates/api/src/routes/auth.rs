@@ -1,6 +1,7 @@
 //! Sign-up, e-mail verification, sign-in and sign-out, password change and reset, sessions, and
 //! the current user.
 
+use crate::codes::ErrorCode;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,12 +25,21 @@ pub(crate) struct AuthApi;
 
 /// E-mail and password.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct Credentials {
-    /// The account's e-mail address.
+    /// The account's e-mail address: at most 254 bytes once trimmed and lower-cased (RFC 5321 §4.5.3.1); the schema states
+    /// 254 characters of ASCII, or 63 characters of any kind (a character takes up to 4 bytes).
+    #[oai(validator(max_length = 254, pattern = r"^(?:[\x00-\x7F]*|[\s\S]{0,63})$"))]
     email: String,
     /// The password (never logged).
     #[oai(write_only)]
     password: String,
+}
+
+impl poem_openapi::types::Example for Credentials {
+    fn example() -> Self {
+        Credentials { email: "jane.doe@example.com".into(), password: "correct horse battery staple".into() }
+    }
 }
 
 /// Accepted for processing; the outcome arrives by e-mail.
@@ -41,9 +51,16 @@ struct Accepted {
 
 /// A one-time token from an e-mailed link.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct OneTimeToken {
     #[oai(write_only)]
     token: String,
+}
+
+impl poem_openapi::types::Example for OneTimeToken {
+    fn example() -> Self {
+        OneTimeToken { token: "kq3VYh1xT0m8cFz2Jw6rLp9sNd4bGa7uEi5oHt0yXv".into() }
+    }
 }
 
 /// A user.
@@ -117,26 +134,60 @@ pub(super) struct SignedIn {
 
 /// Password change.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct ChangePassword {
     #[oai(write_only)]
     current_password: String,
-    #[oai(write_only)]
+    /// 15 to 128 characters once normalised to NFKC (NIST SP 800-63B-4 §3.1.1.2), not a common or
+    /// breached password, not built on the e-mail address.
+    #[oai(write_only, validator(min_length = 15, max_length = 128))]
     new_password: String,
+}
+
+impl poem_openapi::types::Example for ChangePassword {
+    fn example() -> Self {
+        ChangePassword {
+            current_password: "correct horse battery staple".into(),
+            new_password: "violet ocean ladder lantern".into(),
+        }
+    }
 }
 
 /// A reset request.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct ResetRequest {
+    /// At most 254 bytes once trimmed and lower-cased (RFC 5321 §4.5.3.1); the schema states
+    /// 254 characters of ASCII, or 63 characters of any kind (a character takes up to 4 bytes).
+    #[oai(validator(max_length = 254, pattern = r"^(?:[\x00-\x7F]*|[\s\S]{0,63})$"))]
     email: String,
+}
+
+impl poem_openapi::types::Example for ResetRequest {
+    fn example() -> Self {
+        ResetRequest { email: "jane.doe@example.com".into() }
+    }
 }
 
 /// A reset confirmation.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct ResetConfirm {
     #[oai(write_only)]
     token: String,
-    #[oai(write_only)]
+    /// 15 to 128 characters once normalised to NFKC (NIST SP 800-63B-4 §3.1.1.2), not a common or
+    /// breached password, not built on the e-mail address.
+    #[oai(write_only, validator(min_length = 15, max_length = 128))]
     new_password: String,
+}
+
+impl poem_openapi::types::Example for ResetConfirm {
+    fn example() -> Self {
+        ResetConfirm {
+            token: "kq3VYh1xT0m8cFz2Jw6rLp9sNd4bGa7uEi5oHt0yXv".into(),
+            new_password: "violet ocean ladder lantern".into(),
+        }
+    }
 }
 
 /// How many sessions ended, of each kind.
@@ -181,9 +232,16 @@ impl From<auth::service::TokenPair> for TokenResponse {
 
 /// A refresh token.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct RefreshRequest {
     #[oai(write_only)]
     refresh_token: String,
+}
+
+impl poem_openapi::types::Example for RefreshRequest {
+    fn example() -> Self {
+        RefreshRequest { refresh_token: "rt_8Hn2Qw5Zk1Lp7Vx3Cy9Bm4Td6Fs0Gj2Rh5Nq8Wa1E".into() }
+    }
 }
 
 /// The step between the password and the second factor.
@@ -230,6 +288,7 @@ pub(super) enum TokenGrantResponse {
 
 /// A second factor: a current TOTP code, or one of the recovery codes.
 #[derive(Object)]
+#[oai(example)]
 pub(super) struct FactorBody {
     /// Six digits from the authenticator app.
     #[oai(write_only)]
@@ -237,6 +296,12 @@ pub(super) struct FactorBody {
     /// One of the ten recovery codes (each works once).
     #[oai(write_only)]
     recovery_code: Option<String>,
+}
+
+impl poem_openapi::types::Example for FactorBody {
+    fn example() -> Self {
+        FactorBody { code: Some("492039".into()), recovery_code: None }
+    }
 }
 
 impl std::fmt::Debug for FactorBody {
@@ -250,23 +315,30 @@ impl FactorBody {
         match (&self.code, &self.recovery_code) {
             (Some(code), None) => Ok(auth::mfa::Factor::Totp(code)),
             (None, Some(code)) => Ok(auth::mfa::Factor::RecoveryCode(code)),
-            _ => Err(ApiError::new(
-                poem::http::StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Send exactly one of `code` and `recovery_code`.",
-            )
-            .into()),
+            _ => {
+                Err(ApiError::new(ErrorCode::InvalidRequest, "Send exactly one of `code` and `recovery_code`.").into())
+            }
         }
     }
 }
 
 /// The challenge from the password step, with a second factor.
 #[derive(Object)]
+#[oai(example)]
 struct CompleteSignIn {
     #[oai(write_only)]
     challenge: String,
     #[oai(flatten)]
     factor: FactorBody,
+}
+
+impl poem_openapi::types::Example for CompleteSignIn {
+    fn example() -> Self {
+        CompleteSignIn {
+            challenge: "mfa_4Jt8Pz2Lq6Wx0Nc3Vb7Hk5Sd9Ry1Ge4Uf8Ma2Oi".into(),
+            factor: FactorBody { code: Some("492039".into()), recovery_code: None },
+        }
+    }
 }
 
 impl std::fmt::Debug for CompleteSignIn {
@@ -294,9 +366,16 @@ impl std::fmt::Debug for TotpEnrolment {
 
 /// A code from the authenticator app.
 #[derive(Object)]
+#[oai(example)]
 struct TotpCode {
     #[oai(write_only)]
     code: String,
+}
+
+impl poem_openapi::types::Example for TotpCode {
+    fn example() -> Self {
+        TotpCode { code: "492039".into() }
+    }
 }
 
 impl std::fmt::Debug for TotpCode {

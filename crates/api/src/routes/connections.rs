@@ -105,22 +105,46 @@ impl From<connections::Connection> for ConnectionBody {
 
 /// A new connection.
 #[derive(Object)]
+#[oai(example)]
 struct NewConnectionBody {
     provider: ProviderName,
-    /// 1 to 200 characters.
+    /// 1 to 200 characters, not blank, without control characters.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x1F\x7F-\x9F]*$"
+    ))]
     name: String,
     /// Settings by provider: s3 `bucket`, `region`; r2 `account_id`, `bucket`; gcs `bucket`;
-    /// firebase `project_id`, `bucket`; slack and google none.
-    #[oai(default)]
+    /// firebase `project_id`, `bucket`; slack and google none. Every value is 3 to 63 lower-case
+    /// letters, digits, `.`, `_` or `-` (each setting has its own, narrower rule).
+    #[oai(default, validator(max_properties = 2, min_length = 3, max_length = 63, pattern = r"^[a-z0-9._-]*$"))]
     config: BTreeMap<String, String>,
     /// Secret fields by provider (write-only): s3 and r2 `access_key_id`, `secret_access_key`;
     /// gcs and firebase `service_account_json`; slack `bot_token`; google `access_token` and
     /// optionally `refresh_token`.
-    #[oai(write_only)]
+    /// Each at most 16 KiB of UTF-8 without NUL; the schema states 4096 characters, the most
+    /// that always fit in 16 KiB (a character takes up to 4 bytes).
+    #[oai(write_only, validator(max_properties = 2, max_length = 4096, pattern = r"^[^\x00]*$"))]
     secret: BTreeMap<String, String>,
     /// Read scopes to hold (default: all of the provider's read scopes). Write scopes are refused
     /// here (`write_scope_not_enabled`): enable them with `PUT …/scopes`.
     scopes: Option<Vec<String>>,
+}
+
+impl poem_openapi::types::Example for NewConnectionBody {
+    fn example() -> Self {
+        NewConnectionBody {
+            provider: ProviderName::S3,
+            name: "Reports bucket".into(),
+            config: BTreeMap::from([("bucket".into(), "acme-reports".into()), ("region".into(), "eu-west-1".into())]),
+            secret: BTreeMap::from([
+                ("access_key_id".into(), "AKIAIOSFODNN7EXAMPLE".into()),
+                ("secret_access_key".into(), "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into()),
+            ]),
+            scopes: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for NewConnectionBody {
@@ -137,9 +161,23 @@ impl std::fmt::Debug for NewConnectionBody {
 
 /// New secret fields for a connection (write-only).
 #[derive(Object)]
+#[oai(example)]
 struct SecretBody {
-    #[oai(write_only)]
+    /// The provider's secret fields, each at most 16 KiB of UTF-8 without NUL; the schema
+    /// states 4096 characters, the most that always fit in 16 KiB.
+    #[oai(write_only, validator(max_properties = 2, max_length = 4096, pattern = r"^[^\x00]*$"))]
     secret: BTreeMap<String, String>,
+}
+
+impl poem_openapi::types::Example for SecretBody {
+    fn example() -> Self {
+        SecretBody {
+            secret: BTreeMap::from([
+                ("access_key_id".into(), "AKIAIOSFODNN7EXAMPLE".into()),
+                ("secret_access_key".into(), "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into()),
+            ]),
+        }
+    }
 }
 
 impl std::fmt::Debug for SecretBody {
@@ -151,8 +189,15 @@ impl std::fmt::Debug for SecretBody {
 
 /// The scopes a connection holds; write scopes included here are enabled, and recorded.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct ScopesBody {
     scopes: Vec<String>,
+}
+
+impl poem_openapi::types::Example for ScopesBody {
+    fn example() -> Self {
+        ScopesBody { scopes: vec!["objects.list".into(), "objects.read".into(), "objects.write".into()] }
+    }
 }
 
 /// The outcome of a connection test.

@@ -1,5 +1,6 @@
 //! Liveness (`/healthz`) and readiness (`/readyz`) probes.
 
+use crate::codes::ErrorCode;
 use std::time::Duration;
 
 use poem::web::Data;
@@ -93,11 +94,7 @@ impl HealthApi {
         if failed.is_empty() {
             ReadyResponse::Ready(Json(Readiness { status: "ready".into(), database: "ok".into(), redis: redis.into() }))
         } else {
-            let err = ApiError::new(
-                poem::http::StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                format!("Not ready: {} unavailable.", failed.join(", ")),
-            );
+            let err = ApiError::new(ErrorCode::NotReady, format!("Not ready: {} unavailable.", failed.join(", ")));
             ReadyResponse::NotReady(Json(err.body()))
         }
     }

@@ -129,19 +129,28 @@ fn service() -> OpenApiService<Apis, ()> {
 
 /// The API description as pretty JSON, exactly as committed under `openapi/`.
 pub fn openapi_json() -> String {
-    service().spec()
+    crate::describe::finish(&service().spec())
 }
 
 /// Builds the whole HTTP application around `state`.
 pub fn build_app(state: AppState, http: &HttpConfig) -> BoxEndpoint<'static> {
     let api = service();
-    let docs_html = api.scalar_html();
+    let raw = api.spec();
+    let published = crate::describe::finish(&raw);
+    // The documentation page embeds the description: the published one, not the derive's.
+    let docs_html = api.scalar_html().replace(&raw, &published);
+    let contract = Arc::new(crate::contract::Contract::new(&published, &["/openapi.json", "/docs", "/metrics"]));
     let docs_csp = docs_csp(&docs_html);
     let docs = make_sync(move |_| Html(docs_html.clone()))
         .with(SetHeader::new().overriding(header::CONTENT_SECURITY_POLICY, docs_csp));
 
     let route = Route::new()
-        .at("/openapi.json", api.spec_endpoint())
+        .at(
+            "/openapi.json",
+            poem::get(make_sync(move |_| {
+                poem::Response::builder().content_type("application/json; charset=utf-8").body(published.clone())
+            })),
+        )
         .at("/docs", docs)
         .at(
             "/metrics",
@@ -149,6 +158,7 @@ pub fn build_app(state: AppState, http: &HttpConfig) -> BoxEndpoint<'static> {
         )
         .nest("/", api.into_endpoint())
         .with(poem::middleware::CookieJarManager::new());
+    let route = route.around(move |ep, req| crate::contract::hold(ep, req, contract.clone()));
     let allowed = Arc::new(http.cors_allowed_origins.clone());
     let route = route.around(move |ep, req| middleware::refuse_cross_site(ep, req, allowed.clone()));
     let test_mode = http.test_mode;

@@ -1,6 +1,7 @@
 //! Sign-in through OpenID Connect providers (browser and native clients), the account's linked
 //! identities, and step-up re-authentication.
 
+use crate::codes::ErrorCode;
 use chrono::{DateTime, Utc};
 use poem::{
     web::cookie::{CookieJar, SameSite},
@@ -43,27 +44,55 @@ struct ProviderList {
 /// A native or desktop client's request (RFC 8252): it proves at the end, with the verifier of
 /// its own PKCE challenge, that it is the client that began.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct NativeStart {
     /// A loopback redirect (`http://127.0.0.1:{port}/…` or `http://[::1]:{port}/…`) or a
     /// private-use scheme in reverse domain name form (`com.example.app:/callback`).
     redirect_uri: String,
-    /// `BASE64URL(SHA256(code_verifier))` (RFC 7636 §4.2).
+    /// `BASE64URL(SHA256(code_verifier))` (RFC 7636 §4.2): 43 base64url characters.
+    #[oai(validator(min_length = 43, max_length = 43, pattern = r"^[A-Za-z0-9_-]*$"))]
     code_challenge: String,
     /// Only `S256`.
+    #[oai(validator(pattern = r"^S256$"))]
     code_challenge_method: String,
-    /// Returned unchanged with the code; check it (RFC 6749 §10.12).
+    /// Returned unchanged with the code; check it (RFC 6749 §10.12). 1 to 512 visible ASCII
+    /// characters.
+    #[oai(validator(min_length = 1, max_length = 512, pattern = r"^[\x21-\x7E]*$"))]
     state: String,
+}
+
+impl poem_openapi::types::Example for NativeStart {
+    fn example() -> Self {
+        NativeStart {
+            redirect_uri: "http://127.0.0.1:53682/callback".into(),
+            code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+            code_challenge_method: "S256".into(),
+            state: "af0ifjsldkj".into(),
+        }
+    }
 }
 
 /// A native client's code exchange.
 #[derive(Object)]
+#[oai(example)]
 struct NativeToken {
     #[oai(write_only)]
     code: String,
-    #[oai(write_only)]
+    /// 43 to 128 unreserved characters (RFC 7636 §4.1).
+    #[oai(write_only, validator(min_length = 43, max_length = 128, pattern = r"^[A-Za-z0-9._~-]*$"))]
     code_verifier: String,
     /// The `redirect_uri` the flow was begun with.
     redirect_uri: String,
+}
+
+impl poem_openapi::types::Example for NativeToken {
+    fn example() -> Self {
+        NativeToken {
+            code: "SplxlOBeZQQYbYS6WxSbIA".into(),
+            code_verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into(),
+            redirect_uri: "http://127.0.0.1:53682/callback".into(),
+        }
+    }
 }
 
 impl std::fmt::Debug for NativeToken {
@@ -86,6 +115,7 @@ struct IdentityBody {
 /// Re-authentication with the account's local factors: the password when it has one, and a
 /// second factor when it has one.
 #[derive(Object)]
+#[oai(example)]
 struct Reauthenticate {
     #[oai(write_only)]
     password: Option<String>,
@@ -95,6 +125,16 @@ struct Reauthenticate {
     /// Or one of the recovery codes.
     #[oai(write_only)]
     recovery_code: Option<String>,
+}
+
+impl poem_openapi::types::Example for Reauthenticate {
+    fn example() -> Self {
+        Reauthenticate {
+            password: Some("correct horse battery staple".into()),
+            code: Some("492039".into()),
+            recovery_code: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Reauthenticate {
@@ -192,8 +232,7 @@ impl OidcApi {
         throttle(&state, req, None).await?;
         if body.code_challenge_method != "S256" {
             return Err(ApiError::new(
-                poem::http::StatusCode::BAD_REQUEST,
-                "invalid_native_request",
+                ErrorCode::InvalidNativeRequest,
                 "code_challenge_method must be S256 (RFC 7636 §4.2; `plain` is not accepted).",
             )
             .into());
@@ -232,19 +271,13 @@ impl OidcApi {
         clear_binding(jar);
         if let Some(error) = error.0 {
             return Err(ApiError::new(
-                poem::http::StatusCode::BAD_REQUEST,
-                "provider_refused",
+                ErrorCode::ProviderRefused,
                 format!("The identity provider ended the sign-in: {}.", provider_error_code(&error)),
             )
             .into());
         }
         let (Some(code), Some(flow_state)) = (code.0, flow_state.0) else {
-            return Err(ApiError::new(
-                poem::http::StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "The callback needs `code` and `state`.",
-            )
-            .into());
+            return Err(ApiError::new(ErrorCode::InvalidRequest, "The callback needs `code` and `state`.").into());
         };
         let outcome = state
             .auth
@@ -359,12 +392,9 @@ impl OidcApi {
             (None, Some(code)) => Some(auth::mfa::Factor::RecoveryCode(code)),
             (None, None) => None,
             (Some(_), Some(_)) => {
-                return Err(ApiError::new(
-                    poem::http::StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "Send at most one of `code` and `recovery_code`.",
+                return Err(
+                    ApiError::new(ErrorCode::InvalidRequest, "Send at most one of `code` and `recovery_code`.").into()
                 )
-                .into())
             }
         };
         let fresh = state

@@ -1,6 +1,7 @@
 //! `POST /api/v1/pii/redact`: the scanner and redactor of the `pii` crate for any signed-in
 //! caller — the same findings and offsets as `rampart pii scan`. Nothing is stored or logged.
 
+use crate::codes::ErrorCode;
 use poem_openapi::{payload::Json, Enum, Object, OpenApi};
 
 use super::ApiTags;
@@ -21,11 +22,20 @@ enum RedactMode {
 
 /// Text to redact.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct RedactRequest {
-    /// At most 256 KiB of UTF-8.
+    /// At most 256 KiB of UTF-8. The schema states 65,536 characters, the most that always fit
+    /// in 256 KiB (a character takes up to 4 bytes).
+    #[oai(validator(max_length = 65536))]
     text: String,
     #[oai(default)]
     mode: RedactMode,
+}
+
+impl poem_openapi::types::Example for RedactRequest {
+    fn example() -> Self {
+        RedactRequest { text: "Mail jane.doe@example.com or call +44 20 7946 0958.".into(), mode: RedactMode::Tag }
+    }
 }
 
 /// One finding, in Unicode scalar values of the input (end exclusive).
@@ -54,9 +64,7 @@ impl PiiApi {
     #[oai(path = "/pii/redact", method = "post", operation_id = "redactPii", tag = "ApiTags::Pii")]
     async fn redact(&self, _auth: Auth, body: Json<RedactRequest>) -> poem::Result<Json<RedactResponse>> {
         if body.text.len() > MAX_TEXT_BYTES {
-            return Err(
-                ApiError::new(poem::http::StatusCode::BAD_REQUEST, "text_too_long", "text is at most 256 KiB").into()
-            );
+            return Err(ApiError::new(ErrorCode::TextTooLong, "text is at most 256 KiB").into());
         }
         let redactor = match body.mode {
             RedactMode::Tag => pii::Redactor::tag(),

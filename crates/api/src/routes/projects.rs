@@ -41,19 +41,46 @@ impl From<projects::Project> for ProjectBody {
 
 /// A new project.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct NewProject {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters, not blank, without control characters.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x1F\x7F-\x9F]*$"
+    ))]
     name: String,
     /// At most 2000 characters.
-    #[oai(default)]
+    #[oai(default, validator(max_length = 2000))]
     description: String,
+}
+
+impl poem_openapi::types::Example for NewProject {
+    fn example() -> Self {
+        NewProject { name: "Website redesign".into(), description: "The 2025 marketing site.".into() }
+    }
 }
 
 /// Changes to a project; absent fields stay as they are.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct ProjectPatch {
+    /// 1 to 200 characters, not blank, without control characters.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x1F\x7F-\x9F]*$"
+    ))]
     name: Option<String>,
+    /// At most 2000 characters.
+    #[oai(validator(max_length = 2000))]
     description: Option<String>,
+}
+
+impl poem_openapi::types::Example for ProjectPatch {
+    fn example() -> Self {
+        ProjectPatch { name: Some("Website relaunch".into()), description: None }
+    }
 }
 
 /// An activity record.
@@ -84,14 +111,36 @@ impl From<activity::Activity> for ActivityBody {
 /// A captured activity. It is stored only if it passes the ingestion pipeline, stripped of
 /// personal data and secrets, with the title cut to 200 and the body to 5,000 characters.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct NewActivity {
+    /// The application: 1 to 200 characters, not blank, without control characters.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x1F\x7F-\x9F]*$"
+    ))]
     app: String,
+    /// Without control characters (cut to 200 characters when stored).
+    #[oai(validator(pattern = r"^[^\x00-\x1F\x7F-\x9F]*$"))]
     title: String,
-    /// At most 16 KiB.
+    /// At most 16 KiB of UTF-8. The schema states 4096 characters, the most that always fit
+    /// in 16 KiB (a character takes up to 4 bytes).
+    #[oai(validator(max_length = 4096))]
     body: String,
     /// Whether the capturing client saw a private or incognito window (never stored).
     #[oai(default)]
     private_window: bool,
+}
+
+impl poem_openapi::types::Example for NewActivity {
+    fn example() -> Self {
+        NewActivity {
+            app: "Editor".into(),
+            title: "Quarterly report draft".into(),
+            body: "Outlined the revenue section and the hiring plan.".into(),
+            private_window: false,
+        }
+    }
 }
 
 /// What one pipeline stage did (never the content).
@@ -148,20 +197,37 @@ enum IngestResponse {
 /// One allowed capture window.
 #[derive(Debug, Object)]
 struct WindowBody {
-    /// `mon` … `sun`.
+    /// `mon` … `sun`; at least one.
+    #[oai(validator(min_items = 1, pattern = r"^(?:mon|tue|wed|thu|fri|sat|sun)$"))]
     days: Vec<String>,
     /// `HH:MM`, local time.
+    #[oai(validator(pattern = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"))]
     start: String,
     /// `HH:MM`, local time, exclusive; not after `start` means past midnight.
+    #[oai(validator(pattern = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"))]
     end: String,
 }
 
 /// My allowed activity capture windows in a workspace; none means always.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct WindowsBody {
     /// My offset from UTC in minutes (-840 to 840).
+    #[oai(validator(minimum(value = "-840"), maximum(value = "840")))]
     utc_offset_minutes: i32,
+    /// At most 20.
+    #[oai(validator(max_items = 20))]
     windows: Vec<WindowBody>,
+}
+
+impl poem_openapi::types::Example for WindowsBody {
+    fn example() -> Self {
+        let weekdays = ["mon", "tue", "wed", "thu", "fri"].map(String::from).to_vec();
+        WindowsBody {
+            utc_offset_minutes: 60,
+            windows: vec![WindowBody { days: weekdays, start: "09:00".into(), end: "17:30".into() }],
+        }
+    }
 }
 
 impl From<activity::Windows> for WindowsBody {
@@ -191,6 +257,7 @@ impl ProjectsApi {
         /// Case-insensitive substring of the name.
         q: Query<Option<String>>,
         /// At most this many (1 to 200, default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<Vec<ProjectBody>>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
@@ -313,6 +380,7 @@ impl ProjectsApi {
         auth: WorkspaceAuth,
         workspace_id: Path<Uuid>,
         /// At most this many (1 to 200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<Vec<ActivityBody>>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);

@@ -2,6 +2,7 @@
 //! success; on an authorization failure the transaction is rolled back and the refusal recorded
 //! (endpoint, user, required and actual role or permission) in a transaction of its own.
 
+use crate::codes::ErrorCode;
 use poem::Request;
 use tenancy::{authz, TenancyError, TenantId, TenantTx, UserId};
 use uuid::Uuid;
@@ -72,7 +73,7 @@ impl<'a> Scope<'a> {
             } else {
                 "This workspace requires a second factor: set one up and sign in with it."
             };
-            return Err(ApiError::new(poem::http::StatusCode::FORBIDDEN, "workspace_requires_mfa", message).into());
+            return Err(ApiError::new(ErrorCode::WorkspaceRequiresMfa, message).into());
         }
         if let Some(key) = &self.api_key {
             tx.restrict(&key.scopes);

@@ -14,7 +14,7 @@ use webhooks::outbound::{self, EndpointChange};
 
 use super::scope::Scope;
 use super::{ApiTags, Created, NoContent};
-use crate::{principal::WorkspaceAuth, AppState};
+use crate::{error::OrApiError, principal::WorkspaceAuth, AppState};
 
 pub(crate) struct WebhookEndpointsApi;
 
@@ -62,15 +62,34 @@ impl From<outbound::Endpoint> for WebhookEndpointBody {
 
 /// A new endpoint.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct NewWebhookEndpointBody {
     /// An https URL on a public host (IP addresses, localhost and private names are refused; every
     /// delivery checks the resolved address again).
+    /// At most 2048 bytes, without control characters; the schema states 2048 characters of
+    /// ASCII, or 512 characters of any kind (a character takes up to 4 bytes).
+    #[oai(validator(max_length = 2048, pattern = r"^(?:[\x20-\x7E]*|[^\x00-\x1F\x7F-\x9F]{0,512})$"))]
     url: String,
-    #[oai(default)]
+    /// At most 500 characters, without control characters.
+    #[oai(default, validator(max_length = 500, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$"))]
     description: String,
     /// Event types to receive (`project.created`, `project.updated`, `project.deleted`,
-    /// `webhook.test`), or `["*"]`.
+    /// `webhook.test`), or `["*"]`; at least one.
+    #[oai(validator(
+        min_items = 1,
+        pattern = r"^(?:\*|project\.created|project\.updated|project\.deleted|webhook\.test)$"
+    ))]
     event_types: Vec<String>,
+}
+
+impl poem_openapi::types::Example for NewWebhookEndpointBody {
+    fn example() -> Self {
+        NewWebhookEndpointBody {
+            url: "https://hooks.example.com/rampart".into(),
+            description: "Project changes for the CRM sync.".into(),
+            event_types: vec!["project.created".into(), "project.updated".into()],
+        }
+    }
 }
 
 /// An endpoint with its signing secret, shown this once.
@@ -91,12 +110,30 @@ impl std::fmt::Debug for WebhookEndpointWithSecretBody {
 
 /// Changes to an endpoint; absent fields stay.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct WebhookEndpointPatch {
+    /// An https URL on a public host.
+    /// At most 2048 bytes, without control characters; the schema states 2048 characters of
+    /// ASCII, or 512 characters of any kind (a character takes up to 4 bytes).
+    #[oai(validator(max_length = 2048, pattern = r"^(?:[\x20-\x7E]*|[^\x00-\x1F\x7F-\x9F]{0,512})$"))]
     url: Option<String>,
+    /// At most 500 characters, without control characters.
+    #[oai(validator(max_length = 500, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$"))]
     description: Option<String>,
+    /// At least one event type, or `["*"]`.
+    #[oai(validator(
+        min_items = 1,
+        pattern = r"^(?:\*|project\.created|project\.updated|project\.deleted|webhook\.test)$"
+    ))]
     event_types: Option<Vec<String>>,
     /// `true` re-enables a disabled endpoint and forgets its failures; `false` disables it.
     enabled: Option<bool>,
+}
+
+impl poem_openapi::types::Example for WebhookEndpointPatch {
+    fn example() -> Self {
+        WebhookEndpointPatch { url: None, description: None, event_types: None, enabled: Some(true) }
+    }
 }
 
 /// A new signing secret, shown this once.
@@ -215,6 +252,7 @@ impl WebhookEndpointsApi {
         body: Json<NewWebhookEndpointBody>,
     ) -> poem::Result<Created<WebhookEndpointWithSecretBody>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        outbound::screen_url(&policy(&state), state.egress.resolver.as_ref(), &body.url).await.api()?;
         let tx = scope.begin().await?;
         let result = outbound::create(
             &tx,
@@ -273,6 +311,9 @@ impl WebhookEndpointsApi {
     ) -> poem::Result<Json<WebhookEndpointBody>> {
         let Json(body) = body;
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
+        if let Some(url) = &body.url {
+            outbound::screen_url(&policy(&state), state.egress.resolver.as_ref(), url).await.api()?;
+        }
         let tx = scope.begin().await?;
         let change = EndpointChange {
             url: body.url,
@@ -365,6 +406,7 @@ impl WebhookEndpointsApi {
         workspace_id: Path<Uuid>,
         endpoint_id: Path<Uuid>,
         /// 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<Vec<OutboundDeliveryBody>>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);

@@ -1,10 +1,11 @@
 //! Inbound webhooks: the public delivery endpoint (signature checked before anything runs) and
 //! the administration of a workspace's sources (`webhooks.manage`). Secrets are write-only.
 
+use crate::codes::ErrorCode;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use poem::{http::StatusCode, Request};
+use poem::Request;
 use poem_openapi::{
     param::Path,
     payload::{Binary, Json},
@@ -61,14 +62,21 @@ impl From<Kind> for KindName {
 struct SettingsBody {
     /// Twilio: the exact https URL configured at Twilio.
     url: Option<String>,
-    /// Generic: the signature header.
+    /// Generic: the signature header (1 to 64 letters, digits, `-` and `_`).
+    #[oai(validator(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_-]*$"))]
     signature_header: Option<String>,
     /// Generic: `hex` (default) or `base64`.
+    #[oai(validator(pattern = r"^(?:hex|base64)$"))]
     encoding: Option<String>,
-    /// Generic: a prefix before the signature, such as `sha256=`.
+    /// Generic: a prefix before the signature, such as `sha256=`: at most 32 bytes, without
+    /// control characters; the schema states 32 characters of ASCII, or 8 of any kind (a
+    /// character takes up to 4 bytes).
+    #[oai(validator(max_length = 32, pattern = r"^(?:[\x20-\x7E]*|[^\x00-\x1F\x7F-\x9F]{0,8})$"))]
     prefix: Option<String>,
     /// Generic: a unix-timestamp header, signed as `{timestamp}.{body}`, 300 s tolerance. The
-    /// event id is the SHA-256 of what is signed (timestamp and body).
+    /// event id is the SHA-256 of what is signed (timestamp and body). 1 to 64 letters, digits,
+    /// `-` and `_`.
+    #[oai(validator(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_-]*$"))]
     timestamp_header: Option<String>,
 }
 
@@ -134,14 +142,37 @@ impl From<inbound::Source> for SourceBody {
 
 /// A new source.
 #[derive(Object)]
+#[oai(example)]
 struct NewSourceBody {
     kind: KindName,
+    /// 1 to 200 characters, not blank, without control characters.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x1F\x7F-\x9F]*$"
+    ))]
     name: String,
     #[oai(default)]
     settings: SettingsBody,
-    /// Signing secrets (write-only), newest first; may be set later.
-    #[oai(write_only)]
+    /// 1 to 5 signing secrets (write-only), newest first; may be set later; each one the scheme can use and at
+    /// most 1024 bytes; the schema states 1024 characters of ASCII, or 256 of any kind (a
+    /// character takes up to 4 bytes).
+    #[oai(
+        write_only,
+        validator(min_items = 1, max_items = 5, max_length = 1024, pattern = r"^(?:[\x00-\x7F]*|[\s\S]{0,256})$")
+    )]
     secrets: Option<Vec<String>>,
+}
+
+impl poem_openapi::types::Example for NewSourceBody {
+    fn example() -> Self {
+        NewSourceBody {
+            kind: KindName::Stripe,
+            name: "Stripe payments".into(),
+            settings: SettingsBody::default(),
+            secrets: Some(vec!["whsec_5WbX5kEWLlfzsGNjH64I8lOOqUB6e8FH".into()]),
+        }
+    }
 }
 
 impl std::fmt::Debug for NewSourceBody {
@@ -157,12 +188,25 @@ impl std::fmt::Debug for NewSourceBody {
 
 /// New secrets for a source (write-only).
 #[derive(Object)]
+#[oai(example)]
 struct SecretsBody {
-    #[oai(write_only)]
+    /// 1 to 5 signing secrets (write-only), newest first, each one the scheme can use and at
+    /// most 1024 bytes; the schema states 1024 characters of ASCII, or 256 of any kind (a
+    /// character takes up to 4 bytes).
+    #[oai(
+        write_only,
+        validator(min_items = 1, max_items = 5, max_length = 1024, pattern = r"^(?:[\x00-\x7F]*|[\s\S]{0,256})$")
+    )]
     secrets: Vec<String>,
     /// Keep the secrets already configured after these (while the sender rotates).
     #[oai(default)]
     keep_previous: bool,
+}
+
+impl poem_openapi::types::Example for SecretsBody {
+    fn example() -> Self {
+        SecretsBody { secrets: vec!["whsec_5WbX5kEWLlfzsGNjH64I8lOOqUB6e8FH".into()], keep_previous: true }
+    }
 }
 
 impl std::fmt::Debug for SecretsBody {
@@ -217,20 +261,20 @@ impl WebhooksApi {
             Ok((_, Received::Duplicate { event_id })) => {
                 Ok(Json(DeliveryBody { status: "duplicate".into(), event_id }))
             }
-            Err(ReceiveError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found.").into()),
+            Err(ReceiveError::NotFound) => Err(ApiError::new(ErrorCode::NotFound, "Not found.").into()),
             Err(ReceiveError::Verify(_, err)) if err.is_configuration_error() => {
                 tracing::error!(workspace.id = %workspace_id.0, source.id = %source_id.0, "webhook source has no secret configured: delivery refused");
-                Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    err.code(),
-                    "This source has no signing secret configured.",
-                )
-                .into())
+                let code = crate::error::domain_code(err.code(), ErrorCode::WebhookSecretMissing);
+                Err(ApiError::new(code, "This source has no signing secret configured.").into())
             }
             Err(ReceiveError::Verify(kind, err)) => {
                 metrics::counter!(webhooks::SIGNATURE_FAILURES_METRIC, "source" => kind.as_str()).increment(1);
                 tracing::warn!(workspace.id = %workspace_id.0, source.id = %source_id.0, code = err.code(), "webhook signature refused");
-                Err(ApiError::new(StatusCode::UNAUTHORIZED, err.code(), err.to_string()).into())
+                Err(ApiError::new(
+                    crate::error::domain_code(err.code(), ErrorCode::WebhookSignatureMismatch),
+                    err.to_string(),
+                )
+                .into())
             }
             Err(ReceiveError::Tenancy(err)) => Err(ApiError::from(err).into()),
         }

@@ -4,6 +4,7 @@
 //! and on every route outside workspaces, ends with its session, and is checked again on every
 //! request: suspension, credential generation, revocation, membership, role and scope.
 
+use crate::codes::ErrorCode;
 use poem::Request;
 use poem_openapi::{param::Path, payload::Json, Object, OpenApi};
 use secrecy::ExposeSecret;
@@ -19,6 +20,7 @@ pub(crate) const MAX_TTL_SECS: i64 = 3_600;
 
 /// What to exchange the caller's credential for.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct ExchangeRequest {
     /// Permissions to narrow the token to, space-separated (RFC 8693 §2.1 `scope`); each must be
     /// one the caller holds in the workspace. Absent: the caller's own, as they are at each use.
@@ -26,6 +28,12 @@ struct ExchangeRequest {
     /// Seconds the token lives: 1 to 3600, default 300.
     #[oai(validator(minimum(value = "1"), maximum(value = "3600")))]
     expires_in: Option<i64>,
+}
+
+impl poem_openapi::types::Example for ExchangeRequest {
+    fn example() -> Self {
+        ExchangeRequest { scope: Some("projects.read".into()), expires_in: Some(300) }
+    }
 }
 
 /// The token (RFC 8693 §2.2.1 response shape).
@@ -99,8 +107,7 @@ fn parse_scope(scope: Option<&str>) -> Result<Option<Vec<rbac::Permission>>, Api
     let Some(scope) = scope else { return Ok(None) };
     let invalid = || {
         ApiError::new(
-            poem::http::StatusCode::BAD_REQUEST,
-            "invalid_scope",
+            ErrorCode::InvalidScope,
             "scope is a space-separated list of permissions, such as `projects.read projects.write`.",
         )
     };

@@ -3,6 +3,7 @@
 //! the caller's tenant context, the permission checked in code here and again by PostgreSQL's
 //! write policies.
 
+use crate::codes::ErrorCode;
 use chrono::{DateTime, Utc};
 use poem::Request;
 use poem_openapi::{param::Path, param::Query, payload::Json, Object, OpenApi};
@@ -45,14 +46,34 @@ impl From<workspaces::Workspace> for WorkspaceBody {
 
 /// Whether members must sign in with a second factor.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct MfaRequirement {
     required: bool,
 }
 
+impl poem_openapi::types::Example for MfaRequirement {
+    fn example() -> Self {
+        MfaRequirement { required: true }
+    }
+}
+
 /// A workspace name (1 to 200 characters).
 #[derive(Debug, Object)]
+#[oai(example)]
 struct WorkspaceName {
+    /// 1 to 200 characters, not blank, without control characters.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x1F\x7F-\x9F]*$"
+    ))]
     name: String,
+}
+
+impl poem_openapi::types::Example for WorkspaceName {
+    fn example() -> Self {
+        WorkspaceName { name: "Acme Research".into() }
+    }
 }
 
 /// A deleted workspace: nobody reaches it any more; its content is purged at `purge_after`.
@@ -78,8 +99,16 @@ impl From<members::Member> for MemberBody {
 
 /// A role to give.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct RoleName {
+    /// The name of a built-in role (such as `Member`) or of one of the workspace's custom roles.
     role: String,
+}
+
+impl poem_openapi::types::Example for RoleName {
+    fn example() -> Self {
+        RoleName { role: "Member".into() }
+    }
 }
 
 /// A role: built-in or custom to this workspace.
@@ -106,10 +135,32 @@ impl From<rbac::Role> for RoleBody {
 
 /// A new custom role.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct NewRole {
+    /// 1 to 64 characters, not blank, without control characters.
+    #[oai(validator(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x1F\x7F-\x9F]*$"
+    ))]
     name: String,
+    /// 0 to 100, at most my own role's.
+    #[oai(validator(maximum(value = "100")))]
     level: u8,
+    /// Permissions (`resource.action` or `resource.*`, lower case, at most 64 characters each),
+    /// each one I hold.
+    #[oai(validator(max_length = 64, pattern = r"^[a-z0-9_]+\.(?:\*|[a-z0-9_]+)$"))]
     permissions: Vec<String>,
+}
+
+impl poem_openapi::types::Example for NewRole {
+    fn example() -> Self {
+        NewRole {
+            name: "Editor".into(),
+            level: 20,
+            permissions: vec!["projects.read".into(), "projects.update".into()],
+        }
+    }
 }
 
 /// An invitation (never its token).
@@ -138,17 +189,38 @@ impl From<invitations::Invitation> for InvitationBody {
 
 /// Whom to invite, with which role.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct NewInvitation {
+    /// At most 254 bytes once trimmed and lower-cased (RFC 5321 §4.5.3.1); the schema states
+    /// 254 characters of ASCII, or 63 characters of any kind (a character takes up to 4 bytes).
+    #[oai(validator(max_length = 254, pattern = r"^(?:[\x00-\x7F]*|[\s\S]{0,63})$"))]
     email: String,
+    /// A role I could grant.
     role: String,
+}
+
+impl poem_openapi::types::Example for NewInvitation {
+    fn example() -> Self {
+        NewInvitation { email: "jane.doe@example.com".into(), role: "Member".into() }
+    }
 }
 
 /// The workspace and token from an invitation link.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct AcceptInvitation {
     workspace_id: Uuid,
     #[oai(write_only)]
     token: String,
+}
+
+impl poem_openapi::types::Example for AcceptInvitation {
+    fn example() -> Self {
+        AcceptInvitation {
+            workspace_id: Uuid::from_u128(0x0192_3f5e_7c1a_7b2e_9d4f_5a6b_7c8d_9e0f),
+            token: "kq3VYh1xT0m8cFz2Jw6rLp9sNd4bGa7uEi5oHt0yXv".into(),
+        }
+    }
 }
 
 /// A cross-workspace grant.
@@ -183,10 +255,21 @@ impl From<grants::Grant> for GrantBody {
 
 /// A grant to make.
 #[derive(Debug, Object)]
+#[oai(example)]
 struct NewGrant {
     grantee_workspace_id: Uuid,
     /// One of `projects.read`, `projects.create`, `projects.update`, `projects.delete`.
+    #[oai(validator(pattern = r"^projects\.(?:read|create|update|delete)$"))]
     permission: String,
+}
+
+impl poem_openapi::types::Example for NewGrant {
+    fn example() -> Self {
+        NewGrant {
+            grantee_workspace_id: Uuid::from_u128(0x0192_3f5e_7c1a_7b2e_9d4f_5a6b_7c8d_9e0f),
+            permission: "projects.read".into(),
+        }
+    }
 }
 
 /// A refused attempt.
@@ -310,8 +393,7 @@ impl WorkspacesApi {
         principal.require_recent(&state)?;
         if body.required && !principal.has_second_factor() {
             return Err(ApiError::new(
-                poem::http::StatusCode::CONFLICT,
-                "mfa_required_first",
+                ErrorCode::MfaRequiredFirst,
                 "Set up a second factor and sign in with it before requiring one of every member.",
             )
             .into());
@@ -541,8 +623,7 @@ impl WorkspacesApi {
         match invitations::accept(&state.db, tenant, user, &hash, &p.user.email, state.auth.now()).await {
             Ok(member) => Ok(Json(member.into())),
             Err(tenancy::TenancyError::NotFound) => Err(crate::error::ApiError::new(
-                poem::http::StatusCode::BAD_REQUEST,
-                "invalid_token",
+                ErrorCode::InvalidToken,
                 "This invitation is not valid for this account: it may be used, withdrawn or expired.",
             )
             .into()),
@@ -612,6 +693,7 @@ impl WorkspacesApi {
         auth: Auth,
         workspace_id: Path<Uuid>,
         /// At most this many (1 to 200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<Vec<AuthzFailureBody>>> {
         let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
