@@ -7,13 +7,7 @@ use serde_json::{json, Value};
 use testkit::{backend_tests, mails_to, storage::ConnectionTrait, Backend, TestApp, TestUser};
 
 async fn send(app: &TestApp, user: &TestUser, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.call(user, method, path);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    app.json(user, method, path, body).await
 }
 
 async fn get(app: &TestApp, user: &TestUser, path: &str) -> (u16, Value) {

@@ -365,13 +365,7 @@ fn refusal_code(status: u16, answer: &Value) -> &'static str {
 }
 
 async fn call(app: &TestApp, user: &TestUser, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.call(user, method, path);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    app.json(user, method, path, body).await
 }
 
 const CONFIGURED: &str = "https://hooks.example.com/twilio/status";
