@@ -52,23 +52,36 @@ fn require_admin(auth: &Auth) -> poem::Result<()> {
 }
 
 fn backend_error(err: scheduler::OutboxError) -> poem::Error {
-    internal(err)
+    ApiError::backend(&err, "outbox administration failed").into()
 }
 
 /// What can fail while changing an action and recording the change.
 #[derive(Debug, thiserror::Error)]
 enum AdminError {
-    #[error(transparent)]
-    Outbox(#[from] scheduler::OutboxError),
-    #[error(transparent)]
-    Db(#[from] storage::DbErr),
+    #[error("outbox: {0}")]
+    Outbox(#[source] scheduler::OutboxError),
+    #[error("database: {0}")]
+    Db(#[source] storage::DbErr),
     #[error("audit trail: {0}")]
-    Audit(String),
+    Audit(#[source] audit::AuditError),
 }
 
-fn internal(err: impl std::fmt::Display) -> poem::Error {
-    tracing::error!(error = %err, "outbox administration failed");
-    ApiError::new(ErrorCode::Internal, crate::error::OPAQUE_MESSAGE).into()
+impl From<scheduler::OutboxError> for AdminError {
+    fn from(err: scheduler::OutboxError) -> Self {
+        AdminError::Outbox(err)
+    }
+}
+
+impl From<storage::DbErr> for AdminError {
+    fn from(err: storage::DbErr) -> Self {
+        AdminError::Db(err)
+    }
+}
+
+/// A busy or unreachable store is 503 with `Retry-After`, like everywhere else; the rest is the
+/// opaque 500 with its cause logged.
+fn internal(err: AdminError) -> poem::Error {
+    ApiError::backend(&err, "outbox administration failed").into()
 }
 
 /// Runs `change` (retry or cancel) and records it in the platform chain, in one transaction.
@@ -80,7 +93,7 @@ async fn change(
     refused: &'static str,
 ) -> poem::Result<NoContent> {
     let now = state.auth.now();
-    let txn = state.db.begin_write().await.map_err(internal)?;
+    let txn = state.db.begin_write().await.map_err(|e| internal(AdminError::Db(e)))?;
     let work = async {
         let changed = match action {
             "outbox.retried" => scheduler::retry(&txn, id, now).await?,
@@ -90,9 +103,7 @@ async fn change(
             let event = audit::NewEvent::new(audit::Category::Action, action, serde_json::json!({ "action_id": id }))
                 .by(Some(auth.principal().user_id))
                 .request(Some(crate::error::current_request_id()));
-            audit::append(&txn, audit::PLATFORM_CHAIN, &event, now)
-                .await
-                .map_err(|e| AdminError::Audit(e.to_string()))?;
+            audit::append(&txn, audit::PLATFORM_CHAIN, &event, now).await.map_err(AdminError::Audit)?;
         }
         Ok::<bool, AdminError>(changed)
     }
