@@ -113,7 +113,7 @@ pub(crate) async fn rewrap_entries(owner_url: &str, app_url: &str) -> anyhow::Re
                 secret,
                 scopes: None,
             };
-            tenancy::connections::create(&tx, &vault, new, now).await?;
+            tenancy::connections::create(&tx, &vault, &new, now).await?;
         }
         tx.commit().await?;
     }

@@ -375,7 +375,7 @@ async fn start_latency(
     let enqueue_time = began.elapsed();
     let deadline = Instant::now() + interval + Duration::from_secs(10);
     loop {
-        let all_started = started.lock().map(|m| queued.iter().all(|(id, _)| m.contains_key(id))).unwrap_or(false);
+        let all_started = started.lock().map(|m| queued.iter().all(|(id, _)| m.contains_key(&id.0))).unwrap_or(false);
         if all_started || Instant::now() > deadline {
             break;
         }
@@ -389,7 +389,7 @@ async fn start_latency(
     let mut latencies = Vec::with_capacity(actions);
     let mut missing = 0u64;
     for (id, at) in &queued {
-        match map.get(id) {
+        match map.get(&id.0) {
             Some(start) => latencies.push(start.saturating_duration_since(*at)),
             None => missing += 1,
         }

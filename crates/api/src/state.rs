@@ -183,7 +183,7 @@ impl AppState {
                         .and_then(|v| v.as_str())
                         .and_then(|v| uuid::Uuid::parse_str(v).ok())
                         .ok_or("workspace_purge: payload without workspace_id")?;
-                    let purged = tenancy::workspaces::purge(&db, tenancy::TenantId(id), auth.now())
+                    let purged = tenancy::workspaces::purge(&db, tenancy::WorkspaceId(id), auth.now())
                         .await
                         .map_err(|e| e.to_string())?;
                     tracing::info!(workspace.id = %id, purged, "deleted workspace purged");

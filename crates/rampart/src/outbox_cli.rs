@@ -5,7 +5,6 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use uuid::Uuid;
 
 use crate::config::Config;
 
@@ -24,9 +23,9 @@ pub enum OutboxCommand {
         json: bool,
     },
     /// Put a dead or cancelled action back in the queue, due now, with fresh attempts.
-    Retry { id: Uuid },
+    Retry { id: ids::ActionId },
     /// Cancel a pending action so no worker runs it.
-    Cancel { id: Uuid },
+    Cancel { id: ids::ActionId },
 }
 
 pub async fn run(cfg: &Config, command: OutboxCommand) -> anyhow::Result<()> {

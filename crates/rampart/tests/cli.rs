@@ -256,7 +256,7 @@ async fn on_postgres_key_commands_rotate_reencrypt_and_retire_leaving_every_secr
         secret,
         scopes: None,
     };
-    let id = connections::create(&tx, &server_vault, new, storage_now()).await.unwrap().id;
+    let id = connections::create(&tx, &server_vault, &new, storage_now()).await.unwrap().id;
     tx.commit().await.unwrap();
     let read_back = |vault: crypto_vault::Vault| {
         let runtime = runtime.clone();

@@ -117,9 +117,10 @@ async fn a_worker_killed_mid_batch_loses_no_action_and_records_no_effect_twice(b
     let ep = made["endpoint"]["id"].as_str().unwrap().to_owned();
     // Queued in one transaction through the same call the test route makes (the API's per-client
     // rate limit would slow sixty requests down).
-    let tx = tenancy::TenantTx::begin(&app.state.db, tenancy::TenantId(ws.parse().unwrap()), tenancy::UserId(alice.id))
-        .await
-        .unwrap();
+    let tx =
+        tenancy::TenantTx::begin(&app.state.db, tenancy::WorkspaceId(ws.parse().unwrap()), tenancy::UserId(alice.id))
+            .await
+            .unwrap();
     let now = testkit::storage::Clock::now(app.clock.as_ref());
     for _ in 0..DELIVERIES {
         webhooks::outbound::send_test(&tx, &app.state.keyring.vault_kek, ep.parse().unwrap(), now).await.unwrap();

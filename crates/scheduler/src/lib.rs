@@ -24,6 +24,7 @@ use std::{
 
 use chrono::{DateTime, Duration, Utc};
 use crypto_vault::KeyMaterial;
+use ids::ActionId;
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 use uuid::Uuid;
 
@@ -67,9 +68,9 @@ pub async fn enqueue<C: ConnectionTrait>(
     payload: &serde_json::Value,
     run_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Uuid, OutboxError> {
-    let id = Uuid::new_v4();
-    let sealed = crypto_vault::seal(key, id.as_bytes(), &serde_json::to_vec(payload)?)?;
+) -> Result<ActionId, OutboxError> {
+    let id = ActionId::new_random();
+    let sealed = crypto_vault::seal(key, id.0.as_bytes(), &serde_json::to_vec(payload)?)?;
     conn.execute(Statement::from_sql_and_values(
         conn.get_database_backend(),
         "INSERT INTO scheduled_actions (id, kind, payload_ciphertext, status, attempts, max_attempts, run_at, created_at)
@@ -122,7 +123,7 @@ pub async fn ensure_pending<C: ConnectionTrait>(
     kind: &str,
     run_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Option<Uuid>, OutboxError> {
+) -> Result<Option<ActionId>, OutboxError> {
     let existing = conn
         .query_one(Statement::from_sql_and_values(
             conn.get_database_backend(),
@@ -139,7 +140,7 @@ pub async fn ensure_pending<C: ConnectionTrait>(
 /// One action as operators see it: never its payload (sealed; it may hold secrets).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ActionInfo {
-    pub id: Uuid,
+    pub id: ActionId,
     pub kind: String,
     /// `pending`, `running`, `done`, `dead` or `cancelled`.
     pub status: String,
@@ -205,7 +206,7 @@ pub async fn purge_finished<C: ConnectionTrait>(conn: &C, now: DateTime<Utc>) ->
 /// Puts a dead or cancelled action back in the queue, due at `now`, with a fresh set of
 /// [`DEFAULT_MAX_ATTEMPTS`] attempts (its id, and so its idempotency key, stays). Returns
 /// whether it was requeued (a pending, running or done action is left alone).
-pub async fn retry<C: ConnectionTrait>(conn: &C, id: Uuid, now: DateTime<Utc>) -> Result<bool, OutboxError> {
+pub async fn retry<C: ConnectionTrait>(conn: &C, id: ActionId, now: DateTime<Utc>) -> Result<bool, OutboxError> {
     let done = conn
         .execute(Statement::from_sql_and_values(
             conn.get_database_backend(),
@@ -220,7 +221,7 @@ pub async fn retry<C: ConnectionTrait>(conn: &C, id: Uuid, now: DateTime<Utc>) -
 
 /// Cancels a pending action so no worker runs it. A running action cannot be cancelled (its
 /// effect may be under way): returns false for it, as for done, dead and cancelled ones.
-pub async fn cancel<C: ConnectionTrait>(conn: &C, id: Uuid, now: DateTime<Utc>) -> Result<bool, OutboxError> {
+pub async fn cancel<C: ConnectionTrait>(conn: &C, id: ActionId, now: DateTime<Utc>) -> Result<bool, OutboxError> {
     let done = conn
         .execute(Statement::from_sql_and_values(
             conn.get_database_backend(),

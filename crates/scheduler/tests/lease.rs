@@ -14,7 +14,6 @@ use sea_orm::{ConnectionTrait, Statement};
 use storage::{Clock, Db, ManualClock};
 use testkit::{backend_tests, Backend, TestDb};
 use tokio::sync::{watch, Notify};
-use uuid::Uuid;
 
 /// Every wait here ends on an event (a handler starting, a renewal); reaching this fails the test.
 const DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
@@ -35,7 +34,7 @@ async fn counting_renewals(test_db: &TestDb) -> (Db, watch::Receiver<usize>) {
 }
 
 /// The claim on `id` as stored: status, attempts counted, and the end of its lease.
-async fn claim_of(db: &Db, id: Uuid) -> (String, i32, Option<DateTime<Utc>>) {
+async fn claim_of(db: &Db, id: ids::ActionId) -> (String, i32, Option<DateTime<Utc>>) {
     let row = db
         .conn()
         .query_one(Statement::from_sql_and_values(

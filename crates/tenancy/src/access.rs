@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use rbac::{Permission, Role};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, QueryResult, Statement};
 
-use crate::{TenancyError, TenantId, UserId};
+use crate::{TenancyError, UserId, WorkspaceId};
 
 /// Where the principal's access comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ const ACCESS_SQLITE: &str = "
 /// Sets the tenant context (PostgreSQL) and reads the principal's access, in one statement.
 pub(crate) async fn enter(
     txn: &DatabaseTransaction,
-    tenant: TenantId,
+    tenant: WorkspaceId,
     user: UserId,
     keep_context: bool,
 ) -> Result<Option<Access>, TenancyError> {

@@ -5,9 +5,9 @@
 //! against the user's stored records); only what survives is stored, already stripped.
 
 use chrono::{DateTime, Utc};
+use ids::ActivityId;
 use rbac::Permission;
 use sea_orm::{ConnectionTrait, QueryResult};
-use uuid::Uuid;
 
 use crate::{check_name, stmt, TenancyError, TenantTx};
 
@@ -15,9 +15,9 @@ use crate::{check_name, stmt, TenancyError, TenantTx};
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// One activity record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
 pub struct Activity {
-    pub id: Uuid,
+    pub id: ActivityId,
     pub app: String,
     pub title: String,
     pub body: String,
@@ -29,14 +29,7 @@ pub struct Activity {
 const COLUMNS: &str = "id, app, title, body, content_hash, occurred_at";
 
 fn from_row(row: &QueryResult) -> Result<Activity, TenancyError> {
-    Ok(Activity {
-        id: row.try_get("", "id")?,
-        app: row.try_get("", "app")?,
-        title: row.try_get("", "title")?,
-        body: row.try_get("", "body")?,
-        content_hash: row.try_get("", "content_hash")?,
-        occurred_at: row.try_get("", "occurred_at")?,
-    })
+    Ok(<Activity as sea_orm::FromQueryResult>::from_query_result(row, "")?)
 }
 
 /// The principal must be a member with `activity.read_own`; grants never reach activity.
@@ -104,7 +97,7 @@ pub async fn record(
         return Ok(Ingested { activity: None, stages: processed.reports });
     }
     let activity = Activity {
-        id: Uuid::new_v4(),
+        id: ActivityId::new_random(),
         app: item.app,
         title: item.title,
         body: item.text,
@@ -252,7 +245,7 @@ pub async fn list_own(tx: &TenantTx, limit: u64) -> Result<Vec<Activity>, Tenanc
 }
 
 /// One of the principal's records; anyone else's is `NotFound`.
-pub async fn get_own(tx: &TenantTx, id: Uuid) -> Result<Activity, TenancyError> {
+pub async fn get_own(tx: &TenantTx, id: ActivityId) -> Result<Activity, TenancyError> {
     require_own(tx)?;
     let row = tx
         .conn()
@@ -267,7 +260,7 @@ pub async fn get_own(tx: &TenantTx, id: Uuid) -> Result<Activity, TenancyError> 
 }
 
 /// Deletes one of the principal's records; anyone else's is `NotFound`.
-pub async fn delete_own(tx: &TenantTx, id: Uuid) -> Result<(), TenancyError> {
+pub async fn delete_own(tx: &TenantTx, id: ActivityId) -> Result<(), TenancyError> {
     require_own(tx)?;
     let done = tx
         .conn()

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rbac::Permission;
 use uuid::Uuid;
 
-use crate::{Db, TenancyError, TenantId, TenantTx, UserId};
+use crate::{Db, TenancyError, TenantTx, UserId, WorkspaceId};
 
 /// The audit action of a refusal.
 pub const DENIED: &str = "access.denied";
@@ -16,7 +16,7 @@ pub const DENIED: &str = "access.denied";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthzFailure {
     pub id: Uuid,
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub endpoint: String,
     pub required: String,
     pub actual: String,
@@ -37,7 +37,7 @@ pub struct Refusal<'a> {
 /// keep it; the caller logs it either way.
 pub async fn record(
     db: &Db,
-    tenant: TenantId,
+    tenant: WorkspaceId,
     user: UserId,
     refusal: &Refusal<'_>,
     now: DateTime<Utc>,
@@ -66,7 +66,7 @@ pub async fn list(tx: &TenantTx, limit: u64) -> Result<Vec<AuthzFailure>, Tenanc
             let text = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
             AuthzFailure {
                 id: e.id,
-                user_id: e.actor.unwrap_or_default(),
+                user_id: UserId(e.actor.unwrap_or_default()),
                 endpoint: text("endpoint"),
                 required: text("required"),
                 actual: text("actual"),

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use crypto_vault::{Place, Purpose, Vault};
+use ids::{ConnectionId, UserId};
 use rbac::Permission;
 use sea_orm::{ConnectionTrait, QueryResult};
 use secrecy::{ExposeSecret, SecretString};
-use uuid::Uuid;
 
-use crate::{check_name, secrets, stmt, TenancyError, TenantId, TenantTx};
+use crate::{check_name, secrets, stmt, TenancyError, TenantTx, WorkspaceId};
 
 const TABLE: &str = "connections";
 const SECRET_COLUMN: &str = "secret_ciphertext";
@@ -300,8 +300,8 @@ pub struct NewConnection {
 /// A connection as it is listed: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
-    pub id: Uuid,
-    pub tenant: TenantId,
+    pub id: ConnectionId,
+    pub tenant: WorkspaceId,
     pub provider: Provider,
     pub name: String,
     pub config: BTreeMap<String, String>,
@@ -312,7 +312,7 @@ pub struct Connection {
     pub write_enabled: bool,
     /// Where this connection's objects live in the bucket (storage providers).
     pub path_prefix: Option<String>,
-    pub created_by: Uuid,
+    pub created_by: UserId,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub secret_rotated_at: DateTime<Utc>,
@@ -330,8 +330,8 @@ fn from_row(row: &QueryResult) -> Result<Connection, TenancyError> {
     let config: String = row.try_get("", "config")?;
     let scopes: String = row.try_get("", "scopes")?;
     let scopes: Vec<String> = scopes.split_whitespace().map(str::to_owned).collect();
-    let id: Uuid = row.try_get("", "id")?;
-    let tenant = TenantId(row.try_get("", "tenant_id")?);
+    let id: ConnectionId = row.try_get("", "id")?;
+    let tenant = WorkspaceId(row.try_get("", "tenant_id")?);
     Ok(Connection {
         id,
         tenant,
@@ -352,14 +352,14 @@ fn from_row(row: &QueryResult) -> Result<Connection, TenancyError> {
     })
 }
 
-fn prefix(tenant: TenantId, id: Uuid) -> String {
+fn prefix(tenant: WorkspaceId, id: ConnectionId) -> String {
     format!("workspaces/{}/connections/{id}/", tenant.0)
 }
 
 /// The object key of `relative` in a storage connection's bucket: always under
 /// `workspaces/<workspace id>/connections/<connection id>/`, so two workspaces sharing a bucket
 /// never share a path. Refuses empty, absolute, `..`, backslash and control-character paths.
-pub fn object_path(tenant: TenantId, connection: Uuid, relative: &str) -> Result<String, TenancyError> {
+pub fn object_path(tenant: WorkspaceId, connection: ConnectionId, relative: &str) -> Result<String, TenancyError> {
     let bad = relative.is_empty()
         || relative.len() > 900
         || relative.starts_with('/')
@@ -420,11 +420,11 @@ async fn seal_secret(
     tx: &TenantTx,
     vault: &Vault,
     spec: &Spec,
-    id: Uuid,
+    id: ConnectionId,
     secret: &SecretFields,
     now: DateTime<Utc>,
 ) -> Result<(Vec<u8>, u32), TenancyError> {
-    let place = Place { tenant: tx.tenant().0, table: TABLE, column: SECRET_COLUMN, row: id };
+    let place = Place { tenant: tx.tenant().0, table: TABLE, column: SECRET_COLUMN, row: id.0 };
     secrets::seal(tx, vault, spec.purpose, &place, &secret.to_json(), now).await
 }
 
@@ -432,7 +432,7 @@ async fn seal_secret(
 pub async fn create(
     tx: &TenantTx,
     vault: &Vault,
-    new: NewConnection,
+    new: &NewConnection,
     now: DateTime<Utc>,
 ) -> Result<Connection, TenancyError> {
     tx.require_member(&Permission::CONNECTIONS_MANAGE)?;
@@ -450,7 +450,7 @@ pub async fn create(
             message: "connections start read-only; enable write scopes explicitly afterwards",
         });
     }
-    let id = Uuid::new_v4();
+    let id = ConnectionId::new_random();
     let (sealed, version) = seal_secret(tx, vault, spec, id, &new.secret, now).await?;
     let config = serde_json::to_string(&new.config).map_err(|e| TenancyError::Internal(e.to_string()))?;
     let row = tx
@@ -510,7 +510,7 @@ fn require_read(tx: &TenantTx) -> Result<(), TenancyError> {
 }
 
 /// One connection (`connections.read`).
-pub async fn get(tx: &TenantTx, id: Uuid) -> Result<Connection, TenancyError> {
+pub async fn get(tx: &TenantTx, id: ConnectionId) -> Result<Connection, TenancyError> {
     require_read(tx)?;
     let row = tx
         .conn()
@@ -528,15 +528,15 @@ pub async fn get(tx: &TenantTx, id: Uuid) -> Result<Connection, TenancyError> {
 pub async fn rotate_secret(
     tx: &TenantTx,
     vault: &Vault,
-    id: Uuid,
-    secret: SecretFields,
+    id: ConnectionId,
+    secret: &SecretFields,
     now: DateTime<Utc>,
 ) -> Result<Connection, TenancyError> {
     tx.require_member(&Permission::CONNECTIONS_MANAGE)?;
     let current = get(tx, id).await?;
     let spec = current.provider.spec();
     secret.check(spec)?;
-    let (sealed, version) = seal_secret(tx, vault, spec, id, &secret, now).await?;
+    let (sealed, version) = seal_secret(tx, vault, spec, id, secret, now).await?;
     let row = tx
         .conn()
         .query_one(stmt(
@@ -558,7 +558,7 @@ pub async fn rotate_secret(
 /// change is recorded with what was added and removed.
 pub async fn set_scopes(
     tx: &TenantTx,
-    id: Uuid,
+    id: ConnectionId,
     scopes: &[String],
     now: DateTime<Utc>,
 ) -> Result<Connection, TenancyError> {
@@ -594,7 +594,7 @@ pub async fn set_scopes(
 }
 
 /// Deletes a connection and its sealed secret (`connections.manage`).
-pub async fn delete(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<(), TenancyError> {
+pub async fn delete(tx: &TenantTx, id: ConnectionId, now: DateTime<Utc>) -> Result<(), TenancyError> {
     tx.require_member(&Permission::CONNECTIONS_MANAGE)?;
     let done = tx
         .conn()
@@ -618,7 +618,7 @@ pub struct Opened {
     pub secret: SecretFields,
 }
 
-pub async fn open_for_test(tx: &TenantTx, vault: &Vault, id: Uuid) -> Result<Opened, TenancyError> {
+pub async fn open_for_test(tx: &TenantTx, vault: &Vault, id: ConnectionId) -> Result<Opened, TenancyError> {
     tx.require_member(&Permission::CONNECTIONS_MANAGE)?;
     // One read: the listed columns and the sealed secret of the same row.
     let row = tx
@@ -632,7 +632,7 @@ pub async fn open_for_test(tx: &TenantTx, vault: &Vault, id: Uuid) -> Result<Ope
         .ok_or(TenancyError::NotFound)?;
     let connection = from_row(&row)?;
     let sealed: Vec<u8> = row.try_get("", "secret_ciphertext")?;
-    let place = Place { tenant: tx.tenant().0, table: TABLE, column: SECRET_COLUMN, row: id };
+    let place = Place { tenant: tx.tenant().0, table: TABLE, column: SECRET_COLUMN, row: id.0 };
     let plaintext = secrets::open(tx, vault, &place, &sealed).await?;
     Ok(Opened { connection, secret: SecretFields::from_json(&plaintext)? })
 }
@@ -640,7 +640,7 @@ pub async fn open_for_test(tx: &TenantTx, vault: &Vault, id: Uuid) -> Result<Ope
 /// Records the outcome of a connection test: `ok` or the failure's stable code.
 pub async fn record_test(
     tx: &TenantTx,
-    id: Uuid,
+    id: ConnectionId,
     outcome: &str,
     now: DateTime<Utc>,
 ) -> Result<Connection, TenancyError> {
@@ -678,8 +678,8 @@ mod tests {
 
     #[test]
     fn object_paths_always_start_with_the_workspace_and_refuse_traversal() {
-        let tenant = TenantId(Uuid::new_v4());
-        let id = Uuid::new_v4();
+        let tenant = WorkspaceId::new_random();
+        let id = ConnectionId::new_random();
         assert_eq!(
             object_path(tenant, id, "a/b.txt").unwrap(),
             format!("workspaces/{}/connections/{id}/a/b.txt", tenant.0)

@@ -4,11 +4,11 @@
 //! Nothing crosses workspaces without one.
 
 use chrono::{DateTime, Utc};
+use ids::{GrantId, UserId};
 use rbac::Permission;
 use sea_orm::{ConnectionTrait, QueryResult};
-use uuid::Uuid;
 
-use crate::{stmt, TenancyError, TenantId, TenantTx};
+use crate::{stmt, TenancyError, TenantTx, WorkspaceId};
 
 /// The permissions a grant may carry: data permissions of the example domain, never
 /// administration of the granting workspace.
@@ -18,13 +18,13 @@ pub const GRANTABLE: &[Permission] =
 /// A grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    pub id: Uuid,
-    pub granting_workspace: TenantId,
-    pub grantee_workspace: TenantId,
+    pub id: GrantId,
+    pub granting_workspace: WorkspaceId,
+    pub grantee_workspace: WorkspaceId,
     pub permission: String,
-    pub created_by: Uuid,
+    pub created_by: UserId,
     pub created_at: DateTime<Utc>,
-    pub revoked_by: Option<Uuid>,
+    pub revoked_by: Option<UserId>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -33,8 +33,8 @@ const COLUMNS: &str = "id, tenant_id, grantee_tenant_id, permission, created_by,
 fn from_row(row: &QueryResult) -> Result<Grant, TenancyError> {
     Ok(Grant {
         id: row.try_get("", "id")?,
-        granting_workspace: TenantId(row.try_get("", "tenant_id")?),
-        grantee_workspace: TenantId(row.try_get("", "grantee_tenant_id")?),
+        granting_workspace: WorkspaceId(row.try_get("", "tenant_id")?),
+        grantee_workspace: WorkspaceId(row.try_get("", "grantee_tenant_id")?),
         permission: row.try_get("", "permission")?,
         created_by: row.try_get("", "created_by")?,
         created_at: row.try_get("", "created_at")?,
@@ -53,7 +53,7 @@ fn require_manager(tx: &TenantTx) -> Result<(), TenancyError> {
 /// one grant and revoking it ends the access.
 pub async fn create(
     tx: &TenantTx,
-    grantee: TenantId,
+    grantee: WorkspaceId,
     permission: &str,
     now: DateTime<Utc>,
 ) -> Result<Grant, TenancyError> {
@@ -84,11 +84,11 @@ pub async fn create(
         return from_row(&row);
     }
     let grant = Grant {
-        id: Uuid::new_v4(),
+        id: GrantId::new_random(),
         granting_workspace: tx.tenant(),
         grantee_workspace: grantee,
         permission: permission.to_string(),
-        created_by: tx.user().0,
+        created_by: tx.user(),
         created_at: now,
         revoked_by: None,
         revoked_at: None,
@@ -146,7 +146,7 @@ pub async fn list(tx: &TenantTx) -> Result<Vec<Grant>, TenancyError> {
 
 /// Revokes a grant this workspace made (`grants.manage`); takes effect on the grantee's next
 /// request.
-pub async fn revoke(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<(), TenancyError> {
+pub async fn revoke(tx: &TenantTx, id: GrantId, now: DateTime<Utc>) -> Result<(), TenancyError> {
     require_manager(tx)?;
     let done = tx
         .conn()

@@ -3,9 +3,9 @@
 //! address is the invited one — a forwarded link works for nobody else.
 
 use chrono::{DateTime, Duration, Utc};
+use ids::{InvitationId, UserId};
 use rbac::Permission;
 use sea_orm::{ConnectionTrait, QueryResult};
-use uuid::Uuid;
 
 use crate::{members, roles, stmt, TenancyError, TenantTx};
 
@@ -15,10 +15,10 @@ pub const INVITATION_TTL: Duration = Duration::hours(72);
 /// An invitation (never its token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invitation {
-    pub id: Uuid,
+    pub id: InvitationId,
     pub email: String,
     pub role: String,
-    pub invited_by: Uuid,
+    pub invited_by: UserId,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -60,10 +60,10 @@ pub async fn create(
         return Err(TenancyError::Conflict("that address already belongs to a member"));
     }
     let invitation = Invitation {
-        id: Uuid::new_v4(),
+        id: InvitationId::new_random(),
         email: email.to_owned(),
         role: role.name,
-        invited_by: tx.user().0,
+        invited_by: tx.user(),
         created_at: now,
         expires_at: now + INVITATION_TTL,
     };
@@ -108,7 +108,7 @@ pub async fn list_pending(tx: &TenantTx, now: DateTime<Utc>) -> Result<Vec<Invit
 }
 
 /// Withdraws a pending invitation (`members.invite`).
-pub async fn revoke(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<(), TenancyError> {
+pub async fn revoke(tx: &TenantTx, id: InvitationId, now: DateTime<Utc>) -> Result<(), TenancyError> {
     tx.require_member(&Permission::MEMBERS_INVITE)?;
     let done = tx
         .conn()
@@ -130,7 +130,7 @@ pub async fn revoke(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<(), T
 /// expired, another address, a deleted workspace — is the same `NotFound`.
 pub async fn accept(
     db: &crate::Db,
-    tenant: crate::TenantId,
+    tenant: crate::WorkspaceId,
     user: crate::UserId,
     token_hash: &str,
     user_email: &str,
@@ -161,7 +161,7 @@ async fn accept_in(
         .await?
         .ok_or(TenancyError::NotFound)?;
     let role: String = row.try_get("", "role")?;
-    let invitation: Uuid = row.try_get("", "id")?;
+    let invitation: InvitationId = row.try_get("", "id")?;
     let inserted = tx
         .conn()
         .execute(stmt(
@@ -176,5 +176,5 @@ async fn accept_in(
     };
     let payload = serde_json::json!({ "invitation": invitation, "role": role });
     tx.record(audit::Category::Membership, "invitation.accepted", payload, now).await?;
-    Ok(members::Member { user_id: tx.user().0, email: principal_email.to_owned(), role, joined_at: now })
+    Ok(members::Member { user_id: tx.user(), email: principal_email.to_owned(), role, joined_at: now })
 }

@@ -1,6 +1,6 @@
 //! Tenant context: the only crate that sets `app.tenant_id` (and `app.user_id`) on a database
 //! transaction. Tenant data is reached only through a [`TenantTx`], which cannot be built without
-//! a [`TenantId`], and every query here also filters by it, so isolation holds in the application
+//! a [`WorkspaceId`], and every query here also filters by it, so isolation holds in the application
 //! (the only layer on SQLite) and again in PostgreSQL's forced row-level security.
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
@@ -22,7 +22,6 @@ pub use access::{Access, Via};
 pub use storage::Db;
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement};
-use uuid::Uuid;
 
 /// How a tenant transaction opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,13 +32,9 @@ enum Mode {
     Claim,
 }
 
-/// A workspace id: the tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(pub Uuid);
-
-/// A user id: the principal acting in the transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(pub Uuid);
+/// The workspace id under its former name, for crates not yet moved to [`WorkspaceId`].
+pub use ids::WorkspaceId as TenantId;
+pub use ids::{UserId, WorkspaceId};
 
 /// Errors of tenant-scoped operations. A row of another tenant is `NotFound`, never `Forbidden`:
 /// its existence is not revealed.
@@ -87,7 +82,7 @@ pub enum TenancyError {
 #[derive(Debug)]
 pub struct TenantTx {
     txn: storage::Txn,
-    tenant: TenantId,
+    tenant: WorkspaceId,
     user: UserId,
     access: Option<Access>,
     mode: Mode,
@@ -100,26 +95,26 @@ impl TenantTx {
     /// Begins a transaction in `tenant` for `user`. Without access (neither membership nor
     /// grant) the tenant context is unset again on PostgreSQL, so nothing of the tenant can be
     /// read or written in it, whatever the application does next.
-    pub async fn begin(db: &Db, tenant: TenantId, user: UserId) -> Result<TenantTx, TenancyError> {
+    pub async fn begin(db: &Db, tenant: WorkspaceId, user: UserId) -> Result<TenantTx, TenancyError> {
         Self::open(db, tenant, user, Mode::Write).await
     }
 
     /// Begins a transaction that only reads (a `GET`): on SQLite it runs beside the writer and
     /// other readers, and a write in it fails. It records no audit events.
-    pub async fn begin_read(db: &Db, tenant: TenantId, user: UserId) -> Result<TenantTx, TenancyError> {
+    pub async fn begin_read(db: &Db, tenant: WorkspaceId, user: UserId) -> Result<TenantTx, TenancyError> {
         Self::open(db, tenant, user, Mode::Read).await
     }
 
     /// Begins a transaction that keeps the tenant context without access: for founding a
     /// workspace, accepting an invitation and purging. The policies decide what it may do.
-    pub async fn begin_claiming(db: &Db, tenant: TenantId, user: UserId) -> Result<TenantTx, TenancyError> {
+    pub async fn begin_claiming(db: &Db, tenant: WorkspaceId, user: UserId) -> Result<TenantTx, TenancyError> {
         Self::open(db, tenant, user, Mode::Claim).await
     }
 
     /// Every tenant transaction opens here. One that may write takes the store's write path
     /// before its first statement ([`Db::begin_write`]), so the access check already runs as
     /// the writer.
-    async fn open(db: &Db, tenant: TenantId, user: UserId, mode: Mode) -> Result<TenantTx, TenancyError> {
+    async fn open(db: &Db, tenant: WorkspaceId, user: UserId, mode: Mode) -> Result<TenantTx, TenancyError> {
         let txn = match mode {
             Mode::Read => db.begin_read().await?,
             Mode::Write | Mode::Claim => db.begin_write().await?,
@@ -162,7 +157,7 @@ impl TenantTx {
         Ok(())
     }
 
-    pub fn tenant(&self) -> TenantId {
+    pub fn tenant(&self) -> WorkspaceId {
         self.tenant
     }
 

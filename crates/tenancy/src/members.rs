@@ -11,7 +11,7 @@ use crate::{roles, stmt, TenancyError, TenantTx, UserId};
 /// A member of the workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub email: String,
     pub role: String,
     pub joined_at: DateTime<Utc>,

@@ -3,35 +3,28 @@
 //! filter again and check the write permissions again.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, QueryResult};
-use uuid::Uuid;
+use ids::{ProjectId, UserId};
+use sea_orm::{ConnectionTrait, FromQueryResult, QueryResult};
 
 use rbac::Permission;
 
-use crate::{check_name, stmt, TenancyError, TenantId, TenantTx};
+use crate::{check_name, stmt, TenancyError, TenantTx, WorkspaceId};
 
 /// A project.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 pub struct Project {
-    pub id: Uuid,
-    pub tenant: TenantId,
+    pub id: ProjectId,
+    #[sea_orm(from_alias = "tenant_id")]
+    pub tenant: WorkspaceId,
     pub name: String,
     pub description: String,
-    pub created_by: Uuid,
+    pub created_by: UserId,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 fn from_row(row: &QueryResult) -> Result<Project, TenancyError> {
-    Ok(Project {
-        id: row.try_get("", "id")?,
-        tenant: TenantId(row.try_get("", "tenant_id")?),
-        name: row.try_get("", "name")?,
-        description: row.try_get("", "description")?,
-        created_by: row.try_get("", "created_by")?,
-        created_at: row.try_get("", "created_at")?,
-        updated_at: row.try_get("", "updated_at")?,
-    })
+    Ok(Project::from_query_result(row, "")?)
 }
 
 const COLUMNS: &str = "id, tenant_id, name, description, created_by, created_at, updated_at";
@@ -50,7 +43,7 @@ pub async fn create(tx: &TenantTx, name: &str, description: &str, now: DateTime<
                  VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
             ),
             vec![
-                Uuid::new_v4().into(),
+                ProjectId::new_random().into(),
                 tx.tenant().0.into(),
                 name.into(),
                 description.into(),
@@ -104,7 +97,7 @@ pub async fn list(tx: &TenantTx, limit: u64, name_contains: Option<&str>) -> Res
 }
 
 /// One project of the tenant (`projects.read`); another tenant's id is `NotFound`.
-pub async fn get(tx: &TenantTx, id: Uuid) -> Result<Project, TenancyError> {
+pub async fn get(tx: &TenantTx, id: ProjectId) -> Result<Project, TenancyError> {
     tx.require(&Permission::PROJECTS_READ)?;
     let row = tx
         .conn()
@@ -121,7 +114,7 @@ pub async fn get(tx: &TenantTx, id: Uuid) -> Result<Project, TenancyError> {
 /// Changes a project's name and/or description (`projects.update`).
 pub async fn update(
     tx: &TenantTx,
-    id: Uuid,
+    id: ProjectId,
     name: Option<&str>,
     description: Option<&str>,
     now: DateTime<Utc>,
@@ -145,7 +138,7 @@ pub async fn update(
 }
 
 /// Deletes a project (`projects.delete`).
-pub async fn delete(tx: &TenantTx, id: Uuid) -> Result<(), TenancyError> {
+pub async fn delete(tx: &TenantTx, id: ProjectId) -> Result<(), TenancyError> {
     tx.require(&Permission::PROJECTS_DELETE)?;
     let done = tx
         .conn()

@@ -6,7 +6,7 @@ use rbac::Permission;
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 use uuid::Uuid;
 
-use crate::{check_name, stmt, Db, TenancyError, TenantId, TenantTx, UserId};
+use crate::{check_name, stmt, Db, TenancyError, TenantTx, UserId, WorkspaceId};
 
 /// How long a deleted workspace's content is kept before the purge job removes it.
 pub const PURGE_AFTER: Duration = Duration::days(30);
@@ -14,7 +14,7 @@ pub const PURGE_AFTER: Duration = Duration::days(30);
 /// A workspace as one of its members sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workspace {
-    pub id: TenantId,
+    pub id: WorkspaceId,
     pub name: String,
     /// The caller's role (`Grant` when reached through a cross-workspace grant).
     pub role: String,
@@ -26,7 +26,7 @@ pub struct Workspace {
 /// Creates a workspace with `owner` as its first member (role `Owner`), in one transaction.
 pub async fn create(db: &Db, owner: UserId, name: &str, now: DateTime<Utc>) -> Result<Workspace, TenancyError> {
     let name = check_name(name)?;
-    let id = TenantId(Uuid::new_v4());
+    let id = WorkspaceId(Uuid::new_v4());
     let tx = TenantTx::begin_claiming(db, id, owner).await?;
     let result = async {
         tx.conn()
@@ -75,7 +75,7 @@ pub async fn list_mine(db: &Db, user: UserId) -> Result<Vec<Workspace>, TenancyE
     rows.iter()
         .map(|row| {
             Ok(Workspace {
-                id: TenantId(row.try_get("", "id")?),
+                id: WorkspaceId(row.try_get("", "id")?),
                 name: row.try_get("", "name")?,
                 role: row.try_get("", "role")?,
                 created_at: row.try_get("", "created_at")?,
@@ -98,7 +98,7 @@ pub async fn get(tx: &TenantTx) -> Result<Workspace, TenancyError> {
         .await?
         .ok_or(TenancyError::NotFound)?;
     Ok(Workspace {
-        id: TenantId(row.try_get("", "id")?),
+        id: WorkspaceId(row.try_get("", "id")?),
         name: row.try_get("", "name")?,
         role: access.role.name.clone(),
         created_at: row.try_get("", "created_at")?,
@@ -167,7 +167,7 @@ pub async fn mark_deleted(tx: &TenantTx, now: DateTime<Utc>) -> Result<DateTime<
 /// Removes a workspace deleted at least [`PURGE_AFTER`] before `now`, with everything that
 /// belongs to it (foreign keys cascade). Returns whether a row went. Runs as no principal: the
 /// delete policy admits only workspaces already marked deleted.
-pub async fn purge(db: &Db, id: TenantId, now: DateTime<Utc>) -> Result<bool, TenancyError> {
+pub async fn purge(db: &Db, id: WorkspaceId, now: DateTime<Utc>) -> Result<bool, TenancyError> {
     let tx = TenantTx::begin_claiming(db, id, UserId(Uuid::nil())).await?;
     let result = tx
         .conn()

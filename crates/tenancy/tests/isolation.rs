@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use storage::{ConnectionTrait, Db, Statement};
-use tenancy::{invitations, members, projects, roles, workspaces, TenancyError, TenantId, TenantTx, UserId};
+use tenancy::{invitations, members, projects, roles, workspaces, TenancyError, TenantTx, UserId, WorkspaceId};
 use testkit::{backend_tests, Backend, TestDb};
 use uuid::Uuid;
 
@@ -27,11 +27,11 @@ async fn user(db: &Db) -> UserId {
 /// Two workspaces, each with an owner and one project.
 struct World {
     db: Db,
-    a: TenantId,
-    b: TenantId,
+    a: WorkspaceId,
+    b: WorkspaceId,
     alice: UserId,
     bob: UserId,
-    project_b: Uuid,
+    project_b: ids::ProjectId,
     _test_db: TestDb,
 }
 
@@ -79,7 +79,7 @@ async fn a_non_member_has_no_role_in_a_workspace(backend: Backend) {
 }
 
 /// `inviter` invites `invitee` to `tenant` with `role`, and the invitee accepts.
-async fn join(db: &Db, tenant: TenantId, inviter: UserId, invitee: UserId, role: &str) {
+async fn join(db: &Db, tenant: WorkspaceId, inviter: UserId, invitee: UserId, role: &str) {
     let hash = format!("hash-{}", Uuid::new_v4());
     let tx = TenantTx::begin(db, tenant, inviter).await.unwrap();
     invitations::create(&tx, &format!("{}@example.com", invitee.0), role, &hash, now()).await.unwrap();
@@ -601,7 +601,7 @@ async fn on_postgres_unfiltered_sql_under_a_context_reaches_no_row_of_b_in_any_t
         secret,
         scopes: None,
     };
-    tenancy::connections::create(&tx, &vault, new, now()).await.unwrap();
+    tenancy::connections::create(&tx, &vault, &new, now()).await.unwrap();
     // The webhook tables, in the shapes the webhooks crate writes (it depends on this crate, so
     // its rows are written here directly, as B's owner, through the same policies).
     let (source, endpoint, delivery) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());

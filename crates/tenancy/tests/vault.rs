@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use storage::{ConnectionTrait, Db, Statement};
 use tenancy::connections::{self, NewConnection, Provider, SecretFields};
 use tenancy::secrets::maintenance;
-use tenancy::{invitations, workspaces, TenancyError, TenantId, TenantTx, UserId};
+use tenancy::{invitations, workspaces, TenancyError, TenantTx, UserId, WorkspaceId};
 use testkit::{backend_tests, Backend, TestDb};
 use uuid::Uuid;
 
@@ -59,8 +59,8 @@ struct World {
     /// an attacker with database access holds.
     owner: Db,
     kek: KeyMaterial,
-    a: TenantId,
-    b: TenantId,
+    a: WorkspaceId,
+    b: WorkspaceId,
     alice: UserId,
     bob: UserId,
     test_db: TestDb,
@@ -81,24 +81,24 @@ impl World {
     async fn create(
         &self,
         vault: &Vault,
-        tenant: TenantId,
+        tenant: WorkspaceId,
         user: UserId,
         provider: Provider,
         secret: SecretFields,
-    ) -> Uuid {
+    ) -> ids::ConnectionId {
         let config = if provider == Provider::S3 { s3_config() } else { BTreeMap::new() };
         let tx = TenantTx::begin(&self.db, tenant, user).await.unwrap();
         let new = NewConnection { provider, name: "conn".into(), config, secret, scopes: None };
-        let made = connections::create(&tx, vault, new, now()).await;
+        let made = connections::create(&tx, vault, &new, now()).await;
         tx.settle(made).await.unwrap().id
     }
 
     async fn open(
         &self,
         vault: &Vault,
-        tenant: TenantId,
+        tenant: WorkspaceId,
         user: UserId,
-        id: Uuid,
+        id: ids::ConnectionId,
     ) -> Result<SecretFields, TenancyError> {
         let tx = TenantTx::begin(&self.db, tenant, user).await.unwrap();
         let opened = connections::open_for_test(&tx, vault, id).await;
@@ -115,12 +115,12 @@ impl World {
         rows
     }
 
-    async fn sealed(&self, id: Uuid) -> Vec<u8> {
+    async fn sealed(&self, id: ids::ConnectionId) -> Vec<u8> {
         let rows = self.raw("SELECT secret_ciphertext FROM connections WHERE id = $1", vec![id.into()]).await;
         rows[0].try_get("", "secret_ciphertext").unwrap()
     }
 
-    async fn set_sealed(&self, id: Uuid, value: Vec<u8>) {
+    async fn set_sealed(&self, id: ids::ConnectionId, value: Vec<u8>) {
         self.raw(
             "UPDATE connections SET secret_ciphertext = $1 WHERE id = $2 RETURNING id",
             vec![value.into(), id.into()],
@@ -388,7 +388,7 @@ async fn connections_are_read_with_connections_read_and_changed_with_manage_only
         secret: slack_secret("xoxb-x-0000000000000"),
         scopes: None,
     };
-    assert!(matches!(connections::create(&tx, &v, new, now()).await, Err(TenancyError::Forbidden(_))));
+    assert!(matches!(connections::create(&tx, &v, &new, now()).await, Err(TenancyError::Forbidden(_))));
     tx.rollback().await.unwrap();
     // B's owner cannot reach A's connection at all.
     let tx = TenantTx::begin(&w.db, w.a, w.bob).await.unwrap();
@@ -399,7 +399,7 @@ async fn connections_are_read_with_connections_read_and_changed_with_manage_only
     tx.rollback().await.unwrap();
 }
 
-async fn join(w: &World, tenant: TenantId, inviter: UserId, role: &str) -> UserId {
+async fn join(w: &World, tenant: WorkspaceId, inviter: UserId, role: &str) -> UserId {
     let invitee = user(&w.db).await;
     let hash = format!("hash-{}", Uuid::new_v4());
     let tx = TenantTx::begin(&w.db, tenant, inviter).await.unwrap();
@@ -421,7 +421,7 @@ async fn write_scopes_are_refused_at_creation_and_enabled_only_explicitly_with_a
         scopes: Some(vec!["channels:read".into(), "chat:write".into()]),
     };
     assert!(matches!(
-        connections::create(&tx, &v, new, now()).await,
+        connections::create(&tx, &v, &new, now()).await,
         Err(TenancyError::Rejected { code: "write_scope_not_enabled", .. })
     ));
     tx.rollback().await.unwrap();

@@ -4,9 +4,9 @@
 
 use crate::codes::ErrorCode;
 use chrono::{DateTime, Utc};
+use ids::ActionId;
 use poem::Request;
 use poem_openapi::{param::Path, param::Query, payload::Json, Object, OpenApi};
-use uuid::Uuid;
 
 use super::{ApiTags, NoContent};
 use crate::{error::ApiError, principal::Auth, AppState};
@@ -16,7 +16,7 @@ pub(crate) struct AdminApi;
 /// An outbox action, never its payload.
 #[derive(Debug, Object)]
 struct ActionBody {
-    id: Uuid,
+    id: ActionId,
     kind: String,
     /// `pending`, `running`, `done`, `dead` or `cancelled`.
     status: String,
@@ -89,7 +89,7 @@ async fn change(
     state: &AppState,
     auth: &Auth,
     action: &'static str,
-    id: Uuid,
+    id: ActionId,
     refused: &'static str,
 ) -> poem::Result<NoContent> {
     let now = state.auth.now();
@@ -155,7 +155,7 @@ impl AdminApi {
         state: poem::web::Data<&AppState>,
         _req: &Request,
         auth: Auth,
-        action_id: Path<Uuid>,
+        action_id: Path<ActionId>,
     ) -> poem::Result<NoContent> {
         require_admin(&auth)?;
         change(&state, &auth, "outbox.retried", action_id.0, "Only a dead or cancelled action can be retried.").await
@@ -173,7 +173,7 @@ impl AdminApi {
         state: poem::web::Data<&AppState>,
         _req: &Request,
         auth: Auth,
-        action_id: Path<Uuid>,
+        action_id: Path<ActionId>,
     ) -> poem::Result<NoContent> {
         require_admin(&auth)?;
         change(&state, &auth, "outbox.cancelled", action_id.0, "Only a pending action can be cancelled.").await

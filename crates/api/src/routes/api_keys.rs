@@ -3,12 +3,13 @@
 //! these routes take a user's credentials only.
 
 use chrono::{DateTime, Utc};
+use ids::{ApiKeyId, WorkspaceId};
 use poem::Request;
 use poem_openapi::{param::Path, payload::Json, Object, OpenApi};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use super::scope::Scope;
+use super::scope::scoped;
 use super::{ApiTags, Created};
 use crate::{principal::Auth, AppState};
 
@@ -114,12 +115,10 @@ impl ApiKeysApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
     ) -> poem::Result<Json<Vec<ApiKeyBody>>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = auth::api_keys::list(&tx).await;
-        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| auth::api_keys::list(tx).await);
+        Ok(Json(result?.into_iter().map(Into::into).collect()))
     }
 
     /// Create an API key (`api_keys.manage`; members only; needs a recent authentication). Its
@@ -131,22 +130,21 @@ impl ApiKeysApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<NewApiKeyBody>,
     ) -> poem::Result<Created<ApiKeyWithSecretBody>> {
         auth.principal().require_recent(&state)?;
         let Json(body) = body;
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let new = auth::api_keys::NewKey {
-            name: body.name,
-            scopes: body.scopes,
-            expires_at: body.expires_at,
-            per_minute: body.per_minute,
-            per_month: body.per_month,
-        };
-        let result = auth::api_keys::create(&tx, state.auth.tokens(), new, scope.now()).await;
-        let (key, secret) = scope.finish(tx, result).await?;
+        let (key, secret) = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            let new = auth::api_keys::NewKey {
+                name: body.name.clone(),
+                scopes: body.scopes.clone(),
+                expires_at: body.expires_at,
+                per_minute: body.per_minute,
+                per_month: body.per_month,
+            };
+            auth::api_keys::create(tx, state.auth.tokens(), new, state.auth.now()).await
+        })?;
         Ok(Created::Created(Json(ApiKeyWithSecretBody { api_key: key.into(), key: secret.expose_secret().to_owned() })))
     }
 
@@ -157,12 +155,12 @@ impl ApiKeysApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
-        key_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        key_id: Path<ApiKeyId>,
     ) -> poem::Result<Json<ApiKeyBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = auth::api_keys::revoke(&tx, key_id.0, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            auth::api_keys::revoke(tx, key_id.0.into(), state.auth.now()).await
+        });
+        Ok(Json(result?.into()))
     }
 }

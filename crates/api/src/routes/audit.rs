@@ -4,12 +4,13 @@
 
 use crate::codes::ErrorCode;
 use chrono::{DateTime, Utc};
+use ids::WorkspaceId;
 use poem::Request;
 use poem_openapi::{param::Path, param::Query, payload::Json, Object, OpenApi};
 use tenancy::{authz, UserId};
 use uuid::Uuid;
 
-use super::scope::Scope;
+use super::scope::scoped;
 use super::ApiTags;
 use crate::{
     error::{ApiError, OrApiError},
@@ -104,7 +105,7 @@ impl AuditApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         /// Only this category: `authentication`, `authorization`, `membership`, `workspace`,
         /// `webhook`, `llm_usage`, `action`, `data_sync`, `secret`, `privacy` or `retention`.
         #[oai(validator(
@@ -125,10 +126,9 @@ impl AuditApi {
     ) -> poem::Result<Json<AuditPage>> {
         let filter = filter(category.0, actor.0, since.0, until.0, before.0)?;
         let limit = self::limit(limit.0);
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = authz::audit_log(&tx, &filter, limit).await;
-        Ok(Json(page(scope.finish(tx, result).await?, limit)))
+        let result =
+            scoped!(state, req, auth.principal(), workspace_id.0, |tx| authz::audit_log(tx, &filter, limit).await);
+        Ok(Json(page(result?, limit)))
     }
 
     /// My own authentication events (sign-ins, failures, password changes, sessions), newest

@@ -5,6 +5,7 @@ use crate::codes::ErrorCode;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use ids::SessionId;
 use poem::{
     web::cookie::{Cookie, CookieJar, SameSite},
     Request,
@@ -757,10 +758,10 @@ impl AuthApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        id: Path<Uuid>,
+        id: Path<SessionId>,
     ) -> poem::Result<NoContent> {
         throttle(&state, req, None).await?;
-        state.auth.revoke_sessions(auth.principal().user_id, auth::Revoke::One(id.0), &meta(req)).await.api()?;
+        state.auth.revoke_sessions(auth.principal().user_id, auth::Revoke::One(id.0.into()), &meta(req)).await.api()?;
         Ok(NoContent::Done)
     }
 

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use ids::{ConnectionId, UserId, WorkspaceId};
 use poem::Request;
 use poem_openapi::{param::Path, payload::Json, Enum, Object, OpenApi};
 use secrecy::SecretString;
 use tenancy::connections::{self, Provider, SecretFields};
-use uuid::Uuid;
 
-use super::scope::Scope;
+use super::scope::scoped;
 use super::{ApiTags, Created, NoContent};
 use crate::{principal::WorkspaceAuth, AppState};
 
@@ -59,8 +59,8 @@ impl From<Provider> for ProviderName {
 /// A connection, without its secret.
 #[derive(Debug, Object)]
 struct ConnectionBody {
-    id: Uuid,
-    workspace_id: Uuid,
+    id: ConnectionId,
+    workspace_id: WorkspaceId,
     provider: ProviderName,
     name: String,
     /// Non-secret settings (bucket, region, account, project).
@@ -72,7 +72,7 @@ struct ConnectionBody {
     write_enabled: bool,
     /// Object-storage connections: the prefix every object path of this workspace starts with.
     path_prefix: Option<String>,
-    created_by: Uuid,
+    created_by: UserId,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     secret_rotated_at: DateTime<Utc>,
@@ -85,7 +85,7 @@ impl From<connections::Connection> for ConnectionBody {
     fn from(c: connections::Connection) -> Self {
         ConnectionBody {
             id: c.id,
-            workspace_id: c.tenant.0,
+            workspace_id: c.tenant,
             provider: c.provider.into(),
             name: c.name,
             config: c.config,
@@ -228,12 +228,10 @@ impl ConnectionsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
     ) -> poem::Result<Json<Vec<ConnectionBody>>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = connections::list(&tx).await;
-        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| connections::list(tx).await);
+        Ok(Json(result?.into_iter().map(Into::into).collect()))
     }
 
     /// Create a connection (`connections.manage`); it starts with read scopes only.
@@ -248,7 +246,7 @@ impl ConnectionsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<NewConnectionBody>,
     ) -> poem::Result<Created<ConnectionBody>> {
         let Json(body) = body;
@@ -259,10 +257,10 @@ impl ConnectionsApi {
             secret: secret_fields(body.secret),
             scopes: body.scopes,
         };
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = connections::create(&tx, &state.vault, new, scope.now()).await;
-        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            connections::create(tx, &state.vault, &new, state.auth.now()).await
+        });
+        Ok(Created::Created(Json(result?.into())))
     }
 
     /// One connection (`connections.read`), without its secret.
@@ -277,13 +275,12 @@ impl ConnectionsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        connection_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        connection_id: Path<ConnectionId>,
     ) -> poem::Result<Json<ConnectionBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = connections::get(&tx, connection_id.0).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let result =
+            scoped!(state, req, auth.principal(), workspace_id.0, |tx| connections::get(tx, connection_id.0).await);
+        Ok(Json(result?.into()))
     }
 
     /// Replace a connection's secret fields (`connections.manage`).
@@ -298,15 +295,15 @@ impl ConnectionsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        connection_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        connection_id: Path<ConnectionId>,
         body: Json<SecretBody>,
     ) -> poem::Result<Json<ConnectionBody>> {
         let secret = secret_fields(body.0.secret);
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = connections::rotate_secret(&tx, &state.vault, connection_id.0, secret, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            connections::rotate_secret(tx, &state.vault, connection_id.0, &secret, state.auth.now()).await
+        });
+        Ok(Json(result?.into()))
     }
 
     /// Set a connection's scopes (`connections.manage`): the only way to enable write scopes.
@@ -321,14 +318,14 @@ impl ConnectionsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        connection_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        connection_id: Path<ConnectionId>,
         body: Json<ScopesBody>,
     ) -> poem::Result<Json<ConnectionBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = connections::set_scopes(&tx, connection_id.0, &body.scopes, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            connections::set_scopes(tx, connection_id.0, &body.scopes, state.auth.now()).await
+        });
+        Ok(Json(result?.into()))
     }
 
     /// Delete a connection and its sealed secret (`connections.manage`).
@@ -343,13 +340,12 @@ impl ConnectionsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        connection_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        connection_id: Path<ConnectionId>,
     ) -> poem::Result<NoContent> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = connections::delete(&tx, connection_id.0, scope.now()).await;
-        scope.finish(tx, result).await?;
+        scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            connections::delete(tx, connection_id.0, state.auth.now()).await
+        })?;
         Ok(NoContent::Done)
     }
 
@@ -367,23 +363,23 @@ impl ConnectionsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        connection_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        connection_id: Path<ConnectionId>,
     ) -> poem::Result<Json<TestResultBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = connections::open_for_test(&tx, &state.vault, connection_id.0).await;
-        let opened = scope.finish(tx, result).await?;
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            connections::open_for_test(tx, &state.vault, connection_id.0).await
+        });
+        let opened = result?;
         // No transaction is open while the provider answers (up to 30 s).
         let outcome = match crate::probe::probe(&state, &opened).await {
             Ok(()) => "ok".to_owned(),
             Err(code) => code,
         };
         drop(opened);
-        let tx = scope.begin().await?;
-        let tested_at = scope.now();
-        let result = connections::record_test(&tx, connection_id.0, &outcome, tested_at).await;
-        scope.finish(tx, result).await?;
+        let tested_at = state.auth.now();
+        scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            connections::record_test(tx, connection_id.0, &outcome, tested_at).await
+        })?;
         Ok(Json(TestResultBody { ok: outcome == "ok", outcome, tested_at }))
     }
 }

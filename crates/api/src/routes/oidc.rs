@@ -3,6 +3,7 @@
 
 use crate::codes::ErrorCode;
 use chrono::{DateTime, Utc};
+use ids::IdentityId;
 use poem::{
     web::cookie::{CookieJar, SameSite},
     Request,
@@ -366,11 +367,11 @@ impl OidcApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        id: Path<Uuid>,
+        id: Path<IdentityId>,
     ) -> poem::Result<NoContent> {
         let principal = auth.principal();
         principal.require_recent(&state)?;
-        state.auth.unlink_identity(principal.user_id, id.0, &meta(req)).await.api()?;
+        state.auth.unlink_identity(principal.user_id, id.0.into(), &meta(req)).await.api()?;
         Ok(NoContent::Done)
     }
 

@@ -2,12 +2,12 @@
 //! activity (records private to their user, even from the workspace's owners).
 
 use chrono::{DateTime, Utc};
+use ids::{ActivityId, ProjectId, UserId, WorkspaceId};
 use poem::Request;
 use poem_openapi::{param::Path, param::Query, payload::Json, Object, OpenApi};
 use tenancy::{activity, projects};
-use uuid::Uuid;
 
-use super::scope::Scope;
+use super::scope::scoped;
 use super::{ApiTags, Created, NoContent};
 use crate::{principal::WorkspaceAuth, AppState};
 
@@ -16,11 +16,11 @@ pub(crate) struct ProjectsApi;
 /// A project.
 #[derive(Debug, Object)]
 struct ProjectBody {
-    id: Uuid,
-    workspace_id: Uuid,
+    id: ProjectId,
+    workspace_id: WorkspaceId,
     name: String,
     description: String,
-    created_by: Uuid,
+    created_by: UserId,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -29,7 +29,7 @@ impl From<projects::Project> for ProjectBody {
     fn from(p: projects::Project) -> Self {
         ProjectBody {
             id: p.id,
-            workspace_id: p.tenant.0,
+            workspace_id: p.tenant,
             name: p.name,
             description: p.description,
             created_by: p.created_by,
@@ -86,7 +86,7 @@ impl poem_openapi::types::Example for ProjectPatch {
 /// An activity record.
 #[derive(Debug, Object)]
 struct ActivityBody {
-    id: Uuid,
+    id: ActivityId,
     app: String,
     title: String,
     body: String,
@@ -253,17 +253,16 @@ impl ProjectsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         /// Case-insensitive substring of the name.
         q: Query<Option<String>>,
         /// At most this many (1 to 200, default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<Vec<ProjectBody>>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = projects::list(&tx, limit.0.unwrap_or(20), q.0.as_deref()).await;
-        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+        let (q, limit) = (q.0.as_deref(), limit.0.unwrap_or(20));
+        let found = scoped!(state, req, auth.principal(), workspace_id.0, |tx| { projects::list(tx, limit, q).await });
+        Ok(Json(found?.into_iter().map(Into::into).collect()))
     }
 
     /// Create a project (`projects.create`).
@@ -278,14 +277,14 @@ impl ProjectsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<NewProject>,
     ) -> poem::Result<Created<ProjectBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = projects::create(&tx, &body.name, &body.description, scope.now()).await;
-        let result = emitted(&tx, &state, "project.created", result, scope.now()).await;
-        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+        let created = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            let project = projects::create(tx, &body.name, &body.description, state.auth.now()).await?;
+            emitted(tx, &state, "project.created", project).await
+        });
+        Ok(Created::Created(Json(created?.into())))
     }
 
     /// One project (`projects.read`).
@@ -300,13 +299,12 @@ impl ProjectsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        project_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        project_id: Path<ProjectId>,
     ) -> poem::Result<Json<ProjectBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = projects::get(&tx, project_id.0).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let project_id = project_id.0;
+        let found = scoped!(state, req, auth.principal(), workspace_id.0, |tx| projects::get(tx, project_id).await);
+        Ok(Json(found?.into()))
     }
 
     /// Change a project (`projects.update`).
@@ -321,16 +319,16 @@ impl ProjectsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        project_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        project_id: Path<ProjectId>,
         body: Json<ProjectPatch>,
     ) -> poem::Result<Json<ProjectBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result =
-            projects::update(&tx, project_id.0, body.name.as_deref(), body.description.as_deref(), scope.now()).await;
-        let result = emitted(&tx, &state, "project.updated", result, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let (name, description, project_id) = (body.name.as_deref(), body.description.as_deref(), project_id.0);
+        let updated = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            let project = projects::update(tx, project_id, name, description, state.auth.now()).await?;
+            emitted(tx, &state, "project.updated", project).await
+        });
+        Ok(Json(updated?.into()))
     }
 
     /// Delete a project (`projects.delete`).
@@ -345,24 +343,16 @@ impl ProjectsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        project_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        project_id: Path<ProjectId>,
     ) -> poem::Result<NoContent> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = match projects::delete(&tx, project_id.0).await {
-            Ok(()) => webhooks::outbound::emit(
-                &tx,
-                &state.keyring.vault_kek,
-                "project.deleted",
-                &serde_json::json!({ "id": project_id.0, "workspace_id": workspace_id.0 }),
-                scope.now(),
-            )
-            .await
-            .map(|_| ()),
-            Err(err) => Err(err),
-        };
-        scope.finish(tx, result).await?;
+        let (workspace_id, project_id) = (workspace_id.0, project_id.0);
+        scoped!(state, req, auth.principal(), workspace_id, |tx| {
+            projects::delete(tx, project_id).await?;
+            let data = serde_json::json!({ "id": project_id, "workspace_id": workspace_id });
+            webhooks::outbound::emit(tx, &state.keyring.vault_kek, "project.deleted", &data, state.auth.now()).await?;
+            Ok(())
+        })?;
         Ok(NoContent::Done)
     }
 
@@ -378,15 +368,14 @@ impl ProjectsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         /// At most this many (1 to 200, default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<Vec<ActivityBody>>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = activity::list_own(&tx, limit.0.unwrap_or(50)).await;
-        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+        let limit = limit.0.unwrap_or(50);
+        let found = scoped!(state, req, auth.principal(), workspace_id.0, |tx| activity::list_own(tx, limit).await);
+        Ok(Json(found?.into_iter().map(Into::into).collect()))
     }
 
     /// Record activity of mine, through the ingestion pipeline: sensitive applications, private
@@ -404,7 +393,7 @@ impl ProjectsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<NewActivity>,
     ) -> poem::Result<IngestResponse> {
         let Json(body) = body;
@@ -414,10 +403,9 @@ impl ProjectsApi {
             body: body.body,
             private_window: body.private_window,
         };
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = activity::record(&tx, &state.pipeline, new, scope.now()).await;
-        let ingested = scope.finish(tx, result).await?;
+        let ingested = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            activity::record(tx, &state.pipeline, new.clone(), state.auth.now()).await
+        })?;
         let stored = ingested.activity.is_some();
         let body = IngestedBody {
             stored,
@@ -439,12 +427,10 @@ impl ProjectsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
     ) -> poem::Result<Json<WindowsBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = activity::get_windows(&tx).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let found = scoped!(state, req, auth.principal(), workspace_id.0, |tx| activity::get_windows(tx).await);
+        Ok(Json(found?.into()))
     }
 
     /// Set my allowed activity capture windows in this workspace (at most 20; none means always).
@@ -459,7 +445,7 @@ impl ProjectsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<WindowsBody>,
     ) -> poem::Result<Json<WindowsBody>> {
         let Json(body) = body;
@@ -471,10 +457,10 @@ impl ProjectsApi {
                 .map(|w| activity::WindowSpec { days: w.days, start: w.start, end: w.end })
                 .collect(),
         };
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = activity::set_windows(&tx, windows, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let set = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            activity::set_windows(tx, windows.clone(), state.auth.now()).await
+        });
+        Ok(Json(set?.into()))
     }
 
     /// One of my activity records.
@@ -489,13 +475,13 @@ impl ProjectsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        activity_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        activity_id: Path<ActivityId>,
     ) -> poem::Result<Json<ActivityBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = activity::get_own(&tx, activity_id.0).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let activity_id = activity_id.0;
+        let found =
+            scoped!(state, req, auth.principal(), workspace_id.0, |tx| activity::get_own(tx, activity_id).await);
+        Ok(Json(found?.into()))
     }
 
     /// Delete one of my activity records.
@@ -510,13 +496,11 @@ impl ProjectsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        activity_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        activity_id: Path<ActivityId>,
     ) -> poem::Result<NoContent> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = activity::delete_own(&tx, activity_id.0).await;
-        scope.finish(tx, result).await?;
+        let activity_id = activity_id.0;
+        scoped!(state, req, auth.principal(), workspace_id.0, |tx| activity::delete_own(tx, activity_id).await)?;
         Ok(NoContent::Done)
     }
 }
@@ -527,10 +511,8 @@ async fn emitted(
     tx: &tenancy::TenantTx,
     state: &AppState,
     event_type: &str,
-    result: Result<projects::Project, tenancy::TenancyError>,
-    now: chrono::DateTime<chrono::Utc>,
+    project: projects::Project,
 ) -> Result<projects::Project, tenancy::TenancyError> {
-    let project = result?;
     let data = serde_json::json!({
         "id": project.id,
         "workspace_id": project.tenant.0,
@@ -538,6 +520,6 @@ async fn emitted(
         "description": project.description,
         "updated_at": project.updated_at,
     });
-    webhooks::outbound::emit(tx, &state.keyring.vault_kek, event_type, &data, now).await?;
+    webhooks::outbound::emit(tx, &state.keyring.vault_kek, event_type, &data, state.auth.now()).await?;
     Ok(project)
 }

@@ -4,14 +4,13 @@
 
 use crate::codes::ErrorCode;
 use poem::Request;
-use tenancy::{authz, TenancyError, TenantId, TenantTx, UserId};
-use uuid::Uuid;
+use tenancy::{authz, TenancyError, TenantTx, UserId, WorkspaceId};
 
 use crate::{error::ApiError, principal::Principal, AppState};
 
 pub(crate) struct Scope<'a> {
     pub state: &'a AppState,
-    pub tenant: TenantId,
+    pub tenant: WorkspaceId,
     pub user: UserId,
     endpoint: String,
     /// A `GET` or `HEAD`: the transaction only reads, beside the store's writer.
@@ -25,11 +24,104 @@ pub(crate) struct Scope<'a> {
     second_factor: bool,
 }
 
+/// How many times a tenant transaction that lost a race (a deadlock, a serialization failure, a
+/// busy store) is run from the start before the loser is answered 503 with `Retry-After`. Its
+/// work is safe to repeat: the failed run rolled back whole, and side effects leave only through
+/// the outbox in the same transaction.
+const CONTENTION_ATTEMPTS: u32 = 3;
+
+/// Runs a piece of work in a tenant transaction of a workspace for the caller, in a handler:
+///
+/// ```ignore
+/// let project = scoped!(state, req, auth.principal(), workspace_id.0, |tx| projects::get(tx, id).await)?;
+/// ```
+///
+/// It opens the transaction (read-only for `GET`/`HEAD`) with the caller's access, evaluates the
+/// work with `tx: &TenantTx` (an expression that may `.await` and use `?` on `TenancyError`), and
+/// settles: commits, or rolls back and records an authorization refusal, answering the error. A
+/// run that lost a race with another transaction is evaluated again from the start, up to
+/// [`CONTENTION_ATTEMPTS`] runs in all, after a short random pause. The value is
+/// `poem::Result<T>`.
+macro_rules! scoped {
+    ($state:expr, $req:expr, $principal:expr, $workspace:expr, |$tx:ident| $work:expr) => {{
+        let scope = $crate::routes::scope::Scope::new(&$state, $req, $principal, $workspace);
+        let mut runs = $crate::routes::scope::Runs::default();
+        loop {
+            let tx = match scope.begin().await {
+                Ok(tx) => tx,
+                Err(err) => break Err(err),
+            };
+            #[allow(unused_braces)]
+            let result = $crate::routes::scope::work(async {
+                let $tx = &tx;
+                $work
+            })
+            .await;
+            if let Some(answer) = runs.settle(&scope, tx, result).await {
+                break answer;
+            }
+        }
+    }};
+}
+pub(crate) use scoped;
+
+/// Pins a scoped piece of work's output to `Result<T, TenancyError>`, so `?` inside it converts.
+pub(crate) fn work<T, F: std::future::Future<Output = Result<T, TenancyError>>>(f: F) -> F {
+    f
+}
+
+/// The runs of one scoped piece of work.
+#[derive(Debug, Default)]
+pub(crate) struct Runs {
+    done: u32,
+}
+
+impl Runs {
+    /// Settles one run: `None` when it lost a race and may run again (after a pause), else the
+    /// answer.
+    pub(crate) async fn settle<T>(
+        &mut self,
+        scope: &Scope<'_>,
+        tx: TenantTx,
+        result: Result<T, TenancyError>,
+    ) -> Option<poem::Result<T>> {
+        self.done += 1;
+        match scope.settle(tx, result).await {
+            Ok(value) => Some(Ok(value)),
+            Err(failed) if self.done < CONTENTION_ATTEMPTS && contended(&failed) => {
+                tracing::info!(run = self.done, error = %failed, "tenant transaction lost a race; running it again");
+                tokio::time::sleep(backoff(self.done)).await;
+                None
+            }
+            Err(failed) => Some(Err(scope.refused(failed).await)),
+        }
+    }
+}
+
+/// A refusal and the caller's role in the workspace, as the transaction saw it.
+struct Failed(TenancyError, Option<String>);
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+fn contended(err: &Failed) -> bool {
+    matches!(&err.0, TenancyError::Db(db) if storage::fault(db) == Some(storage::Fault::Contention))
+}
+
+/// 10–40 ms times the attempt, with full jitter, so two losers do not collide again in step.
+fn backoff(attempt: u32) -> std::time::Duration {
+    use rand::Rng;
+    std::time::Duration::from_millis(rand::thread_rng().gen_range(10..=40) * u64::from(attempt))
+}
+
 impl<'a> Scope<'a> {
-    pub fn new(state: &'a AppState, req: &Request, principal: &Principal, workspace: Uuid) -> Scope<'a> {
+    pub fn new(state: &'a AppState, req: &Request, principal: &Principal, workspace: WorkspaceId) -> Scope<'a> {
         Scope {
             state,
-            tenant: TenantId(workspace),
+            tenant: workspace,
             user: UserId(principal.user_id),
             endpoint: format!("{} {}", req.method(), req.uri().path()),
             read_only: matches!(*req.method(), poem::http::Method::GET | poem::http::Method::HEAD),
@@ -85,17 +177,16 @@ impl<'a> Scope<'a> {
         Ok(tx)
     }
 
-    /// Commits on success. On failure rolls back, records an authorization failure if it was one,
-    /// and answers with the error's status and code.
-    pub async fn finish<T>(&self, tx: TenantTx, result: Result<T, TenancyError>) -> poem::Result<T> {
+    /// Records `failed` if it was an authorization failure, and answers it.
+    async fn refused(&self, Failed(err, actual): Failed) -> poem::Error {
+        self.refuse(&err, actual).await;
+        ApiError::from(err).into()
+    }
+
+    /// Commits on success, rolls back on failure; a failure keeps the caller's role for the record.
+    async fn settle<T>(&self, tx: TenantTx, result: Result<T, TenancyError>) -> Result<T, Failed> {
         let actual = tx.access().map(|a| a.role.name.clone());
-        match tx.settle(result).await {
-            Ok(value) => Ok(value),
-            Err(err) => {
-                self.refuse(&err, actual).await;
-                Err(ApiError::from(err).into())
-            }
-        }
+        tx.settle(result).await.map_err(|err| Failed(err, actual))
     }
 
     /// Records `err` if it is an authorization failure inside the workspace (a missing permission

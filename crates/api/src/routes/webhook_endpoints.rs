@@ -2,6 +2,7 @@
 //! test events and replays. Signing secrets are shown once, when created or rotated.
 
 use chrono::{DateTime, Utc};
+use ids::{DeliveryId, EndpointId, WorkspaceId};
 use poem::Request;
 use poem_openapi::{
     param::{Path, Query},
@@ -12,7 +13,7 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 use webhooks::outbound::{self, EndpointChange};
 
-use super::scope::Scope;
+use super::scope::scoped;
 use super::{ApiTags, Created, NoContent};
 use crate::{error::OrApiError, principal::WorkspaceAuth, AppState};
 
@@ -227,12 +228,11 @@ impl WebhookEndpointsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
     ) -> poem::Result<Json<Vec<WebhookEndpointBody>>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = outbound::list(&tx, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+        let result =
+            scoped!(state, req, auth.principal(), workspace_id.0, |tx| outbound::list(tx, state.auth.now()).await);
+        Ok(Json(result?.into_iter().map(Into::into).collect()))
     }
 
     /// Register a webhook endpoint (`webhooks.manage`). The answer carries its signing secret,
@@ -248,23 +248,14 @@ impl WebhookEndpointsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<NewWebhookEndpointBody>,
     ) -> poem::Result<Created<WebhookEndpointWithSecretBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         outbound::screen_url(&policy(&state), state.egress.resolver.as_ref(), &body.url).await.api()?;
-        let tx = scope.begin().await?;
-        let result = outbound::create(
-            &tx,
-            &state.vault,
-            &policy(&state),
-            &body.url,
-            &body.description,
-            &body.event_types,
-            scope.now(),
-        )
-        .await;
-        let (endpoint, secret) = scope.finish(tx, result).await?;
+        let (endpoint, secret) = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            let (vault, policy, now) = (&state.vault, &policy(&state), state.auth.now());
+            outbound::create(tx, vault, policy, &body.url, &body.description, &body.event_types, now).await
+        })?;
         Ok(Created::Created(Json(WebhookEndpointWithSecretBody {
             endpoint: endpoint.into(),
             secret: secret.expose_secret().to_owned(),
@@ -283,13 +274,13 @@ impl WebhookEndpointsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        endpoint_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        endpoint_id: Path<EndpointId>,
     ) -> poem::Result<Json<WebhookEndpointBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = outbound::get(&tx, endpoint_id.0, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            outbound::get(tx, endpoint_id.0.into(), state.auth.now()).await
+        });
+        Ok(Json(result?.into()))
     }
 
     /// Change a webhook endpoint (`webhooks.manage`): its URL, description, event types, or
@@ -305,24 +296,24 @@ impl WebhookEndpointsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        endpoint_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        endpoint_id: Path<EndpointId>,
         body: Json<WebhookEndpointPatch>,
     ) -> poem::Result<Json<WebhookEndpointBody>> {
         let Json(body) = body;
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
         if let Some(url) = &body.url {
             outbound::screen_url(&policy(&state), state.egress.resolver.as_ref(), url).await.api()?;
         }
-        let tx = scope.begin().await?;
-        let change = EndpointChange {
-            url: body.url,
-            description: body.description,
-            event_types: body.event_types,
-            enabled: body.enabled,
-        };
-        let result = outbound::update(&tx, &policy(&state), endpoint_id.0, change, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            let change = EndpointChange {
+                url: body.url.clone(),
+                description: body.description.clone(),
+                event_types: body.event_types.clone(),
+                enabled: body.enabled,
+            };
+            outbound::update(tx, &policy(&state), endpoint_id.0.into(), change, state.auth.now()).await
+        });
+        Ok(Json(result?.into()))
     }
 
     /// Delete a webhook endpoint with its deliveries (`webhooks.manage`).
@@ -337,13 +328,12 @@ impl WebhookEndpointsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        endpoint_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        endpoint_id: Path<EndpointId>,
     ) -> poem::Result<NoContent> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = outbound::delete(&tx, endpoint_id.0, scope.now()).await;
-        scope.finish(tx, result).await?;
+        scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            outbound::delete(tx, endpoint_id.0.into(), state.auth.now()).await
+        })?;
         Ok(NoContent::Done)
     }
 
@@ -360,13 +350,13 @@ impl WebhookEndpointsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        endpoint_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        endpoint_id: Path<EndpointId>,
     ) -> poem::Result<Json<RotatedWebhookSecretBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = outbound::rotate_secret(&tx, &state.vault, endpoint_id.0, scope.now()).await;
-        let (secret, until) = scope.finish(tx, result).await?;
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            outbound::rotate_secret(tx, &state.vault, endpoint_id.0.into(), state.auth.now()).await
+        });
+        let (secret, until) = result?;
         Ok(Json(RotatedWebhookSecretBody { secret: secret.expose_secret().to_owned(), previous_signs_until: until }))
     }
 
@@ -382,13 +372,13 @@ impl WebhookEndpointsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        endpoint_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        endpoint_id: Path<EndpointId>,
     ) -> poem::Result<Created<OutboundDeliveryBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = outbound::send_test(&tx, &state.keyring.vault_kek, endpoint_id.0, scope.now()).await;
-        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            outbound::send_test(tx, &state.keyring.vault_kek, endpoint_id.0.into(), state.auth.now()).await
+        });
+        Ok(Created::Created(Json(result?.into())))
     }
 
     /// An endpoint's newest deliveries (`webhooks.manage`), newest first.
@@ -403,16 +393,16 @@ impl WebhookEndpointsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        endpoint_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        endpoint_id: Path<EndpointId>,
         /// 1 to 200 (default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<Vec<OutboundDeliveryBody>>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = outbound::deliveries(&tx, endpoint_id.0, limit.0.unwrap_or(50)).await;
-        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            outbound::deliveries(tx, endpoint_id.0.into(), limit.0.unwrap_or(50)).await
+        });
+        Ok(Json(result?.into_iter().map(Into::into).collect()))
     }
 
     /// A delivery and every attempt at it (`webhooks.manage`).
@@ -427,13 +417,13 @@ impl WebhookEndpointsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        delivery_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        delivery_id: Path<DeliveryId>,
     ) -> poem::Result<Json<DeliveryAttemptsBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = outbound::attempts(&tx, delivery_id.0).await;
-        let (delivery, attempts) = scope.finish(tx, result).await?;
+        let result =
+            scoped!(state, req, auth.principal(), workspace_id.0, |tx| outbound::attempts(tx, delivery_id.0.into())
+                .await);
+        let (delivery, attempts) = result?;
         Ok(Json(DeliveryAttemptsBody {
             delivery: delivery.into(),
             attempts: attempts
@@ -464,12 +454,12 @@ impl WebhookEndpointsApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        delivery_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        delivery_id: Path<DeliveryId>,
     ) -> poem::Result<Json<OutboundDeliveryBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = outbound::replay(&tx, &state.keyring.vault_kek, delivery_id.0, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            outbound::replay(tx, &state.keyring.vault_kek, delivery_id.0.into(), state.auth.now()).await
+        });
+        Ok(Json(result?.into()))
     }
 }

@@ -5,6 +5,7 @@ use crate::codes::ErrorCode;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use ids::{SourceId, WorkspaceId};
 use poem::Request;
 use poem_openapi::{
     param::Path,
@@ -15,7 +16,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 use webhooks::inbound::{self, Kind, ReceiveError, Received, Settings, SourceSecrets};
 
-use super::scope::Scope;
+use super::scope::scoped;
 use super::{ApiTags, Created, NoContent};
 use crate::{error::ApiError, principal::WorkspaceAuth, AppState};
 
@@ -58,7 +59,7 @@ impl From<Kind> for KindName {
 }
 
 /// Non-secret settings of a source.
-#[derive(Debug, Object, Default)]
+#[derive(Debug, Clone, Object, Default)]
 struct SettingsBody {
     /// Twilio: the exact https URL configured at Twilio.
     url: Option<String>,
@@ -244,8 +245,8 @@ impl WebhooksApi {
         &self,
         state: poem::web::Data<&AppState>,
         req: &Request,
-        workspace_id: Path<Uuid>,
-        source_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        source_id: Path<SourceId>,
         body: Binary<Vec<u8>>,
     ) -> poem::Result<Json<DeliveryBody>> {
         let headers: BTreeMap<String, String> = req
@@ -255,8 +256,9 @@ impl WebhooksApi {
             .collect();
         // The raw query string: Twilio signs the URL it requested, query included.
         let delivery = inbound::Delivery { headers, query: req.uri().query().map(str::to_owned), body: body.0 };
-        let tenant = tenancy::TenantId(workspace_id.0);
-        match state.inbox.receive(&state.db, &state.vault, tenant, source_id.0, delivery, state.auth.now()).await {
+        let tenant = workspace_id.0;
+        match state.inbox.receive(&state.db, &state.vault, tenant, source_id.0.into(), delivery, state.auth.now()).await
+        {
             Ok((_, Received::Accepted { event_id })) => Ok(Json(DeliveryBody { status: "accepted".into(), event_id })),
             Ok((_, Received::Duplicate { event_id })) => {
                 Ok(Json(DeliveryBody { status: "duplicate".into(), event_id }))
@@ -292,12 +294,10 @@ impl WebhooksApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
     ) -> poem::Result<Json<Vec<SourceBody>>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = inbound::list(&tx).await;
-        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| inbound::list(tx).await);
+        Ok(Json(result?.into_iter().map(Into::into).collect()))
     }
 
     /// Add a webhook source (`webhooks.manage`).
@@ -312,23 +312,23 @@ impl WebhooksApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<NewSourceBody>,
     ) -> poem::Result<Created<SourceBody>> {
         let Json(body) = body;
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = inbound::create(
-            &tx,
-            &state.vault,
-            body.kind.into(),
-            &body.name,
-            body.settings.into(),
-            body.secrets.map(secrets_of),
-            scope.now(),
-        )
-        .await;
-        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            inbound::create(
+                tx,
+                &state.vault,
+                body.kind.into(),
+                &body.name,
+                body.settings.clone().into(),
+                body.secrets.clone().map(secrets_of),
+                state.auth.now(),
+            )
+            .await
+        });
+        Ok(Created::Created(Json(result?.into())))
     }
 
     /// Replace a source's secrets (`webhooks.manage`), optionally keeping the previous ones.
@@ -343,23 +343,23 @@ impl WebhooksApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        source_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        source_id: Path<SourceId>,
         body: Json<SecretsBody>,
     ) -> poem::Result<Json<SourceBody>> {
         let Json(body) = body;
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = inbound::set_secrets(
-            &tx,
-            &state.vault,
-            source_id.0,
-            secrets_of(body.secrets),
-            body.keep_previous,
-            scope.now(),
-        )
-        .await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            inbound::set_secrets(
+                tx,
+                &state.vault,
+                source_id.0.into(),
+                secrets_of(body.secrets.clone()),
+                body.keep_previous,
+                state.auth.now(),
+            )
+            .await
+        });
+        Ok(Json(result?.into()))
     }
 
     /// Delete a webhook source and its inbox (`webhooks.manage`).
@@ -374,13 +374,12 @@ impl WebhooksApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: WorkspaceAuth,
-        workspace_id: Path<Uuid>,
-        source_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        source_id: Path<SourceId>,
     ) -> poem::Result<NoContent> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = inbound::delete(&tx, source_id.0, scope.now()).await;
-        scope.finish(tx, result).await?;
+        scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            inbound::delete(tx, source_id.0.into(), state.auth.now()).await
+        })?;
         Ok(NoContent::Done)
     }
 }

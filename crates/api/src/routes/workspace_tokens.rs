@@ -5,12 +5,12 @@
 //! request: suspension, credential generation, revocation, membership, role and scope.
 
 use crate::codes::ErrorCode;
+use ids::WorkspaceId;
 use poem::Request;
 use poem_openapi::{param::Path, payload::Json, Object, OpenApi};
 use secrecy::ExposeSecret;
-use uuid::Uuid;
 
-use super::{scope::Scope, ApiTags};
+use super::{scope::scoped, ApiTags};
 use crate::{error::ApiError, principal::Auth, AppState};
 
 /// How long an exchanged token lives unless asked, and at most (NIST SP 800-63B §7.1: bearer
@@ -48,7 +48,7 @@ struct ExchangedToken {
     /// The permissions it is narrowed to, when it is.
     scope: Option<String>,
     /// The one workspace it acts in.
-    workspace_id: Uuid,
+    workspace_id: WorkspaceId,
 }
 
 pub(crate) struct WorkspaceTokensApi;
@@ -64,17 +64,16 @@ impl WorkspaceTokensApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<ExchangeRequest>,
     ) -> poem::Result<Json<ExchangedToken>> {
         let p = auth.principal();
         let scopes = parse_scope(body.scope.as_deref())?;
         // Membership, and each narrowed permission held by the caller here.
-        let scope = Scope::new(&state, req, p, workspace_id.0);
-        let tx = scope.begin().await?;
-        let held =
-            tx.require_access().and_then(|_| scopes.iter().flatten().try_for_each(|perm| tx.require(perm).map(|_| ())));
-        scope.finish(tx, held).await?;
+        scoped!(state, req, p, workspace_id.0, |tx| {
+            tx.require_access()?;
+            scopes.iter().flatten().try_for_each(|perm| tx.require(perm).map(|_| ()))
+        })?;
         let text = scopes.map(|s| s.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "));
         let ttl = chrono::Duration::seconds(body.expires_in.unwrap_or(DEFAULT_TTL_SECS).clamp(1, MAX_TTL_SECS));
         let (token, expires_in) = state
@@ -83,7 +82,7 @@ impl WorkspaceTokensApi {
                 &p.user,
                 p.session_id,
                 p.authentication.as_ref(),
-                workspace_id.0,
+                workspace_id.0.into(),
                 text.clone(),
                 ttl,
                 &super::auth::meta(req),

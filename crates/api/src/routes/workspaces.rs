@@ -5,12 +5,13 @@
 
 use crate::codes::ErrorCode;
 use chrono::{DateTime, Utc};
+use ids::{GrantId, InvitationId, UserId, WorkspaceId};
 use poem::Request;
 use poem_openapi::{param::Path, param::Query, payload::Json, Object, OpenApi};
-use tenancy::{authz, grants, invitations, members, roles, workspaces, TenantId, UserId};
+use tenancy::{authz, grants, invitations, members, roles, workspaces};
 use uuid::Uuid;
 
-use super::scope::Scope;
+use super::scope::scoped;
 use super::{ApiTags, Created, NoContent};
 use crate::{
     error::{ApiError, OrApiError},
@@ -29,7 +30,7 @@ const INVITATION_PURPOSE: &str = "invitation";
 /// A workspace, with the caller's role in it.
 #[derive(Debug, Object)]
 struct WorkspaceBody {
-    id: Uuid,
+    id: WorkspaceId,
     name: String,
     /// The caller's role (`Grant` when reached only through a cross-workspace grant).
     role: String,
@@ -40,7 +41,7 @@ struct WorkspaceBody {
 
 impl From<workspaces::Workspace> for WorkspaceBody {
     fn from(w: workspaces::Workspace) -> Self {
-        WorkspaceBody { id: w.id.0, name: w.name, role: w.role, created_at: w.created_at, require_mfa: w.require_mfa }
+        WorkspaceBody { id: w.id, name: w.name, role: w.role, created_at: w.created_at, require_mfa: w.require_mfa }
     }
 }
 
@@ -85,7 +86,7 @@ struct Deleted {
 /// A member.
 #[derive(Debug, Object)]
 struct MemberBody {
-    user_id: Uuid,
+    user_id: UserId,
     email: String,
     role: String,
     joined_at: DateTime<Utc>,
@@ -166,10 +167,10 @@ impl poem_openapi::types::Example for NewRole {
 /// An invitation (never its token).
 #[derive(Debug, Object)]
 struct InvitationBody {
-    id: Uuid,
+    id: InvitationId,
     email: String,
     role: String,
-    invited_by: Uuid,
+    invited_by: UserId,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 }
@@ -209,7 +210,7 @@ impl poem_openapi::types::Example for NewInvitation {
 #[derive(Debug, Object)]
 #[oai(example)]
 struct AcceptInvitation {
-    workspace_id: Uuid,
+    workspace_id: WorkspaceId,
     #[oai(write_only)]
     token: String,
 }
@@ -217,7 +218,7 @@ struct AcceptInvitation {
 impl poem_openapi::types::Example for AcceptInvitation {
     fn example() -> Self {
         AcceptInvitation {
-            workspace_id: Uuid::from_u128(0x0192_3f5e_7c1a_7b2e_9d4f_5a6b_7c8d_9e0f),
+            workspace_id: WorkspaceId(Uuid::from_u128(0x0192_3f5e_7c1a_7b2e_9d4f_5a6b_7c8d_9e0f)),
             token: "kq3VYh1xT0m8cFz2Jw6rLp9sNd4bGa7uEi5oHt0yXv".into(),
         }
     }
@@ -226,15 +227,15 @@ impl poem_openapi::types::Example for AcceptInvitation {
 /// A cross-workspace grant.
 #[derive(Debug, Object)]
 struct GrantBody {
-    id: Uuid,
+    id: GrantId,
     /// The workspace whose data the grant opens.
-    granting_workspace_id: Uuid,
+    granting_workspace_id: WorkspaceId,
     /// The workspace whose members hold the permission.
-    grantee_workspace_id: Uuid,
+    grantee_workspace_id: WorkspaceId,
     permission: String,
-    created_by: Uuid,
+    created_by: UserId,
     created_at: DateTime<Utc>,
-    revoked_by: Option<Uuid>,
+    revoked_by: Option<UserId>,
     revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -242,8 +243,8 @@ impl From<grants::Grant> for GrantBody {
     fn from(g: grants::Grant) -> Self {
         GrantBody {
             id: g.id,
-            granting_workspace_id: g.granting_workspace.0,
-            grantee_workspace_id: g.grantee_workspace.0,
+            granting_workspace_id: g.granting_workspace,
+            grantee_workspace_id: g.grantee_workspace,
             permission: g.permission,
             created_by: g.created_by,
             created_at: g.created_at,
@@ -257,7 +258,7 @@ impl From<grants::Grant> for GrantBody {
 #[derive(Debug, Object)]
 #[oai(example)]
 struct NewGrant {
-    grantee_workspace_id: Uuid,
+    grantee_workspace_id: WorkspaceId,
     /// One of `projects.read`, `projects.create`, `projects.update`, `projects.delete`.
     #[oai(validator(pattern = r"^projects\.(?:read|create|update|delete)$"))]
     permission: String,
@@ -266,7 +267,7 @@ struct NewGrant {
 impl poem_openapi::types::Example for NewGrant {
     fn example() -> Self {
         NewGrant {
-            grantee_workspace_id: Uuid::from_u128(0x0192_3f5e_7c1a_7b2e_9d4f_5a6b_7c8d_9e0f),
+            grantee_workspace_id: WorkspaceId(Uuid::from_u128(0x0192_3f5e_7c1a_7b2e_9d4f_5a6b_7c8d_9e0f)),
             permission: "projects.read".into(),
         }
     }
@@ -276,7 +277,7 @@ impl poem_openapi::types::Example for NewGrant {
 #[derive(Debug, Object)]
 struct AuthzFailureBody {
     id: Uuid,
-    user_id: Uuid,
+    user_id: UserId,
     /// Method and path.
     endpoint: String,
     /// The permission, level or membership that was required.
@@ -347,12 +348,10 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
     ) -> poem::Result<Json<WorkspaceBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = workspaces::get(&tx).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| workspaces::get(tx).await);
+        Ok(Json(result?.into()))
     }
 
     /// Rename a workspace (`workspace.update`).
@@ -362,13 +361,13 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<WorkspaceName>,
     ) -> poem::Result<Json<WorkspaceBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = workspaces::rename(&tx, &body.name, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            workspaces::rename(tx, &body.name, state.auth.now()).await
+        });
+        Ok(Json(result?.into()))
     }
 
     /// Require a second factor of every member (`workspace.update`; needs a recent
@@ -386,7 +385,7 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<MfaRequirement>,
     ) -> poem::Result<Json<WorkspaceBody>> {
         let principal = auth.principal();
@@ -398,10 +397,10 @@ impl WorkspacesApi {
             )
             .into());
         }
-        let scope = Scope::new(&state, req, principal, workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = workspaces::set_require_mfa(&tx, body.required, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let result = scoped!(state, req, principal, workspace_id.0, |tx| {
+            workspaces::set_require_mfa(tx, body.required, state.auth.now()).await
+        });
+        Ok(Json(result?.into()))
     }
 
     /// Delete a workspace (`workspace.delete`; needs a recent authentication): access ends at once; the content is purged 30
@@ -412,22 +411,19 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
     ) -> poem::Result<Json<Deleted>> {
         auth.principal().require_recent(&state)?;
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let now = scope.now();
-        let result = async {
-            let purge_after = workspaces::mark_deleted(&tx, now).await?;
+        let now = state.auth.now();
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            let purge_after = workspaces::mark_deleted(tx, now).await?;
             let payload = serde_json::json!({ "workspace_id": workspace_id.0 });
             scheduler::enqueue(tx.conn(), &state.keyring.vault_kek, WORKSPACE_PURGE_ACTION, &payload, purge_after, now)
                 .await
                 .map_err(|e| tenancy::TenancyError::Internal(e.to_string()))?;
             Ok(purge_after)
-        }
-        .await;
-        let purge_after = scope.finish(tx, result).await?;
+        });
+        let purge_after = result?;
         Ok(Json(Deleted { purge_after }))
     }
 
@@ -438,12 +434,10 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
     ) -> poem::Result<Json<Vec<MemberBody>>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = members::list(&tx).await;
-        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| members::list(tx).await);
+        Ok(Json(result?.into_iter().map(Into::into).collect()))
     }
 
     /// Change a member's role (`members.update_role`; only roles I could grant, never leaving the
@@ -454,14 +448,14 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
-        user_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        user_id: Path<UserId>,
         body: Json<RoleName>,
     ) -> poem::Result<Json<RoleBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = members::change_role(&tx, UserId(user_id.0), &body.role, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            members::change_role(tx, user_id.0, &body.role, state.auth.now()).await
+        });
+        Ok(Json(result?.into()))
     }
 
     /// Remove a member (`members.remove`), or leave (my own id). The last owner can do neither.
@@ -471,13 +465,12 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
-        user_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        user_id: Path<UserId>,
     ) -> poem::Result<NoContent> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = members::remove(&tx, UserId(user_id.0), scope.now()).await;
-        scope.finish(tx, result).await?;
+        scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            members::remove(tx, user_id.0, state.auth.now()).await
+        })?;
         Ok(NoContent::Done)
     }
 
@@ -493,16 +486,18 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
-        user_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        user_id: Path<UserId>,
     ) -> poem::Result<Json<super::auth::Revoked>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = members::check_may_revoke_sessions(&tx, UserId(user_id.0)).await;
-        scope.finish(tx, result).await?;
+        scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            members::check_may_revoke_sessions(tx, user_id.0).await
+        })?;
         let meta = super::auth::meta(req);
-        let ended =
-            state.auth.revoke_all_by_admin(user_id.0, auth.principal().user_id, workspace_id.0, &meta).await.api()?;
+        let ended = state
+            .auth
+            .revoke_all_by_admin(user_id.0.into(), auth.principal().user_id, workspace_id.0.into(), &meta)
+            .await
+            .api()?;
         Ok(Json(ended.into()))
     }
 
@@ -513,12 +508,10 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
     ) -> poem::Result<Json<Vec<RoleBody>>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = roles::list(&tx).await;
-        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| roles::list(tx).await);
+        Ok(Json(result?.into_iter().map(Into::into).collect()))
     }
 
     /// Create a custom role (`roles.manage`; at most my level, only permissions I hold).
@@ -528,13 +521,13 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<NewRole>,
     ) -> poem::Result<Created<RoleBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = roles::create(&tx, &body.name, body.level, &body.permissions, scope.now()).await;
-        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            roles::create(tx, &body.name, body.level, &body.permissions, state.auth.now()).await
+        });
+        Ok(Created::Created(Json(result?.into())))
     }
 
     /// Invite someone by e-mail (`members.invite`, with a role I could grant). The link is valid
@@ -545,16 +538,14 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<NewInvitation>,
     ) -> poem::Result<Created<InvitationBody>> {
         let email = auth::email::EmailAddress::parse(&body.email).api()?;
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
         let token = auth::token::generate();
         let hash = state.auth.tokens().hash(INVITATION_PURPOSE, &token);
-        let result = async {
-            let invitation = invitations::create(&tx, email.as_str(), &body.role, &hash, scope.now()).await?;
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            let invitation = invitations::create(tx, email.as_str(), &body.role, &hash, state.auth.now()).await?;
             let link =
                 format!("{}/invitations/accept#token={token}&workspace={}", state.auth.link_base_url(), workspace_id.0);
             let body = format!(
@@ -567,9 +558,8 @@ impl WorkspacesApi {
                 .await
                 .map_err(|e| tenancy::TenancyError::Internal(e.to_string()))?;
             Ok(invitation)
-        }
-        .await;
-        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+        });
+        Ok(Created::Created(Json(result?.into())))
     }
 
     /// Pending invitations (`members.invite`).
@@ -579,12 +569,12 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
     ) -> poem::Result<Json<Vec<InvitationBody>>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = invitations::list_pending(&tx, scope.now()).await;
-        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            invitations::list_pending(tx, state.auth.now()).await
+        });
+        Ok(Json(result?.into_iter().map(Into::into).collect()))
     }
 
     /// Withdraw a pending invitation (`members.invite`).
@@ -598,13 +588,12 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
-        invitation_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        invitation_id: Path<InvitationId>,
     ) -> poem::Result<NoContent> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = invitations::revoke(&tx, invitation_id.0, scope.now()).await;
-        scope.finish(tx, result).await?;
+        scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            invitations::revoke(tx, invitation_id.0, state.auth.now()).await
+        })?;
         Ok(NoContent::Done)
     }
 
@@ -619,7 +608,7 @@ impl WorkspacesApi {
     ) -> poem::Result<Json<MemberBody>> {
         let p = auth.principal();
         let hash = state.auth.tokens().hash(INVITATION_PURPOSE, body.token.trim());
-        let (tenant, user) = (TenantId(body.workspace_id), UserId(p.user_id));
+        let (tenant, user) = (body.workspace_id, UserId(p.user_id));
         match invitations::accept(&state.db, tenant, user, &hash, &p.user.email, state.auth.now()).await {
             Ok(member) => Ok(Json(member.into())),
             Err(tenancy::TenancyError::NotFound) => Err(crate::error::ApiError::new(
@@ -638,12 +627,10 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
     ) -> poem::Result<Json<Vec<GrantBody>>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = grants::list(&tx).await;
-        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| grants::list(tx).await);
+        Ok(Json(result?.into_iter().map(Into::into).collect()))
     }
 
     /// Let the members of another workspace hold one data permission here (`grants.manage`, and
@@ -654,13 +641,13 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         body: Json<NewGrant>,
     ) -> poem::Result<Created<GrantBody>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = grants::create(&tx, TenantId(body.grantee_workspace_id), &body.permission, scope.now()).await;
-        Ok(Created::Created(Json(scope.finish(tx, result).await?.into())))
+        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            grants::create(tx, body.grantee_workspace_id, &body.permission, state.auth.now()).await
+        });
+        Ok(Created::Created(Json(result?.into())))
     }
 
     /// Revoke a grant (`grants.manage`); the record stays.
@@ -670,13 +657,12 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
-        grant_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
+        grant_id: Path<GrantId>,
     ) -> poem::Result<NoContent> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = grants::revoke(&tx, grant_id.0, scope.now()).await;
-        scope.finish(tx, result).await?;
+        scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            grants::revoke(tx, grant_id.0, state.auth.now()).await
+        })?;
         Ok(NoContent::Done)
     }
 
@@ -691,14 +677,13 @@ impl WorkspacesApi {
         state: poem::web::Data<&AppState>,
         req: &Request,
         auth: Auth,
-        workspace_id: Path<Uuid>,
+        workspace_id: Path<WorkspaceId>,
         /// At most this many (1 to 200, default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<Vec<AuthzFailureBody>>> {
-        let scope = Scope::new(&state, req, auth.principal(), workspace_id.0);
-        let tx = scope.begin().await?;
-        let result = authz::list(&tx, limit.0.unwrap_or(50)).await;
-        Ok(Json(scope.finish(tx, result).await?.into_iter().map(Into::into).collect()))
+        let result =
+            scoped!(state, req, auth.principal(), workspace_id.0, |tx| authz::list(tx, limit.0.unwrap_or(50)).await);
+        Ok(Json(result?.into_iter().map(Into::into).collect()))
     }
 }
