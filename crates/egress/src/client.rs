@@ -6,8 +6,8 @@ use std::sync::Arc;
 use reqwest::redirect::{Action, Attempt};
 use reqwest::{Method, Request, Response, Url};
 
-use crate::error::EgressError;
-use crate::policy::{origin, EgressPolicy};
+use crate::error::{origin, EgressError};
+use crate::policy::EgressPolicy;
 use crate::resolve::{GuardedResolve, Resolver};
 
 /// An HTTP client that only reaches what its [`EgressPolicy`] allows.

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use url::Url;
+
 /// Why an outbound request was refused or failed.
 ///
 /// Messages name the origin (`scheme://host[:port]`) or the host only: never a path, a query
@@ -72,13 +74,18 @@ impl EgressError {
             }
             cause = current.source();
         }
-        let origin = err.url().map(crate::policy::origin).unwrap_or(origin);
+        let origin = err.url().map(self::origin).unwrap_or(origin);
         if err.is_timeout() {
             EgressError::Timeout { origin }
         } else {
             EgressError::Transport { origin, source: Arc::new(err.without_url()) }
         }
     }
+}
+
+/// `scheme://host[:port]` of a URL: what error messages may name (no path, query or credentials).
+pub(crate) fn origin(url: &Url) -> String {
+    url.origin().ascii_serialization()
 }
 
 #[cfg(test)]

@@ -152,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn forbidden_and_allowed_addresses_are_told_apart() {
+    fn forbidden_and_allowed_ipv4_addresses_are_told_apart() {
         let table = [
             // IPv4: loopback, "this network", unspecified.
             ("127.0.0.1", true),
@@ -194,6 +194,15 @@ mod tests {
             ("93.184.215.14", false),
             ("192.0.1.1", false),
             ("223.255.255.255", false),
+        ];
+        for (ip, forbidden) in table {
+            check(ip, forbidden);
+        }
+    }
+
+    #[test]
+    fn forbidden_and_allowed_ipv6_addresses_are_told_apart() {
+        let table = [
             // IPv6 loopback, unspecified, link-local, site-local, unique local, multicast.
             ("::1", true),
             ("::", true),

@@ -1,6 +1,8 @@
 //! Outbound HTTP guarded against server-side request forgery (OWASP ASVS 5.0 V1.3.6 and V13.2.4;
 //! OWASP SSRF Prevention Cheat Sheet): a domain allow-list, https only, every resolved address
-//! checked before it is connected to, and every redirect hop checked again.
+//! checked before it is connected to, and every redirect hop checked again. It knows no tenants,
+//! and must never connect through an environment proxy or to an address it has not checked, nor
+//! put a path, a query string or credentials in an error.
 //!
 //! The guard has three places, each covering what the others cannot see:
 //!

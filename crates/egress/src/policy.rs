@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use url::{Host, Url};
 
-use crate::error::EgressError;
+use crate::error::{origin, EgressError};
 use crate::ip::is_forbidden_ip;
 
 /// Deadline for a whole outbound request, connection and redirects included. OWASP ASVS 5.0
@@ -204,11 +204,6 @@ impl EgressPolicy {
         }
         Ok(())
     }
-}
-
-/// `scheme://host[:port]` of a URL: what error messages may name (no path, query or credentials).
-pub(crate) fn origin(url: &Url) -> String {
-    url.origin().ascii_serialization()
 }
 
 /// Lower-case, one trailing dot removed.

@@ -1,6 +1,9 @@
 //! Inbound webhook verification (Stripe, Standard Webhooks, Twilio, generic HMAC) and signed
 //! outbound delivery; [`inbound`] holds a workspace's sources and the persistent inbox,
-//! [`outbound`] its endpoints, deliveries and the outbox handler that sends them.
+//! [`outbound`] its endpoints, deliveries and the outbox handler that sends them. It must never
+//! log or return a secret or an expected signature, never accept a request when no secret is
+//! configured, never send outside the egress client, and never read the clock outside the outbox
+//! handler's `storage::Clock`.
 //!
 //! The scheme modules are pure: every function takes the raw body bytes, the header values and,
 //! where the scheme carries a timestamp, `now` as an argument. Nothing here reads a clock, the
