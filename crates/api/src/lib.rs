@@ -16,7 +16,6 @@ mod forwarded;
 pub mod metrics;
 mod middleware;
 pub mod principal;
-mod probe;
 mod routes;
 pub mod server;
 mod state;

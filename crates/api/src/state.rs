@@ -174,21 +174,9 @@ impl AppState {
                     }
                 }
             })
-            .handle(crate::routes::WORKSPACE_PURGE_ACTION, move |action| {
+            .handle(tenancy::workspaces::PURGE_ACTION, move |action| {
                 let (db, auth) = (db.clone(), auth.clone());
-                async move {
-                    let id = action
-                        .payload
-                        .get("workspace_id")
-                        .and_then(|v| v.as_str())
-                        .and_then(|v| uuid::Uuid::parse_str(v).ok())
-                        .ok_or("workspace_purge: payload without workspace_id")?;
-                    let purged = tenancy::workspaces::purge(&db, tenancy::WorkspaceId(id), auth.now())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    tracing::info!(workspace.id = %id, purged, "deleted workspace purged");
-                    Ok(())
-                }
+                async move { tenancy::workspaces::run_purge_action(&db, &action.payload, auth.now()).await }
             })
     }
 }

@@ -11,6 +11,9 @@ use crate::{check_name, stmt, Db, TenancyError, TenantTx, UserId, WorkspaceId};
 /// How long a deleted workspace's content is kept before the purge job removes it.
 pub const PURGE_AFTER: Duration = Duration::days(30);
 
+/// Outbox action that purges a deleted workspace once its grace period is over.
+pub const PURGE_ACTION: &str = "workspace_purge";
+
 /// A workspace as one of its members sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workspace {
@@ -162,6 +165,34 @@ pub async fn mark_deleted(tx: &TenantTx, now: DateTime<Utc>) -> Result<DateTime<
     tx.record(audit::Category::Workspace, "workspace.deleted", serde_json::json!({ "purge_at": purge_at }), now)
         .await?;
     Ok(purge_at)
+}
+
+/// Deletes the workspace (`workspace.delete`, see [`mark_deleted`]) and queues its purge for the
+/// end of the grace period, in the same transaction (the outbox, sealed with `outbox_key`).
+/// Returns when the purge is due.
+pub async fn delete(
+    tx: &TenantTx,
+    outbox_key: &crypto_vault::KeyMaterial,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, TenancyError> {
+    let purge_after = mark_deleted(tx, now).await?;
+    let payload = serde_json::json!({ "workspace_id": tx.tenant() });
+    scheduler::enqueue(tx.conn(), outbox_key, PURGE_ACTION, &payload, purge_after, now)
+        .await
+        .map_err(|e| TenancyError::Internal(e.to_string()))?;
+    Ok(purge_after)
+}
+
+/// Runs a [`PURGE_ACTION`] the outbox handed over: purges the workspace its payload names.
+pub async fn run_purge_action(db: &Db, payload: &serde_json::Value, now: DateTime<Utc>) -> Result<(), String> {
+    let id = payload
+        .get("workspace_id")
+        .cloned()
+        .and_then(|v| serde_json::from_value::<WorkspaceId>(v).ok())
+        .ok_or("workspace_purge: payload without workspace_id")?;
+    let purged = purge(db, id, now).await.map_err(|e| e.to_string())?;
+    tracing::info!(workspace.id = %id, purged, "deleted workspace purged");
+    Ok(())
 }
 
 /// Removes a workspace deleted at least [`PURGE_AFTER`] before `now`, with everything that

@@ -371,7 +371,8 @@ impl ConnectionsApi {
         });
         let opened = result?;
         // No transaction is open while the provider answers (up to 30 s).
-        let outcome = match crate::probe::probe(&state, &opened).await {
+        let (resolver, exceptions) = (state.egress.resolver.clone(), &state.egress.exceptions);
+        let outcome = match connectors::probe(&opened, resolver, exceptions, state.auth.now()).await {
             Ok(()) => "ok".to_owned(),
             Err(code) => code,
         };

@@ -16,8 +16,6 @@ mod well_known;
 mod workspace_tokens;
 mod workspaces;
 
-pub use workspaces::WORKSPACE_PURGE_ACTION;
-
 use std::{sync::Arc, time::Duration};
 
 use base64::Engine as _;

@@ -21,9 +21,6 @@ use crate::{
 
 pub(crate) struct WorkspacesApi;
 
-/// Outbox action that purges a deleted workspace once its grace period is over.
-pub const WORKSPACE_PURGE_ACTION: &str = "workspace_purge";
-
 /// Keyed-hash purpose of invitation tokens.
 const INVITATION_PURPOSE: &str = "invitation";
 
@@ -415,15 +412,9 @@ impl WorkspacesApi {
     ) -> poem::Result<Json<Deleted>> {
         auth.principal().require_recent(&state)?;
         let now = state.auth.now();
-        let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
-            let purge_after = workspaces::mark_deleted(tx, now).await?;
-            let payload = serde_json::json!({ "workspace_id": workspace_id.0 });
-            scheduler::enqueue(tx.conn(), &state.keyring.vault_kek, WORKSPACE_PURGE_ACTION, &payload, purge_after, now)
-                .await
-                .map_err(|e| tenancy::TenancyError::Internal(e.to_string()))?;
-            Ok(purge_after)
-        });
-        let purge_after = result?;
+        let purge_after = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
+            workspaces::delete(tx, &state.keyring.vault_kek, now).await
+        })?;
         Ok(Json(Deleted { purge_after }))
     }
 

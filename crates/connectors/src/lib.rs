@@ -1,24 +1,36 @@
-//! Connection tests: one authenticated request to the provider, through the SSRF-guarded
-//! egress client — the provider's own domains only, every resolved address and redirect checked,
-//! 30 seconds at most. URLs are built here from validated settings (bucket, region, account),
-//! never taken from stored secrets: a service account's `token_uri` is ignored.
+//! Requests to the providers a workspace connects (`tenancy::connections`): the connection test,
+//! one authenticated request to the provider through the SSRF-guarded egress client — the
+//! provider's own domains only, every resolved address and redirect checked, 30 seconds at most —
+//! with the providers' request signing (AWS Signature Version 4, a Google service account's
+//! signed JWT grant). URLs are built here from validated settings (bucket, region, account).
+//!
+//! This crate never takes a URL from a stored secret (a service account's `token_uri` is
+//! ignored), never stores anything, and never reaches a provider except through `egress`.
+
+// Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use tenancy::connections::{Opened, Provider};
 
-use crate::AppState;
-
-/// Tests the opened connection; `Err` carries the stable code of the failure.
-pub(crate) async fn probe(state: &AppState, opened: &Opened) -> Result<(), String> {
+/// Tests the opened connection at `now`, resolving through `resolver`; `exceptions` are exact
+/// addresses let through the private-address refusal (tests only). `Err` carries the stable code
+/// of the failure.
+pub async fn probe(
+    opened: &Opened,
+    resolver: std::sync::Arc<dyn egress::Resolver>,
+    exceptions: &[std::net::SocketAddr],
+    now: chrono::DateTime<Utc>,
+) -> Result<(), String> {
     let spec = opened.connection.provider.spec();
     let mut policy = egress::EgressPolicy::for_domains(spec.domains);
-    for addr in &state.egress.exceptions {
+    for addr in exceptions {
         policy = policy.with_exception(*addr);
     }
-    let client = egress::GuardedClient::new(policy, state.egress.resolver.clone()).map_err(|e| e.code().to_owned())?;
-    let request = request(&client, opened, state.auth.now()).await?;
+    let client = egress::GuardedClient::new(policy, resolver).map_err(|e| e.code().to_owned())?;
+    let request = request(&client, opened, now).await?;
     let response = client.send(request).await.map_err(|e| e.code().to_owned())?;
     judge(opened.connection.provider, response).await
 }
