@@ -1,6 +1,8 @@
 //! Inbound webhook verification (Stripe, Standard Webhooks, Twilio, generic HMAC) and signed
 //! outbound delivery; [`inbound`] holds a workspace's sources and the persistent inbox,
 //! [`outbound`] its endpoints, deliveries and the outbox handler that sends them.
+//! It must never log or return a secret or an expected signature, never accept a request when no
+//! secret is configured, and never send outside the egress client.
 //!
 //! The scheme modules are pure: every function takes the raw body bytes, the header values and,
 //! where the scheme carries a timestamp, `now` as an argument. Nothing here reads a clock, the
