@@ -11,6 +11,7 @@
 
 mod bench;
 mod bench_audit;
+mod bench_measure;
 mod bench_vault;
 mod bench_webhooks;
 mod gate;
