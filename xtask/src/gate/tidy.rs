@@ -463,16 +463,16 @@ pub fn id_type(param: &str, file: &Path) -> String {
     let name = match name {
         "" | "id" | "ids" => {
             let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("entity");
-            if stem.ends_with('s') && !stem.ends_with("ss") { &stem[..stem.len() - 1] } else { stem }
+            if stem.ends_with('s') && !stem.ends_with("ss") {
+                &stem[..stem.len() - 1]
+            } else {
+                stem
+            }
         }
         "ws" => "workspace",
         other => other,
     };
-    let camel: String = name
-        .split('_')
-        .filter(|w| !w.is_empty())
-        .map(|w| w[..1].to_uppercase() + &w[1..])
-        .collect();
+    let camel: String = name.split('_').filter(|w| !w.is_empty()).map(|w| w[..1].to_uppercase() + &w[1..]).collect();
     format!("{camel}Id")
 }
 
@@ -507,8 +507,7 @@ impl Signatures<'_> {
 
 fn is_test(attrs: &[syn::Attribute]) -> bool {
     attrs.iter().any(|a| {
-        a.path().is_ident("test")
-            || a.path().is_ident("cfg") && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test")
+        a.path().is_ident("test") || a.path().is_ident("cfg") && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test")
     })
 }
 
@@ -550,7 +549,9 @@ fn uuid_findings(root: &Path, files: &[PathBuf], kind: &str, public_only: bool) 
                 key: format!("{kind} {path} fn {function}({param})"),
                 violation: Violation::new(
                     format!("{path}:{line}"),
-                    format!("`fn {function}` takes parameter `{param}` as a bare `{shape}`, where an entity id belongs"),
+                    format!(
+                        "`fn {function}` takes parameter `{param}` as a bare `{shape}`, where an entity id belongs"
+                    ),
                     format!(
                         "take ids::{id} (`{}`), the entity's newtype from crates/ids, so ids of different entities \
                          cannot be swapped",
@@ -687,8 +688,14 @@ mod tests {
         ]);
         let text = out.text();
         assert_eq!(out.violations.len(), 1, "{text}");
-        assert!(text.contains("crates/demo/src/a.rs: module import cycle in crate `demo` among 2 files (a.rs, b.rs)"), "{text}");
-        assert!(text.contains("one chain: a.rs:1 uses `crate::b::B` -> b.rs:3 uses `super::a::A` -> back to a.rs"), "{text}");
+        assert!(
+            text.contains("crates/demo/src/a.rs: module import cycle in crate `demo` among 2 files (a.rs, b.rs)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("one chain: a.rs:1 uses `crate::b::B` -> b.rs:3 uses `super::a::A` -> back to a.rs"),
+            "{text}"
+        );
         assert!(text.contains("fix: make the references point one way"), "{text}");
     }
 
@@ -717,13 +724,22 @@ mod tests {
     fn a_crate_root_without_a_doc_paragraph_fails_naming_the_file_and_the_fix() {
         let out = check(&[("crates/demo/src/lib.rs", "\n// A plain comment.\npub fn f() {}\n")]);
         let text = out.text();
-        assert!(text.contains("crates/demo/src/lib.rs:1: the crate root does not open with a `//!` paragraph"), "{text}");
-        assert!(text.contains("fix: open crates/demo/src/lib.rs with a `//!` paragraph saying what `demo` owns"), "{text}");
+        assert!(
+            text.contains("crates/demo/src/lib.rs:1: the crate root does not open with a `//!` paragraph"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fix: open crates/demo/src/lib.rs with a `//!` paragraph saying what `demo` owns"),
+            "{text}"
+        );
     }
 
     #[test]
     fn a_crate_root_whose_paragraph_does_not_say_what_it_must_never_do_fails() {
-        let out = check(&[("xtask/src/main.rs", "//! Automation.\n\n// Never mind: not the opening paragraph.\nfn main() {}\n")]);
+        let out = check(&[(
+            "xtask/src/main.rs",
+            "//! Automation.\n\n// Never mind: not the opening paragraph.\nfn main() {}\n",
+        )]);
         let text = out.text();
         assert!(text.contains("xtask/src/main.rs:1: the crate root's opening `//!` paragraph does not say what the crate must never do"), "{text}");
         assert!(text.contains("a sentence of what it must never do"), "{text}");
@@ -758,9 +774,17 @@ mod tests {
         let out = check(&[("crates/tenancy/src/projects.rs", code)]);
         let text = out.text();
         assert_eq!(out.violations.len(), 2, "{text}");
-        assert!(text.contains("crates/tenancy/src/projects.rs:1: `fn get` takes parameter `id` as a bare `Uuid`"), "{text}");
+        assert!(
+            text.contains("crates/tenancy/src/projects.rs:1: `fn get` takes parameter `id` as a bare `Uuid`"),
+            "{text}"
+        );
         assert!(text.contains("fix: take ids::ProjectId (`ids::ProjectId`)"), "{text}");
-        assert!(text.contains("crates/tenancy/src/projects.rs:5: `fn S::members` takes parameter `user_ids` as a bare `&[Uuid]`"), "{text}");
+        assert!(
+            text.contains(
+                "crates/tenancy/src/projects.rs:5: `fn S::members` takes parameter `user_ids` as a bare `&[Uuid]`"
+            ),
+            "{text}"
+        );
         assert!(text.contains("take ids::UserId (`&[ids::UserId]`)"), "{text}");
     }
 
@@ -781,13 +805,21 @@ mod tests {
         assert!(debt.contains("\nuuid-param crates/tenancy/src/projects.rs fn get(id)\n"), "{debt}");
         let out = settle(findings.clone(), &debt);
         assert!(out.violations.is_empty(), "{}", out.text());
-        assert_eq!(out.summary, ["Tidy: no import cycle, bare crate root or bare Uuid beyond the debt list (1 uuid-param)"]);
+        assert_eq!(
+            out.summary,
+            ["Tidy: no import cycle, bare crate root or bare Uuid beyond the debt list (1 uuid-param)"]
+        );
 
         let stale = format!("{debt}uuid-param crates/tenancy/src/projects.rs fn gone(id)\n");
         let out = settle(findings, &stale);
         let text = out.text();
         assert_eq!(out.violations.len(), 1, "{text}");
-        assert!(text.contains("xtask/gate/tidy-debt.txt:5: `uuid-param crates/tenancy/src/projects.rs fn gone(id)` no longer occurs"), "{text}");
+        assert!(
+            text.contains(
+                "xtask/gate/tidy-debt.txt:5: `uuid-param crates/tenancy/src/projects.rs fn gone(id)` no longer occurs"
+            ),
+            "{text}"
+        );
         assert!(text.contains("fix: remove this line from the debt list"), "{text}");
     }
 
