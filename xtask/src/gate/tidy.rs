@@ -472,7 +472,14 @@ pub fn id_type(param: &str, file: &Path) -> String {
         "ws" => "workspace",
         other => other,
     };
-    let camel: String = name.split('_').filter(|w| !w.is_empty()).map(|w| w[..1].to_uppercase() + &w[1..]).collect();
+    let camel: String = name
+        .split('_')
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut chars = w.chars();
+            chars.next().map(|c| c.to_uppercase().chain(chars).collect::<String>()).unwrap_or_default()
+        })
+        .collect();
     format!("{camel}Id")
 }
 
