@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseBackend::Postgres, Statement, TransactionTrait};
 
-use crate::bench::{entry, summarise, Entry, Measurement};
+use crate::bench_measure::{entry, summarise, Entry, Measurement};
 
 /// A table with `audit_events`' columns, indexes and row policy, but no chaining trigger.
 const UNCHAINED: &str = "
@@ -155,13 +155,13 @@ pub(crate) async fn entries(
     admin.conn().execute_unprepared(UNCHAINED).await?;
     admin.close().await?;
     let (mut on_runs, mut off_runs, mut chains) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..crate::bench::ROUNDS {
+    for _ in 0..crate::bench_measure::ROUNDS {
         let tenants: Vec<uuid::Uuid> = (0..4).map(|_| uuid::Uuid::new_v4()).collect();
         on_runs.push(append_load(app_url, Chain::On, &tenants, duration).await?);
         off_runs.push(append_load(app_url, Chain::Off, &tenants, duration).await?);
         chains.extend(tenants);
     }
-    let (on, off) = (crate::bench::best(on_runs), crate::bench::best(off_runs));
+    let (on, off) = (crate::bench_measure::best(on_runs), crate::bench_measure::best(off_runs));
     let mut out = vec![entry(
         "audit appends per second, hash chain on vs off (4 connections, one tenant each)",
         "runtime role: BEGIN; tenant context; INSERT into audit_events (chained by trigger under the head lock); COMMIT",

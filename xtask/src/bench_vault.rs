@@ -12,7 +12,7 @@ use aes_gcm::{
 };
 use sea_orm::{ConnectionTrait, Statement};
 
-use crate::bench::{entry, Entry, Measurement};
+use crate::bench_measure::{entry, Entry, Measurement};
 
 const SECRET_LEN: usize = 256;
 
@@ -50,7 +50,7 @@ pub(crate) fn crypto_entries(seconds: u64) -> anyhow::Result<Vec<Entry>> {
     let secret = [0x42u8; SECRET_LEN];
     let mut failures = 0u64;
     let (mut subject, mut baseline) = (Vec::new(), Vec::new());
-    for _ in 0..crate::bench::ROUNDS {
+    for _ in 0..crate::bench_measure::ROUNDS {
         subject.push(measure(budget, || {
             let sealed = key.seal(&place, &secret);
             let ok = sealed.and_then(|s| key.open(&place, &s)).is_ok_and(|p| p.len() == SECRET_LEN);
@@ -67,7 +67,7 @@ pub(crate) fn crypto_entries(seconds: u64) -> anyhow::Result<Vec<Entry>> {
         }));
     }
     anyhow::ensure!(failures == 0, "{failures} seal/open round trips failed");
-    let (s, b) = (crate::bench::best(subject), crate::bench::best(baseline));
+    let (s, b) = (crate::bench_measure::best(subject), crate::bench_measure::best(baseline));
     Ok(vec![entry(
         "seal + open of a 256-byte secret (one thread)",
         "crypto_vault::DataKey::seal then open: envelope header, AAD of (tenant, table, column, row), random nonce, AES-256-GCM",

@@ -19,7 +19,7 @@ use sea_orm::{ConnectionTrait, DatabaseBackend::Postgres, Statement, Transaction
 use secrecy::ExposeSecret as _;
 use webhooks::standard::{MessageId, Secret};
 
-use crate::bench::{best, call, entry, summarise, Entry, Measurement, Spec, CONNECTIONS};
+use crate::bench_measure::{best, call, entry, summarise, Entry, Measurement, Spec, CONNECTIONS};
 
 /// Padding that brings each delivery's JSON body to about 300 bytes.
 const BODY_PAD: usize = 240;
@@ -144,7 +144,7 @@ pub(crate) async fn inbound_entries(
     anyhow::ensure!(status == 200 && answer.contains(r#""status":"accepted""#), "signed delivery: {status} {answer}");
 
     let (mut subject, mut baseline) = (Vec::new(), Vec::new());
-    for _ in 0..crate::bench::ROUNDS {
+    for _ in 0..crate::bench_measure::ROUNDS {
         subject.push(signed_load(addr, &path, &secret, r#""status":"accepted""#, CONNECTIONS, duration).await?);
         baseline.push(signed_load(hello, &path, &secret, r#""status":"ok""#, CONNECTIONS, duration).await?);
     }
@@ -414,7 +414,7 @@ pub(crate) async fn outbox_entries(
     // Enough actions for about `duration` at the ~10,000 per second two cores manage.
     let n = (10_000 * duration.as_secs() as usize).max(10_000);
     let (mut subject, mut baseline) = (Vec::new(), Vec::new());
-    for _ in 0..crate::bench::ROUNDS {
+    for _ in 0..crate::bench_measure::ROUNDS {
         subject.push(workers_drain(&superuser, app_url, n).await?);
         baseline.push(sql_drain(&superuser, app_url, n).await?);
     }

@@ -2,6 +2,7 @@
 //! throwaway PostgreSQL and Redis servers; `openapi` regenerates the committed API description;
 //! `bench` measures the server against baselines run side by side; `security-gate` fails the
 //! build on a missing policy, a vulnerable dependency or a drifted API description.
+//! It must never hold product logic: no shipped crate depends on it.
 
 // A command-line tool: standard output is its interface.
 #![allow(clippy::print_stdout)]
@@ -10,6 +11,7 @@
 
 mod bench;
 mod bench_audit;
+mod bench_measure;
 mod bench_vault;
 mod bench_webhooks;
 mod gate;
@@ -55,6 +57,13 @@ enum Cmd {
         #[arg(long)]
         sbom: Option<std::path::PathBuf>,
     },
+    /// Check the sources' shape: no module import cycle inside a crate, a crate root that says
+    /// what the crate owns and must never do, no bare `Uuid` where an entity id belongs.
+    Tidy {
+        /// Rewrite the debt list (`xtask/gate/tidy-debt.txt`) from the tree, after removing debt.
+        #[arg(long)]
+        write_debt: bool,
+    },
     /// Build release binaries and measure the server against baselines in the same run.
     Bench {
         /// Seconds of measurement per subject.
@@ -98,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             };
             gate::run(&root, &opts)
         }
+        Cmd::Tidy { write_debt } => gate::run_tidy(&root, write_debt),
         Cmd::Test { args } => test(&args),
         Cmd::Openapi { check } => openapi(check),
         Cmd::Bench { seconds, only } => bench::build_and_run(seconds, only.as_deref()),

@@ -2,6 +2,8 @@
 //!
 //! This is the only crate that knows poem, HTTP status codes or headers. Domain crates return their
 //! own error enums; [`error`] maps them to stable codes in one place.
+//! It must never put an unexpected error's cause in a response (every 500 is opaque), nor reach
+//! a workspace's data except through `routes::scope::Scope`.
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

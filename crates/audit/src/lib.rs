@@ -1,5 +1,6 @@
 //! The append-only, hash-chained audit trail, written in the same transaction as the change it
 //! records.
+//! It must never store a secret value in a payload, nor update or delete an event outside `purge`.
 //!
 //! Each tenant (workspace) has one chain; events that belong to no workspace (sign-ins, resets)
 //! go to the platform chain, [`PLATFORM_CHAIN`]. Every event carries its position (`seq`), the

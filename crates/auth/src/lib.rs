@@ -1,4 +1,7 @@
 //! Accounts, passwords, sessions and tokens.
+//!
+//! Knows no HTTP: it returns `AuthError`, which `api` maps. It must never store a token, password
+//! or link in clear.
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

@@ -1,6 +1,7 @@
 //! Key material and AES-256-GCM envelope encryption of secrets at rest. A pure library: no I/O,
 //! no environment access; keys are handed in by the binary's configuration loader, and the
 //! database work (storing wrapped data keys and sealed values) belongs to `tenancy::secrets`.
+//! It must never log, print or return key material, or a plaintext it opened outside `Zeroizing`.
 //!
 //! - [`envelope`]: the sealed-value format, bound to its (tenant, table, column, row).
 //! - [`KeyProvider`] / [`LocalKeyProvider`]: key-encryption keys from outside the database, one

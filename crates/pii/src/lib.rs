@@ -1,5 +1,6 @@
 //! Scanner and redactor for personal data and secrets, the activity ingestion pipeline and the
 //! untrusted-content envelope. A pure library: no I/O, no clock, no randomness of its own.
+//! It must never log, store or print a value it found.
 //!
 //! - [`scan`] finds e-mail addresses, payment cards, US SSNs, IP addresses, phone numbers, IBANs
 //!   and secrets in one linear pass; [`Redactor`] replaces them by tag, mask or keyed hash;

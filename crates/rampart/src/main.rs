@@ -1,5 +1,6 @@
 //! `rampart`: the server binary. Parses the command line, loads and validates configuration, and
 //! runs `serve`, `worker`, `migrate`, `openapi`, `keys`, `audit`, `outbox`, `users` or `pii scan`.
+//! It must never hold business logic: it builds an `AppState` and hands it to `api`.
 
 mod audit_cli;
 mod config;

@@ -9,6 +9,7 @@
 //!
 //! This crate owns the notion of a role so nothing else grows its own. It does no I/O, no async
 //! and no storage: callers load roles and counts, call a check, and record the outcome.
+//! It must never grant by default: a check that cannot show the permission or level denies.
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

@@ -5,6 +5,7 @@
 //!
 //! Payloads are sealed with AES-256-GCM, bound to the row id, because they may carry secrets
 //! (a verification link holds a one-time token).
+//! It must never store a payload in clear, nor renew or settle a claim it no longer holds.
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

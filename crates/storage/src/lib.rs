@@ -3,6 +3,7 @@
 //!
 //! PostgreSQL is the production store; SQLite is the embedded default. Nothing above this crate
 //! builds connection strings or runs DDL.
+//! It must never know about tenants or HTTP.
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

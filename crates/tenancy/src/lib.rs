@@ -2,6 +2,7 @@
 //! transaction. Tenant data is reached only through a [`TenantTx`], which cannot be built without
 //! a [`WorkspaceId`], and every query here also filters by it, so isolation holds in the application
 //! (the only layer on SQLite) and again in PostgreSQL's forced row-level security.
+//! It must never build a tenant query without a [`TenantTx`].
 
 // Library crates never panic on bad input outside tests (ARCHITECTURE.md, "Invariants").
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]

@@ -336,9 +336,19 @@ fn policy_template(table: &Table, command: &str) -> String {
 /// functions and the volatility of what policies call.
 pub fn check_rls(cat: &Catalogue, global: &[(String, String)], global_text: &str, locator: &Locator) -> Outcome {
     let mut out = Outcome::default();
-    let list_file = format!("{CONFIG_DIR}/{GLOBAL_TABLES}");
-    let runtime_roles: Vec<&str> = cat.roles.iter().map(|r| r.role.as_str()).collect();
+    let (forced, covered) = check_tenant_tables(cat, locator, &mut out);
+    let listed = check_global_tables(cat, global, global_text, locator, &mut out);
+    check_runtime_role(cat, &mut out);
+    let pinned = check_definers(cat, locator, &mut out);
+    check_volatile_calls(cat, &mut out);
+    rls_summary(cat, forced, covered, listed, pinned, &mut out);
+    out
+}
 
+/// Every `tenant_id` table has RLS enabled and forced and a permissive policy per command that
+/// applies to the runtime role; returns how many are forced and how many are covered.
+fn check_tenant_tables(cat: &Catalogue, locator: &Locator, out: &mut Outcome) -> (usize, usize) {
+    let runtime_roles: Vec<&str> = cat.roles.iter().map(|r| r.role.as_str()).collect();
     let tenant: Vec<&Table> = cat.tables.iter().filter(|t| t.has_tenant_id).collect();
     let (mut forced, mut covered) = (0, 0);
     for t in &tenant {
@@ -389,7 +399,19 @@ pub fn check_rls(cat: &Catalogue, global: &[(String, String)], global_text: &str
             ));
         }
     }
+    (forced, covered)
+}
 
+/// Every table without `tenant_id` is listed as global, and every listed table exists and has no
+/// `tenant_id`; returns how many are listed.
+fn check_global_tables(
+    cat: &Catalogue,
+    global: &[(String, String)],
+    global_text: &str,
+    locator: &Locator,
+    out: &mut Outcome,
+) -> usize {
+    let list_file = format!("{CONFIG_DIR}/{GLOBAL_TABLES}");
     let global_keys: Vec<&str> = global.iter().map(|(k, _)| k.as_str()).collect();
     let untenanted: Vec<&Table> = cat.tables.iter().filter(|t| !t.has_tenant_id).collect();
     let mut listed = 0;
@@ -421,8 +443,12 @@ pub fn check_rls(cat: &Catalogue, global: &[(String, String)], global_text: &str
             format!("remove `{key}` from {list_file}"),
         ));
     }
+    listed
+}
 
-    // The runtime role.
+/// The runtime role, and every role it can become, is not superuser, not `BYPASSRLS` and owns
+/// nothing.
+fn check_runtime_role(cat: &Catalogue, out: &mut Outcome) {
     let role_file = "deploy/postgres/bootstrap-roles.sql";
     match cat.roles.first() {
         None => out.push(Violation::new(
@@ -474,7 +500,10 @@ pub fn check_rls(cat: &Catalogue, global: &[(String, String)], global_text: &str
             }
         }
     }
+}
 
+/// `SECURITY DEFINER` functions pin their `search_path`; returns how many do.
+fn check_definers(cat: &Catalogue, locator: &Locator, out: &mut Outcome) -> usize {
     let mut pinned = 0;
     for f in &cat.definers {
         let pins = f.config.as_deref().unwrap_or("").split(", ").any(|c| c.starts_with("search_path="));
@@ -488,7 +517,11 @@ pub fn check_rls(cat: &Catalogue, global: &[(String, String)], global_text: &str
             ));
         }
     }
+    pinned
+}
 
+/// No policy expression calls a `VOLATILE` function.
+fn check_volatile_calls(cat: &Catalogue, out: &mut Outcome) {
     for call in &cat.volatile_calls {
         out.push(Violation::new(
             format!("policy {} on table {}.{}", call.policy, call.schema, call.table),
@@ -496,22 +529,22 @@ pub fn check_rls(cat: &Catalogue, global: &[(String, String)], global_text: &str
             "declare the function STABLE if it changes nothing in the database, or compute the value once with a STABLE function reading the transaction's settings",
         ));
     }
+}
 
+fn rls_summary(cat: &Catalogue, forced: usize, covered: usize, listed: usize, pinned: usize, out: &mut Outcome) {
+    let tenant = cat.tables.iter().filter(|t| t.has_tenant_id).count();
+    let untenanted = cat.tables.len() - tenant;
     let others = cat.roles.len().saturating_sub(1);
     let role_ok = !cat.roles.is_empty()
         && cat
             .roles
             .iter()
             .all(|r| !r.superuser && !r.bypass_rls && r.owned_relations.is_none() && r.owned_functions.is_none());
-    out.summary.push(format!("RLS: {forced}/{} tenant tables forced", tenant.len()));
-    out.summary.push(format!(
-        "RLS: {covered}/{} tenant tables have a policy for SELECT, INSERT, UPDATE and DELETE",
-        tenant.len()
-    ));
-    out.summary.push(format!(
-        "RLS: {listed}/{} tables without tenant_id are listed as global, each with a reason",
-        untenanted.len()
-    ));
+    out.summary.push(format!("RLS: {forced}/{tenant} tenant tables forced"));
+    out.summary
+        .push(format!("RLS: {covered}/{tenant} tenant tables have a policy for SELECT, INSERT, UPDATE and DELETE"));
+    out.summary
+        .push(format!("RLS: {listed}/{untenanted} tables without tenant_id are listed as global, each with a reason"));
     out.summary.push(format!(
         "RLS: runtime role {} (and {others} role(s) it can become) {}",
         cat.runtime_role,
@@ -523,7 +556,6 @@ pub fn check_rls(cat: &Catalogue, global: &[(String, String)], global_text: &str
         cat.policies.len(),
         cat.volatile_calls.len()
     ));
-    out
 }
 
 /// Whether a column's name says it holds a token, secret, password or key.

@@ -11,6 +11,7 @@ pub mod deps;
 pub mod metadata;
 pub mod sbom;
 pub mod spawns;
+pub mod tidy;
 
 use std::{
     fmt,
@@ -150,9 +151,36 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         ("architecture", arch::gate(root).unwrap_or_else(|e| Outcome::failed(&e, "cargo metadata"))),
         ("background work", spawns::gate(root).unwrap_or_else(|e| Outcome::failed(&e, spawns::LIST))),
         ("sbom", sbom::gate(root, &opts.sbom).unwrap_or_else(|e| Outcome::failed(&e, "SBOM"))),
+        ("tidy", tidy::gate(root).unwrap_or_else(|e| Outcome::failed(&e, "sources"))),
     ];
+    let total = report(&checks);
+    if total > 0 {
+        anyhow::bail!("security gate: {total} violation(s); each is listed above with its fix");
+    }
+    println!("security gate: passed");
+    Ok(())
+}
+
+/// `cargo xtask tidy`: the tidy step alone; with `write_debt`, rewrites its debt list instead.
+pub fn run_tidy(root: &Path, write_debt: bool) -> anyhow::Result<()> {
+    if write_debt {
+        let lines = tidy::write_debt(root)?;
+        println!("wrote {} ({lines} lines)", tidy::DEBT);
+        return Ok(());
+    }
+    let checks = [("tidy", tidy::gate(root).unwrap_or_else(|e| Outcome::failed(&e, "sources")))];
+    let total = report(&checks);
+    if total > 0 {
+        anyhow::bail!("tidy: {total} violation(s); each is listed above with its fix");
+    }
+    println!("tidy: passed");
+    Ok(())
+}
+
+/// Prints every check's violations, notices and summary; returns how many violations there were.
+fn report(checks: &[(&str, Outcome)]) -> usize {
     let mut total = 0;
-    for (name, outcome) in &checks {
+    for (name, outcome) in checks {
         for v in &outcome.violations {
             println!("error[{name}]: {v}");
         }
@@ -162,16 +190,12 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         total += outcome.violations.len();
     }
     println!();
-    for (_, outcome) in &checks {
+    for (_, outcome) in checks {
         for line in &outcome.summary {
             println!("{line}");
         }
     }
-    if total > 0 {
-        anyhow::bail!("security gate: {total} violation(s); each is listed above with its fix");
-    }
-    println!("security gate: passed");
-    Ok(())
+    total
 }
 
 #[cfg(test)]
