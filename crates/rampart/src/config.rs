@@ -374,7 +374,7 @@ impl Config {
         }
         match &self.secrets.jwt_signing_key {
             Some(key) => {
-                if let Err(err) = crate::keys::parse_jwt_key(key.expose_secret()) {
+                if let Err(err) = parse_jwt_key(key.expose_secret()) {
                     problems.push(format!("secrets.jwt_signing_key: {err}"));
                 }
             }
@@ -384,7 +384,7 @@ impl Config {
             None => {}
         }
         for key in &self.secrets.jwt_previous_keys {
-            if let Err(err) = crate::keys::parse_jwt_key(key.expose_secret()) {
+            if let Err(err) = parse_jwt_key(key.expose_secret()) {
                 problems.push(format!("secrets.jwt_previous_keys: {err}"));
             }
         }
@@ -527,6 +527,16 @@ impl Config {
 }
 
 // figment::Jail fixes the closure's (large) error type.
+/// Parses `kid:base64(PKCS#8)`.
+pub fn parse_jwt_key(text: &str) -> anyhow::Result<auth::jwt::SigningKey> {
+    let (kid, der) =
+        text.trim().split_once(':').ok_or_else(|| anyhow::anyhow!("expected `kid:base64(PKCS#8 Ed25519)`"))?;
+    if kid.is_empty() || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        anyhow::bail!("the key id must be letters, digits, `-` or `_`");
+    }
+    Ok(auth::jwt::SigningKey::from_pkcs8_base64(kid, der)?)
+}
+
 #[cfg(test)]
 #[allow(clippy::result_large_err)]
 mod tests {

@@ -8,7 +8,7 @@ use crypto_vault::{KeyMaterial, KeySource, Keyring};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::config::SecretsConfig;
+use crate::config::{parse_jwt_key, SecretsConfig};
 
 const DEV_KEYS_FILE: &str = "dev-keys.toml";
 
@@ -41,15 +41,6 @@ fn format_jwt_key(key: &SigningKey) -> String {
     format!("{}:{}", key.kid(), key.to_pkcs8_base64().as_str())
 }
 
-/// Parses `kid:base64(PKCS#8)`.
-pub fn parse_jwt_key(text: &str) -> anyhow::Result<SigningKey> {
-    let (kid, der) =
-        text.trim().split_once(':').ok_or_else(|| anyhow::anyhow!("expected `kid:base64(PKCS#8 Ed25519)`"))?;
-    if kid.is_empty() || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        anyhow::bail!("the key id must be letters, digits, `-` or `_`");
-    }
-    Ok(SigningKey::from_pkcs8_base64(kid, der)?)
-}
 
 /// Everything secret the server holds.
 pub struct Keys {

@@ -166,13 +166,6 @@ impl Provider {
     }
 }
 
-/// The purpose of the value in the `connections` row aliased `alias`, as SQL (`secrets::SEALED_COLUMNS`).
-pub fn purpose_sql(alias: &str) -> String {
-    format!(
-        "CASE WHEN {alias}.provider IN ('slack', 'google') THEN 'integration_tokens' ELSE 'storage_credentials' END"
-    )
-}
-
 fn is_bucket_name(s: &str) -> bool {
     (3..=63).contains(&s.len())
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))

@@ -37,7 +37,9 @@ pub const SEALED_COLUMNS: &[SealedColumn] = &[
         table: "connections",
         column: "secret_ciphertext",
         version_column: "ciphertext_version",
-        purpose_sql: crate::connections::purpose_sql,
+        purpose_sql: |alias| {
+            format!("CASE WHEN {alias}.provider IN ('slack', 'google') THEN 'integration_tokens' ELSE 'storage_credentials' END")
+        },
     },
     // Inbound webhook sources' signing secrets (the `webhooks` crate seals them through here).
     SealedColumn {

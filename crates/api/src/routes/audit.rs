@@ -113,7 +113,7 @@ impl AuditApi {
         ))]
         category: Query<Option<String>>,
         /// Only events by this user.
-        actor: Query<Option<Uuid>>,
+        actor: Query<Option<UserId>>,
         /// Only events at or after this time.
         since: Query<Option<DateTime<Utc>>>,
         /// Only events before this time.
@@ -124,7 +124,7 @@ impl AuditApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<AuditPage>> {
-        let filter = filter(category.0, actor.0, since.0, until.0, before.0)?;
+        let filter = filter(category.0, actor.0.map(Uuid::from), since.0, until.0, before.0)?;
         let limit = self::limit(limit.0);
         let result =
             scoped!(state, req, auth.principal(), workspace_id.0, |tx| authz::audit_log(tx, &filter, limit).await);

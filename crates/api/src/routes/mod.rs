@@ -10,6 +10,7 @@ mod oidc;
 mod pii;
 mod projects;
 mod scope;
+mod scrape;
 mod webhook_endpoints;
 mod webhooks;
 mod well_known;
@@ -152,7 +153,7 @@ pub fn build_app(state: AppState, http: &HttpConfig) -> BoxEndpoint<'static> {
         .at("/docs", docs)
         .at(
             "/metrics",
-            poem::get(crate::metrics::endpoint).data(crate::metrics::MetricsToken(http.metrics_token.clone())),
+            poem::get(scrape::endpoint).data(scrape::MetricsToken(http.metrics_token.clone())),
         )
         .nest("/", api.into_endpoint())
         .with(poem::middleware::CookieJarManager::new());
