@@ -10,7 +10,6 @@ use poem_openapi::{
     Object, OpenApi,
 };
 use secrecy::ExposeSecret;
-use uuid::Uuid;
 use webhooks::outbound::{self, EndpointChange};
 
 use super::scope::scoped;
@@ -22,8 +21,8 @@ pub(crate) struct WebhookEndpointsApi;
 /// An endpoint, without its secrets.
 #[derive(Debug, Object)]
 struct WebhookEndpointBody {
-    id: Uuid,
-    workspace_id: Uuid,
+    id: EndpointId,
+    workspace_id: WorkspaceId,
     url: String,
     description: String,
     /// Subscribed event types, or `["*"]` for every type.
@@ -45,7 +44,7 @@ impl From<outbound::Endpoint> for WebhookEndpointBody {
     fn from(e: outbound::Endpoint) -> Self {
         WebhookEndpointBody {
             id: e.id,
-            workspace_id: e.tenant.0,
+            workspace_id: e.tenant,
             url: e.url,
             description: e.description,
             event_types: e.event_types,
@@ -158,8 +157,8 @@ impl std::fmt::Debug for RotatedWebhookSecretBody {
 /// One delivery of an event to an endpoint.
 #[derive(Debug, Object)]
 struct OutboundDeliveryBody {
-    id: Uuid,
-    endpoint_id: Uuid,
+    id: DeliveryId,
+    endpoint_id: EndpointId,
     /// The `webhook-id` header, the same on every attempt and replay.
     message_id: String,
     event_type: String,
@@ -278,7 +277,7 @@ impl WebhookEndpointsApi {
         endpoint_id: Path<EndpointId>,
     ) -> poem::Result<Json<WebhookEndpointBody>> {
         let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
-            outbound::get(tx, endpoint_id.0.into(), state.auth.now()).await
+            outbound::get(tx, endpoint_id.0, state.auth.now()).await
         });
         Ok(Json(result?.into()))
     }
@@ -311,7 +310,7 @@ impl WebhookEndpointsApi {
                 event_types: body.event_types.clone(),
                 enabled: body.enabled,
             };
-            outbound::update(tx, &policy(&state), endpoint_id.0.into(), change, state.auth.now()).await
+            outbound::update(tx, &policy(&state), endpoint_id.0, change, state.auth.now()).await
         });
         Ok(Json(result?.into()))
     }
@@ -332,7 +331,7 @@ impl WebhookEndpointsApi {
         endpoint_id: Path<EndpointId>,
     ) -> poem::Result<NoContent> {
         scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
-            outbound::delete(tx, endpoint_id.0.into(), state.auth.now()).await
+            outbound::delete(tx, endpoint_id.0, state.auth.now()).await
         })?;
         Ok(NoContent::Done)
     }
@@ -354,7 +353,7 @@ impl WebhookEndpointsApi {
         endpoint_id: Path<EndpointId>,
     ) -> poem::Result<Json<RotatedWebhookSecretBody>> {
         let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
-            outbound::rotate_secret(tx, &state.vault, endpoint_id.0.into(), state.auth.now()).await
+            outbound::rotate_secret(tx, &state.vault, endpoint_id.0, state.auth.now()).await
         });
         let (secret, until) = result?;
         Ok(Json(RotatedWebhookSecretBody { secret: secret.expose_secret().to_owned(), previous_signs_until: until }))
@@ -376,7 +375,7 @@ impl WebhookEndpointsApi {
         endpoint_id: Path<EndpointId>,
     ) -> poem::Result<Created<OutboundDeliveryBody>> {
         let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
-            outbound::send_test(tx, &state.keyring.vault_kek, endpoint_id.0.into(), state.auth.now()).await
+            outbound::send_test(tx, &state.keyring.vault_kek, endpoint_id.0, state.auth.now()).await
         });
         Ok(Created::Created(Json(result?.into())))
     }
@@ -400,7 +399,7 @@ impl WebhookEndpointsApi {
         limit: Query<Option<u64>>,
     ) -> poem::Result<Json<Vec<OutboundDeliveryBody>>> {
         let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
-            outbound::deliveries(tx, endpoint_id.0.into(), limit.0.unwrap_or(50)).await
+            outbound::deliveries(tx, endpoint_id.0, limit.0.unwrap_or(50)).await
         });
         Ok(Json(result?.into_iter().map(Into::into).collect()))
     }
@@ -421,8 +420,7 @@ impl WebhookEndpointsApi {
         delivery_id: Path<DeliveryId>,
     ) -> poem::Result<Json<DeliveryAttemptsBody>> {
         let result =
-            scoped!(state, req, auth.principal(), workspace_id.0, |tx| outbound::attempts(tx, delivery_id.0.into())
-                .await);
+            scoped!(state, req, auth.principal(), workspace_id.0, |tx| outbound::attempts(tx, delivery_id.0).await);
         let (delivery, attempts) = result?;
         Ok(Json(DeliveryAttemptsBody {
             delivery: delivery.into(),
@@ -458,7 +456,7 @@ impl WebhookEndpointsApi {
         delivery_id: Path<DeliveryId>,
     ) -> poem::Result<Json<OutboundDeliveryBody>> {
         let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
-            outbound::replay(tx, &state.keyring.vault_kek, delivery_id.0.into(), state.auth.now()).await
+            outbound::replay(tx, &state.keyring.vault_kek, delivery_id.0, state.auth.now()).await
         });
         Ok(Json(result?.into()))
     }

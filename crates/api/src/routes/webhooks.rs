@@ -13,7 +13,6 @@ use poem_openapi::{
     Enum, Object, OpenApi,
 };
 use secrecy::SecretString;
-use uuid::Uuid;
 use webhooks::inbound::{self, Kind, ReceiveError, Received, Settings, SourceSecrets};
 
 use super::scope::scoped;
@@ -108,8 +107,8 @@ impl From<Settings> for SettingsBody {
 /// A source, without its secrets.
 #[derive(Debug, Object)]
 struct SourceBody {
-    id: Uuid,
-    workspace_id: Uuid,
+    id: SourceId,
+    workspace_id: WorkspaceId,
     kind: KindName,
     name: String,
     settings: SettingsBody,
@@ -126,9 +125,9 @@ struct SourceBody {
 impl From<inbound::Source> for SourceBody {
     fn from(s: inbound::Source) -> Self {
         SourceBody {
-            delivery_path: format!("/api/v1/inbound/{}/{}", s.tenant.0, s.id),
+            delivery_path: format!("/api/v1/inbound/{}/{}", s.tenant, s.id),
             id: s.id,
-            workspace_id: s.tenant.0,
+            workspace_id: s.tenant,
             kind: s.kind.into(),
             name: s.name,
             settings: s.settings.into(),
@@ -257,8 +256,7 @@ impl WebhooksApi {
         // The raw query string: Twilio signs the URL it requested, query included.
         let delivery = inbound::Delivery { headers, query: req.uri().query().map(str::to_owned), body: body.0 };
         let tenant = workspace_id.0;
-        match state.inbox.receive(&state.db, &state.vault, tenant, source_id.0.into(), delivery, state.auth.now()).await
-        {
+        match state.inbox.receive(&state.db, &state.vault, tenant, source_id.0, delivery, state.auth.now()).await {
             Ok((_, Received::Accepted { event_id })) => Ok(Json(DeliveryBody { status: "accepted".into(), event_id })),
             Ok((_, Received::Duplicate { event_id })) => {
                 Ok(Json(DeliveryBody { status: "duplicate".into(), event_id }))
@@ -352,7 +350,7 @@ impl WebhooksApi {
             inbound::set_secrets(
                 tx,
                 &state.vault,
-                source_id.0.into(),
+                source_id.0,
                 secrets_of(body.secrets.clone()),
                 body.keep_previous,
                 state.auth.now(),
@@ -378,7 +376,7 @@ impl WebhooksApi {
         source_id: Path<SourceId>,
     ) -> poem::Result<NoContent> {
         scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
-            inbound::delete(tx, source_id.0.into(), state.auth.now()).await
+            inbound::delete(tx, source_id.0, state.auth.now()).await
         })?;
         Ok(NoContent::Done)
     }

@@ -8,9 +8,9 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use crypto_vault::Vault;
-use tenancy::{TenancyError, TenantId};
+use ids::{SourceId, WorkspaceId};
+use tenancy::TenancyError;
 use tokio::sync::oneshot;
-use uuid::Uuid;
 
 use super::record::{receive_batch, Outcome, ReceiveError};
 use super::verify::Delivery;
@@ -36,7 +36,7 @@ pub const MAX_BATCH: usize = 64;
 /// delivers it again and the inbox tells the copies apart).
 #[derive(Default)]
 pub struct Inbox {
-    lanes: std::sync::Mutex<HashMap<(TenantId, Uuid), Arc<Lane>>>,
+    lanes: std::sync::Mutex<HashMap<(WorkspaceId, SourceId), Arc<Lane>>>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -65,7 +65,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A request's hold on its lane: the last one out removes the lane.
 struct Entered<'a> {
     inbox: &'a Inbox,
-    key: (TenantId, Uuid),
+    key: (WorkspaceId, SourceId),
     lane: Arc<Lane>,
 }
 
@@ -91,8 +91,8 @@ impl Inbox {
         &self,
         db: &tenancy::Db,
         vault: &Vault,
-        tenant: TenantId,
-        source: Uuid,
+        tenant: WorkspaceId,
+        source: SourceId,
         delivery: Delivery,
         now: DateTime<Utc>,
     ) -> Outcome {
@@ -149,7 +149,7 @@ impl Drop for Batch<'_> {
 }
 
 impl Batch<'_> {
-    async fn record(mut self, db: &tenancy::Db, vault: &Vault, tenant: TenantId, source: Uuid) {
+    async fn record(mut self, db: &tenancy::Db, vault: &Vault, tenant: WorkspaceId, source: SourceId) {
         let arrivals: Vec<(&Delivery, DateTime<Utc>)> = self.taken.iter().map(|w| (&w.delivery, w.now)).collect();
         let outcomes = match receive_batch(db, vault, tenant, source, &arrivals).await {
             Ok(outcomes) => outcomes,

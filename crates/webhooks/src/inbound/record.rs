@@ -6,8 +6,9 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use crypto_vault::Vault;
+use ids::{SourceId, UserId, WorkspaceId};
 use sea_orm::ConnectionTrait;
-use tenancy::{TenancyError, TenantId, TenantTx, UserId};
+use tenancy::{TenancyError, TenantTx};
 use uuid::Uuid;
 
 use super::settings::Kind;
@@ -49,8 +50,8 @@ pub type Outcome = Result<(Kind, Received), ReceiveError>;
 pub(super) async fn receive_batch(
     db: &tenancy::Db,
     vault: &Vault,
-    tenant: TenantId,
-    source: Uuid,
+    tenant: WorkspaceId,
+    source: SourceId,
     arrivals: &[(&Delivery, DateTime<Utc>)],
 ) -> Result<Vec<Outcome>, TenancyError> {
     // No principal: the policies let a tenant-context transaction read sources and write the
@@ -95,7 +96,7 @@ fn is_sqlite_busy(err: &TenancyError) -> bool {
 
 /// Counts the batch's signature failures on the source, inserts its verified events into the
 /// inbox and processes those that were not there already; each arrival's answer, in order.
-async fn record(tx: &TenantTx, source: Uuid, checked: &Checked) -> Result<Vec<Outcome>, TenancyError> {
+async fn record(tx: &TenantTx, source: SourceId, checked: &Checked) -> Result<Vec<Outcome>, TenancyError> {
     let kind = checked.kind;
     let failed: Vec<DateTime<Utc>> = checked
         .verdicts
@@ -142,7 +143,7 @@ async fn record(tx: &TenantTx, source: Uuid, checked: &Checked) -> Result<Vec<Ou
 /// it inserted.
 async fn insert(
     tx: &TenantTx,
-    source: Uuid,
+    source: SourceId,
     events: &[(DateTime<Utc>, &Event)],
 ) -> Result<HashSet<String>, TenancyError> {
     if events.is_empty() {
@@ -170,7 +171,7 @@ async fn insert(
 }
 
 /// Counts `n` signature failures on a source, the last of them at `last_at`.
-async fn count_failures(tx: &TenantTx, source: Uuid, n: usize, last_at: DateTime<Utc>) -> Result<(), TenancyError> {
+async fn count_failures(tx: &TenantTx, source: SourceId, n: usize, last_at: DateTime<Utc>) -> Result<(), TenancyError> {
     tx.conn()
         .execute(tx.statement(
             "INSERT INTO webhook_source_stats (source_id, tenant_id, accepted, signature_failures, last_failure_at)

@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use crypto_vault::{Place, Purpose, Vault};
+use ids::SourceId;
 use sea_orm::ConnectionTrait;
 use secrecy::{ExposeSecret, SecretString};
 use tenancy::{secrets, TenancyError, TenantTx};
-use uuid::Uuid;
 
 use super::settings::Kind;
 use crate::{generic, standard, stripe, twilio};
@@ -64,18 +64,18 @@ impl SourceSecrets {
 pub(super) async fn seal(
     tx: &TenantTx,
     vault: &Vault,
-    id: Uuid,
+    id: SourceId,
     secrets: &SourceSecrets,
     now: DateTime<Utc>,
 ) -> Result<(Vec<u8>, u32), TenancyError> {
-    let place = Place { tenant: tx.tenant().0, table: TABLE, column: SECRETS_COLUMN, row: id };
+    let place = Place { tenant: tx.tenant().0, table: TABLE, column: SECRETS_COLUMN, row: id.0 };
     secrets::seal(tx, vault, Purpose::IntegrationTokens, &place, &secrets.to_json(), now).await
 }
 
 pub(super) async fn open_secrets(
     tx: &TenantTx,
     vault: &Vault,
-    id: Uuid,
+    id: SourceId,
 ) -> Result<Option<SourceSecrets>, TenancyError> {
     let row = tx
         .conn()
@@ -93,10 +93,10 @@ pub(super) async fn open_secrets(
 pub(super) async fn open_sealed(
     tx: &TenantTx,
     vault: &Vault,
-    id: Uuid,
+    id: SourceId,
     sealed: Option<&[u8]>,
 ) -> Result<Option<SourceSecrets>, TenancyError> {
     let Some(sealed) = sealed else { return Ok(None) };
-    let place = Place { tenant: tx.tenant().0, table: TABLE, column: SECRETS_COLUMN, row: id };
+    let place = Place { tenant: tx.tenant().0, table: TABLE, column: SECRETS_COLUMN, row: id.0 };
     Ok(Some(SourceSecrets::from_json(&secrets::open(tx, vault, &place, sealed).await?)?))
 }

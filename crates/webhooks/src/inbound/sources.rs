@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use crypto_vault::Vault;
+use ids::{SourceId, WorkspaceId};
 use rbac::Permission;
 use sea_orm::{ConnectionTrait, QueryResult};
-use tenancy::{secrets, TenancyError, TenantId, TenantTx};
-use uuid::Uuid;
+use tenancy::{secrets, TenancyError, TenantTx};
 
 use super::secrets::{open_secrets, seal, SourceSecrets, MAX_SECRETS};
 use super::settings::{Kind, Settings};
@@ -14,8 +14,8 @@ use super::settings::{Kind, Settings};
 /// A source as its workspace's administrators see it: never its secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
-    pub id: Uuid,
-    pub tenant: TenantId,
+    pub id: SourceId,
+    pub tenant: WorkspaceId,
     pub kind: Kind,
     pub name: String,
     pub settings: Settings,
@@ -38,7 +38,7 @@ fn from_row(row: &QueryResult) -> Result<Source, TenancyError> {
     let count: i32 = row.try_get("", "sealed_count")?;
     Ok(Source {
         id: row.try_get("", "id")?,
-        tenant: TenantId(row.try_get("", "tenant_id")?),
+        tenant: row.try_get("", "tenant_id")?,
         kind: Kind::parse(&kind).ok_or_else(|| TenancyError::Internal(format!("unknown webhook kind {kind:?}")))?,
         name: row.try_get("", "name")?,
         settings: serde_json::from_str(&settings)
@@ -68,7 +68,7 @@ pub async fn create(
         return Err(TenancyError::Invalid("name must be 1 to 200 characters without control characters"));
     }
     settings.check(kind)?;
-    let id = Uuid::new_v4();
+    let id = SourceId::new_random();
     let (sealed, version, count) = match &secrets {
         Some(s) => {
             s.check(kind)?;
@@ -120,7 +120,7 @@ pub async fn list(tx: &TenantTx) -> Result<Vec<Source>, TenancyError> {
 }
 
 /// One source (`webhooks.manage`).
-pub async fn get(tx: &TenantTx, id: Uuid) -> Result<Source, TenancyError> {
+pub async fn get(tx: &TenantTx, id: SourceId) -> Result<Source, TenancyError> {
     tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
     let row = tx
         .conn()
@@ -139,7 +139,7 @@ pub async fn get(tx: &TenantTx, id: Uuid) -> Result<Source, TenancyError> {
 pub async fn set_secrets(
     tx: &TenantTx,
     vault: &Vault,
-    id: Uuid,
+    id: SourceId,
     new: SourceSecrets,
     keep_previous: bool,
     now: DateTime<Utc>,
@@ -179,7 +179,7 @@ pub async fn set_secrets(
 }
 
 /// Deletes a source and its inbox (`webhooks.manage`).
-pub async fn delete(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<(), TenancyError> {
+pub async fn delete(tx: &TenantTx, id: SourceId, now: DateTime<Utc>) -> Result<(), TenancyError> {
     tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
     let done = tx
         .conn()

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use crypto_vault::Vault;
+use ids::SourceId;
 use sea_orm::ConnectionTrait;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tenancy::{TenancyError, TenantTx};
-use uuid::Uuid;
 
 use super::secrets::{open_sealed, SourceSecrets};
 use super::settings::{Kind, Settings};
@@ -49,7 +49,7 @@ pub(super) struct Checked {
 pub(super) async fn check(
     tx: &TenantTx,
     vault: &Vault,
-    source: Uuid,
+    source: SourceId,
     arrivals: &[(&Delivery, DateTime<Utc>)],
 ) -> Result<Option<Checked>, TenancyError> {
     let row = tx

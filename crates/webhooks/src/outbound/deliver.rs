@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use crypto_vault::{KeyMaterial, Vault};
+use ids::{DeliveryId, EndpointId, UserId};
 use sea_orm::ConnectionTrait;
-use tenancy::{TenancyError, TenantId, TenantTx, UserId};
+use tenancy::{TenancyError, TenantTx};
 use uuid::Uuid;
 
 use super::endpoints::{disable, origin, set_health};
@@ -42,9 +43,9 @@ enum Prepared {
 
 /// A delivery about to be attempted, as read before sending.
 struct Attempting {
-    delivery: Uuid,
+    delivery: DeliveryId,
     cause: String,
-    endpoint: Uuid,
+    endpoint: EndpointId,
     url: String,
     body: String,
     secrets: Vec<standard::Secret>,
@@ -82,7 +83,7 @@ impl Deliverer {
     /// a failed request is recorded and retried on the delivery's own schedule.
     pub async fn deliver(&self, action: scheduler::Action) -> Result<(), String> {
         let payload: ActionPayload = serde_json::from_value(action.payload).map_err(|e| e.to_string())?;
-        let tenant = TenantId(payload.tenant);
+        let tenant = payload.tenant;
         let prepared = {
             let tx =
                 TenantTx::begin_claiming(&self.db, tenant, UserId(Uuid::nil())).await.map_err(|e| e.to_string())?;
@@ -100,7 +101,7 @@ impl Deliverer {
         tx.settle(recorded).await.map_err(|e| e.to_string())
     }
 
-    async fn prepare(&self, tx: &TenantTx, delivery: Uuid, cause: &str) -> Result<Prepared, TenancyError> {
+    async fn prepare(&self, tx: &TenantTx, delivery: DeliveryId, cause: &str) -> Result<Prepared, TenancyError> {
         let row = tx
             .conn()
             .query_one(tx.statement(
@@ -130,7 +131,7 @@ impl Deliverer {
             tracing::info!(delivery.id = %delivery, cause, "webhook endpoint is disabled; delivery skipped");
             return Ok(Prepared::Nothing);
         }
-        let endpoint: Uuid = row.try_get("", "endpoint_id")?;
+        let endpoint: EndpointId = row.try_get("", "endpoint_id")?;
         let sealed: Vec<u8> = row.try_get("", "secrets_ciphertext")?;
         let now = self.clock.now();
         let stored = open_secrets(tx, &self.vault, endpoint, &sealed).await?;
@@ -245,7 +246,7 @@ impl Deliverer {
     async fn tell_owners(
         &self,
         tx: &TenantTx,
-        endpoint: Uuid,
+        endpoint: EndpointId,
         url: &str,
         reason: &str,
         now: DateTime<Utc>,
@@ -347,7 +348,7 @@ async fn log_attempt(
 /// last received a delivery.
 async fn count_failure(
     tx: &TenantTx,
-    endpoint: Uuid,
+    endpoint: EndpointId,
     started: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, TenancyError> {
     let last_success: Option<DateTime<Utc>> = tx

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use crypto_vault::KeyMaterial;
+use ids::{DeliveryId, EndpointId};
 use sea_orm::ConnectionTrait;
 use tenancy::{TenancyError, TenantTx};
-use uuid::Uuid;
 
 use super::endpoints::{get, ALL_EVENTS, FROM};
 use super::history::{get_delivery, Delivery};
@@ -27,12 +27,12 @@ fn event_body(event_type: &str, data: &serde_json::Value, now: DateTime<Utc>) ->
 async fn insert_delivery(
     tx: &TenantTx,
     outbox_key: &KeyMaterial,
-    endpoint: Uuid,
+    endpoint: EndpointId,
     event_type: &str,
     body: &str,
     now: DateTime<Utc>,
-) -> Result<Uuid, TenancyError> {
-    let id = Uuid::new_v4();
+) -> Result<DeliveryId, TenancyError> {
+    let id = DeliveryId::new_random();
     tx.conn()
         .execute(tx.statement(
             "INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_type, payload, status, attempts, next_attempt_at, created_at)
@@ -53,7 +53,7 @@ pub async fn emit(
     event_type: &str,
     data: &serde_json::Value,
     now: DateTime<Utc>,
-) -> Result<Vec<Uuid>, TenancyError> {
+) -> Result<Vec<DeliveryId>, TenancyError> {
     let rows = tx
         .conn()
         .query_all(tx.statement(
@@ -77,7 +77,7 @@ pub async fn emit(
 pub async fn send_test(
     tx: &TenantTx,
     outbox_key: &KeyMaterial,
-    id: Uuid,
+    id: EndpointId,
     now: DateTime<Utc>,
 ) -> Result<Delivery, TenancyError> {
     let endpoint = get(tx, id, now).await?;

@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use crypto_vault::Vault;
+use ids::{EndpointId, WorkspaceId};
 use rbac::Permission;
 use sea_orm::{ConnectionTrait, QueryResult};
 use secrecy::{ExposeSecret, SecretString};
-use tenancy::{secrets, TenancyError, TenantId, TenantTx};
-use uuid::Uuid;
+use tenancy::{secrets, TenancyError, TenantTx};
 
 use super::screen::check_url;
 use super::secrets::{seal_secrets, StoredSecret};
@@ -25,8 +25,8 @@ pub const ALL_EVENTS: &str = "*";
 /// An endpoint as its workspace's administrators see it: never its secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    pub id: Uuid,
-    pub tenant: TenantId,
+    pub id: EndpointId,
+    pub tenant: WorkspaceId,
     pub url: String,
     pub description: String,
     pub event_types: Vec<String>,
@@ -88,14 +88,14 @@ const COLUMNS: &str = "e.id, e.tenant_id, e.url, e.description, e.event_types, e
 pub(super) const FROM: &str = "webhook_endpoints e LEFT JOIN webhook_endpoint_health h ON h.endpoint_id = e.id";
 
 fn from_row(row: &QueryResult, now: DateTime<Utc>) -> Result<Endpoint, TenancyError> {
-    let id: Uuid = row.try_get("", "id")?;
+    let id: EndpointId = row.try_get("", "id")?;
     let types: String = row.try_get("", "event_types")?;
     let expiries: String = row.try_get("", "overlap_ends")?;
     let expiries: Vec<DateTime<Utc>> = serde_json::from_str(&expiries)
         .map_err(|_| TenancyError::Internal("endpoint secret expiries are not JSON".into()))?;
     Ok(Endpoint {
         id,
-        tenant: TenantId(row.try_get("", "tenant_id")?),
+        tenant: row.try_get("", "tenant_id")?,
         url: row.try_get("", "url")?,
         description: row.try_get("", "description")?,
         event_types: serde_json::from_str(&types)
@@ -145,7 +145,7 @@ pub async fn create(
             message: "a workspace has at most 20 endpoints",
         });
     }
-    let id = Uuid::new_v4();
+    let id = EndpointId::new_random();
     let secret = standard::Secret::generate(&mut rand::rngs::OsRng).to_whsec();
     let stored = [StoredSecret { secret: secret.expose_secret().to_owned(), expires_at: None }];
     let (sealed, version) = seal_secrets(tx, vault, id, &stored, now).await?;
@@ -202,7 +202,7 @@ pub async fn list(tx: &TenantTx, now: DateTime<Utc>) -> Result<Vec<Endpoint>, Te
 }
 
 /// One endpoint (`webhooks.manage`).
-pub async fn get(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<Endpoint, TenancyError> {
+pub async fn get(tx: &TenantTx, id: EndpointId, now: DateTime<Utc>) -> Result<Endpoint, TenancyError> {
     tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
     let row = tx
         .conn()
@@ -219,7 +219,7 @@ pub async fn get(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<Endpoint
 pub async fn update(
     tx: &TenantTx,
     policy: &egress::EgressPolicy,
-    id: Uuid,
+    id: EndpointId,
     change: EndpointChange,
     now: DateTime<Utc>,
 ) -> Result<Endpoint, TenancyError> {
@@ -282,7 +282,7 @@ pub async fn update(
 
 pub(super) async fn set_health(
     tx: &TenantTx,
-    id: Uuid,
+    id: EndpointId,
     assignments: &str,
     mut values: Vec<sea_orm::Value>,
 ) -> Result<(), TenancyError> {
@@ -302,7 +302,12 @@ pub(super) async fn set_health(
     Ok(())
 }
 
-pub(super) async fn disable(tx: &TenantTx, id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<(), TenancyError> {
+pub(super) async fn disable(
+    tx: &TenantTx,
+    id: EndpointId,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), TenancyError> {
     set_health(tx, id, "disabled_at = $1, disabled_reason = $2", vec![now.into(), reason.into()]).await?;
     // Queued attempts find the endpoint disabled and skip; nothing else is sent.
     tx.record(
@@ -315,7 +320,7 @@ pub(super) async fn disable(tx: &TenantTx, id: Uuid, reason: &str, now: DateTime
 }
 
 /// Deletes an endpoint with its deliveries and attempts (`webhooks.manage`).
-pub async fn delete(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<(), TenancyError> {
+pub async fn delete(tx: &TenantTx, id: EndpointId, now: DateTime<Utc>) -> Result<(), TenancyError> {
     tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
     let done = tx
         .conn()

@@ -3,18 +3,18 @@
 
 use chrono::{DateTime, Utc};
 use crypto_vault::KeyMaterial;
+use ids::{DeliveryId, EndpointId};
 use rbac::Permission;
-use sea_orm::{ConnectionTrait, QueryResult};
+use sea_orm::{ConnectionTrait, FromQueryResult, QueryResult};
 use tenancy::{TenancyError, TenantTx};
-use uuid::Uuid;
 
 use super::schedule::enqueue_attempt;
 
 /// One delivery of an event to an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    pub id: Uuid,
-    pub endpoint_id: Uuid,
+    pub id: DeliveryId,
+    pub endpoint_id: EndpointId,
     /// The `webhook-id` header: the same for every attempt and replay (receivers de-duplicate on
     /// it).
     pub message_id: String,
@@ -29,7 +29,7 @@ pub struct Delivery {
 }
 
 /// One attempt at a delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
 pub struct Attempt {
     pub attempt: i32,
     /// `scheduled` or `replay`.
@@ -42,15 +42,15 @@ pub struct Attempt {
 }
 
 /// The `webhook-id` of a delivery (no `.`, as the specification asks).
-pub fn message_id(delivery: Uuid) -> String {
-    format!("msg_{}", delivery.simple())
+pub fn message_id(delivery: DeliveryId) -> String {
+    format!("msg_{}", delivery.0.simple())
 }
 
 const DELIVERY_COLUMNS: &str =
     "id, endpoint_id, event_type, status, attempts, next_attempt_at, last_attempt_at, delivered_at, created_at";
 
 fn delivery_from_row(row: &QueryResult) -> Result<Delivery, TenancyError> {
-    let id: Uuid = row.try_get("", "id")?;
+    let id: DeliveryId = row.try_get("", "id")?;
     Ok(Delivery {
         id,
         endpoint_id: row.try_get("", "endpoint_id")?,
@@ -65,7 +65,7 @@ fn delivery_from_row(row: &QueryResult) -> Result<Delivery, TenancyError> {
     })
 }
 
-pub(super) async fn get_delivery(tx: &TenantTx, id: Uuid) -> Result<Delivery, TenancyError> {
+pub(super) async fn get_delivery(tx: &TenantTx, id: DeliveryId) -> Result<Delivery, TenancyError> {
     let row = tx
         .conn()
         .query_one(tx.statement(
@@ -78,7 +78,7 @@ pub(super) async fn get_delivery(tx: &TenantTx, id: Uuid) -> Result<Delivery, Te
 }
 
 /// An endpoint's newest `limit` deliveries (1 to 200), newest first (`webhooks.manage`).
-pub async fn deliveries(tx: &TenantTx, endpoint: Uuid, limit: u64) -> Result<Vec<Delivery>, TenancyError> {
+pub async fn deliveries(tx: &TenantTx, endpoint: EndpointId, limit: u64) -> Result<Vec<Delivery>, TenancyError> {
     tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
     let exists = tx
         .conn()
@@ -104,7 +104,7 @@ pub async fn deliveries(tx: &TenantTx, endpoint: Uuid, limit: u64) -> Result<Vec
 }
 
 /// A delivery and its attempts, oldest first (`webhooks.manage`).
-pub async fn attempts(tx: &TenantTx, delivery: Uuid) -> Result<(Delivery, Vec<Attempt>), TenancyError> {
+pub async fn attempts(tx: &TenantTx, delivery: DeliveryId) -> Result<(Delivery, Vec<Attempt>), TenancyError> {
     tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
     let found = get_delivery(tx, delivery).await?;
     let rows = tx
@@ -115,19 +115,7 @@ pub async fn attempts(tx: &TenantTx, delivery: Uuid) -> Result<(Delivery, Vec<At
             vec![tx.tenant().0.into(), delivery.into()],
         ))
         .await?;
-    let list = rows
-        .iter()
-        .map(|r| {
-            Ok(Attempt {
-                attempt: r.try_get("", "attempt")?,
-                cause: r.try_get("", "cause")?,
-                started_at: r.try_get("", "started_at")?,
-                duration_ms: r.try_get("", "duration_ms")?,
-                response_status: r.try_get("", "response_status")?,
-                outcome: r.try_get("", "outcome")?,
-            })
-        })
-        .collect::<Result<Vec<_>, TenancyError>>()?;
+    let list = rows.iter().map(|r| Attempt::from_query_result(r, "")).collect::<Result<Vec<_>, _>>()?;
     Ok((found, list))
 }
 
@@ -145,7 +133,7 @@ fn still_pending() -> TenancyError {
 pub async fn replay(
     tx: &TenantTx,
     outbox_key: &KeyMaterial,
-    delivery: Uuid,
+    delivery: DeliveryId,
     now: DateTime<Utc>,
 ) -> Result<Delivery, TenancyError> {
     tx.require_member(&Permission::WEBHOOKS_MANAGE)?;

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use crypto_vault::KeyMaterial;
+use ids::{DeliveryId, WorkspaceId};
 use serde::{Deserialize, Serialize};
 use tenancy::{TenancyError, TenantTx};
-use uuid::Uuid;
 
 /// The outbox action kind of one delivery attempt.
 pub const DELIVER_ACTION: &str = "webhook_deliver";
@@ -31,20 +31,20 @@ pub(super) fn retry_at(attempts: i32, retry_after: Option<i64>, now: DateTime<Ut
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct ActionPayload {
-    pub(super) tenant: Uuid,
-    pub(super) delivery: Uuid,
+    pub(super) tenant: WorkspaceId,
+    pub(super) delivery: DeliveryId,
     pub(super) cause: String,
 }
 
 pub(super) async fn enqueue_attempt(
     tx: &TenantTx,
     outbox_key: &KeyMaterial,
-    delivery: Uuid,
+    delivery: DeliveryId,
     cause: &str,
     run_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<(), TenancyError> {
-    let payload = serde_json::to_value(ActionPayload { tenant: tx.tenant().0, delivery, cause: cause.to_owned() })
+    let payload = serde_json::to_value(ActionPayload { tenant: tx.tenant(), delivery, cause: cause.to_owned() })
         .map_err(|e| TenancyError::Internal(e.to_string()))?;
     scheduler::enqueue(tx.conn(), outbox_key, DELIVER_ACTION, &payload, run_at, now)
         .await

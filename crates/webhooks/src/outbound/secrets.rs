@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 use crypto_vault::{Place, Purpose, Vault};
+use ids::{EndpointId, WorkspaceId};
 use rbac::Permission;
 use sea_orm::ConnectionTrait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use tenancy::{secrets, TenancyError, TenantId, TenantTx};
-use uuid::Uuid;
+use tenancy::{secrets, TenancyError, TenantTx};
 
 use crate::standard;
 
@@ -34,14 +34,14 @@ impl Drop for StoredSecret {
     }
 }
 
-fn place(tenant: TenantId, endpoint: Uuid) -> Place<'static> {
-    Place { tenant: tenant.0, table: TABLE, column: SECRETS_COLUMN, row: endpoint }
+fn place(tenant: WorkspaceId, endpoint: EndpointId) -> Place<'static> {
+    Place { tenant: tenant.0, table: TABLE, column: SECRETS_COLUMN, row: endpoint.0 }
 }
 
 pub(super) async fn seal_secrets(
     tx: &TenantTx,
     vault: &Vault,
-    endpoint: Uuid,
+    endpoint: EndpointId,
     list: &[StoredSecret],
     now: DateTime<Utc>,
 ) -> Result<(Vec<u8>, u32), TenancyError> {
@@ -52,7 +52,7 @@ pub(super) async fn seal_secrets(
 pub(super) async fn open_secrets(
     tx: &TenantTx,
     vault: &Vault,
-    endpoint: Uuid,
+    endpoint: EndpointId,
     sealed: &[u8],
 ) -> Result<Vec<StoredSecret>, TenancyError> {
     let bytes = secrets::open(tx, vault, &place(tx.tenant(), endpoint), sealed).await?;
@@ -70,7 +70,7 @@ pub(super) fn signing_at(list: &[StoredSecret], now: DateTime<Utc>) -> impl Iter
 pub async fn rotate_secret(
     tx: &TenantTx,
     vault: &Vault,
-    id: Uuid,
+    id: EndpointId,
     now: DateTime<Utc>,
 ) -> Result<(SecretString, DateTime<Utc>), TenancyError> {
     tx.require_member(&Permission::WEBHOOKS_MANAGE)?;
