@@ -8,8 +8,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::support::{b64, good_claims, header_for, key, keys, pkcs8_v1_from_v2, sign_raw, t0, with, without};
-use crate::jwt::limits::MAX_TOKEN_LEN;
-use crate::jwt::{AccessClaims, JwtConfig, JwtError, JwtKeys, SigningKey};
+use crate::core::jwt::limits::MAX_TOKEN_LEN;
+use crate::core::jwt::{AccessClaims, JwtConfig, JwtError, JwtKeys, SigningKey};
 
 #[test]
 fn a_token_missing_any_required_claim_is_refused() {

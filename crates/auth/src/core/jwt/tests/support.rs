@@ -7,7 +7,7 @@ use ring::signature::Ed25519KeyPair;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::jwt::{JwtKeys, SigningKey};
+use crate::core::jwt::{JwtKeys, SigningKey};
 
 /// A fixed instant, so no test depends on the system clock.
 pub(super) fn t0() -> DateTime<Utc> {

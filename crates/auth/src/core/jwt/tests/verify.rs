@@ -7,7 +7,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::support::{b64, forge, good_claims, header_for, key, keys, sign_raw, t0, with, without};
-use crate::jwt::{JwtConfig, JwtError};
+use crate::core::jwt::{JwtConfig, JwtError};
 
 #[test]
 fn a_fresh_token_round_trips_with_every_claim_intact() {
