@@ -4,7 +4,7 @@
 //! The secret is 160 random bits (RFC 4226 §4 R6 recommends 160), shown once as base32 and in an
 //! `otpauth://` URI, stored sealed with the server's vault key and bound to the user; it counts
 //! only once a first code confirms it. The checks of a code and the challenge between the two
-//! steps are the core's ([`crate::core::factors`]); this module sets the factor up, turns it off
+//! steps are the core's (`core::factors`); this module sets the factor up, turns it off
 //! and completes the two-step sign-in.
 
 use chrono::{DateTime, Utc};
