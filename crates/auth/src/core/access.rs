@@ -10,10 +10,9 @@ use sha2::{Digest, Sha256};
 use storage::Clock;
 use uuid::Uuid;
 
-use crate::{
-    jwt::{check_times, AccessClaims, JwtConfig, JwtKeys},
-    AuthError,
-};
+use crate::core::authentication::Authentication;
+use crate::core::error::AuthError;
+use crate::core::jwt::{check_times, AccessClaims, Holder, JwtConfig, JwtKeys};
 
 /// Tokens whose signature was checked, kept so a client presenting the same token again is not
 /// made to pay an Ed25519 verification per request. Bounded: at most this many, then the expired
@@ -73,8 +72,8 @@ impl AccessTokens {
     /// `amr`).
     pub fn issue_authenticated(
         &self,
-        holder: crate::jwt::Holder,
-        authentication: Option<&crate::stepup::Authentication>,
+        holder: Holder,
+        authentication: Option<&Authentication>,
     ) -> Result<(String, AccessClaims), AuthError> {
         let (at, amr) = match authentication {
             Some(a) => (Some(a.at), a.amr.as_slice()),
@@ -87,8 +86,8 @@ impl AccessTokens {
     /// hour): the exchange of a credential for a short-lived, workspace-bound one.
     pub fn issue_for(
         &self,
-        holder: crate::jwt::Holder,
-        authentication: Option<&crate::stepup::Authentication>,
+        holder: Holder,
+        authentication: Option<&Authentication>,
         ttl: chrono::Duration,
     ) -> Result<(String, AccessClaims), AuthError> {
         let cfg = JwtConfig { access_ttl: ttl, ..self.cfg.clone() };
@@ -132,7 +131,7 @@ mod tests {
     use storage::ManualClock;
 
     use super::*;
-    use crate::jwt::SigningKey;
+    use crate::core::jwt::SigningKey;
 
     fn tokens(clock: Arc<ManualClock>) -> AccessTokens {
         let keys = JwtKeys::new(SigningKey::generate("k1").expect("key generation works"), Vec::new())
@@ -152,7 +151,7 @@ mod tests {
         assert!(access.verify_access(&token).is_ok());
         assert!(access.verify_access(&token).is_ok(), "the second use is served from the verified tokens");
         clock.advance(chrono::Duration::seconds(access.ttl_secs() + 3600));
-        assert!(matches!(access.verify_access(&token), Err(AuthError::Jwt(crate::jwt::JwtError::Expired))));
+        assert!(matches!(access.verify_access(&token), Err(AuthError::Jwt(crate::core::jwt::JwtError::Expired))));
     }
 
     #[test]

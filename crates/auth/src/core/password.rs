@@ -12,7 +12,7 @@ use ring::hmac;
 use secrecy::{ExposeSecret, SecretString};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::AuthError;
+use crate::core::error::AuthError;
 
 /// NIST SP 800-63B-4 §3.1.1.2: at least 15 characters for a password used as a single factor.
 pub const MIN_CHARS: usize = 15;
@@ -25,7 +25,7 @@ pub const DEFAULT_BCRYPT_COST: u32 = 12;
 static COMMON: OnceLock<HashSet<&'static str>> = OnceLock::new();
 
 fn common() -> &'static HashSet<&'static str> {
-    COMMON.get_or_init(|| include_str!("../data/common-passwords.txt").lines().filter(|l| !l.is_empty()).collect())
+    COMMON.get_or_init(|| include_str!("../../data/common-passwords.txt").lines().filter(|l| !l.is_empty()).collect())
 }
 
 /// A password that satisfies the policy. Normalised to NFKC (NIST SP 800-63B-4 §3.1.1.2 asks

@@ -11,8 +11,8 @@ use secrecy::SecretString;
 use tenancy::{TenancyError, TenantId, TenantTx, UserId};
 use uuid::Uuid;
 
-use crate::token::TokenHasher;
-use crate::AuthError;
+use crate::core::error::AuthError;
+use crate::core::token::{self, TokenHasher};
 
 /// What every key starts with, so secret scanners (and people) recognise one.
 pub const KEY_PREFIX: &str = "rk_live_";
@@ -135,23 +135,8 @@ pub async fn create(
     if !(1..=MAX_PER_MINUTE).contains(&per_minute) || !(1..=MAX_PER_MONTH).contains(&per_month) {
         return Err(bad("per_minute is 1 to 60,000 and per_month 1 to 1,000,000,000"));
     }
-    // The cap is counted, then kept: concurrent creations in one workspace take turns, so each
-    // counts the keys made before it.
-    tx.take_turn("api_keys").await?;
-    let count: i64 = tx
-        .conn()
-        .query_one(tx.statement("SELECT COUNT(*) AS n FROM api_keys WHERE tenant_id = $1", vec![tx.tenant().0.into()]))
-        .await?
-        .map(|r| r.try_get("", "n"))
-        .transpose()?
-        .unwrap_or(0);
-    if count >= MAX_KEYS {
-        return Err(TenancyError::Rejected {
-            code: "too_many_api_keys",
-            message: "a workspace holds at most 100 API keys",
-        });
-    }
-    let random = crate::token::generate();
+    check_key_cap(tx).await?;
+    let random = token::generate();
     let key = format!("{KEY_PREFIX}{}_{random}", tx.tenant().0.simple());
     let prefix = format!("{KEY_PREFIX}{}", &random[..SHOWN_RANDOM_CHARS]);
     let id = Uuid::new_v4();
@@ -185,6 +170,27 @@ pub async fn create(
     )
     .await?;
     Ok((get(tx, id).await?, SecretString::from(key)))
+}
+
+/// Refuses a new key once the workspace holds [`MAX_KEYS`].
+async fn check_key_cap(tx: &TenantTx) -> Result<(), TenancyError> {
+    // The cap is counted, then kept: concurrent creations in one workspace take turns, so each
+    // counts the keys made before it.
+    tx.take_turn("api_keys").await?;
+    let count: i64 = tx
+        .conn()
+        .query_one(tx.statement("SELECT COUNT(*) AS n FROM api_keys WHERE tenant_id = $1", vec![tx.tenant().0.into()]))
+        .await?
+        .map(|r| r.try_get("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    if count >= MAX_KEYS {
+        return Err(TenancyError::Rejected {
+            code: "too_many_api_keys",
+            message: "a workspace holds at most 100 API keys",
+        });
+    }
+    Ok(())
 }
 
 async fn get(tx: &TenantTx, id: Uuid) -> Result<ApiKey, TenancyError> {

@@ -12,7 +12,8 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::AuthError;
+use crate::core::authentication::Authentication;
+use crate::core::error::AuthError;
 
 /// What the store keeps about a session. The token itself is never stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     /// When the holder last proved who they are: at sign-in, then at each step-up
-    /// ([`crate::stepup`]). Records written before this field existed read as never.
+    /// ([`crate::stepup`], [`Authentication`]). Records written before this field existed read as never.
     #[serde(default)]
     pub authenticated_at: Option<DateTime<Utc>>,
     /// How (RFC 8176 values: `pwd`, `otp`, `fed`).
@@ -41,8 +42,8 @@ pub struct SessionRecord {
 
 impl SessionRecord {
     /// The authentication this session carries, if it says.
-    pub fn authentication(&self) -> Option<crate::stepup::Authentication> {
-        Some(crate::stepup::Authentication { at: self.authenticated_at?, amr: self.amr.clone() })
+    pub fn authentication(&self) -> Option<Authentication> {
+        Some(Authentication { at: self.authenticated_at?, amr: self.amr.clone() })
     }
 }
 

@@ -1,6 +1,6 @@
 //! E-mail addresses, parsed once and compared in normalised form.
 
-use crate::AuthError;
+use crate::core::error::AuthError;
 
 /// A syntactically plausible address, trimmed and lower-cased (RFC 5321 §4.5.3.1: at most 254
 /// characters in practice). Delivery is what proves it; this only refuses obvious garbage.

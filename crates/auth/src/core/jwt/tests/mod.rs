@@ -1,0 +1,5 @@
+//! Tests of the access tokens, through the key set's public functions.
+
+mod keys;
+mod support;
+mod verify;
