@@ -7,7 +7,6 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-
 /// Requests served, by OpenAPI operation (`other` outside the API), method and status.
 pub const HTTP_REQUESTS: &str = "rampart_http_requests_total";
 /// Request latency in seconds, by operation.
@@ -70,4 +69,3 @@ pub(crate) fn observe_request(operation: &'static str, method: &str, status: u16
 pub(crate) fn rate_limited() {
     metrics::counter!(RATE_LIMITED).increment(1);
 }
-

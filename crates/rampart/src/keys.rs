@@ -41,7 +41,6 @@ fn format_jwt_key(key: &SigningKey) -> String {
     format!("{}:{}", key.kid(), key.to_pkcs8_base64().as_str())
 }
 
-
 /// Everything secret the server holds.
 pub struct Keys {
     pub keyring: Keyring,
@@ -138,6 +137,30 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_complete_production_configuration_passes() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("RAMPART_ENV", "production");
+            jail.set_env("DATABASE_URL", "postgres://rampart_app@db/rampart");
+            jail.set_env("REDIS_URL", "redis://cache:6379");
+            jail.set_env("RAMPART__SECRETS__TOKEN_HMAC_KEY", crate::config::tests::KEY_A);
+            jail.set_env("RAMPART__SECRETS__VAULT_KEY", crate::config::tests::KEY_B);
+            jail.set_env("RAMPART__HTTP__PUBLIC_URL", "https://api.example.com");
+            jail.set_env("RAMPART__SECURITY_TXT__CONTACT", "[mailto:security@example.com]");
+            jail.set_env("RAMPART__SECURITY_TXT__POLICY", "https://example.com/security-policy");
+            jail.set_env("RAMPART__MAIL__SMTP_URL", "smtps://mailer:pw@smtp.example.com");
+            // The full secret set, as `rampart keys generate` prints it.
+            for line in generate_env().unwrap().lines() {
+                let (name, value) = line.split_once('=').unwrap();
+                jail.set_env(name, value);
+            }
+            let cfg = crate::config::load(None).unwrap();
+            assert_eq!(cfg.problems(), Vec::<String>::new());
+            assert_eq!(cfg.auth.bcrypt_cost, 12, "bcrypt cost 12 by default");
+            Ok(())
+        });
+    }
 
     #[test]
     fn development_keys_are_generated_once_privately_and_reused() {

@@ -151,10 +151,7 @@ pub fn build_app(state: AppState, http: &HttpConfig) -> BoxEndpoint<'static> {
             })),
         )
         .at("/docs", docs)
-        .at(
-            "/metrics",
-            poem::get(scrape::endpoint).data(scrape::MetricsToken(http.metrics_token.clone())),
-        )
+        .at("/metrics", poem::get(scrape::endpoint).data(scrape::MetricsToken(http.metrics_token.clone())))
         .nest("/", api.into_endpoint())
         .with(poem::middleware::CookieJarManager::new());
     let route = route.around(move |ep, req| crate::contract::hold(ep, req, contract.clone()));
