@@ -139,6 +139,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn a_complete_production_configuration_passes() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("RAMPART_ENV", "production");
