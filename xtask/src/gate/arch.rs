@@ -445,7 +445,9 @@ mod tests {
         let out = check("", "api.workspace = true\npoem.workspace = true\n");
         let text = out.text();
         assert!(
-            text.contains("crates/app/Cargo.toml:7: `app` has a dependency on `poem`: only api may depend on poem"),
+            text.contains(
+                "crates/app/Cargo.toml:7: `app` has a dependency on `poem`: only api, ids may depend on poem"
+            ),
             "{text}"
         );
     }
