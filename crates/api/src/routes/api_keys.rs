@@ -158,7 +158,7 @@ impl ApiKeysApi {
         key_id: Path<ApiKeyId>,
     ) -> poem::Result<Json<ApiKeyBody>> {
         let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
-            auth::api_keys::revoke(tx, key_id.0.into(), state.auth.now()).await
+            auth::api_keys::revoke(tx, key_id.0, state.auth.now()).await
         });
         Ok(Json(result?.into()))
     }
