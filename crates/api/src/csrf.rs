@@ -9,21 +9,21 @@ use auth::token::{constant_time_eq, TokenHasher};
 const RANDOM_BYTES: usize = 32;
 
 /// A fresh token for `session`.
-pub fn issue(hasher: &TokenHasher, session: uuid::Uuid) -> String {
+pub fn issue(hasher: &TokenHasher, session: ids::SessionId) -> String {
     let mut random = [0u8; RANDOM_BYTES];
     rand::Rng::fill(&mut rand::rngs::OsRng, &mut random);
-    let mac = hasher.sign(&[b"csrf", session.as_bytes(), &random]);
+    let mac = hasher.sign(&[b"csrf", session.0.as_bytes(), &random]);
     format!("{}.{}", hex::encode(mac), hex::encode(random))
 }
 
 /// True when `token` was issued for `session` with this key.
-pub fn verify(hasher: &TokenHasher, session: uuid::Uuid, token: &str) -> bool {
+pub fn verify(hasher: &TokenHasher, session: ids::SessionId, token: &str) -> bool {
     let Some((mac_hex, random_hex)) = token.split_once('.') else { return false };
     let (Ok(mac), Ok(random)) = (hex::decode(mac_hex), hex::decode(random_hex)) else { return false };
     if random.len() != RANDOM_BYTES {
         return false;
     }
-    let expected = hasher.sign(&[b"csrf", session.as_bytes(), &random]);
+    let expected = hasher.sign(&[b"csrf", session.0.as_bytes(), &random]);
     constant_time_eq(&expected, &mac)
 }
 
@@ -35,8 +35,8 @@ mod tests {
     fn tokens_verify_only_for_their_session_and_key() {
         let key = crypto_vault::KeyMaterial::generate();
         let h = TokenHasher::new(&key);
-        let a = uuid::Uuid::new_v4();
-        let b = uuid::Uuid::new_v4();
+        let a = ids::SessionId::new_random();
+        let b = ids::SessionId::new_random();
         let t = issue(&h, a);
         assert!(verify(&h, a, &t));
         assert!(!verify(&h, b, &t), "a token from session A is refused in session B");

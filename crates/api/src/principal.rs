@@ -21,11 +21,11 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub user_id: uuid::Uuid,
+    pub user_id: ids::UserId,
     /// The active user, read on this request.
     pub user: auth::service::UserView,
     /// The session (cookie) or token family (bearer) the request authenticated with.
-    pub session_id: uuid::Uuid,
+    pub session_id: ids::SessionId,
     /// Present for cookie sessions: the stored hash, to end this very session.
     pub session: Option<auth::SessionPrincipal>,
     /// Present for API keys: the one workspace and the scopes the key acts within.
@@ -41,7 +41,7 @@ pub struct Principal {
 /// What a workspace-bound token may do.
 #[derive(Debug, Clone)]
 pub struct Binding {
-    pub workspace: uuid::Uuid,
+    pub workspace: ids::WorkspaceId,
     pub scopes: Option<Vec<rbac::Permission>>,
 }
 
@@ -227,7 +227,8 @@ async fn check_api_key(req: &Request, _key: ApiKey) -> poem::Result<Principal> {
     Ok(Principal {
         user_id: grant.user,
         user,
-        session_id: grant.key_id,
+        // An API key is its own credential: its id stands where a session's would.
+        session_id: ids::SessionId(grant.key_id.0),
         session: None,
         api_key: Some(grant),
         authentication: None,

@@ -148,7 +148,7 @@ impl AppState {
                 async move {
                     let mail: scheduler::mail::Mail =
                         serde_json::from_value(action.payload).map_err(|e| e.to_string())?;
-                    mailer.send(&mail, action.id).await
+                    mailer.send(&mail, ids::ActionId(action.id)).await
                 }
             })
             .handle(auth::service::RESET_REQUEST_ACTION, {

@@ -485,9 +485,10 @@ async fn linking_and_unlinking_need_a_recent_authentication_and_keep_a_way_to_si
 
     // The provider's access token is kept sealed, and opens to one the provider honours.
     let identity_id = identity.parse().unwrap();
-    let token = s.app.state.auth.provider_access_token(alice.id, identity_id).await.unwrap().expect("a token");
+    let token =
+        s.app.state.auth.provider_access_token(ids::UserId(alice.id), identity_id).await.unwrap().expect("a token");
     assert!(
-        s.app.state.auth.provider_access_token(uuid::Uuid::new_v4(), identity_id).await.unwrap().is_none(),
+        s.app.state.auth.provider_access_token(ids::UserId::new_random(), identity_id).await.unwrap().is_none(),
         "only its owner's"
     );
     let token = secrecy::ExposeSecret::expose_secret(&token).to_owned();

@@ -326,16 +326,16 @@ async fn suspension_ends_every_credential_and_reinstatement_revives_none(backend
     let user = app.new_user().await;
     let held = holdings(&app, &user.email).await;
     let meta = testkit::auth::RequestMeta::default();
-    assert_eq!(app.state.auth.set_suspended(user.id, true, &meta).await.unwrap(), Some(true));
+    assert_eq!(app.state.auth.set_suspended(ids::UserId(user.id), true, &meta).await.unwrap(), Some(true));
     assert_eq!(me_by_bearer(&app, &held.client.access).await, 401);
     let refused = post(&app, "/api/v1/auth/token", json!({"email": user.email, "password": TEST_PASSWORD})).await;
     assert_eq!(refused.status(), 401, "a suspended user cannot sign in");
-    assert_eq!(app.state.auth.set_suspended(user.id, true, &meta).await.unwrap(), Some(false), "already");
-    assert_eq!(app.state.auth.set_suspended(user.id, false, &meta).await.unwrap(), Some(true));
+    assert_eq!(app.state.auth.set_suspended(ids::UserId(user.id), true, &meta).await.unwrap(), Some(false), "already");
+    assert_eq!(app.state.auth.set_suspended(ids::UserId(user.id), false, &meta).await.unwrap(), Some(true));
     assert_all_ended(&app, &held, "suspension, then reinstatement").await;
     let fresh = client(&app, &user.email, TEST_PASSWORD).await;
     assert_eq!(me_by_bearer(&app, &fresh.access).await, 200, "the reinstated user signs in again");
-    let unknown = uuid::Uuid::new_v4();
+    let unknown = ids::UserId::new_random();
     assert_eq!(app.state.auth.set_suspended(unknown, true, &meta).await.unwrap(), None);
 }
 

@@ -137,7 +137,7 @@ async fn an_exchanged_token_ends_at_its_expiry_with_its_session_and_with_members
     let token = mint(owner.clone(), 600).await;
     assert_eq!(with(&app, &token, Method::GET, &projects(&ws), None).await.0, 200);
     let meta = testkit::auth::RequestMeta::default();
-    assert_eq!(app.state.auth.set_suspended(owner.id, true, &meta).await.unwrap(), Some(true));
+    assert_eq!(app.state.auth.set_suspended(ids::UserId(owner.id), true, &meta).await.unwrap(), Some(true));
     assert_eq!(with(&app, &token, Method::GET, &projects(&ws), None).await.0, 401, "suspended");
 }
 

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use crypto_vault::KeyMaterial;
+use ids::{FamilyId, IdentityId, SessionId, UserId, WorkspaceId};
 use sea_orm::ConnectionTrait;
 use secrecy::SecretString;
 use storage::{Clock, Db};
-use uuid::Uuid;
 
 pub use crate::core::accounts::UserView;
 use crate::core::context::Core;
@@ -158,8 +158,8 @@ impl AuthService {
     }
 
     /// Verifies e-mail and password, applying lockout; the same answer for every failure.
-    pub async fn check_password(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<Uuid, AuthError> {
-        self.core.check_password(email, password, meta).await
+    pub async fn check_password(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<UserId, AuthError> {
+        self.core.check_password(email, password, meta).await.map(UserId)
     }
 
     /// Changes the password after checking the current one; every other session ends and the
@@ -211,13 +211,13 @@ impl AuthService {
     }
 
     /// Refuses users who are suspended or deleted.
-    pub async fn ensure_active(&self, user: Uuid) -> Result<(), AuthError> {
+    pub async fn ensure_active(&self, user: UserId) -> Result<(), AuthError> {
         self.core.ensure_active(user).await
     }
 
     /// The active user `user`: the read every authenticated request makes. On an SQLite file it
     /// runs in place (no hand-off to the driver's thread); the pool answers when it cannot.
-    pub async fn me(&self, user: Uuid) -> Result<UserView, AuthError> {
+    pub async fn me(&self, user: UserId) -> Result<UserView, AuthError> {
         self.core.me(user).await
     }
 
@@ -227,8 +227,8 @@ impl AuthService {
     }
 
     /// The user's live credentials, browser sessions and token families alike, newest first.
-    pub async fn list_sessions(&self, user: Uuid) -> Result<Vec<Credential>, AuthError> {
-        flows::sessions::list_sessions(&self.core, user).await
+    pub async fn list_sessions(&self, user: UserId) -> Result<Vec<Credential>, AuthError> {
+        flows::sessions::list_sessions(&self.core, user.0).await
     }
 
     /// Ends credentials of `user`: one (a session or a token family, by id), or all (optionally
@@ -236,14 +236,14 @@ impl AuthService {
     /// issued before stops on its next request, the kept credential excepted (a kept token
     /// family keeps its refresh token; its next refresh brings an access token of the new
     /// generation).
-    pub async fn revoke_sessions(&self, user: Uuid, which: Revoke, meta: &RequestMeta) -> Result<Ended, AuthError> {
-        flows::sessions::revoke_sessions(&self.core, user, which, meta).await
+    pub async fn revoke_sessions(&self, user: UserId, which: Revoke, meta: &RequestMeta) -> Result<Ended, AuthError> {
+        flows::sessions::revoke_sessions(&self.core, user.0, which, meta).await
     }
 
     /// Ends one token family (sign-out for API clients): its refresh tokens and, at once, its
     /// access tokens.
-    pub async fn revoke_family(&self, user: Uuid, family: Uuid, meta: &RequestMeta) -> Result<(), AuthError> {
-        flows::sessions::revoke_family(&self.core, user, family, meta).await
+    pub async fn revoke_family(&self, user: UserId, family: FamilyId, meta: &RequestMeta) -> Result<(), AuthError> {
+        flows::sessions::revoke_family(&self.core, user.0, family.0, meta).await
     }
 
     /// Ends every browser session and every token family of `user` on behalf of a workspace
@@ -251,12 +251,12 @@ impl AuthService {
     /// their next request.
     pub async fn revoke_all_by_admin(
         &self,
-        user: Uuid,
-        admin: Uuid,
-        workspace: Uuid,
+        user: UserId,
+        admin: UserId,
+        workspace: WorkspaceId,
         meta: &RequestMeta,
     ) -> Result<Ended, AuthError> {
-        flows::sessions::revoke_all_by_admin(&self.core, user, admin, workspace, meta).await
+        flows::sessions::revoke_all_by_admin(&self.core, user.0, admin.0, workspace.0, meta).await
     }
 
     /// Exchanges the caller's credential (session or token family `sid`) for an access token
@@ -268,52 +268,52 @@ impl AuthService {
     pub async fn exchange_for_workspace(
         &self,
         user: &UserView,
-        sid: Uuid,
+        sid: SessionId,
         authentication: Option<&Authentication>,
-        workspace: Uuid,
+        workspace: WorkspaceId,
         scope: Option<String>,
         ttl: chrono::Duration,
         meta: &RequestMeta,
     ) -> Result<(secrecy::SecretString, i64), AuthError> {
-        flows::sessions::exchange_for_workspace(&self.core, user, sid, authentication, workspace, scope, ttl, meta)
+        flows::sessions::exchange_for_workspace(&self.core, user, sid.0, authentication, workspace.0, scope, ttl, meta)
             .await
     }
 
     /// Whether `user` has a confirmed second factor.
-    pub async fn mfa_enabled(&self, user: Uuid) -> Result<bool, AuthError> {
-        self.core.mfa_enabled(user).await
+    pub async fn mfa_enabled(&self, user: UserId) -> Result<bool, AuthError> {
+        self.core.mfa_enabled(user.0).await
     }
 
     /// Starts setting up TOTP: a new secret, shown once. Replaces an unconfirmed one; a confirmed
     /// factor must be disabled first.
-    pub async fn totp_enrol(&self, user: Uuid) -> Result<Enrolment, AuthError> {
-        flows::mfa::totp_enrol(&self.core, user).await
+    pub async fn totp_enrol(&self, user: UserId) -> Result<Enrolment, AuthError> {
+        flows::mfa::totp_enrol(&self.core, user.0).await
     }
 
     /// Confirms the factor being set up with a first code; returns the ten recovery codes, shown
     /// once.
     pub async fn totp_confirm(
         &self,
-        user: Uuid,
+        user: UserId,
         code: &str,
         meta: &RequestMeta,
     ) -> Result<Vec<SecretString>, AuthError> {
-        flows::mfa::totp_confirm(&self.core, user, code, meta).await
+        flows::mfa::totp_confirm(&self.core, user.0, code, meta).await
     }
 
     /// New recovery codes (the old ones stop working), after a current second factor.
     pub async fn regenerate_recovery_codes(
         &self,
-        user: Uuid,
+        user: UserId,
         factor: &Factor<'_>,
         meta: &RequestMeta,
     ) -> Result<Vec<SecretString>, AuthError> {
-        flows::mfa::regenerate_recovery_codes(&self.core, user, factor, meta).await
+        flows::mfa::regenerate_recovery_codes(&self.core, user.0, factor, meta).await
     }
 
     /// Turns the second factor off, after a current second factor (step-up).
-    pub async fn mfa_disable(&self, user: Uuid, factor: &Factor<'_>, meta: &RequestMeta) -> Result<(), AuthError> {
-        flows::mfa::mfa_disable(&self.core, user, factor, meta).await
+    pub async fn mfa_disable(&self, user: UserId, factor: &Factor<'_>, meta: &RequestMeta) -> Result<(), AuthError> {
+        flows::mfa::mfa_disable(&self.core, user.0, factor, meta).await
     }
 
     /// Completes a browser sign-in with its second factor: a new session.
@@ -343,12 +343,12 @@ impl AuthService {
     /// like sign-in attempts; TOTP codes are accepted at most once.
     pub async fn reauthenticate(
         &self,
-        user: Uuid,
+        user: UserId,
         password: Option<&str>,
         factor: Option<&Factor<'_>>,
         meta: &RequestMeta,
     ) -> Result<Authentication, AuthError> {
-        flows::stepup::reauthenticate(&self.core, user, password, factor, meta).await
+        flows::stepup::reauthenticate(&self.core, user.0, password, factor, meta).await
     }
 
     /// Stamps a browser session with a fresh authentication.
@@ -360,11 +360,11 @@ impl AuthService {
     /// it) and issues an access token that carries it.
     pub async fn stamp_family(
         &self,
-        user: Uuid,
-        family: Uuid,
+        user: UserId,
+        family: FamilyId,
         authentication: &Authentication,
     ) -> Result<(secrecy::SecretString, i64), AuthError> {
-        flows::stepup::stamp_family(&self.core, user, family, authentication).await
+        flows::stepup::stamp_family(&self.core, user.0, family.0, authentication).await
     }
 
     /// Begins a flow at `provider`: the authorization URL to send the user to.
@@ -398,20 +398,29 @@ impl AuthService {
     }
 
     /// The account's provider identities.
-    pub async fn identities(&self, user: Uuid) -> Result<Vec<IdentityView>, AuthError> {
-        flows::oidc::identities(&self.core, user).await
+    pub async fn identities(&self, user: UserId) -> Result<Vec<IdentityView>, AuthError> {
+        flows::oidc::identities(&self.core, user.0).await
     }
 
     /// Unlinks an identity (the caller has re-authenticated recently). An account keeps at least
     /// one way to sign in: its password or another identity.
-    pub async fn unlink_identity(&self, user: Uuid, identity: Uuid, meta: &RequestMeta) -> Result<(), AuthError> {
-        flows::oidc::unlink_identity(&self.core, user, identity, meta).await
+    pub async fn unlink_identity(
+        &self,
+        user: UserId,
+        identity: IdentityId,
+        meta: &RequestMeta,
+    ) -> Result<(), AuthError> {
+        flows::oidc::unlink_identity(&self.core, user.0, identity.0, meta).await
     }
 
     /// A provider's stored access token for `identity`, opened (for server-side calls that act
     /// for the user).
-    pub async fn provider_access_token(&self, user: Uuid, identity: Uuid) -> Result<Option<SecretString>, AuthError> {
-        flows::oidc::provider_access_token(&self.core, user, identity).await
+    pub async fn provider_access_token(
+        &self,
+        user: UserId,
+        identity: IdentityId,
+    ) -> Result<Option<SecretString>, AuthError> {
+        flows::oidc::provider_access_token(&self.core, user.0, identity.0).await
     }
 
     /// The newest accounts (at most `limit`), optionally only those with `status`.
@@ -420,8 +429,8 @@ impl AuthService {
     }
 
     /// The id of the account with address `email`.
-    pub async fn account_id(&self, email: &str) -> Result<Option<Uuid>, AuthError> {
-        flows::operator::account_id(&self.core, email).await
+    pub async fn account_id(&self, email: &str) -> Result<Option<UserId>, AuthError> {
+        Ok(flows::operator::account_id(&self.core, email).await?.map(UserId))
     }
 
     /// Suspends (`suspend`) or reinstates `user` for an operator. Suspension ends every
@@ -429,11 +438,11 @@ impl AuthService {
     /// `None` when there is no such user.
     pub async fn set_suspended(
         &self,
-        user: Uuid,
+        user: UserId,
         suspend: bool,
         meta: &RequestMeta,
     ) -> Result<Option<bool>, AuthError> {
-        flows::operator::set_suspended(&self.core, user, suspend, meta).await
+        flows::operator::set_suspended(&self.core, user.0, suspend, meta).await
     }
 
     /// The purge job's outbox handler: purge, then schedule the next run.

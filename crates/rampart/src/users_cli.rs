@@ -7,7 +7,6 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use uuid::Uuid;
 
 use crate::config::Config;
 
@@ -73,8 +72,8 @@ pub async fn run(cfg: &Config, command: UsersCommand) -> anyhow::Result<()> {
 }
 
 /// The account named by `user`: an id, or an e-mail address.
-async fn resolve(auth: &auth::AuthService, user: &str) -> anyhow::Result<Uuid> {
-    if let Ok(id) = user.parse::<Uuid>() {
+async fn resolve(auth: &auth::AuthService, user: &str) -> anyhow::Result<ids::UserId> {
+    if let Ok(id) = user.parse::<ids::UserId>() {
         return Ok(id);
     }
     auth.account_id(user).await?.with_context(|| format!("no account has the address {user}"))

@@ -62,7 +62,7 @@ impl Mailer {
 
     /// Sends one message. `idempotency_key` (the outbox action id) becomes the Message-ID, so a
     /// retried delivery is recognisable as the same message.
-    pub async fn send(&self, mail: &Mail, idempotency_key: uuid::Uuid) -> Result<(), String> {
+    pub async fn send(&self, mail: &Mail, idempotency_key: ids::ActionId) -> Result<(), String> {
         let from = match self {
             Mailer::Smtp { from, .. } | Mailer::File { from, .. } => from.clone(),
         };

@@ -101,7 +101,7 @@ async fn change(
         };
         if changed {
             let event = audit::NewEvent::new(audit::Category::Action, action, serde_json::json!({ "action_id": id }))
-                .by(Some(auth.principal().user_id))
+                .by(Some(auth.principal().user_id.0))
                 .request(Some(crate::error::current_request_id()));
             audit::append(&txn, audit::PLATFORM_CHAIN, &event, now).await.map_err(AdminError::Audit)?;
         }

@@ -3,11 +3,10 @@
 //! these routes take a user's credentials only.
 
 use chrono::{DateTime, Utc};
-use ids::{ApiKeyId, WorkspaceId};
+use ids::{ApiKeyId, UserId, WorkspaceId};
 use poem::Request;
 use poem_openapi::{param::Path, payload::Json, Object, OpenApi};
 use secrecy::ExposeSecret;
-use uuid::Uuid;
 
 use super::scope::scoped;
 use super::{ApiTags, Created};
@@ -18,8 +17,8 @@ pub(crate) struct ApiKeysApi;
 /// A key, without the key itself.
 #[derive(Debug, Object)]
 struct ApiKeyBody {
-    id: Uuid,
-    workspace_id: Uuid,
+    id: ApiKeyId,
+    workspace_id: WorkspaceId,
     name: String,
     /// `rk_live_` and the key's first random characters.
     prefix: String,
@@ -27,7 +26,7 @@ struct ApiKeyBody {
     /// Requests allowed per minute and per calendar month (UTC); more are answered 429.
     per_minute: u32,
     per_month: u64,
-    created_by: Uuid,
+    created_by: UserId,
     created_at: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
@@ -39,7 +38,7 @@ impl From<auth::api_keys::ApiKey> for ApiKeyBody {
     fn from(k: auth::api_keys::ApiKey) -> Self {
         ApiKeyBody {
             id: k.id,
-            workspace_id: k.tenant.0,
+            workspace_id: k.tenant,
             name: k.name,
             prefix: k.prefix,
             scopes: k.scopes,
@@ -159,7 +158,7 @@ impl ApiKeysApi {
         key_id: Path<ApiKeyId>,
     ) -> poem::Result<Json<ApiKeyBody>> {
         let result = scoped!(state, req, auth.principal(), workspace_id.0, |tx| {
-            auth::api_keys::revoke(tx, key_id.0.into(), state.auth.now()).await
+            auth::api_keys::revoke(tx, key_id.0, state.auth.now()).await
         });
         Ok(Json(result?.into()))
     }

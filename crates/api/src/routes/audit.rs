@@ -146,8 +146,7 @@ impl AuditApi {
     ) -> poem::Result<Json<AuditPage>> {
         let filter = audit::Filter { before_seq: before.0, ..Default::default() };
         let limit = self::limit(limit.0);
-        let events =
-            authz::own_platform_events(&state.db, UserId(auth.principal().user_id), &filter, limit).await.api()?;
+        let events = authz::own_platform_events(&state.db, auth.principal().user_id, &filter, limit).await.api()?;
         Ok(Json(page(events, limit)))
     }
 }

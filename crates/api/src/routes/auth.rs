@@ -5,14 +5,13 @@ use crate::codes::ErrorCode;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ids::SessionId;
+use ids::{FamilyId, SessionId, UserId};
 use poem::{
     web::cookie::{Cookie, CookieJar, SameSite},
     Request,
 };
 use poem_openapi::{param::Path, payload::Json, ApiResponse, Enum, Object, OpenApi};
 use secrecy::ExposeSecret;
-use uuid::Uuid;
 
 use super::{ApiTags, NoContent};
 use crate::{
@@ -67,7 +66,7 @@ impl poem_openapi::types::Example for OneTimeToken {
 /// A user.
 #[derive(Debug, Object)]
 struct UserBody {
-    id: Uuid,
+    id: UserId,
     email: String,
     email_verified: bool,
     created_at: DateTime<Utc>,
@@ -93,7 +92,7 @@ enum SessionKind {
 #[derive(Debug, Object)]
 struct SessionBody {
     /// The session's id, or the token family's (the access tokens' `sid`).
-    id: Uuid,
+    id: SessionId,
     kind: SessionKind,
     created_at: DateTime<Utc>,
     /// The last sliding refresh of a browser session; the last token refresh of a family.
@@ -107,7 +106,7 @@ struct SessionBody {
     current: bool,
 }
 
-fn session_body(c: auth::Credential, current: Option<Uuid>) -> SessionBody {
+fn session_body(c: auth::Credential, current: Option<SessionId>) -> SessionBody {
     SessionBody {
         current: Some(c.id) == current,
         id: c.id,
@@ -666,7 +665,8 @@ impl AuthApi {
         auth: crate::principal::BearerAuth,
     ) -> poem::Result<NoContent> {
         throttle(&state, req, None).await?;
-        state.auth.revoke_family(auth.0.user_id, auth.0.session_id, &meta(req)).await.api()?;
+        // A bearer token's session is its token family.
+        state.auth.revoke_family(auth.0.user_id, FamilyId(auth.0.session_id.0), &meta(req)).await.api()?;
         Ok(NoContent::Done)
     }
 
@@ -761,7 +761,7 @@ impl AuthApi {
         id: Path<SessionId>,
     ) -> poem::Result<NoContent> {
         throttle(&state, req, None).await?;
-        state.auth.revoke_sessions(auth.principal().user_id, auth::Revoke::One(id.0.into()), &meta(req)).await.api()?;
+        state.auth.revoke_sessions(auth.principal().user_id, auth::Revoke::One(id.0), &meta(req)).await.api()?;
         Ok(NoContent::Done)
     }
 

@@ -14,7 +14,6 @@ use poem_openapi::{
     ApiResponse, Object, OpenApi,
 };
 use secrecy::ExposeSecret;
-use uuid::Uuid;
 
 use super::auth::{meta, set_session_cookies, throttle, SecondFactorRequired, TokenGrantResponse, TokenResponse};
 use super::{ApiTags, NoContent};
@@ -105,7 +104,7 @@ impl std::fmt::Debug for NativeToken {
 /// An identity at a provider linked to the account.
 #[derive(Debug, Object)]
 struct IdentityBody {
-    id: Uuid,
+    id: IdentityId,
     provider: String,
     /// The address the provider gave, if any.
     email: Option<String>,
@@ -371,7 +370,7 @@ impl OidcApi {
     ) -> poem::Result<NoContent> {
         let principal = auth.principal();
         principal.require_recent(&state)?;
-        state.auth.unlink_identity(principal.user_id, id.0.into(), &meta(req)).await.api()?;
+        state.auth.unlink_identity(principal.user_id, id.0, &meta(req)).await.api()?;
         Ok(NoContent::Done)
     }
 
@@ -409,8 +408,11 @@ impl OidcApi {
                 (None, None)
             }
             None => {
-                let (token, ttl) =
-                    state.auth.stamp_family(principal.user_id, principal.session_id, &fresh).await.api()?;
+                let (token, ttl) = state
+                    .auth
+                    .stamp_family(principal.user_id, ids::FamilyId(principal.session_id.0), &fresh)
+                    .await
+                    .api()?;
                 (Some(token.expose_secret().to_owned()), Some(ttl))
             }
         };

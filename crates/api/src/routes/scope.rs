@@ -122,7 +122,7 @@ impl<'a> Scope<'a> {
         Scope {
             state,
             tenant: workspace,
-            user: UserId(principal.user_id),
+            user: principal.user_id,
             endpoint: format!("{} {}", req.method(), req.uri().path()),
             read_only: matches!(*req.method(), poem::http::Method::GET | poem::http::Method::HEAD),
             api_key: principal.api_key.clone(),
@@ -145,7 +145,7 @@ impl<'a> Scope<'a> {
     /// scopes and its creator's current role.
     pub async fn begin(&self) -> poem::Result<TenantTx> {
         if self.api_key.as_ref().is_some_and(|key| key.tenant != self.tenant)
-            || self.binding.as_ref().is_some_and(|b| b.workspace != self.tenant.0)
+            || self.binding.as_ref().is_some_and(|b| b.workspace != self.tenant)
         {
             return Err(ApiError::from(TenancyError::NotFound).into());
         }

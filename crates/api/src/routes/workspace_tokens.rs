@@ -82,7 +82,7 @@ impl WorkspaceTokensApi {
                 &p.user,
                 p.session_id,
                 p.authentication.as_ref(),
-                workspace_id.0.into(),
+                workspace_id.0,
                 text.clone(),
                 ttl,
                 &super::auth::meta(req),

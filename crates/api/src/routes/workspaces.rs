@@ -300,7 +300,7 @@ impl From<authz::AuthzFailure> for AuthzFailureBody {
 }
 
 /// Counts a workspace creation by `user` against the hourly limit; 429 with `Retry-After` over it.
-async fn limit_creations(state: &AppState, user: Uuid) -> poem::Result<()> {
+async fn limit_creations(state: &AppState, user: UserId) -> poem::Result<()> {
     let limit = state.workspace_creations_per_hour;
     if limit == 0 {
         return Ok(());
@@ -319,7 +319,7 @@ impl WorkspacesApi {
     /// The workspaces I belong to.
     #[oai(path = "/workspaces", method = "get", operation_id = "listWorkspaces")]
     async fn list(&self, state: poem::web::Data<&AppState>, auth: Auth) -> poem::Result<Json<Vec<WorkspaceBody>>> {
-        let mine = workspaces::list_mine(&state.db, UserId(auth.principal().user_id)).await.api()?;
+        let mine = workspaces::list_mine(&state.db, auth.principal().user_id).await.api()?;
         Ok(Json(mine.into_iter().map(Into::into).collect()))
     }
 
@@ -332,9 +332,7 @@ impl WorkspacesApi {
         body: Json<WorkspaceName>,
     ) -> poem::Result<Created<WorkspaceBody>> {
         limit_creations(&state, auth.principal().user_id).await?;
-        let ws = workspaces::create(&state.db, UserId(auth.principal().user_id), &body.name, state.auth.now())
-            .await
-            .api()?;
+        let ws = workspaces::create(&state.db, auth.principal().user_id, &body.name, state.auth.now()).await.api()?;
         Ok(Created::Created(Json(ws.into())))
     }
 
@@ -484,11 +482,8 @@ impl WorkspacesApi {
             members::check_may_revoke_sessions(tx, user_id.0).await
         })?;
         let meta = super::auth::meta(req);
-        let ended = state
-            .auth
-            .revoke_all_by_admin(user_id.0.into(), auth.principal().user_id, workspace_id.0.into(), &meta)
-            .await
-            .api()?;
+        let ended =
+            state.auth.revoke_all_by_admin(user_id.0, auth.principal().user_id, workspace_id.0, &meta).await.api()?;
         Ok(Json(ended.into()))
     }
 
@@ -599,7 +594,7 @@ impl WorkspacesApi {
     ) -> poem::Result<Json<MemberBody>> {
         let p = auth.principal();
         let hash = state.auth.tokens().hash(INVITATION_PURPOSE, body.token.trim());
-        let (tenant, user) = (body.workspace_id, UserId(p.user_id));
+        let (tenant, user) = (body.workspace_id, p.user_id);
         match invitations::accept(&state.db, tenant, user, &hash, &p.user.email, state.auth.now()).await {
             Ok(member) => Ok(Json(member.into())),
             Err(tenancy::TenancyError::NotFound) => Err(crate::error::ApiError::new(

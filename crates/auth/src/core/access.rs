@@ -6,9 +6,9 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
+use ids::{FamilyId, SessionId, UserId};
 use sha2::{Digest, Sha256};
 use storage::Clock;
-use uuid::Uuid;
 
 use crate::core::authentication::Authentication;
 use crate::core::error::AuthError;
@@ -64,8 +64,9 @@ impl AccessTokens {
         Ok(AccessTokens { keys: Arc::new(keys), cfg, clock, verified: Arc::default() })
     }
 
-    pub fn issue(&self, user: Uuid, family: Uuid) -> Result<(String, AccessClaims), AuthError> {
-        Ok(self.keys.issue(&self.cfg, user, family, self.clock.now())?)
+    pub fn issue(&self, user: UserId, family: FamilyId) -> Result<(String, AccessClaims), AuthError> {
+        // A token family is the session its access tokens name (`sid`).
+        Ok(self.keys.issue(&self.cfg, user, SessionId(family.0), self.clock.now())?)
     }
 
     /// An access token for `holder` that carries the authentication of its sign-in (`auth_time`,
@@ -147,7 +148,7 @@ mod tests {
     fn a_token_verified_before_is_still_refused_once_it_has_expired() {
         let clock = Arc::new(ManualClock::new(start()));
         let access = tokens(clock.clone());
-        let (token, _) = access.issue(Uuid::new_v4(), Uuid::new_v4()).expect("issue works");
+        let (token, _) = access.issue(UserId::new_random(), FamilyId::new_random()).expect("issue works");
         assert!(access.verify_access(&token).is_ok());
         assert!(access.verify_access(&token).is_ok(), "the second use is served from the verified tokens");
         clock.advance(chrono::Duration::seconds(access.ttl_secs() + 3600));
@@ -157,7 +158,7 @@ mod tests {
     #[test]
     fn a_token_differing_by_one_byte_from_a_verified_one_is_verified_in_full_and_refused() {
         let access = tokens(Arc::new(ManualClock::new(start())));
-        let (token, _) = access.issue(Uuid::new_v4(), Uuid::new_v4()).expect("issue works");
+        let (token, _) = access.issue(UserId::new_random(), FamilyId::new_random()).expect("issue works");
         assert!(access.verify_access(&token).is_ok());
         let mut forged = token.into_bytes();
         let last = forged.len() - 2;
@@ -170,7 +171,7 @@ mod tests {
     fn a_token_verified_by_one_key_set_is_refused_by_a_set_without_its_key() {
         let clock = Arc::new(ManualClock::new(start()));
         let first = tokens(clock.clone());
-        let (token, _) = first.issue(Uuid::new_v4(), Uuid::new_v4()).expect("issue works");
+        let (token, _) = first.issue(UserId::new_random(), FamilyId::new_random()).expect("issue works");
         assert!(first.verify_access(&token).is_ok());
         let other = tokens(clock);
         assert!(other.verify_access(&token).is_err(), "a new key set starts with no verified tokens");
@@ -181,7 +182,7 @@ mod tests {
         let verified = Verified::default();
         let clock = Arc::new(ManualClock::new(start()));
         let access = tokens(clock);
-        let (_, claims) = access.issue(Uuid::new_v4(), Uuid::new_v4()).expect("issue works");
+        let (_, claims) = access.issue(UserId::new_random(), FamilyId::new_random()).expect("issue works");
         for n in 0..(VERIFIED_CAPACITY + 10) {
             let digest: [u8; 32] = Sha256::digest(n.to_le_bytes()).into();
             verified.insert(digest, &claims, start().timestamp());

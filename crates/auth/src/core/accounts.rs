@@ -1,6 +1,7 @@
 //! Accounts as every request reads them: active or refused, with their credential generation.
 
 use chrono::{DateTime, Utc};
+use ids::UserId;
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
@@ -10,7 +11,7 @@ use crate::core::error::AuthError;
 /// A user as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserView {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     pub email_verified: bool,
     pub created_at: DateTime<Utc>,
@@ -24,8 +25,8 @@ pub struct UserView {
 
 impl Core {
     /// Refuses users who are suspended or deleted.
-    pub async fn ensure_active(&self, user: Uuid) -> Result<(), AuthError> {
-        Core::active_generation_on(self.db.conn(), user).await.map(|_| ())
+    pub async fn ensure_active(&self, user: UserId) -> Result<(), AuthError> {
+        Core::active_generation_on(self.db.conn(), user.0).await.map(|_| ())
     }
 
     /// The credential generation of `user` if active (read on `conn`); refused otherwise.
@@ -42,8 +43,8 @@ impl Core {
 
     /// The active user `user`: the read every authenticated request makes. On an SQLite file it
     /// runs in place (no hand-off to the driver's thread); the pool answers when it cannot.
-    pub async fn me(&self, user: Uuid) -> Result<UserView, AuthError> {
-        self.active_user(user, Uuid::nil()).await.map(|(view, _)| view)
+    pub async fn me(&self, user: UserId) -> Result<UserView, AuthError> {
+        self.active_user(user.0, Uuid::nil()).await.map(|(view, _)| view)
     }
 
     /// [`Core::me`], and in the same query whether token family (or session) `family`
@@ -57,7 +58,7 @@ impl Core {
         let inline = self.db.inline_reader().and_then(|reader| {
             reader.query_row(ACTIVE_USER, [family.as_bytes().as_slice(), user.as_bytes().as_slice()], |row| {
                 let view = UserView {
-                    id: user,
+                    id: UserId(user),
                     email: row.get(0)?,
                     email_verified: row.get::<_, Option<String>>(1)?.is_some(),
                     created_at: row.get(2)?,
@@ -77,7 +78,7 @@ impl Core {
             .await?
             .ok_or(AuthError::Unauthenticated)?;
         let view = UserView {
-            id: user,
+            id: UserId(user),
             email: row.try_get("", "email")?,
             email_verified: row.try_get::<Option<DateTime<Utc>>>("", "email_verified_at")?.is_some(),
             created_at: row.try_get("", "created_at")?,

@@ -2,6 +2,7 @@
 //! token in the same family, with the family's sign-in time, generation and authentication.
 
 use chrono::{DateTime, Duration, Utc};
+use ids::{SessionId, UserId};
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
@@ -89,7 +90,7 @@ impl Core {
             ],
         ))
         .await?;
-        let holder = Holder::signed_in(user, turn.family, turn.generation);
+        let holder = Holder::signed_in(UserId(user), SessionId(turn.family), turn.generation);
         let (access, _) = self.access.issue_authenticated(holder, authentication)?;
         Ok(TokenPair {
             access_token: secrecy::SecretString::from(access),

@@ -15,6 +15,7 @@
 //! per-request user read sees it in the same query, so they stop at once too, on every replica,
 //! with or without Redis.
 
+use ids::UserId;
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
@@ -104,11 +105,11 @@ impl Core {
     pub(crate) async fn finish_ending(&self, ending: Ending) -> Result<Ended, AuthError> {
         let now = self.clock.now();
         let mut sessions = 0;
-        for (hash, mut record) in self.kv.user_sessions(ending.user).await? {
-            if Some(record.id) == ending.keep {
+        for (hash, mut record) in self.kv.user_sessions(UserId(ending.user)).await? {
+            if Some(record.id.0) == ending.keep {
                 record.generation = ending.generation;
                 self.kv.replace_session(&hash, &record, now).await?;
-            } else if self.kv.delete_session(&hash, ending.user).await? && now < record.absolute_expires_at {
+            } else if self.kv.delete_session(&hash, UserId(ending.user)).await? && now < record.absolute_expires_at {
                 sessions += 1;
             }
         }

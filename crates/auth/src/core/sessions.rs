@@ -2,6 +2,7 @@
 //! goes to the client once and is never stored), with their idle and absolute limits.
 
 use chrono::{DateTime, Duration, Utc};
+use ids::{SessionId, UserId};
 use uuid::Uuid;
 
 use crate::core::accounts::UserView;
@@ -31,7 +32,7 @@ pub struct NewSession {
 /// An authenticated session, as resolved for one request.
 #[derive(Debug, Clone)]
 pub struct SessionPrincipal {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// The user, read on this request (so a suspension is seen at once).
     pub user: UserView,
     pub session: SessionRecord,
@@ -50,8 +51,8 @@ impl Core {
         let generation = Core::active_generation_on(self.db.conn(), user).await?;
         let now = self.clock.now();
         let record = SessionRecord {
-            id: Uuid::new_v4(),
-            user_id: user,
+            id: SessionId::new_random(),
+            user_id: UserId(user),
             created_at: now,
             last_refreshed_at: now,
             idle_expires_at: now + SESSION_IDLE,

@@ -8,9 +8,9 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+use ids::{SessionId, UserId};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::core::authentication::Authentication;
 use crate::core::error::AuthError;
@@ -19,8 +19,8 @@ use crate::core::error::AuthError;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SessionRecord {
     /// Public id, used to list and revoke sessions without exposing the token or its hash.
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: SessionId,
+    pub user_id: UserId,
     pub created_at: DateTime<Utc>,
     pub last_refreshed_at: DateTime<Utc>,
     pub idle_expires_at: DateTime<Utc>,
@@ -330,7 +330,7 @@ impl Kv {
         }
     }
 
-    pub async fn delete_session(&self, hash: &str, user_id: Uuid) -> Result<bool, AuthError> {
+    pub async fn delete_session(&self, hash: &str, user_id: UserId) -> Result<bool, AuthError> {
         match self {
             Kv::Memory(m) => Ok(Self::lock(m)?.sessions.remove(hash).is_some()),
             Kv::Redis(r) => {
@@ -350,7 +350,7 @@ impl Kv {
     }
 
     /// Every live session of a user, with its token hash.
-    pub async fn user_sessions(&self, user_id: Uuid) -> Result<Vec<(String, SessionRecord)>, AuthError> {
+    pub async fn user_sessions(&self, user_id: UserId) -> Result<Vec<(String, SessionRecord)>, AuthError> {
         match self {
             Kv::Memory(m) => Ok(Self::lock(m)?
                 .sessions

@@ -5,10 +5,11 @@
 //! than its scopes nor more than that member's role at the time.
 
 use chrono::{DateTime, Utc};
+use ids::{ApiKeyId, WorkspaceId};
 use rbac::Permission;
 use sea_orm::{ConnectionTrait, QueryResult};
 use secrecy::SecretString;
-use tenancy::{TenancyError, TenantId, TenantTx, UserId};
+use tenancy::{TenancyError, TenantTx, UserId};
 use uuid::Uuid;
 
 use crate::core::error::AuthError;
@@ -38,15 +39,15 @@ const LAST_USED_GRANULARITY_SECS: i64 = 60;
 /// A key as its workspace's administrators see it: never the key itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
-    pub id: Uuid,
-    pub tenant: TenantId,
+    pub id: ApiKeyId,
+    pub tenant: WorkspaceId,
     pub name: String,
     /// `rk_live_` and the first random characters.
     pub prefix: String,
     pub scopes: Vec<String>,
     pub per_minute: u32,
     pub per_month: u64,
-    pub created_by: Uuid,
+    pub created_by: UserId,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -66,9 +67,9 @@ pub struct NewKey {
 /// What an authenticated key may do: act in `tenant` as `user`, within `scopes`, under its caps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyGrant {
-    pub key_id: Uuid,
-    pub tenant: TenantId,
-    pub user: Uuid,
+    pub key_id: ApiKeyId,
+    pub tenant: WorkspaceId,
+    pub user: UserId,
     pub scopes: Vec<Permission>,
     pub per_minute: u32,
     pub per_month: u64,
@@ -85,7 +86,7 @@ fn from_row(row: &QueryResult) -> Result<ApiKey, TenancyError> {
     let scopes: String = row.try_get("", "scopes")?;
     Ok(ApiKey {
         id: row.try_get("", "id")?,
-        tenant: TenantId(row.try_get("", "tenant_id")?),
+        tenant: row.try_get("", "tenant_id")?,
         name: row.try_get("", "name")?,
         prefix: row.try_get("", "prefix")?,
         scopes: serde_json::from_str(&scopes)
@@ -139,7 +140,7 @@ pub async fn create(
     let random = token::generate();
     let key = format!("{KEY_PREFIX}{}_{random}", tx.tenant().0.simple());
     let prefix = format!("{KEY_PREFIX}{}", &random[..SHOWN_RANDOM_CHARS]);
-    let id = Uuid::new_v4();
+    let id = ApiKeyId::new_random();
     let scope_texts: Vec<String> = scopes.iter().map(Permission::to_string).collect();
     let scopes_json = serde_json::to_string(&scope_texts).map_err(|e| TenancyError::Internal(e.to_string()))?;
     tx.conn()
@@ -193,7 +194,7 @@ async fn check_key_cap(tx: &TenantTx) -> Result<(), TenancyError> {
     Ok(())
 }
 
-async fn get(tx: &TenantTx, id: Uuid) -> Result<ApiKey, TenancyError> {
+async fn get(tx: &TenantTx, id: ApiKeyId) -> Result<ApiKey, TenancyError> {
     let row = tx
         .conn()
         .query_one(tx.statement(
@@ -219,7 +220,7 @@ pub async fn list(tx: &TenantTx) -> Result<Vec<ApiKey>, TenancyError> {
 }
 
 /// Revokes a key at once (`api_keys.manage`): its next request is refused.
-pub async fn revoke(tx: &TenantTx, id: Uuid, now: DateTime<Utc>) -> Result<ApiKey, TenancyError> {
+pub async fn revoke(tx: &TenantTx, id: ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, TenancyError> {
     tx.require_member(&Permission::API_KEYS_MANAGE)?;
     let key = get(tx, id).await?;
     if key.revoked_at.is_some() {
@@ -261,7 +262,7 @@ pub(crate) async fn authenticate(
 ) -> Result<KeyGrant, AuthError> {
     let tenant = tenant_of(presented).ok_or(AuthError::Unauthenticated)?;
     let hash = tokens.hash(HASH_PURPOSE, presented);
-    let tx = TenantTx::begin_claiming(db, TenantId(tenant), UserId(Uuid::nil())).await.map_err(internal)?;
+    let tx = TenantTx::begin_claiming(db, WorkspaceId(tenant), UserId(Uuid::nil())).await.map_err(internal)?;
     let found = lookup(&tx, &hash, now).await;
     tx.settle(found).await.map_err(internal)?.ok_or(AuthError::Unauthenticated)
 }

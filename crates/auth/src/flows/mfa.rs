@@ -8,6 +8,7 @@
 //! and completes the two-step sign-in.
 
 use chrono::{DateTime, Utc};
+use ids::UserId;
 use sea_orm::ConnectionTrait;
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -40,7 +41,7 @@ pub(crate) async fn totp_enrol(core: &Core, user: Uuid) -> Result<Enrolment, Aut
     if core.mfa_enabled(user).await? {
         return Err(AuthError::MfaAlreadyEnabled);
     }
-    let me = core.me(user).await?;
+    let me = core.me(UserId(user)).await?;
     let mut secret = zeroize::Zeroizing::new([0u8; SECRET_BYTES]);
     rand::Rng::fill(&mut rand::rngs::OsRng, secret.as_mut_slice());
     let sealed = core.seal_with_vault_key(user.as_bytes(), secret.as_slice())?;

@@ -2,6 +2,7 @@
 //! suspend and reinstate them. Every change is recorded in the audit trail.
 
 use chrono::{DateTime, Utc};
+use ids::UserId;
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
@@ -14,7 +15,7 @@ use crate::core::settings::RequestMeta;
 /// An account as an operator lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Account {
-    pub id: Uuid,
+    pub id: UserId,
     pub email: String,
     /// `active` or `suspended`.
     pub status: String,

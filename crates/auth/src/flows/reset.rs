@@ -46,13 +46,13 @@ pub(crate) async fn change_password(
     .await?;
     core.mail(&txn, &me.email, "Your password was changed", "Your password was just changed and your other sessions were signed out. If this was not you, reset your password now.".into())
         .await?;
-    let ending = core.end_credentials_in(&txn, principal.user_id, None).await?;
-    core.record_event(&txn, events::PASSWORD_CHANGED, Some(principal.user_id), meta, serde_json::json!({})).await?;
+    let ending = core.end_credentials_in(&txn, principal.user_id.0, None).await?;
+    core.record_event(&txn, events::PASSWORD_CHANGED, Some(principal.user_id.0), meta, serde_json::json!({})).await?;
     txn.commit().await?;
     core.finish_ending(ending).await?;
     // The new session keeps the authentication of the one it replaces.
     let methods: Vec<&str> = principal.session.amr.iter().map(String::as_str).collect();
-    core.open_session(principal.user_id, meta, principal.session.authenticated_at, &methods).await
+    core.open_session(principal.user_id.0, meta, principal.session.authenticated_at, &methods).await
 }
 
 /// Queues a reset for `email`. The answer and the request's work are the same whether or not

@@ -2,6 +2,7 @@
 //! signing out, listing and revoking credentials, and exchanging one for a workspace-bound token.
 
 use chrono::{DateTime, Utc};
+use ids::{SessionId, UserId, WorkspaceId};
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
@@ -20,8 +21,8 @@ use crate::core::store::SessionRecord;
 /// Which sessions to revoke.
 #[derive(Debug, Clone, Copy)]
 pub enum Revoke {
-    One(Uuid),
-    AllExcept(Uuid),
+    One(SessionId),
+    AllExcept(SessionId),
     All,
 }
 
@@ -38,7 +39,7 @@ pub enum CredentialKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     /// The session's public id, or the token family's id (the access tokens' `sid`).
-    pub id: Uuid,
+    pub id: SessionId,
     pub kind: CredentialKind,
     pub created_at: DateTime<Utc>,
     /// The last sliding refresh of a session; the last token rotation of a family.
@@ -101,7 +102,7 @@ pub(crate) async fn authenticate_access(core: &Core, token: &str) -> Result<(Acc
     let claims = core.access.verify_access(token)?;
     // Suspension and deletion take effect on the very next request, not at token expiry; so
     // do the credential generation and the family's own end, read in the same query.
-    let (user, family_revoked) = core.active_user(claims.sub, claims.sid).await?;
+    let (user, family_revoked) = core.active_user(claims.sub.0, claims.sid.0).await?;
     if claims.gen != user.credential_generation || family_revoked {
         return Err(AuthError::Unauthenticated);
     }
@@ -113,11 +114,11 @@ pub(crate) async fn sign_out(core: &Core, principal: &SessionPrincipal, meta: &R
     core.kv.delete_session(&principal.token_hash, principal.user_id).await?;
     let txn = core.db.begin_write().await?;
     // Tokens exchanged from this session end with it.
-    core.mark_family_revoked(&txn, principal.user_id, principal.session.id).await?;
+    core.mark_family_revoked(&txn, principal.user_id.0, principal.session.id.0).await?;
     core.record_event(
         &txn,
         events::SIGNOUT,
-        Some(principal.user_id),
+        Some(principal.user_id.0),
         meta,
         serde_json::json!({"session": principal.session.id}),
     )
@@ -132,7 +133,7 @@ pub(crate) async fn list_sessions(core: &Core, user: Uuid) -> Result<Vec<Credent
     let generation = Core::active_generation_on(core.db.conn(), user).await?;
     let mut list: Vec<Credential> = core
         .kv
-        .user_sessions(user)
+        .user_sessions(UserId(user))
         .await?
         .into_iter()
         .map(|(_, r)| r)
@@ -159,7 +160,7 @@ pub(crate) async fn list_sessions(core: &Core, user: Uuid) -> Result<Vec<Credent
         }
         let began: DateTime<Utc> = row.try_get("", "began")?;
         list.push(Credential {
-            id,
+            id: SessionId(id),
             kind: CredentialKind::TokenFamily,
             created_at: began,
             last_used_at: row.try_get("", "created_at")?,
@@ -186,15 +187,15 @@ pub(crate) async fn revoke_sessions(
 ) -> Result<Ended, AuthError> {
     let txn = core.db.begin_write().await?;
     let id = match which {
-        Revoke::One(id) => id,
-        Revoke::AllExcept(keep) => return end_all(core, txn, user, Some(keep), meta).await,
+        Revoke::One(id) => id.0,
+        Revoke::AllExcept(keep) => return end_all(core, txn, user, Some(keep.0), meta).await,
         Revoke::All => return end_all(core, txn, user, None, meta).await,
     };
     let mut ended = Ended::default();
-    for (hash, record) in core.kv.user_sessions(user).await? {
+    for (hash, record) in core.kv.user_sessions(UserId(user)).await? {
         // Counted only if this request removed it: of concurrent revocations of one session,
         // one ends it and the others find nothing, as a later one would.
-        if record.id == id && core.kv.delete_session(&hash, user).await? {
+        if record.id.0 == id && core.kv.delete_session(&hash, UserId(user)).await? {
             ended.sessions += 1;
         }
     }
@@ -274,9 +275,9 @@ pub(crate) async fn exchange_for_workspace(
 ) -> Result<(secrecy::SecretString, i64), AuthError> {
     let holder = Holder {
         user: user.id,
-        sid,
+        sid: SessionId(sid),
         generation: user.credential_generation,
-        workspace: Some(workspace),
+        workspace: Some(WorkspaceId(workspace)),
         scope: scope.clone(),
     };
     let (token, claims) = core.access.issue_for(holder, authentication, ttl)?;
@@ -284,7 +285,7 @@ pub(crate) async fn exchange_for_workspace(
     let detail = serde_json::json!({
         "workspace": workspace, "scope": scope, "expires_in": ttl.num_seconds(), "from": sid, "token": claims.jti
     });
-    core.record_event(&txn, events::TOKEN_EXCHANGED, Some(user.id), meta, detail).await?;
+    core.record_event(&txn, events::TOKEN_EXCHANGED, Some(user.id.0), meta, detail).await?;
     txn.commit().await?;
     Ok((secrecy::SecretString::from(token), ttl.num_seconds()))
 }

@@ -66,7 +66,7 @@ pub(crate) async fn stamp_family(
     let Some(generation) = core.stamp_family_tokens(user, family, authentication).await? else {
         return Err(AuthError::Unauthenticated);
     };
-    let holder = Holder::signed_in(user, family, generation);
+    let holder = Holder::signed_in(ids::UserId(user), ids::SessionId(family), generation);
     let (access, _) = core.access.issue_authenticated(holder, Some(authentication))?;
     Ok((secrecy::SecretString::from(access), core.access.ttl_secs()))
 }

@@ -1,5 +1,6 @@
 //! The claims of an access token, whom it is for, and the claims and header as received.
 
+use ids::{SessionId, UserId, WorkspaceId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -11,9 +12,9 @@ use super::error::JwtError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     /// The user the token was issued to (RFC 7519 §4.1.2).
-    pub sub: Uuid,
+    pub sub: UserId,
     /// The session, or refresh-token family, the token belongs to; callers use it for revocation.
-    pub sid: Uuid,
+    pub sid: SessionId,
     /// The issuer (RFC 7519 §4.1.1).
     pub iss: String,
     /// The single intended audience (RFC 7519 §4.1.3).
@@ -40,7 +41,7 @@ pub struct AccessClaims {
     /// The one workspace a token made by exchange acts in (a private claim); absent on the
     /// tokens of a sign-in, which act wherever their user may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ws: Option<Uuid>,
+    pub ws: Option<WorkspaceId>,
     /// The permissions an exchanged token is narrowed to, space-separated (RFC 8693 §4.2
     /// `scope`); absent: the user's own in that workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,16 +52,16 @@ pub struct AccessClaims {
 /// credential generation at issue; for an exchanged token, its workspace and scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
-    pub user: Uuid,
-    pub sid: Uuid,
+    pub user: UserId,
+    pub sid: SessionId,
     pub generation: i64,
-    pub workspace: Option<Uuid>,
+    pub workspace: Option<WorkspaceId>,
     pub scope: Option<String>,
 }
 
 impl Holder {
     /// The holder of a sign-in's tokens: no workspace binding.
-    pub fn signed_in(user: Uuid, sid: Uuid, generation: i64) -> Holder {
+    pub fn signed_in(user: UserId, sid: SessionId, generation: i64) -> Holder {
         Holder { user, sid, generation, workspace: None, scope: None }
     }
 }
@@ -71,8 +72,8 @@ impl Holder {
 /// `{"aud":"a","aud":"b"}` is refused rather than read ambiguously.
 #[derive(Deserialize)]
 pub(super) struct ReceivedClaims {
-    sub: Option<Uuid>,
-    sid: Option<Uuid>,
+    sub: Option<UserId>,
+    sid: Option<SessionId>,
     iss: Option<String>,
     aud: Option<String>,
     iat: Option<i64>,
@@ -82,7 +83,7 @@ pub(super) struct ReceivedClaims {
     auth_time: Option<i64>,
     amr: Option<Vec<String>>,
     gen: Option<i64>,
-    ws: Option<Uuid>,
+    ws: Option<WorkspaceId>,
     scope: Option<String>,
 }
 

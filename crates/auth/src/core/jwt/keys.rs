@@ -3,6 +3,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use ids::{SessionId, UserId};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use uuid::Uuid;
@@ -117,8 +118,8 @@ impl JwtKeys {
     pub fn issue(
         &self,
         cfg: &JwtConfig,
-        user: Uuid,
-        sid: Uuid,
+        user: UserId,
+        sid: SessionId,
         now: DateTime<Utc>,
     ) -> Result<(String, AccessClaims), JwtError> {
         self.issue_authenticated(cfg, Holder::signed_in(user, sid, 0), now, None, &[])

@@ -3,6 +3,7 @@
 //! linked identity or a re-authentication.
 
 use chrono::{DateTime, Duration, Utc};
+use ids::{SessionId, UserId};
 use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow};
 use openidconnect::{CsrfToken, Nonce, PkceCodeChallenge, Scope};
 use sea_orm::ConnectionTrait;
@@ -45,9 +46,9 @@ pub enum Purpose {
     Native { redirect_uri: String, code_challenge: String, state: String },
     /// A signed-in user links an identity at the provider to their account, from `session` (a
     /// session or token family, which must still be live at the callback).
-    Link { user: Uuid, session: Uuid },
+    Link { user: UserId, session: SessionId },
     /// A signed-in user re-authenticates with the provider (accounts without local factors).
-    Reauth { user: Uuid, session: Uuid },
+    Reauth { user: UserId, session: SessionId },
 }
 
 impl Purpose {
@@ -79,10 +80,10 @@ pub enum Completed {
         redirect: url::Url,
     },
     Linked {
-        user: Uuid,
+        user: UserId,
     },
     Reauthenticated {
-        user: Uuid,
+        user: UserId,
     },
 }
 
@@ -109,7 +110,7 @@ pub(crate) async fn start(
     let (provider, http) = providers.get(provider)?;
     check_native_request(&core.settings, &purpose)?;
     if let Purpose::Reauth { user, .. } = &purpose {
-        refuse_if_local_factors(core, *user).await?;
+        refuse_if_local_factors(core, user.0).await?;
     }
     let (pkce_challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, state, nonce) = match &provider.cfg.kind {
@@ -136,8 +137,8 @@ pub(crate) async fn start(
         Purpose::Native { redirect_uri, code_challenge, state } => {
             (None, None, Some((redirect_uri, code_challenge, state)))
         }
-        Purpose::Link { user, session } => (Some(*user), Some(*session), None),
-        Purpose::Reauth { user, session } => (Some(*user), Some(*session), None),
+        Purpose::Link { user, session } => (Some(user.0), Some(session.0), None),
+        Purpose::Reauth { user, session } => (Some(user.0), Some(session.0), None),
     };
     core.db
         .conn()
@@ -362,7 +363,7 @@ async fn complete_link(
         authenticated_afresh(verified, began)?;
     }
     settle_link(core, provider_name, user, verified, meta).await?;
-    Ok(Completed::Linked { user })
+    Ok(Completed::Linked { user: UserId(user) })
 }
 
 /// A signed-in user's re-authentication through the provider (accounts without local factors).
@@ -381,7 +382,7 @@ async fn complete_reauth(
     refuse_if_local_factors(core, user).await?;
     authenticated_afresh(verified, began)?;
     settle_reauth(core, provider_name, user, session, verified, meta).await?;
-    Ok(Completed::Reauthenticated { user })
+    Ok(Completed::Reauthenticated { user: UserId(user) })
 }
 
 /// Refuses a native client's request that names an unregistered or unsafe redirect, or a

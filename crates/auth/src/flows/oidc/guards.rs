@@ -1,6 +1,7 @@
 //! What a flow that began signed in checks at its callback: the session (or token family) that
 //! began it is still live, and the account has no local factor to re-authenticate with instead.
 
+use ids::UserId;
 use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
@@ -9,7 +10,13 @@ use crate::core::error::{AuthError, OidcError};
 
 /// The store key of `user`'s session `id`, if it is still live.
 pub(super) async fn session_hash(core: &Core, user: Uuid, id: Uuid) -> Result<Option<String>, AuthError> {
-    Ok(core.kv.user_sessions(user).await?.into_iter().find(|(_, record)| record.id == id).map(|(hash, _)| hash))
+    Ok(core
+        .kv
+        .user_sessions(UserId(user))
+        .await?
+        .into_iter()
+        .find(|(_, record)| record.id.0 == id)
+        .map(|(hash, _)| hash))
 }
 
 /// Refuses a flow whose session (or token family) ended since it began.

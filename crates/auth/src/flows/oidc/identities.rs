@@ -2,6 +2,7 @@
 //! access tokens opened for server-side calls.
 
 use chrono::{DateTime, Utc};
+use ids::IdentityId;
 use sea_orm::ConnectionTrait;
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -15,7 +16,7 @@ use crate::core::settings::RequestMeta;
 /// An identity at a provider, as shown to its account.
 #[derive(Debug, Clone)]
 pub struct IdentityView {
-    pub id: Uuid,
+    pub id: IdentityId,
     pub provider: String,
     pub email: Option<String>,
     pub created_at: DateTime<Utc>,

@@ -99,7 +99,7 @@ pub(crate) async fn native_token(
         return Err(AuthError::InvalidToken);
     }
     let user: Uuid = row.try_get("", "user_id")?;
-    core.ensure_active(user).await?;
+    core.ensure_active(ids::UserId(user)).await?;
     if let Some(challenge) = core.challenge_if_enrolled(user, Flow::Token, amr::FEDERATED).await? {
         return Ok(SignIn::SecondFactor(challenge));
     }

@@ -215,8 +215,8 @@ async fn sign_in_account(
         // Sessions opened with the cleared password (none should exist while unverified,
         // but the rule does not rest on that) end with it, before the takeover commits: a
         // store failure leaves nothing half done.
-        for (hash, _) in core.kv.user_sessions(user).await? {
-            core.kv.delete_session(&hash, user).await?;
+        for (hash, _) in core.kv.user_sessions(ids::UserId(user)).await? {
+            core.kv.delete_session(&hash, ids::UserId(user)).await?;
         }
     }
     Ok(user)

@@ -3,9 +3,9 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use chrono::Duration;
+use ids::{SessionId, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::json;
-use uuid::Uuid;
 
 use super::support::{b64, good_claims, header_for, key, keys, pkcs8_v1_from_v2, sign_raw, t0, with, without};
 use crate::core::jwt::limits::MAX_TOKEN_LEN;
@@ -115,10 +115,10 @@ fn a_token_without_a_kid_is_refused() {
 fn a_token_from_a_rotated_out_key_still_verifies() {
     let mut keys = keys();
     let cfg = JwtConfig::default();
-    let (old_token, _) = keys.issue(&cfg, Uuid::new_v4(), Uuid::new_v4(), t0()).expect("issue works");
+    let (old_token, _) = keys.issue(&cfg, UserId::new_random(), SessionId::new_random(), t0()).expect("issue works");
 
     keys.rotate(key("k2")).expect("k2 is a new kid");
-    let (new_token, _) = keys.issue(&cfg, Uuid::new_v4(), Uuid::new_v4(), t0()).expect("issue works");
+    let (new_token, _) = keys.issue(&cfg, UserId::new_random(), SessionId::new_random(), t0()).expect("issue works");
 
     assert_eq!(keys.active().kid(), "k2");
     assert_eq!(keys.previous()[0].kid(), "k1");
@@ -130,7 +130,7 @@ fn a_token_from_a_rotated_out_key_still_verifies() {
 fn a_token_from_a_removed_key_fails() {
     let mut keys = keys();
     let cfg = JwtConfig::default();
-    let (old_token, _) = keys.issue(&cfg, Uuid::new_v4(), Uuid::new_v4(), t0()).expect("issue works");
+    let (old_token, _) = keys.issue(&cfg, UserId::new_random(), SessionId::new_random(), t0()).expect("issue works");
     keys.rotate(key("k2")).expect("k2 is a new kid");
 
     let retired = keys.retire("k1").expect("k1 is a previous key");
@@ -200,7 +200,7 @@ fn the_jwks_contains_every_key_with_its_public_key_as_x() {
 fn a_token_verifies_with_the_key_published_in_the_jwks() {
     let keys = keys();
     let cfg = JwtConfig::default();
-    let (token, _) = keys.issue(&cfg, Uuid::new_v4(), Uuid::new_v4(), t0()).expect("issue works");
+    let (token, _) = keys.issue(&cfg, UserId::new_random(), SessionId::new_random(), t0()).expect("issue works");
     let jwks = keys.jwks();
     let x = jwks["keys"][0]["x"].as_str().expect("x is a string");
     let decoding_key = DecodingKey::from_ed_components(x).expect("x decodes");
@@ -309,7 +309,7 @@ fn error_messages_never_contain_the_token_or_claim_values() {
 #[test]
 fn invalid_configurations_are_refused() {
     let keys = keys();
-    let (user, sid) = (Uuid::new_v4(), Uuid::new_v4());
+    let (user, sid) = (UserId::new_random(), SessionId::new_random());
     let bad = [
         JwtConfig { issuer: String::new(), ..JwtConfig::default() },
         JwtConfig { audience: String::new(), ..JwtConfig::default() },

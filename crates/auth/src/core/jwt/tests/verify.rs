@@ -3,6 +3,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Duration};
+use ids::{SessionId, UserId};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -13,7 +14,7 @@ use crate::core::jwt::{JwtConfig, JwtError};
 fn a_fresh_token_round_trips_with_every_claim_intact() {
     let keys = keys();
     let cfg = JwtConfig::default();
-    let (user, sid) = (Uuid::new_v4(), Uuid::new_v4());
+    let (user, sid) = (UserId::new_random(), SessionId::new_random());
     let (token, issued) = keys.issue(&cfg, user, sid, t0()).expect("issue works");
 
     let verified = keys.verify(&cfg, &token, t0()).expect("a fresh token verifies");
@@ -31,7 +32,8 @@ fn a_fresh_token_round_trips_with_every_claim_intact() {
 #[test]
 fn an_issued_token_has_an_eddsa_at_jwt_header_naming_the_active_key() {
     let keys = keys();
-    let (token, _) = keys.issue(&JwtConfig::default(), Uuid::new_v4(), Uuid::new_v4(), t0()).expect("issue works");
+    let (token, _) =
+        keys.issue(&JwtConfig::default(), UserId::new_random(), SessionId::new_random(), t0()).expect("issue works");
     let encoded_header = token.split('.').next().expect("a token has a header");
     let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded_header).expect("base64url"))
         .expect("the header is JSON");
@@ -45,7 +47,7 @@ fn an_issued_token_has_an_eddsa_at_jwt_header_naming_the_active_key() {
 fn two_issued_tokens_have_different_jtis() {
     let keys = keys();
     let cfg = JwtConfig::default();
-    let (user, sid) = (Uuid::new_v4(), Uuid::new_v4());
+    let (user, sid) = (UserId::new_random(), SessionId::new_random());
     let (_, first) = keys.issue(&cfg, user, sid, t0()).expect("issue works");
     let (_, second) = keys.issue(&cfg, user, sid, t0()).expect("issue works");
 
@@ -120,7 +122,7 @@ fn rs256_hs256_and_other_algorithm_headers_are_refused() {
 fn a_tampered_payload_is_refused() {
     let keys = keys();
     let cfg = JwtConfig::default();
-    let (token, claims) = keys.issue(&cfg, Uuid::new_v4(), Uuid::new_v4(), t0()).expect("issue works");
+    let (token, claims) = keys.issue(&cfg, UserId::new_random(), SessionId::new_random(), t0()).expect("issue works");
     let mut parts: Vec<&str> = token.split('.').collect();
     let mut forged_claims = serde_json::to_value(&claims).expect("claims serialise");
     forged_claims["sub"] = json!(Uuid::new_v4());
@@ -134,7 +136,7 @@ fn a_tampered_payload_is_refused() {
 fn a_stripped_signature_is_refused() {
     let keys = keys();
     let cfg = JwtConfig::default();
-    let (token, _) = keys.issue(&cfg, Uuid::new_v4(), Uuid::new_v4(), t0()).expect("issue works");
+    let (token, _) = keys.issue(&cfg, UserId::new_random(), SessionId::new_random(), t0()).expect("issue works");
     let unsigned = format!("{}.", &token[..token.rfind('.').expect("token has dots")]);
 
     assert_eq!(keys.verify(&cfg, &unsigned, t0()), Err(JwtError::BadSignature));
@@ -153,7 +155,7 @@ fn a_token_signed_by_a_stranger_under_a_known_kid_is_refused() {
 fn an_expired_token_is_refused_once_the_leeway_has_passed() {
     let keys = keys();
     let cfg = JwtConfig::default();
-    let (token, claims) = keys.issue(&cfg, Uuid::new_v4(), Uuid::new_v4(), t0()).expect("issue works");
+    let (token, claims) = keys.issue(&cfg, UserId::new_random(), SessionId::new_random(), t0()).expect("issue works");
     let expiry = DateTime::from_timestamp(claims.exp, 0).expect("exp is in range");
 
     assert_eq!(keys.verify(&cfg, &token, expiry + cfg.leeway), Err(JwtError::Expired));
@@ -164,7 +166,7 @@ fn an_expired_token_is_refused_once_the_leeway_has_passed() {
 fn an_expired_token_is_accepted_within_the_leeway() {
     let keys = keys();
     let cfg = JwtConfig::default();
-    let (token, claims) = keys.issue(&cfg, Uuid::new_v4(), Uuid::new_v4(), t0()).expect("issue works");
+    let (token, claims) = keys.issue(&cfg, UserId::new_random(), SessionId::new_random(), t0()).expect("issue works");
     let expiry = DateTime::from_timestamp(claims.exp, 0).expect("exp is in range");
 
     assert!(keys.verify(&cfg, &token, expiry).is_ok());
@@ -175,7 +177,7 @@ fn an_expired_token_is_accepted_within_the_leeway() {
 fn with_zero_leeway_a_token_expires_exactly_at_exp() {
     let keys = keys();
     let cfg = JwtConfig { leeway: Duration::zero(), ..JwtConfig::default() };
-    let (token, claims) = keys.issue(&cfg, Uuid::new_v4(), Uuid::new_v4(), t0()).expect("issue works");
+    let (token, claims) = keys.issue(&cfg, UserId::new_random(), SessionId::new_random(), t0()).expect("issue works");
     let expiry = DateTime::from_timestamp(claims.exp, 0).expect("exp is in range");
 
     assert!(keys.verify(&cfg, &token, expiry - Duration::seconds(1)).is_ok());
@@ -226,7 +228,7 @@ fn a_token_for_another_audience_is_refused() {
 fn a_token_issued_for_another_configured_audience_is_refused() {
     let keys = keys();
     let other = JwtConfig { audience: "admin-api".to_owned(), ..JwtConfig::default() };
-    let (token, _) = keys.issue(&other, Uuid::new_v4(), Uuid::new_v4(), t0()).expect("issue works");
+    let (token, _) = keys.issue(&other, UserId::new_random(), SessionId::new_random(), t0()).expect("issue works");
 
     assert_eq!(keys.verify(&JwtConfig::default(), &token, t0()), Err(JwtError::WrongAudience));
 }
